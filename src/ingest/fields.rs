@@ -1,0 +1,502 @@
+//! The per-source plan: which CSV field feeds which normalized output columns, and the
+//! row-at-a-time normalization that fills them or rejects the row with a reason.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use csv::ByteRecord;
+
+use super::normalize::{
+    self, ValueError, fold_width, normalize_name, normalize_phone, parse_address, to_simplified,
+};
+use super::segment::{ColumnData, ColumnSchema, ColumnType};
+use crate::date::Date;
+use crate::ids::{Gender, PidStatus, UsccStatus, validate_pid, validate_uscc};
+use crate::source::config::{Role, SourceConfig};
+
+/// Output columns of an address, after the canonical text.
+pub const ADDRESS_PARTS: [&str; 11] = [
+    "province", "city", "district", "town", "village", "road", "number", "estate", "building",
+    "unit", "room",
+];
+
+/// Counters for one identifier column: statuses of id numbers then of USCCs.
+pub const ID_STATUS_SLOTS: usize = PidStatus::ALL.len() + UsccStatus::ALL.len();
+
+/// Why a row was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    pub column: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+struct Field {
+    header_idx: usize,
+    name: String,
+    role: Role,
+    required: bool,
+    allow_negative: bool,
+    values: HashSet<String>,
+    /// First output column.
+    out: usize,
+    /// Index into the identifier counters, for identifier roles.
+    id_slot: Option<usize>,
+}
+
+/// How one source's rows become normalized columns.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub schema: Vec<ColumnSchema>,
+    fields: Vec<Field>,
+    pub header_len: usize,
+    birth: Option<usize>,
+    gender: Option<usize>,
+    /// Names of the identifier columns, in counter order.
+    pub id_columns: Vec<String>,
+}
+
+/// Counters a batch accumulates.
+#[derive(Debug, Clone, Default)]
+pub struct RowStats {
+    pub id_status: Vec<[u64; ID_STATUS_SLOTS]>,
+}
+
+impl Plan {
+    /// Builds the plan from a config and the file's header. Every declared column must be in
+    /// the header; extra header columns are ignored (and counted as such by the caller).
+    pub fn new(config: &SourceConfig, header: &[String]) -> Result<Plan, String> {
+        let mut schema = vec![ColumnSchema {
+            name: "_line".into(),
+            ty: ColumnType::Int,
+        }];
+        let mut fields = Vec::new();
+        let mut id_columns = Vec::new();
+        let (mut birth, mut gender) = (None, None);
+        for c in &config.columns {
+            let Some(header_idx) = header.iter().position(|h| h.trim() == c.name) else {
+                return Err(c.name.clone());
+            };
+            if c.role == Role::Ignore {
+                continue;
+            }
+            let out = schema.len();
+            let mut add = |suffix: &str, ty| {
+                let name = if suffix.is_empty() {
+                    c.name.clone()
+                } else {
+                    format!("{}.{suffix}", c.name)
+                };
+                schema.push(ColumnSchema { name, ty });
+            };
+            let mut id_slot = None;
+            match c.role {
+                Role::PersonId | Role::PersonRef | Role::EnterpriseId | Role::EnterpriseRef => {
+                    add("", ColumnType::Bytes);
+                    add("raw", ColumnType::Bytes);
+                    add("status", ColumnType::Dict);
+                    id_slot = Some(id_columns.len());
+                    id_columns.push(c.name.clone());
+                }
+                Role::PartyId | Role::PartyRef => {
+                    add("", ColumnType::Bytes);
+                    add("raw", ColumnType::Bytes);
+                    add("status", ColumnType::Dict);
+                    add("kind", ColumnType::Dict);
+                    id_slot = Some(id_columns.len());
+                    id_columns.push(c.name.clone());
+                }
+                Role::Phone => {
+                    add("", ColumnType::Bytes);
+                    add("raw", ColumnType::Bytes);
+                }
+                Role::Address => {
+                    add("", ColumnType::Bytes);
+                    for part in ADDRESS_PARTS {
+                        add(part, ColumnType::Bytes);
+                    }
+                    add("region", ColumnType::Int);
+                }
+                Role::Region => {
+                    add("", ColumnType::Int);
+                    add("raw", ColumnType::Bytes);
+                }
+                Role::Gender | Role::Category => add("", ColumnType::Dict),
+                Role::BirthDate
+                | Role::Date
+                | Role::Month
+                | Role::Amount
+                | Role::Quantity
+                | Role::Integer
+                | Role::Flag => add("", ColumnType::Int),
+                Role::RecordId
+                | Role::Name
+                | Role::Surname
+                | Role::GivenName
+                | Role::OrgName
+                | Role::AddressLine
+                | Role::Locality
+                | Role::Postcode
+                | Role::Key
+                | Role::Text => add("", ColumnType::Bytes),
+                Role::Ignore => {}
+            }
+            if c.role == Role::BirthDate {
+                birth = Some(header_idx);
+            }
+            if c.role == Role::Gender {
+                gender = Some(header_idx);
+            }
+            fields.push(Field {
+                header_idx,
+                name: c.name.clone(),
+                role: c.role,
+                required: c.required,
+                allow_negative: c.allow_negative,
+                values: c.values.iter().map(|v| normalize_category(v).into_owned()).collect(),
+                out,
+                id_slot,
+            });
+        }
+        Ok(Plan {
+            schema,
+            fields,
+            header_len: header.len(),
+            birth,
+            gender,
+            id_columns,
+        })
+    }
+
+    pub fn new_stats(&self) -> RowStats {
+        RowStats {
+            id_status: vec![[0; ID_STATUS_SLOTS]; self.id_columns.len()],
+        }
+    }
+
+    /// Normalizes one row into `cols`, or leaves `cols` as they were and says why not.
+    pub fn push_row(
+        &self,
+        line: u64,
+        rec: &ByteRecord,
+        cols: &mut [ColumnData],
+        stats: &mut RowStats,
+    ) -> Result<(), Reject> {
+        if rec.len() != self.header_len {
+            return Err(Reject {
+                column: "*".into(),
+                reason: format!(
+                    "the row has {} fields, the header has {}",
+                    rec.len(),
+                    self.header_len
+                ),
+            });
+        }
+        for f in &self.fields {
+            if std::str::from_utf8(&rec[f.header_idx]).is_err() {
+                return Err(Reject {
+                    column: f.name.clone(),
+                    reason: "the value is not valid UTF-8".into(),
+                });
+            }
+        }
+        let text = |i: usize| std::str::from_utf8(&rec[i]).unwrap_or("");
+        let birth = self
+            .birth
+            .and_then(|i| normalize::parse_date(text(i)).ok().flatten());
+        let gender = self.gender.and_then(|i| parse_gender(text(i)).ok().flatten());
+        let before = cols[0].rows();
+        cols[0].push_int(Some(line as i64));
+        let mut pending: Vec<(usize, usize)> = Vec::new();
+        for f in &self.fields {
+            let raw = text(f.header_idx);
+            match self.push_field(f, raw, birth, gender, cols, &mut pending) {
+                Ok(()) => {}
+                Err(reason) => {
+                    for c in cols.iter_mut() {
+                        c.truncate(before);
+                    }
+                    return Err(Reject {
+                        column: f.name.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        for (slot, status) in pending {
+            stats.id_status[slot][status] += 1;
+        }
+        Ok(())
+    }
+
+    fn push_field(
+        &self,
+        f: &Field,
+        raw: &str,
+        birth: Option<Date>,
+        gender: Option<Gender>,
+        cols: &mut [ColumnData],
+        pending: &mut Vec<(usize, usize)>,
+    ) -> Result<(), String> {
+        let trimmed = clean(raw);
+        if f.required && trimmed.is_empty() {
+            return Err("a required value is empty".into());
+        }
+        let o = f.out;
+        let text_or_none = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let err = |e: ValueError| e.to_string();
+        match f.role {
+            Role::PersonId | Role::PersonRef => {
+                let subject = f.role == Role::PersonId;
+                let id = fold_id(&trimmed);
+                let c = validate_pid(
+                    id.as_bytes(),
+                    birth.filter(|_| subject),
+                    gender.filter(|_| subject),
+                );
+                push_id(cols, o, &id, c.normalized.as_ref().map(|n| &n[..]), c.status.as_str());
+                if let Some(slot) = f.id_slot {
+                    pending.push((slot, pid_slot(c.status)));
+                }
+            }
+            Role::EnterpriseId | Role::EnterpriseRef => {
+                let id = fold_id(&trimmed);
+                let c = validate_uscc(id.as_bytes());
+                push_id(cols, o, &id, c.normalized_str().map(str::as_bytes), c.status.as_str());
+                if let Some(slot) = f.id_slot {
+                    pending.push((slot, uscc_slot(c.status)));
+                }
+            }
+            Role::PartyId | Role::PartyRef => {
+                let id = fold_id(&trimmed);
+                let subject = f.role == Role::PartyId;
+                if looks_like_person(id.as_bytes()) {
+                    let c = validate_pid(
+                        id.as_bytes(),
+                        birth.filter(|_| subject),
+                        gender.filter(|_| subject),
+                    );
+                    push_id(cols, o, &id, c.normalized.as_ref().map(|n| &n[..]), c.status.as_str());
+                    cols[o + 3].push_str(Some("person"));
+                    if let Some(slot) = f.id_slot {
+                        pending.push((slot, pid_slot(c.status)));
+                    }
+                } else {
+                    let c = validate_uscc(id.as_bytes());
+                    push_id(cols, o, &id, c.normalized_str().map(str::as_bytes), c.status.as_str());
+                    let kind = match c.status {
+                        UsccStatus::Missing => None,
+                        _ => Some("enterprise"),
+                    };
+                    cols[o + 3].push_str(kind);
+                    if let Some(slot) = f.id_slot {
+                        pending.push((slot, uscc_slot(c.status)));
+                    }
+                }
+            }
+            Role::Phone => {
+                cols[o].push_str(normalize_phone(&trimmed).as_deref());
+                cols[o + 1].push_str((!trimmed.is_empty()).then_some(&*trimmed));
+            }
+            Role::Address => {
+                if trimmed.is_empty() {
+                    for c in &mut cols[o..o + 1 + ADDRESS_PARTS.len()] {
+                        c.push_str(None);
+                    }
+                    cols[o + 1 + ADDRESS_PARTS.len()].push_int(None);
+                } else {
+                    let a = parse_address(&trimmed);
+                    cols[o].push_str(Some(&a.canonical()));
+                    let parts = [
+                        &a.province, &a.city, &a.district, &a.town, &a.village, &a.road, &a.number,
+                        &a.estate, &a.building, &a.unit, &a.room,
+                    ];
+                    for (i, p) in parts.into_iter().enumerate() {
+                        cols[o + 1 + i].push_str((!p.is_empty()).then_some(p.as_str()));
+                    }
+                    cols[o + 1 + ADDRESS_PARTS.len()].push_int(a.region.map(i64::from));
+                }
+            }
+            Role::Region => {
+                if trimmed.is_empty() {
+                    cols[o].push_int(None);
+                    cols[o + 1].push_str(None);
+                } else {
+                    let b = trimmed.as_bytes();
+                    if !(b.len() == 6 || b.len() == 9 || b.len() == 12)
+                        || !b.iter().all(u8::is_ascii_digit)
+                    {
+                        return Err(format!(
+                            "region {trimmed:?} is not a 6-, 9- or 12-digit division code"
+                        ));
+                    }
+                    let code: i64 = trimmed[..6].parse().unwrap_or(0);
+                    cols[o].push_int(Some(code));
+                    cols[o + 1].push_str(Some(&trimmed));
+                }
+            }
+            Role::Gender => {
+                let g = parse_gender(&trimmed)?;
+                cols[o].push_str(g.map(Gender::as_str));
+            }
+            Role::Category => {
+                let v = normalize_category(&trimmed);
+                if !v.is_empty() && !f.values.is_empty() && !f.values.contains(v.as_ref()) {
+                    return Err(err(ValueError::Category {
+                        value: v.into_owned(),
+                    }));
+                }
+                cols[o].push_str((!v.is_empty()).then_some(v.as_ref()));
+            }
+            Role::BirthDate | Role::Date => {
+                let d = normalize::parse_date(&trimmed).map_err(err)?;
+                cols[o].push_int(d.map(|d| i64::from(d.0)));
+            }
+            Role::Month => {
+                let m = normalize::parse_month(&trimmed).map_err(err)?;
+                cols[o].push_int(m.map(|m| i64::from(m.0)));
+            }
+            Role::Amount => {
+                cols[o].push_int(normalize::parse_amount(&trimmed, f.allow_negative).map_err(err)?);
+            }
+            Role::Quantity => {
+                let v = normalize::parse_milli(&trimmed).map_err(err)?;
+                if v.is_some_and(|v| v < 0) && !f.allow_negative {
+                    return Err(format!("quantity {trimmed:?} is negative"));
+                }
+                cols[o].push_int(v);
+            }
+            Role::Integer => cols[o].push_int(normalize::parse_int(&trimmed).map_err(err)?),
+            Role::Flag => {
+                cols[o].push_int(normalize::parse_flag(&trimmed).map_err(err)?.map(i64::from));
+            }
+            Role::Name | Role::Surname | Role::GivenName | Role::OrgName => {
+                let n = normalize_name(&trimmed);
+                cols[o].push_str(text_or_none(&n).as_deref());
+            }
+            Role::Key => {
+                let k = fold_id(&trimmed);
+                cols[o].push_str((!k.is_empty()).then_some(&*k));
+            }
+            Role::Postcode => {
+                let p: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+                cols[o].push_str(text_or_none(&p).as_deref());
+            }
+            Role::RecordId | Role::AddressLine | Role::Locality | Role::Text => {
+                cols[o].push_str((!trimmed.is_empty()).then_some(&*trimmed));
+            }
+            Role::Ignore => {}
+        }
+        Ok(())
+    }
+}
+
+/// Whether a party identifier is more likely an id number than a USCC or registration number.
+fn looks_like_person(id: &[u8]) -> bool {
+    match id.len() {
+        15 => crate::ids::upgrade_pid_15(id)
+            .and_then(|p| crate::ids::pid_birth_date(&p))
+            .is_some(),
+        18 => {
+            let pid = validate_pid(id, None, None).status;
+            if matches!(pid, PidStatus::Valid | PidStatus::BadBirthDate) {
+                return true;
+            }
+            validate_uscc(id).status != UsccStatus::Valid
+                && id[..17].iter().all(u8::is_ascii_digit)
+        }
+        _ => false,
+    }
+}
+
+fn push_id(cols: &mut [ColumnData], o: usize, raw: &str, normalized: Option<&[u8]>, status: &str) {
+    cols[o].push_str(normalized.and_then(|n| std::str::from_utf8(n).ok()));
+    cols[o + 1].push_str((!raw.is_empty()).then_some(raw));
+    cols[o + 2].push_str(Some(status));
+}
+
+fn pid_slot(s: PidStatus) -> usize {
+    PidStatus::ALL.iter().position(|&x| x == s).unwrap_or(0)
+}
+
+fn uscc_slot(s: UsccStatus) -> usize {
+    PidStatus::ALL.len() + UsccStatus::ALL.iter().position(|&x| x == s).unwrap_or(0)
+}
+
+/// Label of an identifier counter slot (`pid:valid`, `uscc:bad_check`, …).
+pub fn id_slot_label(slot: usize) -> String {
+    if slot < PidStatus::ALL.len() {
+        format!("pid:{}", PidStatus::ALL[slot].as_str())
+    } else {
+        format!("uscc:{}", UsccStatus::ALL[slot - PidStatus::ALL.len()].as_str())
+    }
+}
+
+/// Width-folded, whitespace-collapsed text, borrowing when nothing needs changing (the common
+/// case for ASCII values).
+pub fn clean(raw: &str) -> Cow<'_, str> {
+    let b = raw.as_bytes();
+    let simple = b.iter().all(|&c| (0x21..0x7F).contains(&c) || c == b' ')
+        && b.first() != Some(&b' ')
+        && b.last() != Some(&b' ')
+        && !b.windows(2).any(|w| w == b"  ");
+    if simple {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(fold_width(raw))
+    }
+}
+
+/// Identifiers and keys: spaces and dashes inside removed, uppercased.
+fn fold_id(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_lowercase()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
+    )
+}
+
+fn normalize_category(s: &str) -> Cow<'_, str> {
+    let c = clean(s);
+    if c.is_ascii() {
+        c
+    } else {
+        Cow::Owned(to_simplified(&c))
+    }
+}
+
+/// Gender from the forms departments use: 男/女, M/F, male/female, GB/T 2261.1 codes 1/2
+/// (0 and 9 are unknown).
+pub fn parse_gender(s: &str) -> Result<Option<Gender>, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "男" | "m" | "male" | "1" => Ok(Some(Gender::Male)),
+        "女" | "f" | "female" | "2" => Ok(Some(Gender::Female)),
+        "" | "0" | "9" | "未知" | "未说明" | "unknown" | "u" => Ok(None),
+        other => Err(format!("gender {other:?} is none of 男/女, M/F, 1/2")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_borrows_when_it_can() {
+        assert!(matches!(clean("abc 123"), Cow::Borrowed(_)));
+        assert_eq!(clean("  abc  "), "abc");
+        assert_eq!(clean("ＡＢ"), "AB");
+        assert_eq!(fold_id("4114 0219-8503070035x"), "41140219850307 0035X".replace(' ', ""));
+    }
+
+    #[test]
+    fn genders() {
+        assert_eq!(parse_gender("男"), Ok(Some(Gender::Male)));
+        assert_eq!(parse_gender("F"), Ok(Some(Gender::Female)));
+        assert_eq!(parse_gender("9"), Ok(None));
+        assert!(parse_gender("x").is_err());
+    }
+}

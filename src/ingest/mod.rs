@@ -1,0 +1,353 @@
+//! Ingest: department CSV + source config → normalized columnar segments, with every rejected
+//! row in quarantine (DESIGN.md §3.2).
+//!
+//! Per source, one reader thread parses CSV records into batches; batches are normalized in
+//! parallel ([`fields::Plan::push_row`]) and written in order as row groups of a segment
+//! ([`segment`]). A row that cannot be normalized goes to `quarantine/<source>.csv` with its line,
+//! column and reason, and the raw row itself, so nothing is lost. The summary reconciles every
+//! source: `read = accepted + quarantined`.
+
+pub mod fields;
+pub mod normalize;
+pub mod segment;
+pub mod summary;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use csv::ByteRecord;
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+
+use crate::error::{IngestError, SourceError};
+use crate::source::config::{SourceFile, discover};
+use fields::{Plan, Reject, RowStats};
+use segment::{ColumnData, SegmentWriter};
+pub use summary::{IngestReport, SourceSummary};
+
+/// Tuning of an ingest run.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Rows per batch (and per row group).
+    pub batch_rows: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            batch_rows: 32 * 1024,
+            progress: false,
+        }
+    }
+}
+
+/// Ingests every source config found under `sources` into `out` (`segments/`, `quarantine/`,
+/// `summary.csv`). A broken config or unreadable file fails that source, reported in the
+/// summary, and the others still run.
+pub fn ingest_dir(
+    sources: &Path,
+    out: &Path,
+    opts: &IngestOptions,
+) -> Result<IngestReport, IngestError> {
+    let found = discover(sources)?;
+    if found.is_empty() {
+        return Err(IngestError::NoSources(sources.to_path_buf()));
+    }
+    for sub in ["segments", "quarantine"] {
+        let p = out.join(sub);
+        std::fs::create_dir_all(&p).map_err(|e| IngestError::Io { path: p, source: e })?;
+    }
+    let total_bytes: u64 = found
+        .iter()
+        .filter_map(|f| f.as_ref().ok())
+        .filter_map(|f| std::fs::metadata(&f.csv_path).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = opts.progress.then(|| {
+        let b = ProgressBar::new(total_bytes);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} ingest [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
+    });
+    let started = Instant::now();
+    let mut report = IngestReport::default();
+    for f in found {
+        match f {
+            Ok(sf) => {
+                if let Some(b) = &bar {
+                    b.set_message(sf.config.source_name());
+                }
+                match ingest_source(&sf, out, opts, bar.as_ref()) {
+                    Ok(s) => report.sources.push(s),
+                    Err(e) => report.failures.push((sf.config.source_name(), e.to_string())),
+                }
+            }
+            Err(e) => report.failures.push(("(config)".into(), e.to_string())),
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.write_csv(&out.join("summary.csv"))?;
+    Ok(report)
+}
+
+struct Batch {
+    recs: Vec<ByteRecord>,
+    lines: Vec<u64>,
+    len: usize,
+}
+
+struct BatchOut {
+    cols: Vec<ColumnData>,
+    rejects: Vec<(u64, Reject, Vec<u8>)>,
+    stats: RowStats,
+}
+
+/// Ingests one source into `out/segments/<source>.seg` and `out/quarantine/<source>.csv`.
+pub fn ingest_source(
+    sf: &SourceFile,
+    out: &Path,
+    opts: &IngestOptions,
+    bar: Option<&ProgressBar>,
+) -> Result<SourceSummary, IngestError> {
+    let started = Instant::now();
+    let name = sf.config.source_name();
+    let path = &sf.csv_path;
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| IngestError::Io { path: p, source: e }
+    };
+    let file = File::open(path).map_err(|e| SourceError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let delimiter = sf.config.csv.delimiter as u8;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(1 << 20)
+        .from_reader(file);
+
+    // Header.
+    let mut header_rec = ByteRecord::new();
+    let header: Vec<String> = if sf.config.csv.header {
+        let got = rdr
+            .read_byte_record(&mut header_rec)
+            .map_err(|e| SourceError::Header {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+        if !got {
+            return Err(SourceError::Header {
+                path: path.clone(),
+                msg: "the file is empty".into(),
+            }
+            .into());
+        }
+        header_rec
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let h = if i == 0 { h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h) } else { h };
+                String::from_utf8_lossy(h).trim().to_string()
+            })
+            .collect()
+    } else {
+        sf.config.columns.iter().map(|c| c.name.clone()).collect()
+    };
+    let plan = Plan::new(&sf.config, &header).map_err(|column| SourceError::MissingColumn {
+        path: path.clone(),
+        column,
+    })?;
+
+    let seg_path = out.join("segments").join(format!("{name}.seg"));
+    let tmp_path = out.join("segments").join(format!(".{name}.seg.tmp"));
+    let q_path = out.join("quarantine").join(format!("{name}.csv"));
+    let mut writer = SegmentWriter::create(&tmp_path, plan.schema.clone())?;
+    let mut quarantine = Quarantine::create(&q_path, &name)?;
+    let mut summary = SourceSummary::new(&name, &sf.config, bytes, &plan);
+
+    let threads = rayon::current_num_threads().max(1);
+    let mut batches: Vec<Batch> = (0..threads * 2)
+        .map(|_| Batch {
+            recs: Vec::new(),
+            lines: Vec::new(),
+            len: 0,
+        })
+        .collect();
+    let mut last_pos = 0u64;
+    loop {
+        // Fill batches on this thread.
+        let mut eof = false;
+        for b in batches.iter_mut() {
+            b.len = 0;
+            while b.len < opts.batch_rows {
+                if b.recs.len() == b.len {
+                    b.recs.push(ByteRecord::new());
+                    b.lines.push(0);
+                }
+                let got = rdr
+                    .read_byte_record(&mut b.recs[b.len])
+                    .map_err(|e| IngestError::Io {
+                        path: path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+                if !got {
+                    eof = true;
+                    break;
+                }
+                b.lines[b.len] = b.recs[b.len].position().map_or(0, |p| p.line());
+                b.len += 1;
+            }
+            if eof {
+                break;
+            }
+        }
+        let outs: Vec<BatchOut> = batches
+            .par_iter()
+            .filter(|b| b.len > 0)
+            .map(|b| {
+                let mut cols: Vec<ColumnData> = writer_group(&plan);
+                let mut rejects = Vec::new();
+                let mut stats = plan.new_stats();
+                for i in 0..b.len {
+                    let rec = &b.recs[i];
+                    if let Err(r) = plan.push_row(b.lines[i], rec, &mut cols, &mut stats) {
+                        rejects.push((b.lines[i], r, raw_row(rec, delimiter)));
+                    }
+                }
+                BatchOut {
+                    cols,
+                    rejects,
+                    stats,
+                }
+            })
+            .collect();
+        for o in outs {
+            summary.read += (o.cols[0].rows() + o.rejects.len()) as u64;
+            summary.accepted += o.cols[0].rows() as u64;
+            summary.add_stats(&o.stats);
+            for (line, r, raw) in o.rejects {
+                summary.quarantined += 1;
+                summary.add_reason(&r);
+                quarantine.write(line, &r, &raw)?;
+            }
+            writer.write_group(&o.cols)?;
+        }
+        let pos = rdr.position().byte();
+        if let Some(b) = bar {
+            b.inc(pos.saturating_sub(last_pos));
+        }
+        last_pos = pos;
+        if eof {
+            break;
+        }
+    }
+    let mut meta = vec![
+        ("source".to_string(), name.clone()),
+        ("department".to_string(), sf.config.department.clone()),
+        ("table".to_string(), sf.config.table.clone()),
+        ("config".to_string(), sf.config.to_toml()),
+        ("file".to_string(), path.display().to_string()),
+    ];
+    if let Some(a) = &sf.config.as_of {
+        meta.push(("as_of".to_string(), a.clone()));
+    }
+    summary.segment_bytes = writer.finish(&meta)?;
+    quarantine.finish()?;
+    std::fs::rename(&tmp_path, &seg_path).map_err(io(&seg_path))?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn writer_group(plan: &Plan) -> Vec<ColumnData> {
+    vec![ColumnData::default(); plan.schema.len()]
+}
+
+/// The rejected row as CSV text, or `hex:` + its bytes when it is not UTF-8, so that the
+/// quarantine file holds exactly what arrived.
+fn raw_row(rec: &ByteRecord, delimiter: u8) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    let _ = w.write_byte_record(rec);
+    let mut bytes = w.into_inner().unwrap_or_default();
+    if bytes.last() == Some(&b'\n') {
+        bytes.pop();
+    }
+    if std::str::from_utf8(&bytes).is_ok() {
+        bytes
+    } else {
+        let mut hex = b"hex:".to_vec();
+        for b in bytes {
+            hex.extend_from_slice(format!("{b:02x}").as_bytes());
+        }
+        hex
+    }
+}
+
+/// `quarantine/<source>.csv`: `source,line,column,reason,raw`.
+struct Quarantine {
+    path: PathBuf,
+    source: String,
+    w: csv::Writer<BufWriter<File>>,
+}
+
+impl Quarantine {
+    fn create(path: &Path, source: &str) -> Result<Quarantine, IngestError> {
+        let file = File::create(path).map_err(|e| IngestError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let mut w = csv::Writer::from_writer(BufWriter::new(file));
+        let q = |e: csv::Error| IngestError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        w.write_record(["source", "line", "column", "reason", "raw"]).map_err(q)?;
+        Ok(Quarantine {
+            path: path.to_path_buf(),
+            source: source.to_string(),
+            w,
+        })
+    }
+
+    fn write(&mut self, line: u64, r: &Reject, raw: &[u8]) -> Result<(), IngestError> {
+        let line = line.to_string();
+        self.w
+            .write_record([
+                self.source.as_bytes(),
+                line.as_bytes(),
+                r.column.as_bytes(),
+                r.reason.as_bytes(),
+                raw,
+            ])
+            .map_err(|e| IngestError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+    }
+
+    fn finish(self) -> Result<(), IngestError> {
+        let path = self.path.clone();
+        let mut inner = self.w.into_inner().map_err(|e| IngestError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        inner.flush().map_err(|e| IngestError::Io { path, source: e })
+    }
+}

@@ -1,0 +1,678 @@
+//! Normalized columnar segments: what ingest writes and resolve reads.
+//!
+//! One file per source, written in row groups so that memory stays bounded however large the
+//! source. The grammar (all integers little-endian, every section 8-byte aligned):
+//!
+//! ```text
+//! segment      := header group* footer trailer
+//! header       := "MSSEGMNT" u32:version u32:0
+//! group        := chunk{ncols}                      -- one chunk per column, in schema order
+//! chunk(int)   := validity i64{rows}
+//! chunk(bytes) := validity u32{rows+1}:offsets u8*:data pad8
+//! chunk(dict)  := validity u32{rows}:codes pad8     -- codes index the column's dictionary
+//! validity     := u64{ceil(rows/64)}                -- bit i set = row i has a value
+//! footer       := u32:ncols (str:name u8:type){ncols}
+//!                 u32:nmeta (str:key str:value){nmeta}
+//!                 u32:ngroups (u64:rows (u64:offset u64:len u64:xxh3){ncols}){ngroups}
+//!                 (u32:nvalues str{nvalues}){ndict}  -- dictionaries of dict columns, in order
+//! trailer      := u64:footer_offset u64:footer_len u64:footer_xxh3 "MSSEGEND"
+//! str          := u32:len u8{len}
+//! type         := 0 int | 1 bytes | 2 dict
+//! ```
+//!
+//! Missing values are absent from the validity bitmap, never zero. `open` checks the magic,
+//! version, trailer and footer checksum; `verify` checks every chunk's xxh3.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::SegmentError;
+
+pub const MAGIC: &[u8; 8] = b"MSSEGMNT";
+pub const END_MAGIC: &[u8; 8] = b"MSSEGEND";
+pub const FORMAT_VERSION: u32 = 1;
+pub const OLDEST_SUPPORTED: u32 = 1;
+const TRAILER_LEN: usize = 32;
+
+/// Physical type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `i64` values: dates (days), months, amounts (fen), quantities (thousandths), integers,
+    /// flags.
+    Int,
+    /// UTF-8 strings.
+    Bytes,
+    /// UTF-8 strings from a small set, dictionary-encoded.
+    Dict,
+}
+
+impl ColumnType {
+    fn code(self) -> u8 {
+        match self {
+            ColumnType::Int => 0,
+            ColumnType::Bytes => 1,
+            ColumnType::Dict => 2,
+        }
+    }
+    fn from_code(c: u8) -> Option<ColumnType> {
+        match c {
+            0 => Some(ColumnType::Int),
+            1 => Some(ColumnType::Bytes),
+            2 => Some(ColumnType::Dict),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Int => "int",
+            ColumnType::Bytes => "bytes",
+            ColumnType::Dict => "dict",
+        }
+    }
+}
+
+/// A column's name and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnSchema {
+    pub name: String,
+    pub ty: ColumnType,
+}
+
+/// Values of one column for one row group, as built by ingest workers. Dict columns are built
+/// as strings and encoded by the writer, which owns the dictionary.
+#[derive(Debug, Clone, Default)]
+pub struct ColumnData {
+    rows: usize,
+    validity: Vec<u64>,
+    ints: Vec<i64>,
+    offsets: Vec<u32>,
+    data: Vec<u8>,
+}
+
+impl ColumnData {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn mark(&mut self, valid: bool) {
+        if self.rows.is_multiple_of(64) {
+            self.validity.push(0);
+        }
+        if valid && let Some(w) = self.validity.last_mut() {
+            *w |= 1 << (self.rows % 64);
+        }
+        self.rows += 1;
+    }
+
+    pub fn push_int(&mut self, v: Option<i64>) {
+        self.mark(v.is_some());
+        self.ints.push(v.unwrap_or(0));
+    }
+
+    pub fn push_str(&mut self, v: Option<&str>) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
+        self.mark(v.is_some());
+        if let Some(s) = v {
+            self.data.extend_from_slice(s.as_bytes());
+        }
+        self.offsets.push(self.data.len() as u32);
+    }
+
+    /// Drops rows from `rows` on (undoes a partly pushed row).
+    pub fn truncate(&mut self, rows: usize) {
+        if rows >= self.rows {
+            return;
+        }
+        self.rows = rows;
+        self.validity.truncate(rows.div_ceil(64));
+        if !rows.is_multiple_of(64)
+            && let Some(w) = self.validity.last_mut()
+        {
+            *w &= (1u64 << (rows % 64)) - 1;
+        }
+        if !self.ints.is_empty() {
+            self.ints.truncate(rows);
+        }
+        if !self.offsets.is_empty() {
+            self.offsets.truncate(rows + 1);
+            let end = self.offsets[rows] as usize;
+            self.data.truncate(end);
+        }
+    }
+
+    fn is_valid(&self, i: usize) -> bool {
+        self.validity[i / 64] >> (i % 64) & 1 == 1
+    }
+
+    fn str_at(&self, i: usize) -> &[u8] {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// Writes a segment file row group by row group.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    pos: u64,
+    schema: Vec<ColumnSchema>,
+    groups: Vec<(u64, Vec<(u64, u64, u64)>)>,
+    dicts: Vec<(HashMap<Vec<u8>, u32>, Vec<Vec<u8>>)>,
+    scratch: Vec<u8>,
+}
+
+impl SegmentWriter {
+    pub fn create(path: &Path, schema: Vec<ColumnSchema>) -> Result<SegmentWriter, SegmentError> {
+        let io = |e| SegmentError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let file = File::create(path).map_err(io)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(MAGIC).map_err(io)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes()).map_err(io)?;
+        out.write_all(&0u32.to_le_bytes()).map_err(io)?;
+        let dicts = schema.iter().map(|_| Default::default()).collect();
+        Ok(SegmentWriter {
+            path: path.to_path_buf(),
+            out,
+            pos: 16,
+            schema,
+            groups: Vec::new(),
+            dicts,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn schema(&self) -> &[ColumnSchema] {
+        &self.schema
+    }
+
+    /// Empty builders for one row group, one per column.
+    pub fn new_group(&self) -> Vec<ColumnData> {
+        vec![ColumnData::default(); self.schema.len()]
+    }
+
+    /// Appends one row group. Every column must hold the same number of rows.
+    pub fn write_group(&mut self, columns: &[ColumnData]) -> Result<(), SegmentError> {
+        let rows = columns.first().map_or(0, ColumnData::rows);
+        if columns.len() != self.schema.len() || columns.iter().any(|c| c.rows() != rows) {
+            return Err(SegmentError::Corrupt {
+                path: self.path.clone(),
+                msg: "row group columns disagree on length (a bug in the caller)".into(),
+            });
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let mut chunks = Vec::with_capacity(columns.len());
+        for (i, col) in columns.iter().enumerate() {
+            let mut buf = std::mem::take(&mut self.scratch);
+            buf.clear();
+            for w in &col.validity {
+                buf.extend_from_slice(&w.to_le_bytes());
+            }
+            match self.schema[i].ty {
+                ColumnType::Int => {
+                    for v in &col.ints {
+                        buf.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+                ColumnType::Bytes => {
+                    for o in &col.offsets {
+                        buf.extend_from_slice(&o.to_le_bytes());
+                    }
+                    buf.extend_from_slice(&col.data);
+                }
+                ColumnType::Dict => {
+                    let (map, values) = &mut self.dicts[i];
+                    for r in 0..col.rows {
+                        let code = if col.is_valid(r) {
+                            let s = col.str_at(r);
+                            match map.get(s) {
+                                Some(&c) => c,
+                                None => {
+                                    let c = values.len() as u32;
+                                    map.insert(s.to_vec(), c);
+                                    values.push(s.to_vec());
+                                    c
+                                }
+                            }
+                        } else {
+                            0
+                        };
+                        buf.extend_from_slice(&code.to_le_bytes());
+                    }
+                }
+            }
+            while buf.len() % 8 != 0 {
+                buf.push(0);
+            }
+            let hash = xxh3_64(&buf);
+            self.out.write_all(&buf).map_err(|e| SegmentError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            chunks.push((self.pos, buf.len() as u64, hash));
+            self.pos += buf.len() as u64;
+            self.scratch = buf;
+        }
+        self.groups.push((rows as u64, chunks));
+        Ok(())
+    }
+
+    /// Writes the footer and trailer, flushes and syncs. `meta` is free key/value provenance
+    /// (source name, config, as-of date).
+    pub fn finish(mut self, meta: &[(String, String)]) -> Result<u64, SegmentError> {
+        let mut f = Vec::new();
+        let put_str = |f: &mut Vec<u8>, s: &[u8]| {
+            f.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            f.extend_from_slice(s);
+        };
+        f.extend_from_slice(&(self.schema.len() as u32).to_le_bytes());
+        for c in &self.schema {
+            put_str(&mut f, c.name.as_bytes());
+            f.push(c.ty.code());
+        }
+        f.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        for (k, v) in meta {
+            put_str(&mut f, k.as_bytes());
+            put_str(&mut f, v.as_bytes());
+        }
+        f.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
+        for (rows, chunks) in &self.groups {
+            f.extend_from_slice(&rows.to_le_bytes());
+            for (off, len, hash) in chunks {
+                f.extend_from_slice(&off.to_le_bytes());
+                f.extend_from_slice(&len.to_le_bytes());
+                f.extend_from_slice(&hash.to_le_bytes());
+            }
+        }
+        for (i, c) in self.schema.iter().enumerate() {
+            if c.ty == ColumnType::Dict {
+                let values = &self.dicts[i].1;
+                f.extend_from_slice(&(values.len() as u32).to_le_bytes());
+                for v in values {
+                    put_str(&mut f, v);
+                }
+            }
+        }
+        while f.len() % 8 != 0 {
+            f.push(0);
+        }
+        let io = |e| SegmentError::Io {
+            path: self.path.clone(),
+            source: e,
+        };
+        let mut trailer = Vec::with_capacity(TRAILER_LEN);
+        trailer.extend_from_slice(&self.pos.to_le_bytes());
+        trailer.extend_from_slice(&(f.len() as u64).to_le_bytes());
+        trailer.extend_from_slice(&xxh3_64(&f).to_le_bytes());
+        trailer.extend_from_slice(END_MAGIC);
+        self.out.write_all(&f).map_err(io)?;
+        self.out.write_all(&trailer).map_err(io)?;
+        let total = self.pos + f.len() as u64 + TRAILER_LEN as u64;
+        let file = self.out.into_inner().map_err(|e| SegmentError::Io {
+            path: self.path.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io)?;
+        Ok(total)
+    }
+}
+
+/// A segment opened for reading.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    schema: Vec<ColumnSchema>,
+    meta: Vec<(String, String)>,
+    groups: Vec<(u64, Vec<(u64, u64, u64)>)>,
+    dicts: HashMap<usize, Vec<String>>,
+}
+
+/// A little-endian cursor that turns every overrun into a `Corrupt` error.
+struct Cursor<'a> {
+    b: &'a [u8],
+    at: usize,
+    path: &'a Path,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], SegmentError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
+        let Some(end) = end else {
+            return Err(SegmentError::Corrupt {
+                path: self.path.to_path_buf(),
+                msg: "footer ends early".into(),
+            });
+        };
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, SegmentError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, SegmentError> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64, SegmentError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn string(&mut self) -> Result<String, SegmentError> {
+        let n = self.u32()? as usize;
+        let path = self.path.to_path_buf();
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| SegmentError::Corrupt {
+            path,
+            msg: "a footer string is not UTF-8".into(),
+        })
+    }
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+impl Segment {
+    /// Opens a segment, checking magic, version, trailer and the footer checksum.
+    pub fn open(path: &Path) -> Result<Segment, SegmentError> {
+        let bytes = std::fs::read(path).map_err(|e| SegmentError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Segment::from_bytes(path, bytes)
+    }
+
+    /// Parses a segment held in memory.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Segment, SegmentError> {
+        let corrupt = |msg: &str| SegmentError::Corrupt {
+            path: path.to_path_buf(),
+            msg: msg.to_string(),
+        };
+        if bytes.len() < 16 + TRAILER_LEN || &bytes[..8] != MAGIC {
+            return Err(SegmentError::Magic {
+                path: path.to_path_buf(),
+            });
+        }
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if !(OLDEST_SUPPORTED..=FORMAT_VERSION).contains(&version) {
+            return Err(SegmentError::Version {
+                path: path.to_path_buf(),
+                expected: FORMAT_VERSION,
+                oldest: OLDEST_SUPPORTED,
+                got: version,
+            });
+        }
+        if bytes[12..16] != [0, 0, 0, 0] {
+            return Err(corrupt("reserved header bytes are not zero"));
+        }
+        let t = bytes.len() - TRAILER_LEN;
+        if &bytes[t + 24..] != END_MAGIC {
+            return Err(corrupt("the trailer is missing (truncated file?)"));
+        }
+        let f_off = le_u64(&bytes, t) as usize;
+        let f_len = le_u64(&bytes, t + 8) as usize;
+        let f_hash = le_u64(&bytes, t + 16);
+        if f_off.checked_add(f_len) != Some(t) || f_off < 16 {
+            return Err(corrupt("the trailer points outside the file"));
+        }
+        let footer = &bytes[f_off..t];
+        if xxh3_64(footer) != f_hash {
+            return Err(SegmentError::Checksum {
+                path: path.to_path_buf(),
+                section: "footer".into(),
+            });
+        }
+        let mut c = Cursor {
+            b: footer,
+            at: 0,
+            path,
+        };
+        let ncols = c.u32()? as usize;
+        let mut schema = Vec::with_capacity(ncols.min(4096));
+        for _ in 0..ncols {
+            let name = c.string()?;
+            let ty = ColumnType::from_code(c.u8()?).ok_or_else(|| corrupt("unknown column type"))?;
+            schema.push(ColumnSchema { name, ty });
+        }
+        let nmeta = c.u32()? as usize;
+        let mut meta = Vec::with_capacity(nmeta.min(4096));
+        for _ in 0..nmeta {
+            meta.push((c.string()?, c.string()?));
+        }
+        let ngroups = c.u32()? as usize;
+        let mut groups = Vec::with_capacity(ngroups.min(1 << 20));
+        for _ in 0..ngroups {
+            let rows = c.u64()?;
+            let mut chunks = Vec::with_capacity(ncols);
+            for col in &schema {
+                let (off, len, hash) = (c.u64()?, c.u64()?, c.u64()?);
+                let end = off.checked_add(len).ok_or_else(|| corrupt("chunk offset overflows"))?;
+                if off < 16 || end > f_off as u64 {
+                    return Err(corrupt("a chunk points outside the data area"));
+                }
+                let words = rows.div_ceil(64) * 8;
+                let min = match col.ty {
+                    ColumnType::Int => words + rows * 8,
+                    ColumnType::Bytes => words + (rows + 1) * 4,
+                    ColumnType::Dict => words + rows * 4,
+                };
+                if len < min {
+                    return Err(corrupt("a chunk is shorter than its row count needs"));
+                }
+                chunks.push((off, len, hash));
+            }
+            groups.push((rows, chunks));
+        }
+        let mut dicts = HashMap::new();
+        for (i, col) in schema.iter().enumerate() {
+            if col.ty == ColumnType::Dict {
+                let n = c.u32()? as usize;
+                let mut values = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    values.push(c.string()?);
+                }
+                dicts.insert(i, values);
+            }
+        }
+        Ok(Segment {
+            path: path.to_path_buf(),
+            bytes,
+            schema,
+            meta,
+            groups,
+            dicts,
+        })
+    }
+
+    /// Checks every chunk's checksum, naming the first one at fault.
+    pub fn verify(&self) -> Result<(), SegmentError> {
+        for (g, (_, chunks)) in self.groups.iter().enumerate() {
+            for (col, &(off, len, hash)) in self.schema.iter().zip(chunks) {
+                let chunk = &self.bytes[off as usize..(off + len) as usize];
+                if xxh3_64(chunk) != hash {
+                    return Err(SegmentError::Checksum {
+                        path: self.path.clone(),
+                        section: format!("row group {g}, column {:?}", col.name),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn schema(&self) -> &[ColumnSchema] {
+        &self.schema
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.groups.iter().map(|g| g.0).sum()
+    }
+
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn column_index(&self, name: &str, wanted: &[ColumnType]) -> Result<usize, SegmentError> {
+        let i = self
+            .schema
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| SegmentError::NoColumn(name.to_string()))?;
+        if !wanted.contains(&self.schema[i].ty) {
+            return Err(SegmentError::ColumnType {
+                column: name.to_string(),
+                actual: self.schema[i].ty.as_str(),
+                wanted: wanted[0].as_str(),
+            });
+        }
+        Ok(i)
+    }
+
+    fn chunk(&self, group: usize, col: usize) -> (usize, &[u8]) {
+        let (rows, chunks) = &self.groups[group];
+        let (off, len, _) = chunks[col];
+        (*rows as usize, &self.bytes[off as usize..(off + len) as usize])
+    }
+
+    /// All values of an int column, `None` where missing.
+    pub fn ints(&self, name: &str) -> Result<Vec<Option<i64>>, SegmentError> {
+        let col = self.column_index(name, &[ColumnType::Int])?;
+        let mut out = Vec::with_capacity(self.rows() as usize);
+        for g in 0..self.groups.len() {
+            let (rows, b) = self.chunk(g, col);
+            let words = rows.div_ceil(64) * 8;
+            for r in 0..rows {
+                let valid = le_u64(b, (r / 64) * 8) >> (r % 64) & 1 == 1;
+                out.push(valid.then(|| le_u64(b, words + r * 8) as i64));
+            }
+        }
+        Ok(out)
+    }
+
+    /// All values of a bytes or dict column, `None` where missing.
+    pub fn strings(&self, name: &str) -> Result<Vec<Option<String>>, SegmentError> {
+        let col = self.column_index(name, &[ColumnType::Bytes, ColumnType::Dict])?;
+        let corrupt = |msg: &str| SegmentError::Corrupt {
+            path: self.path.clone(),
+            msg: format!("column {name:?}: {msg}"),
+        };
+        let mut out = Vec::with_capacity(self.rows() as usize);
+        for g in 0..self.groups.len() {
+            let (rows, b) = self.chunk(g, col);
+            let words = rows.div_ceil(64) * 8;
+            let valid = |r: usize| le_u64(b, (r / 64) * 8) >> (r % 64) & 1 == 1;
+            let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            if self.schema[col].ty == ColumnType::Dict {
+                let dict = self.dicts.get(&col).ok_or_else(|| corrupt("dictionary missing"))?;
+                for r in 0..rows {
+                    if valid(r) {
+                        let code = u32_at(words + r * 4) as usize;
+                        out.push(Some(dict.get(code).ok_or_else(|| corrupt("code outside dictionary"))?.clone()));
+                    } else {
+                        out.push(None);
+                    }
+                }
+            } else {
+                let data = words + (rows + 1) * 4;
+                for r in 0..rows {
+                    if !valid(r) {
+                        out.push(None);
+                        continue;
+                    }
+                    let (s, e) = (u32_at(words + r * 4) as usize, u32_at(words + (r + 1) * 4) as usize);
+                    let bytes = b
+                        .get(data + s..data + e)
+                        .filter(|_| s <= e)
+                        .ok_or_else(|| corrupt("string offsets out of range"))?;
+                    out.push(Some(
+                        String::from_utf8(bytes.to_vec()).map_err(|_| corrupt("string is not UTF-8"))?,
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Vec<ColumnSchema> {
+        vec![
+            ColumnSchema { name: "n".into(), ty: ColumnType::Int },
+            ColumnSchema { name: "s".into(), ty: ColumnType::Bytes },
+            ColumnSchema { name: "d".into(), ty: ColumnType::Dict },
+        ]
+    }
+
+    fn write(path: &Path, groups: usize, rows: usize) {
+        let mut w = SegmentWriter::create(path, schema()).unwrap();
+        for g in 0..groups {
+            let mut cols = w.new_group();
+            for r in 0..rows {
+                let i = (g * rows + r) as i64;
+                cols[0].push_int((i % 7 != 0).then_some(i - 50));
+                cols[1].push_str((i % 5 != 0).then(|| format!("值{i}")).as_deref());
+                cols[2].push_str((i % 3 != 0).then_some(["正常", "迁出", "死亡注销"][i as usize % 3]));
+            }
+            w.write_group(&cols).unwrap();
+        }
+        w.finish(&[("source".into(), "GA.person".into())]).unwrap();
+    }
+
+    #[test]
+    fn round_trips_values_and_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.seg");
+        write(&p, 3, 100);
+        let s = Segment::open(&p).unwrap();
+        s.verify().unwrap();
+        assert_eq!(s.rows(), 300);
+        assert_eq!(s.meta("source"), Some("GA.person"));
+        let n = s.ints("n").unwrap();
+        let st = s.strings("s").unwrap();
+        let d = s.strings("d").unwrap();
+        for i in 0..300usize {
+            let ii = i as i64;
+            assert_eq!(n[i], (ii % 7 != 0).then_some(ii - 50));
+            assert_eq!(st[i], (i % 5 != 0).then(|| format!("值{i}")));
+            assert_eq!(d[i].as_deref(), (i % 3 != 0).then_some(["正常", "迁出", "死亡注销"][i % 3]));
+        }
+        assert!(matches!(s.ints("s"), Err(SegmentError::ColumnType { .. })));
+        assert!(matches!(s.ints("zz"), Err(SegmentError::NoColumn(_))));
+    }
+
+    #[test]
+    fn every_flipped_byte_and_truncation_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.seg");
+        write(&p, 2, 70);
+        let good = std::fs::read(&p).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x5A;
+            let r = Segment::from_bytes(&p, bad).and_then(|s| s.verify());
+            assert!(r.is_err(), "flip at {i} went unnoticed");
+        }
+        for len in 0..good.len() {
+            let r = Segment::from_bytes(&p, good[..len].to_vec()).and_then(|s| s.verify());
+            assert!(r.is_err(), "truncation to {len} went unnoticed");
+        }
+    }
+}

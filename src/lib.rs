@@ -1,0 +1,23 @@
+//! mianshen (免申): entity resolution and policy matching for a city's government data.
+//!
+//! Data flows one way (DESIGN.md §3):
+//!
+//! ```text
+//! source ─► ingest ─► resolve ─► profile ─► snapshot ─► policy ─► server
+//! ```
+//!
+//! - [`source`]: source configs (what each department CSV column means) and the synthetic
+//!   city generator with its ground truth, as files or as an in-process stream.
+//! - [`ingest`]: normalization, validation, quarantine, normalized columnar segments.
+//! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
+//!   shared by every stage.
+//! - [`error`]: one error enum per layer.
+//!
+//! Resolution, profiles, snapshots, the policy engine and the gRPC server are the next stages
+//! (issues 3–5); each will be a module here, importing only from the stages before it.
+
+pub mod date;
+pub mod error;
+pub mod ids;
+pub mod ingest;
+pub mod source;
