@@ -119,6 +119,26 @@ impl Date {
     }
 }
 
+impl serde::Serialize for Date {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Date {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+        let s = String::deserialize(d)?;
+        let b = s.as_bytes();
+        let parsed = (b.len() == 10 && b[4] == b'-' && b[7] == b'-')
+            .then(|| {
+                let digits: Vec<u8> = b.iter().copied().filter(|c| *c != b'-').collect();
+                Date::from_yyyymmdd(&digits)
+            })
+            .flatten();
+        parsed.ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not a date YYYY-MM-DD")))
+    }
+}
+
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (y, m, d) = self.ymd();

@@ -109,10 +109,10 @@ pub struct ColumnConfig {
     pub name: String,
     pub role: Role,
     /// An empty value quarantines the row.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub required: bool,
     /// Amounts only: negative values are legitimate (refunds, corrections).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub allow_negative: bool,
     /// Categories only: the allowed values (after normalization). Anything else quarantines
     /// the row. Empty means any value.
@@ -144,6 +144,10 @@ impl Default for CsvDialect {
             header: true,
         }
     }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_delimiter() -> char {
@@ -261,7 +265,8 @@ pub struct SourceFile {
     pub csv_path: PathBuf,
 }
 
-/// Finds every `*.toml` source config under `dir` (recursively), in a stable order. Configs
+/// Finds every `*.toml` source config under `dir` (recursively, skipping `truth/` folders), in
+/// a stable order. Configs
 /// that fail to parse are returned as errors beside the good ones, so one broken config does
 /// not hide the rest.
 pub fn discover(dir: &Path) -> Result<Vec<Result<SourceFile, SourceError>>, SourceError> {
@@ -294,6 +299,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.is_dir() {
+            // Ground truth lives beside the data for evaluation only: never ingested.
+            if path.file_name().is_some_and(|n| n == "truth") {
+                continue;
+            }
             walk(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "toml") {
             out.push(path);
