@@ -241,11 +241,20 @@ pub const USCC_ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
 const ORG_WEIGHTS: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
 
+/// Value of each byte in the USCC alphabet, 255 for bytes outside it.
+const USCC_VALUES: [u8; 256] = {
+    let mut t = [255u8; 256];
+    let mut i = 0;
+    while i < USCC_ALPHABET.len() {
+        t[USCC_ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 fn uscc_value(b: u8) -> Option<u32> {
-    USCC_ALPHABET
-        .iter()
-        .position(|&c| c == b)
-        .map(|p| p as u32)
+    let v = USCC_VALUES[b as usize];
+    (v != 255).then_some(u32::from(v))
 }
 
 /// The check character for the first 17 characters of a USCC.

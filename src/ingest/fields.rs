@@ -2,9 +2,10 @@
 //! row-at-a-time normalization that fills them or rejects the row with a reason.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use csv::ByteRecord;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::normalize::{
     self, ValueError, fold_width, normalize_name, normalize_phone, parse_address, to_simplified,
@@ -60,6 +61,12 @@ pub struct Plan {
 #[derive(Debug, Clone, Default)]
 pub struct RowStats {
     pub id_status: Vec<[u64; ID_STATUS_SLOTS]>,
+    /// Identifier statuses of the row being pushed (reused buffer).
+    pending: Vec<(usize, usize)>,
+    /// Field texts of the row being pushed (reused allocation).
+    texts: Vec<&'static str>,
+    /// Normalized categories by raw value, per field (bounded).
+    categories: HashMap<usize, HashMap<Box<str>, Box<str>, Xxh3DefaultBuilder>>,
 }
 
 impl Plan {
@@ -171,6 +178,29 @@ impl Plan {
     pub fn new_stats(&self) -> RowStats {
         RowStats {
             id_status: vec![[0; ID_STATUS_SLOTS]; self.id_columns.len()],
+            pending: Vec::new(),
+            texts: Vec::new(),
+            categories: HashMap::new(),
+        }
+    }
+
+    /// Normalizes one row into `cols`, or leaves `cols` as they were and says why not.
+    /// The rejection of a row that is not valid UTF-8, naming the first bad column.
+    pub fn utf8_reject(&self, rec: &ByteRecord) -> Reject {
+        let column = (0..rec.len())
+            .find(|&i| simdutf8::basic::from_utf8(&rec[i]).is_err())
+            .map_or_else(
+                || "*".to_string(),
+                |i| {
+                    self.fields
+                        .iter()
+                        .find(|f| f.header_idx == i)
+                        .map_or_else(|| format!("#{}", i + 1), |f| f.name.clone())
+                },
+            );
+        Reject {
+            column,
+            reason: "the value is not valid UTF-8".into(),
         }
     }
 
@@ -192,27 +222,40 @@ impl Plan {
                 ),
             });
         }
+        // The row is validated as UTF-8 once (vectorized); a field is then a sub-slice that
+        // must start and end on character boundaries (a delimiter is ASCII, so it always does
+        // unless the raw bytes split a character, which is itself invalid input).
+        let Ok(whole) = simdutf8::basic::from_utf8(rec.as_slice()) else {
+            return Err(self.utf8_reject(rec));
+        };
+        let mut texts = std::mem::take(&mut stats.texts);
+        texts.clear();
+        texts.resize(self.header_len, "");
         for f in &self.fields {
-            if std::str::from_utf8(&rec[f.header_idx]).is_err() {
-                return Err(Reject {
-                    column: f.name.clone(),
-                    reason: "the value is not valid UTF-8".into(),
-                });
+            match rec.range(f.header_idx).and_then(|r| whole.get(r)) {
+                Some(t) => texts[f.header_idx] = t,
+                None => {
+                    stats.texts = Vec::new();
+                    return Err(self.utf8_reject(rec));
+                }
             }
         }
-        let text = |i: usize| std::str::from_utf8(&rec[i]).unwrap_or("");
+        let text = |i: usize| texts[i];
         let birth = self
             .birth
             .and_then(|i| normalize::parse_date(text(i)).ok().flatten());
         let gender = self.gender.and_then(|i| parse_gender(text(i)).ok().flatten());
         let before = cols[0].rows();
         cols[0].push_int(Some(line as i64));
-        let mut pending: Vec<(usize, usize)> = Vec::new();
+        let mut pending = std::mem::take(&mut stats.pending);
+        pending.clear();
         for f in &self.fields {
             let raw = text(f.header_idx);
-            match self.push_field(f, raw, birth, gender, cols, &mut pending) {
+            match self.push_field(f, raw, birth, gender, cols, &mut pending, &mut stats.categories) {
                 Ok(()) => {}
                 Err(reason) => {
+                    stats.pending = pending;
+                    stats.texts = recycle(texts);
                     for c in cols.iter_mut() {
                         c.truncate(before);
                     }
@@ -223,9 +266,11 @@ impl Plan {
                 }
             }
         }
-        for (slot, status) in pending {
+        for &(slot, status) in &pending {
             stats.id_status[slot][status] += 1;
         }
+        stats.pending = pending;
+        stats.texts = recycle(texts);
         Ok(())
     }
 
@@ -237,8 +282,14 @@ impl Plan {
         gender: Option<Gender>,
         cols: &mut [ColumnData],
         pending: &mut Vec<(usize, usize)>,
+        categories: &mut HashMap<usize, HashMap<Box<str>, Box<str>, Xxh3DefaultBuilder>>,
     ) -> Result<(), String> {
-        let trimmed = clean(raw);
+        let numeric = matches!(
+            f.role,
+            Role::Amount | Role::Quantity | Role::Integer | Role::Flag | Role::Month | Role::Date | Role::BirthDate
+        );
+        // Numbers and dates parse their raw text (their parsers fold what needs folding).
+        let trimmed = if numeric { Cow::Borrowed(raw.trim()) } else { clean(raw) };
         if f.required && trimmed.is_empty() {
             return Err("a required value is empty".into());
         }
@@ -340,13 +391,27 @@ impl Plan {
                 cols[o].push_str(g.map(Gender::as_str));
             }
             Role::Category => {
-                let v = normalize_category(&trimmed);
-                if !v.is_empty() && !f.values.is_empty() && !f.values.contains(v.as_ref()) {
+                // Categories repeat: normalize each distinct raw value once per batch.
+                let cache = categories.entry(f.out).or_default();
+                let owned;
+                let v: &str = if trimmed.is_ascii() {
+                    &trimmed
+                } else if let Some(n) = cache.get(&*trimmed) {
+                    n
+                } else {
+                    let n = normalize_category(&trimmed).into_owned();
+                    if cache.len() < 4096 {
+                        cache.insert(Box::from(&*trimmed), n.clone().into_boxed_str());
+                    }
+                    owned = n;
+                    &owned
+                };
+                if !v.is_empty() && !f.values.is_empty() && !f.values.contains(v) {
                     return Err(err(ValueError::Category {
-                        value: v.into_owned(),
+                        value: v.to_string(),
                     }));
                 }
-                cols[o].push_str((!v.is_empty()).then_some(v.as_ref()));
+                cols[o].push_str((!v.is_empty()).then_some(v));
             }
             Role::BirthDate | Role::Date => {
                 let d = normalize::parse_date(&trimmed).map_err(err)?;
@@ -409,10 +474,20 @@ fn looks_like_person(id: &[u8]) -> bool {
     }
 }
 
+/// Writes an identifier: the normalized form, the raw form only where it differs from the
+/// normalized one (so that `raw = .raw ?? normalized`), and the status.
 fn push_id(cols: &mut [ColumnData], o: usize, raw: &str, normalized: Option<&[u8]>, status: &str) {
-    cols[o].push_str(normalized.and_then(|n| std::str::from_utf8(n).ok()));
-    cols[o + 1].push_str((!raw.is_empty()).then_some(raw));
+    let norm = normalized.and_then(|n| std::str::from_utf8(n).ok());
+    cols[o].push_str(norm);
+    let differs = !raw.is_empty() && norm != Some(raw);
+    cols[o + 1].push_str(differs.then_some(raw));
     cols[o + 2].push_str(Some(status));
+}
+
+/// Empties a vector of borrowed texts so that its allocation can outlive the borrow.
+fn recycle(mut v: Vec<&str>) -> Vec<&'static str> {
+    v.clear();
+    v.into_iter().map(|_| "").collect()
 }
 
 fn pid_slot(s: PidStatus) -> usize {
@@ -435,12 +510,8 @@ pub fn id_slot_label(slot: usize) -> String {
 /// Width-folded, whitespace-collapsed text, borrowing when nothing needs changing (the common
 /// case for ASCII values).
 pub fn clean(raw: &str) -> Cow<'_, str> {
-    let b = raw.as_bytes();
-    let simple = b.iter().all(|&c| (0x21..0x7F).contains(&c) || c == b' ')
-        && b.first() != Some(&b' ')
-        && b.last() != Some(&b' ')
-        && !b.windows(2).any(|w| w == b"  ");
-    if simple {
+    // Printable ASCII without spaces needs nothing; anything else takes the full fold.
+    if raw.bytes().all(|c| c.wrapping_sub(0x21) < 0x5E) {
         Cow::Borrowed(raw)
     } else {
         Cow::Owned(fold_width(raw))
@@ -486,7 +557,8 @@ mod tests {
 
     #[test]
     fn clean_borrows_when_it_can() {
-        assert!(matches!(clean("abc 123"), Cow::Borrowed(_)));
+        assert!(matches!(clean("abc123"), Cow::Borrowed(_)));
+        assert_eq!(clean("abc  123"), "abc 123");
         assert_eq!(clean("  abc  "), "abc");
         assert_eq!(clean("ＡＢ"), "AB");
         assert_eq!(fold_id("4114 0219-8503070035x"), "41140219850307 0035X".replace(' ', ""));

@@ -22,7 +22,7 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::error::{IngestError, SourceError};
-use crate::source::config::{SourceFile, discover};
+use crate::source::config::{SourceConfig, SourceFile, discover};
 use fields::{Plan, Reject, RowStats};
 use segment::{ColumnData, SegmentWriter};
 pub use summary::{IngestReport, SourceSummary};
@@ -102,14 +102,78 @@ pub fn ingest_dir(
     Ok(report)
 }
 
+/// Reads CSV records into batches.
+struct BatchReader<R: std::io::Read> {
+    rdr: csv::Reader<R>,
+    path: PathBuf,
+    batch_rows: usize,
+    last_pos: u64,
+    bar: Option<ProgressBar>,
+}
+
+impl<R: std::io::Read> BatchReader<R> {
+    /// Refills `b` with up to `batch_rows` records; returns whether the input is exhausted.
+    fn fill(&mut self, b: &mut Batch) -> Result<bool, IngestError> {
+        b.len = 0;
+        let mut eof = false;
+        while b.len < self.batch_rows {
+            if b.recs.len() == b.len {
+                b.recs.push(ByteRecord::new());
+                b.lines.push(0);
+            }
+            let got = self
+                .rdr
+                .read_byte_record(&mut b.recs[b.len])
+                .map_err(|e| IngestError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+            if !got {
+                eof = true;
+                break;
+            }
+            b.lines[b.len] = b.recs[b.len].position().map_or(0, |p| p.line());
+            b.len += 1;
+        }
+        if let Some(bar) = &self.bar {
+            let pos = self.rdr.position().byte();
+            bar.inc(pos.saturating_sub(self.last_pos));
+            self.last_pos = pos;
+        }
+        Ok(eof)
+    }
+}
+
+/// A batch of raw records and, after processing, their normalized columns. Batches are
+/// recycled, so their allocations are reused from one row group to the next.
+#[derive(Default)]
 struct Batch {
     recs: Vec<ByteRecord>,
     lines: Vec<u64>,
     len: usize,
+    cols: Vec<ColumnData>,
+}
+
+/// Normalizes one batch.
+fn process_batch(plan: &Plan, b: &mut Batch, delimiter: u8) -> BatchOut {
+    if b.cols.len() != plan.schema.len() {
+        b.cols = writer_group(plan);
+    }
+    for c in &mut b.cols {
+        c.clear();
+    }
+    let mut rejects = Vec::new();
+    let mut stats = plan.new_stats();
+    for i in 0..b.len {
+        let (rec, line) = (&b.recs[i], b.lines[i]);
+        if let Err(r) = plan.push_row(line, rec, &mut b.cols, &mut stats) {
+            rejects.push((line, r, raw_row(rec, delimiter)));
+        }
+    }
+    BatchOut { rejects, stats }
 }
 
 struct BatchOut {
-    cols: Vec<ColumnData>,
     rejects: Vec<(u64, Reject, Vec<u8>)>,
     stats: RowStats,
 }
@@ -121,29 +185,48 @@ pub fn ingest_source(
     opts: &IngestOptions,
     bar: Option<&ProgressBar>,
 ) -> Result<SourceSummary, IngestError> {
+    let file = File::open(&sf.csv_path).map_err(|e| SourceError::Io {
+        path: sf.csv_path.clone(),
+        source: e,
+    })?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    ingest_reader(&sf.config, &sf.csv_path, file, bytes, out, opts, bar)
+}
+
+/// Ingests CSV text from any reader (a file, a network stream, the generator's in-process
+/// stream) as the source `config` describes. `path` names the input in errors; `bytes` is
+/// its size if known (for the summary).
+pub fn ingest_reader<R: std::io::Read + Send>(
+    config: &SourceConfig,
+    path: &Path,
+    input: R,
+    bytes: u64,
+    out: &Path,
+    opts: &IngestOptions,
+    bar: Option<&ProgressBar>,
+) -> Result<SourceSummary, IngestError> {
     let started = Instant::now();
-    let name = sf.config.source_name();
-    let path = &sf.csv_path;
+    let name = config.source_name();
+    let path = &path.to_path_buf();
     let io = |p: &Path| {
         let p = p.to_path_buf();
         move |e| IngestError::Io { path: p, source: e }
     };
-    let file = File::open(path).map_err(|e| SourceError::Io {
-        path: path.clone(),
-        source: e,
-    })?;
-    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let delimiter = sf.config.csv.delimiter as u8;
+    for sub in ["segments", "quarantine"] {
+        let p = out.join(sub);
+        std::fs::create_dir_all(&p).map_err(io(&p))?;
+    }
+    let delimiter = config.csv.delimiter as u8;
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .delimiter(delimiter)
         .buffer_capacity(1 << 20)
-        .from_reader(file);
+        .from_reader(input);
 
     // Header.
     let mut header_rec = ByteRecord::new();
-    let header: Vec<String> = if sf.config.csv.header {
+    let header: Vec<String> = if config.csv.header {
         let got = rdr
             .read_byte_record(&mut header_rec)
             .map_err(|e| SourceError::Header {
@@ -166,9 +249,9 @@ pub fn ingest_source(
             })
             .collect()
     } else {
-        sf.config.columns.iter().map(|c| c.name.clone()).collect()
+        config.columns.iter().map(|c| c.name.clone()).collect()
     };
-    let plan = Plan::new(&sf.config, &header).map_err(|column| SourceError::MissingColumn {
+    let plan = Plan::new(config, &header).map_err(|column| SourceError::MissingColumn {
         path: path.clone(),
         column,
     })?;
@@ -178,92 +261,100 @@ pub fn ingest_source(
     let q_path = out.join("quarantine").join(format!("{name}.csv"));
     let mut writer = SegmentWriter::create(&tmp_path, plan.schema.clone())?;
     let mut quarantine = Quarantine::create(&q_path, &name)?;
-    let mut summary = SourceSummary::new(&name, &sf.config, bytes, &plan);
+    let mut summary = SourceSummary::new(&name, config, bytes, &plan);
 
-    let threads = rayon::current_num_threads().max(1);
-    let mut batches: Vec<Batch> = (0..threads * 2)
-        .map(|_| Batch {
-            recs: Vec::new(),
-            lines: Vec::new(),
-            len: 0,
-        })
-        .collect();
-    let mut last_pos = 0u64;
-    loop {
-        // Fill batches on this thread.
-        let mut eof = false;
-        for b in batches.iter_mut() {
-            b.len = 0;
-            while b.len < opts.batch_rows {
-                if b.recs.len() == b.len {
-                    b.recs.push(ByteRecord::new());
-                    b.lines.push(0);
-                }
-                let got = rdr
-                    .read_byte_record(&mut b.recs[b.len])
-                    .map_err(|e| IngestError::Io {
-                        path: path.clone(),
-                        source: std::io::Error::other(e.to_string()),
-                    })?;
-                if !got {
-                    eof = true;
-                    break;
-                }
-                b.lines[b.len] = b.recs[b.len].position().map_or(0, |p| p.line());
-                b.len += 1;
-            }
-            if eof {
-                break;
-            }
-        }
+    let batch_rows = opts.batch_rows.max(1);
+    let mut sink = |batches: &mut [Batch]| -> Result<(), IngestError> {
         let outs: Vec<BatchOut> = batches
-            .par_iter()
-            .filter(|b| b.len > 0)
-            .map(|b| {
-                let mut cols: Vec<ColumnData> = writer_group(&plan);
-                let mut rejects = Vec::new();
-                let mut stats = plan.new_stats();
-                for i in 0..b.len {
-                    let rec = &b.recs[i];
-                    if let Err(r) = plan.push_row(b.lines[i], rec, &mut cols, &mut stats) {
-                        rejects.push((b.lines[i], r, raw_row(rec, delimiter)));
-                    }
-                }
-                BatchOut {
-                    cols,
-                    rejects,
-                    stats,
-                }
-            })
+            .par_iter_mut()
+            .map(|b| process_batch(&plan, b, delimiter))
             .collect();
-        for o in outs {
-            summary.read += (o.cols[0].rows() + o.rejects.len()) as u64;
-            summary.accepted += o.cols[0].rows() as u64;
+        for (o, b) in outs.into_iter().zip(batches.iter()) {
+            summary.read += (b.cols[0].rows() + o.rejects.len()) as u64;
+            summary.accepted += b.cols[0].rows() as u64;
             summary.add_stats(&o.stats);
             for (line, r, raw) in o.rejects {
                 summary.quarantined += 1;
                 summary.add_reason(&r);
                 quarantine.write(line, &r, &raw)?;
             }
-            writer.write_group(&o.cols)?;
+            writer.write_group(&b.cols)?;
         }
-        let pos = rdr.position().byte();
-        if let Some(b) = bar {
-            b.inc(pos.saturating_sub(last_pos));
+        Ok(())
+    };
+    let mut reader = BatchReader {
+        rdr,
+        path: path.clone(),
+        batch_rows,
+        last_pos: 0,
+        bar: bar.cloned(),
+    };
+    let threads = rayon::current_num_threads().max(1);
+    if threads == 1 {
+        // One core: read, normalize and write in turn on this thread.
+        let mut b = [Batch::default()];
+        loop {
+            let eof = reader.fill(&mut b[0])?;
+            sink(&mut b)?;
+            if eof {
+                break;
+            }
         }
-        last_pos = pos;
-        if eof {
-            break;
-        }
+    } else {
+        // A reader thread parses CSV into batches while the workers normalize earlier ones;
+        // the writer takes the results in order. Batches are recycled to keep allocations flat.
+        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(threads * 2);
+        let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
+        std::thread::scope(|scope| -> Result<(), IngestError> {
+            let handle = scope.spawn(move || -> Result<(), IngestError> {
+                loop {
+                    let mut b = free_rx.try_recv().unwrap_or_default();
+                    let eof = reader.fill(&mut b)?;
+                    if b.len > 0 && full_tx.send(b).is_err() {
+                        return Ok(());
+                    }
+                    if eof {
+                        return Ok(());
+                    }
+                }
+            });
+            let mut batches: Vec<Batch> = Vec::with_capacity(threads);
+            let mut result = Ok(());
+            // Wait for one batch, then take whatever else is ready, up to one per thread.
+            while let Ok(b) = full_rx.recv() {
+                batches.push(b);
+                while batches.len() < threads {
+                    match full_rx.try_recv() {
+                        Ok(b) => batches.push(b),
+                        Err(_) => break,
+                    }
+                }
+                result = sink(&mut batches);
+                if result.is_err() {
+                    break;
+                }
+                for b in batches.drain(..) {
+                    let _ = free_tx.send(b);
+                }
+            }
+            drop(full_rx);
+            let read = handle.join().unwrap_or_else(|_| {
+                Err(IngestError::Io {
+                    path: path.clone(),
+                    source: std::io::Error::other("the CSV reader thread failed"),
+                })
+            });
+            result.and(read)
+        })?;
     }
     let mut meta = vec![
         ("source".to_string(), name.clone()),
-        ("department".to_string(), sf.config.department.clone()),
-        ("table".to_string(), sf.config.table.clone()),
-        ("config".to_string(), sf.config.to_toml()),
+        ("department".to_string(), config.department.clone()),
+        ("table".to_string(), config.table.clone()),
+        ("config".to_string(), config.to_toml()),
         ("file".to_string(), path.display().to_string()),
     ];
-    if let Some(a) = &sf.config.as_of {
+    if let Some(a) = &config.as_of {
         meta.push(("as_of".to_string(), a.clone()));
     }
     summary.segment_bytes = writer.finish(&meta)?;

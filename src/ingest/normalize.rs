@@ -122,6 +122,17 @@ fn split_numbers(s: &str, out: &mut [u32; 3]) -> Option<usize> {
 /// `1985/3/7`, `1985.3.7`, `1985年3月7日`, optionally followed by a time (`1985-03-07
 /// 00:00:00`). Empty → `Ok(None)`.
 pub fn parse_date(raw: &str) -> Result<Option<Date>, ValueError> {
+    // Fast path: `YYYY-MM-DD` and `YYYYMMDD`, the forms most exports use.
+    let b = raw.as_bytes();
+    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
+        let d = |i: usize| b[i].wrapping_sub(b'0') as u32;
+        if [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| d(i) < 10) {
+            let (y, m, day) = (d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3), d(5) * 10 + d(6), d(8) * 10 + d(9));
+            return Date::from_ymd(y as i32, m, day)
+                .map(Some)
+                .ok_or_else(|| ValueError::ImpossibleDate(raw.to_string()));
+        }
+    }
     let s = fold_width(raw);
     if s.is_empty() {
         return Ok(None);
@@ -149,6 +160,17 @@ pub fn parse_date(raw: &str) -> Result<Option<Date>, ValueError> {
 
 /// Parses a month: `2023-01`, `202301`, `2023/1`, `2023年1月`, or a full date (its month).
 pub fn parse_month(raw: &str) -> Result<Option<Month>, ValueError> {
+    // Fast path: `YYYY-MM`.
+    let b = raw.as_bytes();
+    if b.len() == 7 && b[4] == b'-' {
+        let d = |i: usize| b[i].wrapping_sub(b'0') as u32;
+        if [0, 1, 2, 3, 5, 6].iter().all(|&i| d(i) < 10) {
+            let (y, m) = (d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3), d(5) * 10 + d(6));
+            return Month::from_ym(y as i32, m)
+                .map(Some)
+                .ok_or_else(|| ValueError::MonthFormat(raw.to_string()));
+        }
+    }
     let s = fold_width(raw);
     if s.is_empty() {
         return Ok(None);
@@ -179,6 +201,22 @@ pub fn parse_month(raw: &str) -> Result<Option<Month>, ValueError> {
 /// Parses a money amount into fen (hundredths): `1234.5`, `1,234.50`, `¥1234`, `-12.00`
 /// (refused unless `allow_negative`). Empty → `Ok(None)`.
 pub fn parse_amount(raw: &str, allow_negative: bool) -> Result<Option<i64>, ValueError> {
+    // Fast path: plain `123` or `123.4` / `123.45`, what almost every export writes.
+    let b = raw.as_bytes();
+    if !b.is_empty() && b.len() <= 17 && b[0].is_ascii_digit() {
+        let dot = b.iter().position(|&c| c == b'.').unwrap_or(b.len());
+        let frac = b.get(dot + 1..).unwrap_or(&[]);
+        if b[..dot].iter().all(u8::is_ascii_digit)
+            && frac.len() <= 2
+            && (dot == b.len() || !frac.is_empty())
+            && frac.iter().all(u8::is_ascii_digit)
+        {
+            let int = b[..dot].iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
+            let f = frac.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
+            let f = if frac.len() == 1 { f * 10 } else { f };
+            return Ok(Some(int * 100 + f));
+        }
+    }
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
@@ -245,6 +283,24 @@ pub fn parse_int(raw: &str) -> Result<Option<i64>, ValueError> {
 /// Parses a decimal number into thousandths (`12.5` → 12500), for quantities such as kWh,
 /// cubic metres or square metres. Empty → `Ok(None)`.
 pub fn parse_milli(raw: &str) -> Result<Option<i64>, ValueError> {
+    // Fast path: plain `123`, `123.4`, `123.456`.
+    let b = raw.as_bytes();
+    if !b.is_empty() && b.len() <= 16 && b[0].is_ascii_digit() {
+        let dot = b.iter().position(|&c| c == b'.').unwrap_or(b.len());
+        let frac = b.get(dot + 1..).unwrap_or(&[]);
+        if b[..dot].iter().all(u8::is_ascii_digit)
+            && frac.len() <= 3
+            && (dot == b.len() || !frac.is_empty())
+            && frac.iter().all(u8::is_ascii_digit)
+        {
+            let int = b[..dot].iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
+            let mut f = frac.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
+            for _ in frac.len()..3 {
+                f *= 10;
+            }
+            return Ok(Some(int * 1000 + f));
+        }
+    }
     let s = fold_width(raw);
     if s.is_empty() {
         return Ok(None);
@@ -276,6 +332,12 @@ pub fn parse_milli(raw: &str) -> Result<Option<i64>, ValueError> {
 
 /// Parses a boolean flag. Empty → `Ok(None)`.
 pub fn parse_flag(raw: &str) -> Result<Option<bool>, ValueError> {
+    match raw {
+        "1" => return Ok(Some(true)),
+        "0" => return Ok(Some(false)),
+        "" => return Ok(None),
+        _ => {}
+    }
     let s = fold_width(raw).to_ascii_lowercase();
     match s.as_str() {
         "" => Ok(None),

@@ -7,7 +7,8 @@
 //! segment      := header group* footer trailer
 //! header       := "MSSEGMNT" u32:version u32:0
 //! group        := chunk{ncols}                      -- one chunk per column, in schema order
-//! chunk(int)   := validity i64{rows}
+//! chunk(int)   := validity i64:base u8:width pad7 u64{ceil(rows*width/64)}
+//!                                                   -- value = base + next `width` bits
 //! chunk(bytes) := validity u32{rows+1}:offsets u8*:data pad8
 //! chunk(dict)  := validity u32{rows}:codes pad8     -- codes index the column's dictionary
 //! validity     := u64{ceil(rows/64)}                -- bit i set = row i has a value
@@ -28,14 +29,14 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{Xxh3DefaultBuilder, xxh3_64};
 
 use crate::error::SegmentError;
 
 pub const MAGIC: &[u8; 8] = b"MSSEGMNT";
 pub const END_MAGIC: &[u8; 8] = b"MSSEGEND";
-pub const FORMAT_VERSION: u32 = 1;
-pub const OLDEST_SUPPORTED: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+pub const OLDEST_SUPPORTED: u32 = 2;
 const TRAILER_LEN: usize = 32;
 
 /// Physical type of a column.
@@ -124,6 +125,15 @@ impl ColumnData {
         self.offsets.push(self.data.len() as u32);
     }
 
+    /// Empties the column, keeping its allocations for the next row group.
+    pub fn clear(&mut self) {
+        self.rows = 0;
+        self.validity.clear();
+        self.ints.clear();
+        self.offsets.clear();
+        self.data.clear();
+    }
+
     /// Drops rows from `rows` on (undoes a partly pushed row).
     pub fn truncate(&mut self, rows: usize) {
         if rows >= self.rows {
@@ -163,11 +173,111 @@ pub struct SegmentWriter {
     pos: u64,
     schema: Vec<ColumnSchema>,
     groups: Vec<(u64, Vec<(u64, u64, u64)>)>,
-    dicts: Vec<(HashMap<Vec<u8>, u32>, Vec<Vec<u8>>)>,
-    scratch: Vec<u8>,
+    dicts: Vec<(HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>, Vec<Vec<u8>>)>,
+    codes: Vec<u32>,
+    packed: Vec<u64>,
+}
+
+/// Header of a bit-packed int chunk: base (i64) and width in bits (u8), padded to 16 bytes.
+struct Packed {
+    header: [u8; 16],
+}
+
+/// Frame-of-reference bit packing: every valid value minus the chunk's minimum, in the fewest
+/// bits that hold the largest difference; missing values pack as zero.
+fn pack_ints(col: &ColumnData, words: &mut Vec<u64>) -> Packed {
+    let mut min = i64::MAX;
+    let mut max = i64::MIN;
+    for (r, &v) in col.ints.iter().enumerate() {
+        if col.is_valid(r) {
+            min = min.min(v);
+            max = max.max(v);
+        }
+    }
+    if min > max {
+        (min, max) = (0, 0);
+    }
+    let span = max.wrapping_sub(min) as u64;
+    let width = 64 - span.leading_zeros();
+    words.clear();
+    words.resize(packed_words(col.rows, width), 0);
+    if width > 0 {
+        for (r, &v) in col.ints.iter().enumerate() {
+            let d = if col.is_valid(r) { v.wrapping_sub(min) as u64 } else { 0 };
+            let bit = r * width as usize;
+            let (w, off) = (bit / 64, bit % 64);
+            words[w] |= d << off;
+            if off + width as usize > 64 {
+                words[w + 1] |= d >> (64 - off);
+            }
+        }
+    }
+    let mut header = [0u8; 16];
+    header[..8].copy_from_slice(&min.to_le_bytes());
+    header[8] = width as u8;
+    Packed { header }
+}
+
+fn packed_words(rows: usize, width: u32) -> usize {
+    (rows * width as usize).div_ceil(64)
+}
+
+/// Values as little-endian bytes: a view on little-endian machines, a copy elsewhere.
+fn le_bytes<T: bytemuck::Pod + ToLe>(v: &[T]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        std::borrow::Cow::Borrowed(bytemuck::cast_slice(v))
+    } else {
+        std::borrow::Cow::Owned(v.iter().flat_map(|x| x.to_le_vec()).collect())
+    }
+}
+
+trait ToLe {
+    fn to_le_vec(&self) -> Vec<u8>;
+}
+impl ToLe for u64 {
+    fn to_le_vec(&self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
+}
+impl ToLe for i64 {
+    fn to_le_vec(&self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
+}
+impl ToLe for u32 {
+    fn to_le_vec(&self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
 }
 
 impl SegmentWriter {
+    /// Writes one chunk made of `parts`, padded to 8 bytes; returns (offset, length, xxh3).
+    fn emit(&mut self, parts: &[&[u8]]) -> Result<(u64, u64, u64), SegmentError> {
+        let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+        let mut len = 0usize;
+        for p in parts {
+            hasher.update(p);
+            self.out.write_all(p).map_err(|e| SegmentError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            len += p.len();
+        }
+        let pad = (8 - len % 8) % 8;
+        if pad > 0 {
+            let zeros = [0u8; 8];
+            hasher.update(&zeros[..pad]);
+            self.out.write_all(&zeros[..pad]).map_err(|e| SegmentError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            len += pad;
+        }
+        let at = self.pos;
+        self.pos += len as u64;
+        Ok((at, len as u64, hasher.digest()))
+    }
+
     pub fn create(path: &Path, schema: Vec<ColumnSchema>) -> Result<SegmentWriter, SegmentError> {
         let io = |e| SegmentError::Io {
             path: path.to_path_buf(),
@@ -186,7 +296,8 @@ impl SegmentWriter {
             schema,
             groups: Vec::new(),
             dicts,
-            scratch: Vec::new(),
+            codes: Vec::new(),
+            packed: Vec::new(),
         })
     }
 
@@ -212,57 +323,54 @@ impl SegmentWriter {
             return Ok(());
         }
         let mut chunks = Vec::with_capacity(columns.len());
+        let mut codes = std::mem::take(&mut self.codes);
         for (i, col) in columns.iter().enumerate() {
-            let mut buf = std::mem::take(&mut self.scratch);
-            buf.clear();
-            for w in &col.validity {
-                buf.extend_from_slice(&w.to_le_bytes());
-            }
-            match self.schema[i].ty {
+            let validity = le_bytes(&col.validity);
+            let chunk = match self.schema[i].ty {
                 ColumnType::Int => {
-                    for v in &col.ints {
-                        buf.extend_from_slice(&v.to_le_bytes());
-                    }
+                    let mut words = std::mem::take(&mut self.packed);
+                    let packed = pack_ints(col, &mut words);
+                    let chunk = self.emit(&[&validity, &packed.header, &le_bytes(&words)]);
+                    self.packed = words;
+                    chunk?
                 }
-                ColumnType::Bytes => {
-                    for o in &col.offsets {
-                        buf.extend_from_slice(&o.to_le_bytes());
-                    }
-                    buf.extend_from_slice(&col.data);
-                }
+                ColumnType::Bytes => self.emit(&[&validity, &le_bytes(&col.offsets), &col.data])?,
                 ColumnType::Dict => {
+                    codes.clear();
                     let (map, values) = &mut self.dicts[i];
+                    // Runs of the same value are common (statuses, types): compare with the
+                    // previous value before hashing.
+                    let mut last: Option<(&[u8], u32)> = None;
                     for r in 0..col.rows {
-                        let code = if col.is_valid(r) {
-                            let s = col.str_at(r);
-                            match map.get(s) {
-                                Some(&c) => c,
-                                None => {
-                                    let c = values.len() as u32;
-                                    map.insert(s.to_vec(), c);
-                                    values.push(s.to_vec());
-                                    c
-                                }
+                        if !col.is_valid(r) {
+                            codes.push(0);
+                            continue;
+                        }
+                        let s = col.str_at(r);
+                        if let Some((prev, code)) = last
+                            && prev == s
+                        {
+                            codes.push(code);
+                            continue;
+                        }
+                        let code = match map.get(s) {
+                            Some(&c) => c,
+                            None => {
+                                let c = values.len() as u32;
+                                map.insert(s.to_vec(), c);
+                                values.push(s.to_vec());
+                                c
                             }
-                        } else {
-                            0
                         };
-                        buf.extend_from_slice(&code.to_le_bytes());
+                        last = Some((s, code));
+                        codes.push(code);
                     }
+                    self.emit(&[&validity, &le_bytes(&codes)])?
                 }
-            }
-            while buf.len() % 8 != 0 {
-                buf.push(0);
-            }
-            let hash = xxh3_64(&buf);
-            self.out.write_all(&buf).map_err(|e| SegmentError::Io {
-                path: self.path.clone(),
-                source: e,
-            })?;
-            chunks.push((self.pos, buf.len() as u64, hash));
-            self.pos += buf.len() as u64;
-            self.scratch = buf;
+            };
+            chunks.push(chunk);
         }
+        self.codes = codes;
         self.groups.push((rows as u64, chunks));
         Ok(())
     }
@@ -467,7 +575,7 @@ impl Segment {
                 }
                 let words = rows.div_ceil(64) * 8;
                 let min = match col.ty {
-                    ColumnType::Int => words + rows * 8,
+                    ColumnType::Int => words + 16,
                     ColumnType::Bytes => words + (rows + 1) * 4,
                     ColumnType::Dict => words + rows * 4,
                 };
@@ -556,9 +664,35 @@ impl Segment {
         for g in 0..self.groups.len() {
             let (rows, b) = self.chunk(g, col);
             let words = rows.div_ceil(64) * 8;
+            let base = le_u64(b, words) as i64;
+            let width = u32::from(b[words + 8]);
+            let data = words + 16;
+            if width > 64 || b.len() < data + packed_words(rows, width) * 8 {
+                return Err(SegmentError::Corrupt {
+                    path: self.path.clone(),
+                    msg: format!("column {name:?}: bit width {width} does not fit its chunk"),
+                });
+            }
+            let word = |i: usize| le_u64(b, data + i * 8);
+            let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
             for r in 0..rows {
                 let valid = le_u64(b, (r / 64) * 8) >> (r % 64) & 1 == 1;
-                out.push(valid.then(|| le_u64(b, words + r * 8) as i64));
+                if !valid {
+                    out.push(None);
+                    continue;
+                }
+                let d = if width == 0 {
+                    0
+                } else {
+                    let bit = r * width as usize;
+                    let (w, off) = (bit / 64, bit % 64);
+                    let mut d = word(w) >> off;
+                    if off + width as usize > 64 {
+                        d |= word(w + 1) << (64 - off);
+                    }
+                    d & mask
+                };
+                out.push(Some(base.wrapping_add(d as i64)));
             }
         }
         Ok(out)
@@ -656,6 +790,28 @@ mod tests {
         }
         assert!(matches!(s.ints("s"), Err(SegmentError::ColumnType { .. })));
         assert!(matches!(s.ints("zz"), Err(SegmentError::NoColumn(_))));
+    }
+
+    #[test]
+    fn bit_packing_keeps_extremes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.seg");
+        let values = [Some(i64::MIN), None, Some(i64::MAX), Some(0), Some(-1), Some(7)];
+        let mut w = SegmentWriter::create(&p, vec![ColumnSchema { name: "v".into(), ty: ColumnType::Int }]).unwrap();
+        for chunk in [&values[..], &values[3..], &values[1..2]] {
+            let mut cols = w.new_group();
+            for v in chunk {
+                cols[0].push_int(*v);
+            }
+            w.write_group(&cols).unwrap();
+        }
+        w.finish(&[]).unwrap();
+        let s = Segment::open(&p).unwrap();
+        s.verify().unwrap();
+        let mut want = values.to_vec();
+        want.extend_from_slice(&values[3..]);
+        want.extend_from_slice(&values[1..2]);
+        assert_eq!(s.ints("v").unwrap(), want);
     }
 
     #[test]
