@@ -6,13 +6,17 @@
 //! Run: `cargo bench --bench generate` (target: ≥ 2 million records/s, issue 2). The
 //! whole-city figure comes from `mianshen generate --count-only` and `mianshen generate`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mianshen::source::city::{CityParams, generate_files};
 
 fn bench(c: &mut Criterion) {
     let params = CityParams::new(50_000, 11);
     let dir = tempfile::tempdir().expect("tempdir");
-    let records = generate_files(&params, dir.path(), false).expect("generate").rows();
+    let records = generate_files(&params, dir.path(), false)
+        .expect("generate")
+        .rows();
     let mut group = c.benchmark_group("generate");
     group.sample_size(10);
     group.throughput(Throughput::Elements(records));

@@ -6,13 +6,18 @@
 //!
 //! Run: `cargo bench --bench ingest` (target: ≥ 100 MB/s per core, DESIGN.md / issue 2).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mianshen::ingest::{IngestOptions, ingest_reader};
 use mianshen::source::city::{CityParams, CityStream};
 
-fn table_csv(stream: &CityStream, source: &str) -> (mianshen::source::config::SourceConfig, Vec<u8>) {
+fn table_csv(
+    stream: &CityStream,
+    source: &str,
+) -> (mianshen::source::config::SourceConfig, Vec<u8>) {
     let table = stream
         .tables
         .iter()
@@ -30,7 +35,10 @@ fn table_csv(stream: &CityStream, source: &str) -> (mianshen::source::config::So
 
 fn bench(c: &mut Criterion) {
     let stream = CityStream::new(&CityParams::new(20_000, 7)).expect("valid params");
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut group = c.benchmark_group("ingest_one_core");
     group.sample_size(10);
@@ -40,8 +48,16 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(source), &csv, |b, csv| {
             b.iter(|| {
                 pool.install(|| {
-                    ingest_reader(&config, Path::new(source), &csv[..], csv.len() as u64, dir.path(), &IngestOptions::default(), None)
-                        .expect("ingest")
+                    ingest_reader(
+                        &config,
+                        Path::new(source),
+                        &csv[..],
+                        csv.len() as u64,
+                        dir.path(),
+                        &IngestOptions::default(),
+                        None,
+                    )
+                    .expect("ingest")
                 })
             })
         });

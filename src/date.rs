@@ -182,7 +182,10 @@ mod tests {
     #[test]
     fn epoch_and_round_trip() {
         assert_eq!(Date::from_ymd(1970, 1, 1), Some(Date(0)));
-        assert_eq!(Date::from_ymd(2000, 3, 1).map(|d| d.ymd()), Some((2000, 3, 1)));
+        assert_eq!(
+            Date::from_ymd(2000, 3, 1).map(|d| d.ymd()),
+            Some((2000, 3, 1))
+        );
         for days in (-40_000..47_000).step_by(7) {
             let (y, m, d) = Date(days).ymd();
             assert_eq!(Date::from_ymd(y, m, d), Some(Date(days)));
@@ -215,6 +218,9 @@ mod tests {
         let m = Month::from_ym(2023, 1).unwrap();
         assert_eq!((m.year(), m.month()), (2023, 1));
         assert_eq!(Month(m.0 + 13).to_string(), "2024-02");
-        assert_eq!(Date::from_ymd(2024, 2, 29).unwrap().month(), Month(m.0 + 13));
+        assert_eq!(
+            Date::from_ymd(2024, 2, 29).unwrap().month(),
+            Month(m.0 + 13)
+        );
     }
 }

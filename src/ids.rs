@@ -181,8 +181,13 @@ pub fn pid_birth_date(pid18: &[u8; 18]) -> Option<Date> {
 /// Gender encoded in an 18-digit id.
 pub fn pid_gender(pid18: &[u8; 18]) -> Option<Gender> {
     let d = pid18[16];
-    d.is_ascii_digit()
-        .then(|| if (d - b'0') % 2 == 1 { Gender::Male } else { Gender::Female })
+    d.is_ascii_digit().then(|| {
+        if (d - b'0') % 2 == 1 {
+            Gender::Male
+        } else {
+            Gender::Female
+        }
+    })
 }
 
 /// Validates an id number (already trimmed and half-width), cross-checking the record's own
@@ -238,7 +243,9 @@ pub fn validate_pid(raw: &[u8], birth: Option<Date>, gender: Option<Gender>) -> 
 
 /// The 31 characters a USCC may contain (no I, O, S, V, Z).
 pub const USCC_ALPHABET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
-const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const USCC_WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 const ORG_WEIGHTS: [u32; 8] = [3, 7, 9, 10, 5, 8, 4, 2];
 
 /// Value of each byte in the USCC alphabet, 255 for bytes outside it.
@@ -371,7 +378,9 @@ impl UsccCheck {
     }
 
     pub fn kind(&self) -> Option<UsccKind> {
-        let n = self.normalized.filter(|_| self.status == UsccStatus::Valid)?;
+        let n = self
+            .normalized
+            .filter(|_| self.status == UsccStatus::Valid)?;
         Some(match (n[0], n[1]) {
             (b'9', b'1') => UsccKind::Enterprise,
             (b'9', b'2') => UsccKind::IndividualBusiness,
@@ -459,7 +468,9 @@ pub fn reg_no_check_digit(first14: &[u8]) -> Option<u8> {
 
 /// Whether a 15-digit legacy registration number has a correct check digit.
 pub fn reg_no_is_valid(raw: &[u8]) -> bool {
-    raw.len() == 15 && raw.iter().all(u8::is_ascii_digit) && reg_no_check_digit(&raw[..14]) == Some(raw[14])
+    raw.len() == 15
+        && raw.iter().all(u8::is_ascii_digit)
+        && reg_no_check_digit(&raw[..14]) == Some(raw[14])
 }
 
 /// Builds a valid 15-digit legacy registration number.
@@ -497,7 +508,10 @@ mod tests {
         for good in ["11010519491231002X", "440524188001010014"] {
             let first17 = &good.as_bytes()[..17];
             assert_eq!(pid_check_char(first17), Some(good.as_bytes()[17]), "{good}");
-            assert_eq!(validate_pid(good.as_bytes(), None, None).status, PidStatus::Valid);
+            assert_eq!(
+                validate_pid(good.as_bytes(), None, None).status,
+                PidStatus::Valid
+            );
         }
         let born = Date::from_ymd(1949, 12, 31).unwrap();
         let c = validate_pid(b"11010519491231002x", Some(born), Some(Gender::Female));
@@ -507,12 +521,24 @@ mod tests {
 
     #[test]
     fn known_bad_id_numbers() {
-        assert_eq!(validate_pid(b"110105194912310021", None, None).status, PidStatus::BadCheck);
+        assert_eq!(
+            validate_pid(b"110105194912310021", None, None).status,
+            PidStatus::BadCheck
+        );
         // Two adjacent digits transposed.
-        assert_eq!(validate_pid(b"11010519491231020X", None, None).status, PidStatus::BadCheck);
+        assert_eq!(
+            validate_pid(b"11010519491231020X", None, None).status,
+            PidStatus::BadCheck
+        );
         assert_eq!(validate_pid(b"", None, None).status, PidStatus::Missing);
-        assert_eq!(validate_pid(b"1101051949123100", None, None).status, PidStatus::BadFormat);
-        assert_eq!(validate_pid(b"11010519491231002Y", None, None).status, PidStatus::BadFormat);
+        assert_eq!(
+            validate_pid(b"1101051949123100", None, None).status,
+            PidStatus::BadFormat
+        );
+        assert_eq!(
+            validate_pid(b"11010519491231002Y", None, None).status,
+            PidStatus::BadFormat
+        );
         // Check character right, but 1949-02-30 does not exist.
         let mut p = *b"110105194902300020";
         p[17] = pid_check_char(&p[..17]).unwrap();
@@ -524,8 +550,14 @@ mod tests {
         let born = Date::from_ymd(1949, 12, 31).unwrap();
         let other = Date::from_ymd(1949, 12, 30).unwrap();
         let id = b"11010519491231002X";
-        assert_eq!(validate_pid(id, Some(other), None).status, PidStatus::BirthMismatch);
-        assert_eq!(validate_pid(id, Some(born), Some(Gender::Male)).status, PidStatus::GenderMismatch);
+        assert_eq!(
+            validate_pid(id, Some(other), None).status,
+            PidStatus::BirthMismatch
+        );
+        assert_eq!(
+            validate_pid(id, Some(born), Some(Gender::Male)).status,
+            PidStatus::GenderMismatch
+        );
         assert!(!PidStatus::BirthMismatch.is_key());
     }
 
@@ -537,20 +569,32 @@ mod tests {
         assert_eq!(s(&c.normalized.unwrap()), "11010519491231002X");
         let full = make_pid(411403, Date::from_ymd(1962, 8, 9).unwrap(), 241);
         assert_eq!(upgrade_pid_15(&pid_to_15(&full)), Some(full));
-        assert_eq!(validate_pid(b"11010549123100A", None, None).status, PidStatus::BadFormat);
+        assert_eq!(
+            validate_pid(b"11010549123100A", None, None).status,
+            PidStatus::BadFormat
+        );
     }
 
     #[test]
     fn uscc_vectors() {
         // Published valid codes.
-        for good in ["91350100M000100Y43"] {
-            let c = validate_uscc(good.as_bytes());
-            assert_eq!(c.status, UsccStatus::Valid, "{good}");
-        }
-        assert_eq!(validate_uscc(b"91350100M000100Y44").status, UsccStatus::BadCheck);
-        assert_eq!(validate_uscc(b"91350100M000100I43").status, UsccStatus::BadFormat);
+        // A published code (its organisation code M000100Y-4 checks too).
+        let c = validate_uscc(b"91350100M000100Y43");
+        assert_eq!(c.status, UsccStatus::Valid);
+        assert!(uscc_org_code_ok(&c.normalized.unwrap()));
+        assert_eq!(
+            validate_uscc(b"91350100M000100Y44").status,
+            UsccStatus::BadCheck
+        );
+        assert_eq!(
+            validate_uscc(b"91350100M000100I43").status,
+            UsccStatus::BadFormat
+        );
         assert_eq!(validate_uscc(b"").status, UsccStatus::Missing);
-        assert_eq!(validate_uscc(b"91350100m000100y43").status, UsccStatus::Valid);
+        assert_eq!(
+            validate_uscc(b"91350100m000100y43").status,
+            UsccStatus::Valid
+        );
         let built = make_uscc(*b"92", 411402, 12_345_678);
         let c = validate_uscc(&built);
         assert_eq!(c.status, UsccStatus::Valid);

@@ -16,6 +16,8 @@
 //! Resolution, profiles, snapshots, the policy engine and the gRPC server are the next stages
 //! (issues 3–5); each will be a module here, importing only from the stages before it.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod date;
 pub mod error;
 pub mod ids;

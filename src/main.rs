@@ -68,8 +68,18 @@ enum Command {
     /// columnar segments, with every rejected row in quarantine.
     Ingest {
         /// Folder searched recursively for source configs.
+        #[arg(long, required_unless_present = "generate_city")]
+        sources: Option<PathBuf>,
+        /// Instead of files, ingest the synthetic city straight from the generator's
+        /// in-process stream (nothing written but the segments).
+        #[arg(long, conflicts_with = "sources", requires = "persons")]
+        generate_city: bool,
+        /// Persons of the generated city (with --generate-city).
         #[arg(long)]
-        sources: PathBuf,
+        persons: Option<u64>,
+        /// Seed of the generated city (with --generate-city).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
         /// Output folder: segments/, quarantine/, summary.csv.
         #[arg(long)]
         out: PathBuf,
@@ -132,6 +142,9 @@ fn main() -> Result<()> {
         }
         Command::Ingest {
             sources,
+            generate_city,
+            persons,
+            seed,
             out,
             batch_rows,
             quiet,
@@ -140,7 +153,13 @@ fn main() -> Result<()> {
                 batch_rows: batch_rows.max(1),
                 progress: !quiet,
             };
-            let report = ingest::ingest_dir(&sources, &out, &opts)?;
+            let report = match (sources, generate_city, persons) {
+                (_, true, Some(persons)) => {
+                    ingest::ingest_city(&CityParams::new(persons, seed), &out, &opts)?
+                }
+                (Some(sources), _, _) => ingest::ingest_dir(&sources, &out, &opts)?,
+                _ => bail!("give --sources DIR, or --generate-city --persons N"),
+            };
             print!("{}", report.render());
             println!("wrote {}", out.display());
             if !report.failures.is_empty() {
@@ -160,13 +179,19 @@ fn demo(persons: u64, seed: u64, work: &Path) -> Result<()> {
         .ok()
         .is_some_and(|t| t == toml::to_string(&params).unwrap_or_default());
     if same {
-        println!("demo city already generated in {} (same parameters)", sources.display());
+        println!(
+            "demo city already generated in {} (same parameters)",
+            sources.display()
+        );
     } else {
         if sources.exists() {
             std::fs::remove_dir_all(&sources)
                 .with_context(|| format!("clearing {}", sources.display()))?;
         }
-        println!("generating a demo city of {persons} persons into {} …", sources.display());
+        println!(
+            "generating a demo city of {persons} persons into {} …",
+            sources.display()
+        );
         let report = city::generate_files(&params, &sources, true)?;
         println!(
             "generated {} records ({:.0} MB) in {:.1} s: {:.2} M records/s",

@@ -24,6 +24,13 @@ pub const ADDRESS_PARTS: [&str; 11] = [
 /// Counters for one identifier column: statuses of id numbers then of USCCs.
 pub const ID_STATUS_SLOTS: usize = PidStatus::ALL.len() + UsccStatus::ALL.len();
 
+/// The row's own birth date and gender, cross-checked against its subject's id number.
+#[derive(Debug, Clone, Copy)]
+struct Own {
+    birth: Option<Date>,
+    gender: Option<Gender>,
+}
+
 /// Why a row was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
@@ -160,7 +167,11 @@ impl Plan {
                 role: c.role,
                 required: c.required,
                 allow_negative: c.allow_negative,
-                values: c.values.iter().map(|v| normalize_category(v).into_owned()).collect(),
+                values: c
+                    .values
+                    .iter()
+                    .map(|v| normalize_category(v).into_owned())
+                    .collect(),
                 out,
                 id_slot,
             });
@@ -244,14 +255,17 @@ impl Plan {
         let birth = self
             .birth
             .and_then(|i| normalize::parse_date(text(i)).ok().flatten());
-        let gender = self.gender.and_then(|i| parse_gender(text(i)).ok().flatten());
+        let gender = self
+            .gender
+            .and_then(|i| parse_gender(text(i)).ok().flatten());
         let before = cols[0].rows();
         cols[0].push_int(Some(line as i64));
         let mut pending = std::mem::take(&mut stats.pending);
         pending.clear();
         for f in &self.fields {
             let raw = text(f.header_idx);
-            match self.push_field(f, raw, birth, gender, cols, &mut pending, &mut stats.categories) {
+            let own = Own { birth, gender };
+            match self.push_field(f, raw, own, cols, &mut pending, &mut stats.categories) {
                 Ok(()) => {}
                 Err(reason) => {
                     stats.pending = pending;
@@ -278,18 +292,28 @@ impl Plan {
         &self,
         f: &Field,
         raw: &str,
-        birth: Option<Date>,
-        gender: Option<Gender>,
+        own: Own,
         cols: &mut [ColumnData],
         pending: &mut Vec<(usize, usize)>,
         categories: &mut HashMap<usize, HashMap<Box<str>, Box<str>, Xxh3DefaultBuilder>>,
     ) -> Result<(), String> {
+        let Own { birth, gender } = own;
         let numeric = matches!(
             f.role,
-            Role::Amount | Role::Quantity | Role::Integer | Role::Flag | Role::Month | Role::Date | Role::BirthDate
+            Role::Amount
+                | Role::Quantity
+                | Role::Integer
+                | Role::Flag
+                | Role::Month
+                | Role::Date
+                | Role::BirthDate
         );
         // Numbers and dates parse their raw text (their parsers fold what needs folding).
-        let trimmed = if numeric { Cow::Borrowed(raw.trim()) } else { clean(raw) };
+        let trimmed = if numeric {
+            Cow::Borrowed(raw.trim())
+        } else {
+            clean(raw)
+        };
         if f.required && trimmed.is_empty() {
             return Err("a required value is empty".into());
         }
@@ -305,7 +329,13 @@ impl Plan {
                     birth.filter(|_| subject),
                     gender.filter(|_| subject),
                 );
-                push_id(cols, o, &id, c.normalized.as_ref().map(|n| &n[..]), c.status.as_str());
+                push_id(
+                    cols,
+                    o,
+                    &id,
+                    c.normalized.as_ref().map(|n| &n[..]),
+                    c.status.as_str(),
+                );
                 if let Some(slot) = f.id_slot {
                     pending.push((slot, pid_slot(c.status)));
                 }
@@ -313,7 +343,13 @@ impl Plan {
             Role::EnterpriseId | Role::EnterpriseRef => {
                 let id = fold_id(&trimmed);
                 let c = validate_uscc(id.as_bytes());
-                push_id(cols, o, &id, c.normalized_str().map(str::as_bytes), c.status.as_str());
+                push_id(
+                    cols,
+                    o,
+                    &id,
+                    c.normalized_str().map(str::as_bytes),
+                    c.status.as_str(),
+                );
                 if let Some(slot) = f.id_slot {
                     pending.push((slot, uscc_slot(c.status)));
                 }
@@ -327,14 +363,26 @@ impl Plan {
                         birth.filter(|_| subject),
                         gender.filter(|_| subject),
                     );
-                    push_id(cols, o, &id, c.normalized.as_ref().map(|n| &n[..]), c.status.as_str());
+                    push_id(
+                        cols,
+                        o,
+                        &id,
+                        c.normalized.as_ref().map(|n| &n[..]),
+                        c.status.as_str(),
+                    );
                     cols[o + 3].push_str(Some("person"));
                     if let Some(slot) = f.id_slot {
                         pending.push((slot, pid_slot(c.status)));
                     }
                 } else {
                     let c = validate_uscc(id.as_bytes());
-                    push_id(cols, o, &id, c.normalized_str().map(str::as_bytes), c.status.as_str());
+                    push_id(
+                        cols,
+                        o,
+                        &id,
+                        c.normalized_str().map(str::as_bytes),
+                        c.status.as_str(),
+                    );
                     let kind = match c.status {
                         UsccStatus::Missing => None,
                         _ => Some("enterprise"),
@@ -359,8 +407,17 @@ impl Plan {
                     let a = parse_address(&trimmed);
                     cols[o].push_str(Some(&a.canonical()));
                     let parts = [
-                        &a.province, &a.city, &a.district, &a.town, &a.village, &a.road, &a.number,
-                        &a.estate, &a.building, &a.unit, &a.room,
+                        &a.province,
+                        &a.city,
+                        &a.district,
+                        &a.town,
+                        &a.village,
+                        &a.road,
+                        &a.number,
+                        &a.estate,
+                        &a.building,
+                        &a.unit,
+                        &a.room,
                     ];
                     for (i, p) in parts.into_iter().enumerate() {
                         cols[o + 1 + i].push_str((!p.is_empty()).then_some(p.as_str()));
@@ -467,8 +524,7 @@ fn looks_like_person(id: &[u8]) -> bool {
             if matches!(pid, PidStatus::Valid | PidStatus::BadBirthDate) {
                 return true;
             }
-            validate_uscc(id).status != UsccStatus::Valid
-                && id[..17].iter().all(u8::is_ascii_digit)
+            validate_uscc(id).status != UsccStatus::Valid && id[..17].iter().all(u8::is_ascii_digit)
         }
         _ => false,
     }
@@ -503,7 +559,10 @@ pub fn id_slot_label(slot: usize) -> String {
     if slot < PidStatus::ALL.len() {
         format!("pid:{}", PidStatus::ALL[slot].as_str())
     } else {
-        format!("uscc:{}", UsccStatus::ALL[slot - PidStatus::ALL.len()].as_str())
+        format!(
+            "uscc:{}",
+            UsccStatus::ALL[slot - PidStatus::ALL.len()].as_str()
+        )
     }
 }
 
@@ -520,7 +579,9 @@ pub fn clean(raw: &str) -> Cow<'_, str> {
 
 /// Identifiers and keys: spaces and dashes inside removed, uppercased.
 fn fold_id(s: &str) -> Cow<'_, str> {
-    if s.bytes().all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_lowercase()) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_lowercase())
+    {
         return Cow::Borrowed(s);
     }
     Cow::Owned(
@@ -561,7 +622,10 @@ mod tests {
         assert_eq!(clean("abc  123"), "abc 123");
         assert_eq!(clean("  abc  "), "abc");
         assert_eq!(clean("ＡＢ"), "AB");
-        assert_eq!(fold_id("4114 0219-8503070035x"), "41140219850307 0035X".replace(' ', ""));
+        assert_eq!(
+            fold_id("4114 0219-8503070035x"),
+            "41140219850307 0035X".replace(' ', "")
+        );
     }
 
     #[test]

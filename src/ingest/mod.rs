@@ -10,6 +10,7 @@
 pub mod fields;
 pub mod normalize;
 pub mod segment;
+pub mod stream;
 pub mod summary;
 
 use std::fs::File;
@@ -25,6 +26,7 @@ use crate::error::{IngestError, SourceError};
 use crate::source::config::{SourceConfig, SourceFile, discover};
 use fields::{Plan, Reject, RowStats};
 use segment::{ColumnData, SegmentWriter};
+pub use stream::ingest_city;
 pub use summary::{IngestReport, SourceSummary};
 
 /// Tuning of an ingest run.
@@ -88,7 +90,9 @@ pub fn ingest_dir(
                 }
                 match ingest_source(&sf, out, opts, bar.as_ref()) {
                     Ok(s) => report.sources.push(s),
-                    Err(e) => report.failures.push((sf.config.source_name(), e.to_string())),
+                    Err(e) => report
+                        .failures
+                        .push((sf.config.source_name(), e.to_string())),
                 }
             }
             Err(e) => report.failures.push(("(config)".into(), e.to_string())),
@@ -121,13 +125,13 @@ impl<R: std::io::Read> BatchReader<R> {
                 b.recs.push(ByteRecord::new());
                 b.lines.push(0);
             }
-            let got = self
-                .rdr
-                .read_byte_record(&mut b.recs[b.len])
-                .map_err(|e| IngestError::Io {
-                    path: self.path.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+            let got =
+                self.rdr
+                    .read_byte_record(&mut b.recs[b.len])
+                    .map_err(|e| IngestError::Io {
+                        path: self.path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
             if !got {
                 eof = true;
                 break;
@@ -244,7 +248,11 @@ pub fn ingest_reader<R: std::io::Read + Send>(
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                let h = if i == 0 { h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h) } else { h };
+                let h = if i == 0 {
+                    h.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(h)
+                } else {
+                    h
+                };
                 String::from_utf8_lossy(h).trim().to_string()
             })
             .collect()
@@ -409,7 +417,8 @@ impl Quarantine {
             path: path.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
         };
-        w.write_record(["source", "line", "column", "reason", "raw"]).map_err(q)?;
+        w.write_record(["source", "line", "column", "reason", "raw"])
+            .map_err(q)?;
         Ok(Quarantine {
             path: path.to_path_buf(),
             source: source.to_string(),
@@ -439,6 +448,8 @@ impl Quarantine {
             path: path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        inner.flush().map_err(|e| IngestError::Io { path, source: e })
+        inner
+            .flush()
+            .map_err(|e| IngestError::Io { path, source: e })
     }
 }

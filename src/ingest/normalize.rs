@@ -15,7 +15,9 @@ use crate::ids::{CITY_CODE, division_by_name};
 pub enum ValueError {
     #[error("date {0:?} is not a calendar date")]
     ImpossibleDate(String),
-    #[error("date {0:?} is in none of the accepted formats (1985-03-07, 19850307, 1985/3/7, 1985年3月7日)")]
+    #[error(
+        "date {0:?} is in none of the accepted formats (1985-03-07, 19850307, 1985/3/7, 1985年3月7日)"
+    )]
     DateFormat(String),
     #[error("month {0:?} is in none of the accepted formats (2023-01, 202301, 2023/1, 2023年1月)")]
     MonthFormat(String),
@@ -127,7 +129,11 @@ pub fn parse_date(raw: &str) -> Result<Option<Date>, ValueError> {
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
         let d = |i: usize| b[i].wrapping_sub(b'0') as u32;
         if [0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| d(i) < 10) {
-            let (y, m, day) = (d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3), d(5) * 10 + d(6), d(8) * 10 + d(9));
+            let (y, m, day) = (
+                d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3),
+                d(5) * 10 + d(6),
+                d(8) * 10 + d(9),
+            );
             return Date::from_ymd(y as i32, m, day)
                 .map(Some)
                 .ok_or_else(|| ValueError::ImpossibleDate(raw.to_string()));
@@ -165,7 +171,10 @@ pub fn parse_month(raw: &str) -> Result<Option<Month>, ValueError> {
     if b.len() == 7 && b[4] == b'-' {
         let d = |i: usize| b[i].wrapping_sub(b'0') as u32;
         if [0, 1, 2, 3, 5, 6].iter().all(|&i| d(i) < 10) {
-            let (y, m) = (d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3), d(5) * 10 + d(6));
+            let (y, m) = (
+                d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3),
+                d(5) * 10 + d(6),
+            );
             return Month::from_ym(y as i32, m)
                 .map(Some)
                 .ok_or_else(|| ValueError::MonthFormat(raw.to_string()));
@@ -177,7 +186,10 @@ pub fn parse_month(raw: &str) -> Result<Option<Month>, ValueError> {
     }
     let b = s.as_bytes();
     let (y, m) = if b.len() == 6 && b.iter().all(u8::is_ascii_digit) {
-        (s[0..4].parse::<u32>().unwrap_or(0), s[4..6].parse::<u32>().unwrap_or(0))
+        (
+            s[0..4].parse::<u32>().unwrap_or(0),
+            s[4..6].parse::<u32>().unwrap_or(0),
+        )
     } else {
         let mut parts = [0u32; 3];
         match split_numbers(&s, &mut parts) {
@@ -211,7 +223,9 @@ pub fn parse_amount(raw: &str, allow_negative: bool) -> Result<Option<i64>, Valu
             && (dot == b.len() || !frac.is_empty())
             && frac.iter().all(u8::is_ascii_digit)
         {
-            let int = b[..dot].iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
+            let int = b[..dot]
+                .iter()
+                .fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
             let f = frac.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
             let f = if frac.len() == 1 { f * 10 } else { f };
             return Ok(Some(int * 100 + f));
@@ -245,7 +259,10 @@ pub fn parse_amount(raw: &str, allow_negative: bool) -> Result<Option<i64>, Valu
                     }
                     frac = frac * 10 + d;
                 } else {
-                    int = int.checked_mul(10).and_then(|v| v.checked_add(d)).ok_or_else(err)?;
+                    int = int
+                        .checked_mul(10)
+                        .and_then(|v| v.checked_add(d))
+                        .ok_or_else(err)?;
                 }
             }
             _ => return Err(err()),
@@ -257,7 +274,10 @@ pub fn parse_amount(raw: &str, allow_negative: bool) -> Result<Option<i64>, Valu
     if frac_digits == 1 {
         frac *= 10;
     }
-    let fen = int.checked_mul(100).and_then(|v| v.checked_add(frac)).ok_or_else(err)?;
+    let fen = int
+        .checked_mul(100)
+        .and_then(|v| v.checked_add(frac))
+        .ok_or_else(err)?;
     if neg && fen != 0 {
         if !allow_negative {
             return Err(ValueError::NegativeAmount(raw.to_string()));
@@ -293,7 +313,9 @@ pub fn parse_milli(raw: &str) -> Result<Option<i64>, ValueError> {
             && (dot == b.len() || !frac.is_empty())
             && frac.iter().all(u8::is_ascii_digit)
         {
-            let int = b[..dot].iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
+            let int = b[..dot]
+                .iter()
+                .fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
             let mut f = frac.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
             for _ in frac.len()..3 {
                 f *= 10;
@@ -317,7 +339,10 @@ pub fn parse_milli(raw: &str) -> Result<Option<i64>, ValueError> {
     let mut v: i64 = 0;
     for c in ip.chars().filter(|&c| c != ',') {
         let d = c.to_digit(10).ok_or_else(err)?;
-        v = v.checked_mul(10).and_then(|v| v.checked_add(i64::from(d))).ok_or_else(err)?;
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(i64::from(d)))
+            .ok_or_else(err)?;
     }
     let mut scale = 100;
     let mut frac = 0;
@@ -326,7 +351,10 @@ pub fn parse_milli(raw: &str) -> Result<Option<i64>, ValueError> {
         frac += d * scale;
         scale /= 10;
     }
-    let milli = v.checked_mul(1000).and_then(|v| v.checked_add(frac)).ok_or_else(err)?;
+    let milli = v
+        .checked_mul(1000)
+        .and_then(|v| v.checked_add(frac))
+        .ok_or_else(err)?;
     Ok(Some(if neg { -milli } else { milli }))
 }
 
@@ -474,7 +502,8 @@ fn is_num_char(c: char) -> bool {
 
 const ROAD_SUFFIXES: [&str; 7] = ["大道", "大街", "路", "街", "道", "巷", "胡同"];
 const ESTATE_SUFFIXES: [&str; 14] = [
-    "小区", "花园", "家园", "公寓", "大厦", "广场", "新村", "苑", "院", "城", "府", "庭", "湾", "居",
+    "小区", "花园", "家园", "公寓", "大厦", "广场", "新村", "苑", "院", "城", "府", "庭", "湾",
+    "居",
 ];
 
 /// Splits an address into components. Tolerates missing parts, full-width digits, traditional
@@ -589,7 +618,9 @@ pub fn parse_address(raw: &str) -> Address {
 
 fn parse_building_unit_room(mut rest: &str, a: &mut Address) {
     // Estate: everything before the first numeral group, when it ends like an estate name.
-    let first_num = rest.find(|c: char| is_num_char(c) || c == '-').unwrap_or(rest.len());
+    let first_num = rest
+        .find(|c: char| is_num_char(c) || c == '-')
+        .unwrap_or(rest.len());
     let head = &rest[..first_num];
     if !head.is_empty() {
         if ESTATE_SUFFIXES.iter().any(|s| head.ends_with(s)) || first_num < rest.len() {
@@ -619,7 +650,9 @@ fn parse_building_unit_room(mut rest: &str, a: &mut Address) {
             let num = rest[start..end].to_string();
             let marker_start = end;
             let mut marker_end = end;
-            for m in ["号楼", "单元", "栋", "幢", "座", "楼", "室", "号", "户", "-", "－"] {
+            for m in [
+                "号楼", "单元", "栋", "幢", "座", "楼", "室", "号", "户", "-", "－",
+            ] {
                 if rest[marker_start..].starts_with(m) {
                     marker_end = marker_start + m.len();
                     break;
@@ -695,15 +728,35 @@ mod tests {
 
     #[test]
     fn dates_in_every_format() {
-        for s in ["1985-03-07", "19850307", "1985/3/7", "1985年3月7日", "1985.03.07", "1985-03-07 00:00:00", "１９８５－０３－０７"] {
+        for s in [
+            "1985-03-07",
+            "19850307",
+            "1985/3/7",
+            "1985年3月7日",
+            "1985.03.07",
+            "1985-03-07 00:00:00",
+            "１９８５－０３－０７",
+        ] {
             assert_eq!(parse_date(s), Ok(d(1985, 3, 7)), "{s}");
         }
         assert_eq!(parse_date(""), Ok(None));
         assert_eq!(parse_date("  "), Ok(None));
-        assert!(matches!(parse_date("1985-02-30"), Err(ValueError::ImpossibleDate(_))));
-        assert!(matches!(parse_date("19851301"), Err(ValueError::ImpossibleDate(_))));
-        assert!(matches!(parse_date("07/03/1985"), Err(ValueError::DateFormat(_))));
-        assert!(matches!(parse_date("yesterday"), Err(ValueError::DateFormat(_))));
+        assert!(matches!(
+            parse_date("1985-02-30"),
+            Err(ValueError::ImpossibleDate(_))
+        ));
+        assert!(matches!(
+            parse_date("19851301"),
+            Err(ValueError::ImpossibleDate(_))
+        ));
+        assert!(matches!(
+            parse_date("07/03/1985"),
+            Err(ValueError::DateFormat(_))
+        ));
+        assert!(matches!(
+            parse_date("yesterday"),
+            Err(ValueError::DateFormat(_))
+        ));
     }
 
     #[test]
@@ -722,7 +775,10 @@ mod tests {
         assert_eq!(parse_amount("1,234.56", false), Ok(Some(123_456)));
         assert_eq!(parse_amount("¥80", false), Ok(Some(8_000)));
         assert_eq!(parse_amount("", false), Ok(None));
-        assert!(matches!(parse_amount("-12.00", false), Err(ValueError::NegativeAmount(_))));
+        assert!(matches!(
+            parse_amount("-12.00", false),
+            Err(ValueError::NegativeAmount(_))
+        ));
         assert_eq!(parse_amount("-12.00", true), Ok(Some(-1_200)));
         assert!(parse_amount("12.345", false).is_err());
         assert!(parse_amount("12a", false).is_err());
@@ -735,14 +791,35 @@ mod tests {
 
     #[test]
     fn phones() {
-        assert_eq!(normalize_phone("+86 138-3700-1234").as_deref(), Some("13837001234"));
-        assert_eq!(normalize_phone("0086 13837001234").as_deref(), Some("13837001234"));
-        assert_eq!(normalize_phone("8613837001234").as_deref(), Some("13837001234"));
-        assert_eq!(normalize_phone("138 3700 1234").as_deref(), Some("13837001234"));
-        assert_eq!(normalize_phone("0370-3221234").as_deref(), Some("03703221234"));
-        assert_eq!(normalize_phone("(0370)3221234").as_deref(), Some("03703221234"));
+        assert_eq!(
+            normalize_phone("+86 138-3700-1234").as_deref(),
+            Some("13837001234")
+        );
+        assert_eq!(
+            normalize_phone("0086 13837001234").as_deref(),
+            Some("13837001234")
+        );
+        assert_eq!(
+            normalize_phone("8613837001234").as_deref(),
+            Some("13837001234")
+        );
+        assert_eq!(
+            normalize_phone("138 3700 1234").as_deref(),
+            Some("13837001234")
+        );
+        assert_eq!(
+            normalize_phone("0370-3221234").as_deref(),
+            Some("03703221234")
+        );
+        assert_eq!(
+            normalize_phone("(0370)3221234").as_deref(),
+            Some("03703221234")
+        );
         assert_eq!(normalize_phone("3221234").as_deref(), Some("03703221234"));
-        assert_eq!(normalize_phone("１３８３７００１２３４").as_deref(), Some("13837001234"));
+        assert_eq!(
+            normalize_phone("１３８３７００１２３４").as_deref(),
+            Some("13837001234")
+        );
         assert_eq!(normalize_phone("12345"), None);
         assert_eq!(normalize_phone(""), None);
     }
@@ -767,7 +844,10 @@ mod tests {
         assert_eq!(a.road, "凯旋路");
         assert_eq!(a.number, "123");
         assert_eq!(a.estate, "建业森林半岛");
-        assert_eq!((a.building.as_str(), a.unit.as_str(), a.room.as_str()), ("5", "2", "301"));
+        assert_eq!(
+            (a.building.as_str(), a.unit.as_str(), a.room.as_str()),
+            ("5", "2", "301")
+        );
         assert_eq!(a.rest, "");
 
         // The same place written differently normalizes to the same components.
@@ -784,7 +864,11 @@ mod tests {
                 ("凯旋路", "123", "建业森林半岛"),
                 "{variant}"
             );
-            assert_eq!((b.building.as_str(), b.unit.as_str(), b.room.as_str()), ("5", "2", "301"), "{variant}");
+            assert_eq!(
+                (b.building.as_str(), b.unit.as_str(), b.room.as_str()),
+                ("5", "2", "301"),
+                "{variant}"
+            );
         }
     }
 

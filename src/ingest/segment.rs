@@ -39,6 +39,13 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const OLDEST_SUPPORTED: u32 = 2;
 const TRAILER_LEN: usize = 32;
 
+/// A chunk's place in the file: offset, length, xxh3.
+type ChunkRef = (u64, u64, u64);
+/// A row group: its row count and one chunk per column.
+type Group = (u64, Vec<ChunkRef>);
+/// A dict column's codes by value, and values by code.
+type Dictionary = (HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>, Vec<Vec<u8>>);
+
 /// Physical type of a column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -172,8 +179,8 @@ pub struct SegmentWriter {
     out: BufWriter<File>,
     pos: u64,
     schema: Vec<ColumnSchema>,
-    groups: Vec<(u64, Vec<(u64, u64, u64)>)>,
-    dicts: Vec<(HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>, Vec<Vec<u8>>)>,
+    groups: Vec<Group>,
+    dicts: Vec<Dictionary>,
     codes: Vec<u32>,
     packed: Vec<u64>,
 }
@@ -203,7 +210,11 @@ fn pack_ints(col: &ColumnData, words: &mut Vec<u64>) -> Packed {
     words.resize(packed_words(col.rows, width), 0);
     if width > 0 {
         for (r, &v) in col.ints.iter().enumerate() {
-            let d = if col.is_valid(r) { v.wrapping_sub(min) as u64 } else { 0 };
+            let d = if col.is_valid(r) {
+                v.wrapping_sub(min) as u64
+            } else {
+                0
+            };
             let bit = r * width as usize;
             let (w, off) = (bit / 64, bit % 64);
             words[w] |= d << off;
@@ -252,7 +263,7 @@ impl ToLe for u32 {
 
 impl SegmentWriter {
     /// Writes one chunk made of `parts`, padded to 8 bytes; returns (offset, length, xxh3).
-    fn emit(&mut self, parts: &[&[u8]]) -> Result<(u64, u64, u64), SegmentError> {
+    fn emit(&mut self, parts: &[&[u8]]) -> Result<ChunkRef, SegmentError> {
         let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
         let mut len = 0usize;
         for p in parts {
@@ -267,10 +278,12 @@ impl SegmentWriter {
         if pad > 0 {
             let zeros = [0u8; 8];
             hasher.update(&zeros[..pad]);
-            self.out.write_all(&zeros[..pad]).map_err(|e| SegmentError::Io {
-                path: self.path.clone(),
-                source: e,
-            })?;
+            self.out
+                .write_all(&zeros[..pad])
+                .map_err(|e| SegmentError::Io {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
             len += pad;
         }
         let at = self.pos;
@@ -442,7 +455,7 @@ pub struct Segment {
     bytes: Vec<u8>,
     schema: Vec<ColumnSchema>,
     meta: Vec<(String, String)>,
-    groups: Vec<(u64, Vec<(u64, u64, u64)>)>,
+    groups: Vec<Group>,
     dicts: HashMap<usize, Vec<String>>,
 }
 
@@ -554,7 +567,8 @@ impl Segment {
         let mut schema = Vec::with_capacity(ncols.min(4096));
         for _ in 0..ncols {
             let name = c.string()?;
-            let ty = ColumnType::from_code(c.u8()?).ok_or_else(|| corrupt("unknown column type"))?;
+            let ty =
+                ColumnType::from_code(c.u8()?).ok_or_else(|| corrupt("unknown column type"))?;
             schema.push(ColumnSchema { name, ty });
         }
         let nmeta = c.u32()? as usize;
@@ -569,7 +583,9 @@ impl Segment {
             let mut chunks = Vec::with_capacity(ncols);
             for col in &schema {
                 let (off, len, hash) = (c.u64()?, c.u64()?, c.u64()?);
-                let end = off.checked_add(len).ok_or_else(|| corrupt("chunk offset overflows"))?;
+                let end = off
+                    .checked_add(len)
+                    .ok_or_else(|| corrupt("chunk offset overflows"))?;
                 if off < 16 || end > f_off as u64 {
                     return Err(corrupt("a chunk points outside the data area"));
                 }
@@ -632,7 +648,10 @@ impl Segment {
     }
 
     pub fn meta(&self, key: &str) -> Option<&str> {
-        self.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.meta
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     fn column_index(&self, name: &str, wanted: &[ColumnType]) -> Result<usize, SegmentError> {
@@ -654,7 +673,10 @@ impl Segment {
     fn chunk(&self, group: usize, col: usize) -> (usize, &[u8]) {
         let (rows, chunks) = &self.groups[group];
         let (off, len, _) = chunks[col];
-        (*rows as usize, &self.bytes[off as usize..(off + len) as usize])
+        (
+            *rows as usize,
+            &self.bytes[off as usize..(off + len) as usize],
+        )
     }
 
     /// All values of an int column, `None` where missing.
@@ -674,7 +696,11 @@ impl Segment {
                 });
             }
             let word = |i: usize| le_u64(b, data + i * 8);
-            let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+            let mask = if width == 64 {
+                u64::MAX
+            } else {
+                (1u64 << width) - 1
+            };
             for r in 0..rows {
                 let valid = le_u64(b, (r / 64) * 8) >> (r % 64) & 1 == 1;
                 if !valid {
@@ -712,11 +738,18 @@ impl Segment {
             let valid = |r: usize| le_u64(b, (r / 64) * 8) >> (r % 64) & 1 == 1;
             let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
             if self.schema[col].ty == ColumnType::Dict {
-                let dict = self.dicts.get(&col).ok_or_else(|| corrupt("dictionary missing"))?;
+                let dict = self
+                    .dicts
+                    .get(&col)
+                    .ok_or_else(|| corrupt("dictionary missing"))?;
                 for r in 0..rows {
                     if valid(r) {
                         let code = u32_at(words + r * 4) as usize;
-                        out.push(Some(dict.get(code).ok_or_else(|| corrupt("code outside dictionary"))?.clone()));
+                        out.push(Some(
+                            dict.get(code)
+                                .ok_or_else(|| corrupt("code outside dictionary"))?
+                                .clone(),
+                        ));
                     } else {
                         out.push(None);
                     }
@@ -728,13 +761,17 @@ impl Segment {
                         out.push(None);
                         continue;
                     }
-                    let (s, e) = (u32_at(words + r * 4) as usize, u32_at(words + (r + 1) * 4) as usize);
+                    let (s, e) = (
+                        u32_at(words + r * 4) as usize,
+                        u32_at(words + (r + 1) * 4) as usize,
+                    );
                     let bytes = b
                         .get(data + s..data + e)
                         .filter(|_| s <= e)
                         .ok_or_else(|| corrupt("string offsets out of range"))?;
                     out.push(Some(
-                        String::from_utf8(bytes.to_vec()).map_err(|_| corrupt("string is not UTF-8"))?,
+                        String::from_utf8(bytes.to_vec())
+                            .map_err(|_| corrupt("string is not UTF-8"))?,
                     ));
                 }
             }
@@ -749,9 +786,18 @@ mod tests {
 
     fn schema() -> Vec<ColumnSchema> {
         vec![
-            ColumnSchema { name: "n".into(), ty: ColumnType::Int },
-            ColumnSchema { name: "s".into(), ty: ColumnType::Bytes },
-            ColumnSchema { name: "d".into(), ty: ColumnType::Dict },
+            ColumnSchema {
+                name: "n".into(),
+                ty: ColumnType::Int,
+            },
+            ColumnSchema {
+                name: "s".into(),
+                ty: ColumnType::Bytes,
+            },
+            ColumnSchema {
+                name: "d".into(),
+                ty: ColumnType::Dict,
+            },
         ]
     }
 
@@ -763,7 +809,8 @@ mod tests {
                 let i = (g * rows + r) as i64;
                 cols[0].push_int((i % 7 != 0).then_some(i - 50));
                 cols[1].push_str((i % 5 != 0).then(|| format!("值{i}")).as_deref());
-                cols[2].push_str((i % 3 != 0).then_some(["正常", "迁出", "死亡注销"][i as usize % 3]));
+                cols[2]
+                    .push_str((i % 3 != 0).then_some(["正常", "迁出", "死亡注销"][i as usize % 3]));
             }
             w.write_group(&cols).unwrap();
         }
@@ -786,7 +833,10 @@ mod tests {
             let ii = i as i64;
             assert_eq!(n[i], (ii % 7 != 0).then_some(ii - 50));
             assert_eq!(st[i], (i % 5 != 0).then(|| format!("值{i}")));
-            assert_eq!(d[i].as_deref(), (i % 3 != 0).then_some(["正常", "迁出", "死亡注销"][i % 3]));
+            assert_eq!(
+                d[i].as_deref(),
+                (i % 3 != 0).then_some(["正常", "迁出", "死亡注销"][i % 3])
+            );
         }
         assert!(matches!(s.ints("s"), Err(SegmentError::ColumnType { .. })));
         assert!(matches!(s.ints("zz"), Err(SegmentError::NoColumn(_))));
@@ -796,8 +846,22 @@ mod tests {
     fn bit_packing_keeps_extremes() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.seg");
-        let values = [Some(i64::MIN), None, Some(i64::MAX), Some(0), Some(-1), Some(7)];
-        let mut w = SegmentWriter::create(&p, vec![ColumnSchema { name: "v".into(), ty: ColumnType::Int }]).unwrap();
+        let values = [
+            Some(i64::MIN),
+            None,
+            Some(i64::MAX),
+            Some(0),
+            Some(-1),
+            Some(7),
+        ];
+        let mut w = SegmentWriter::create(
+            &p,
+            vec![ColumnSchema {
+                name: "v".into(),
+                ty: ColumnType::Int,
+            }],
+        )
+        .unwrap();
         for chunk in [&values[..], &values[3..], &values[1..2]] {
             let mut cols = w.new_group();
             for v in chunk {

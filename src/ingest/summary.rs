@@ -120,7 +120,12 @@ pub struct IngestReport {
 impl IngestReport {
     pub fn totals(&self) -> (u64, u64, u64, u64) {
         self.sources.iter().fold((0, 0, 0, 0), |t, s| {
-            (t.0 + s.read, t.1 + s.accepted, t.2 + s.quarantined, t.3 + s.bytes)
+            (
+                t.0 + s.read,
+                t.1 + s.accepted,
+                t.2 + s.quarantined,
+                t.3 + s.bytes,
+            )
         })
     }
 
@@ -147,7 +152,8 @@ impl IngestReport {
                 s.accepted,
                 s.quarantined,
                 mb,
-                s.key_share().map_or("-".to_string(), |k| format!("{:.1}%", k * 100.0)),
+                s.key_share()
+                    .map_or("-".to_string(), |k| format!("{:.1}%", k * 100.0)),
                 if s.seconds > 0.0 { mb / s.seconds } else { 0.0 },
             );
         }
@@ -162,14 +168,22 @@ impl IngestReport {
             q,
             bytes as f64 / 1e6,
             "",
-            if self.seconds > 0.0 { bytes as f64 / 1e6 / self.seconds } else { 0.0 }
+            if self.seconds > 0.0 {
+                bytes as f64 / 1e6 / self.seconds
+            } else {
+                0.0
+            }
         );
         let _ = writeln!(
             t,
             "read = accepted + quarantined for every source: {}; {:.1} s, {:.2} M rows/s",
             if self.reconciles() { "yes" } else { "NO" },
             self.seconds,
-            if self.seconds > 0.0 { read as f64 / 1e6 / self.seconds } else { 0.0 }
+            if self.seconds > 0.0 {
+                read as f64 / 1e6 / self.seconds
+            } else {
+                0.0
+            }
         );
         let mut reasons: BTreeMap<&str, u64> = BTreeMap::new();
         for s in &self.sources {
@@ -181,7 +195,7 @@ impl IngestReport {
         if !reasons.is_empty() {
             let _ = writeln!(t, "quarantine reasons:");
             let mut v: Vec<_> = reasons.into_iter().collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1));
+            v.sort_by_key(|r| std::cmp::Reverse(r.1));
             for (r, n) in v.iter().take(10) {
                 let _ = writeln!(t, "  {n:>10}  {r}");
             }

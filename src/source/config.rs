@@ -240,7 +240,14 @@ impl SourceConfig {
                 return fail(format!("column name {:?} must not contain '.'", c.name));
             }
         }
-        for role in [Role::RecordId, Role::PersonId, Role::EnterpriseId, Role::PartyId, Role::BirthDate, Role::Gender] {
+        for role in [
+            Role::RecordId,
+            Role::PersonId,
+            Role::EnterpriseId,
+            Role::PartyId,
+            Role::BirthDate,
+            Role::Gender,
+        ] {
             if self.columns.iter().filter(|c| c.role == role).count() > 1 {
                 return fail(format!("at most one column may have role {role:?}"));
             }

@@ -129,7 +129,11 @@ impl GenerateReport {
             "city: {} persons, {} households, {} market entities",
             self.persons, self.households, self.enterprises
         );
-        let _ = writeln!(s, "{:<28} {:>14} {:>10} {:>10}", "table", "rows", "MB", "truth");
+        let _ = writeln!(
+            s,
+            "{:<28} {:>14} {:>10} {:>10}",
+            "table", "rows", "MB", "truth"
+        );
         for t in &self.tables {
             let _ = writeln!(
                 s,
@@ -137,7 +141,11 @@ impl GenerateReport {
                 t.source,
                 t.rows,
                 t.bytes as f64 / 1e6,
-                if t.truth_rows > 0 { t.truth_rows.to_string() } else { "-".into() }
+                if t.truth_rows > 0 {
+                    t.truth_rows.to_string()
+                } else {
+                    "-".into()
+                }
             );
         }
         let secs = self.seconds.max(1e-9);
@@ -176,9 +184,11 @@ pub fn generate_files(
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(stream.tables.len() as u64);
         b.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} generate [{bar:40}] {pos}/{len} tables {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} generate [{bar:40}] {pos}/{len} tables {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         b
     });
@@ -196,15 +206,21 @@ pub fn generate_files(
         let dir = out.join(table.dept);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let config_path = dir.join(format!("{}.toml", table.table));
-        std::fs::write(&config_path, table.config(params.as_of).to_toml()).map_err(io(&config_path))?;
+        std::fs::write(&config_path, table.config(params.as_of).to_toml())
+            .map_err(io(&config_path))?;
         let csv_path = dir.join(format!("{}.csv", table.table));
-        let mut csv = BufWriter::with_capacity(1 << 22, File::create(&csv_path).map_err(io(&csv_path))?);
+        let mut csv =
+            BufWriter::with_capacity(1 << 22, File::create(&csv_path).map_err(io(&csv_path))?);
         let header = format!("{}\n", table.header());
         csv.write_all(header.as_bytes()).map_err(io(&csv_path))?;
         let truth_path = truth_dir.join(format!("{}.csv", table.source));
         let mut truth = if table.has_truth() {
-            let mut t = BufWriter::with_capacity(1 << 20, File::create(&truth_path).map_err(io(&truth_path))?);
-            t.write_all(b"source,record_id,true_key\n").map_err(io(&truth_path))?;
+            let mut t = BufWriter::with_capacity(
+                1 << 20,
+                File::create(&truth_path).map_err(io(&truth_path))?,
+            );
+            t.write_all(b"source,record_id,true_key\n")
+                .map_err(io(&truth_path))?;
             Some(t)
         } else {
             None

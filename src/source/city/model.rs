@@ -161,9 +161,14 @@ impl Addr {
         Addr {
             district,
             rural,
-            road: rng.below(if rural { names::TOWNS.len() } else { names::ROADS.len() } as u64) as u16,
+            road: rng.below(if rural {
+                names::TOWNS.len()
+            } else {
+                names::ROADS.len()
+            } as u64) as u16,
             number: rng.range(1, if rural { 60 } else { 399 }) as u16,
-            estate: rng.below((names::ESTATE_STEMS.len() * names::ESTATE_SUFFIXES.len()) as u64) as u16,
+            estate: rng.below((names::ESTATE_STEMS.len() * names::ESTATE_SUFFIXES.len()) as u64)
+                as u16,
             building: rng.range(1, 30) as u8,
             unit: rng.range(1, 6) as u8,
             room: (rng.range(1, 28) * 100 + rng.range(1, 4)) as u16,
@@ -185,8 +190,15 @@ pub struct Household {
 }
 
 /// Enterprise types as registered (SC.ent.type).
-pub const ENT_TYPES: [&str; 7] =
-    ["有限责任公司", "股份有限公司", "个人独资企业", "合伙企业", "个体工商户", "农民专业合作社", "外商投资企业"];
+pub const ENT_TYPES: [&str; 7] = [
+    "有限责任公司",
+    "股份有限公司",
+    "个人独资企业",
+    "合伙企业",
+    "个体工商户",
+    "农民专业合作社",
+    "外商投资企业",
+];
 pub const ENT_INDIVIDUAL: u8 = 4;
 pub const ENT_COOP: u8 = 5;
 
@@ -219,7 +231,11 @@ impl Enterprise {
             ENT_COOP => *b"93",
             _ => *b"91",
         };
-        make_uscc(prefix, DIVISIONS[self.addr.district as usize % 9].0, self.org)
+        make_uscc(
+            prefix,
+            DIVISIONS[self.addr.district as usize % 9].0,
+            self.org,
+        )
     }
     pub fn has(&self, f: u32) -> bool {
         self.flags & f != 0
@@ -230,7 +246,7 @@ impl Enterprise {
     pub fn name(&self, out: &mut String) {
         let district = DIVISIONS[self.addr.district as usize % 9].1;
         out.push_str("商丘市");
-        if self.trade % 3 == 0 {
+        if self.trade.is_multiple_of(3) {
             out.push_str(district.trim_end_matches(['区', '县', '市']));
         }
         out.push_str(names::TRADE_NAMES[self.trade as usize % names::TRADE_NAMES.len()]);
@@ -320,7 +336,12 @@ fn birth_for_age(rng: &mut Rng, as_of: Date, age: i64) -> Date {
     Date(as_of.0 - days as i32)
 }
 
-fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<Household>, Vec<Person>) {
+fn people_chunk(
+    seed: u64,
+    chunk: u64,
+    budget: usize,
+    as_of: Date,
+) -> (Vec<Household>, Vec<Person>) {
     let mut rng = Rng::new(seed, label("people"), chunk);
     let mut persons: Vec<Person> = Vec::with_capacity(budget);
     let mut households = Vec::new();
@@ -334,8 +355,9 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
         // Household shape by the head's age.
         let head_age = {
             let u = rng.unit();
-            if u < 0.10 {
-                rng.range(70, 99)
+            if u < 0.07 {
+                // Old heads, fewer the older (the oldest-old are few).
+                68 + (rng.unit().powf(1.6) * 30.0) as i64
             } else if u < 0.25 {
                 rng.range(56, 75)
             } else {
@@ -345,7 +367,11 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
         let mut members: Vec<(i64, bool, HouseRole)> = Vec::new();
         let head_male = rng.chance(0.78);
         members.push((head_age, head_male, HouseRole::Head));
-        let married = if head_age > 70 { rng.chance(0.55) } else { rng.chance(0.82) };
+        let married = if head_age > 70 {
+            rng.chance(0.55)
+        } else {
+            rng.chance(0.82)
+        };
         if married {
             let spouse_age = (head_age + rng.range(-5, 3)).max(20);
             members.push((spouse_age, !head_male, HouseRole::Spouse));
@@ -363,11 +389,15 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
                 }
                 k += 1;
             }
-            if rng.chance(0.22) {
-                let p_age = (head_age + rng.range(23, 33)).min(104);
+            if rng.chance(0.18) {
+                let p_age = (head_age + rng.range(22, 32)).min(102);
                 members.push((p_age, rng.chance(0.4), HouseRole::Parent));
                 if rng.chance(0.5) {
-                    members.push(((p_age + rng.range(-4, 4)).min(104), !members[members.len() - 1].1, HouseRole::Parent));
+                    members.push((
+                        (p_age + rng.range(-4, 4)).min(104),
+                        !members[members.len() - 1].1,
+                        HouseRole::Parent,
+                    ));
                 }
             }
         }
@@ -378,7 +408,11 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
         let mut prev_child: Option<(Date, [u16; 2])> = None;
         for &(age, male, role) in &members {
             let twin_of = match (role, prev_child) {
-                (HouseRole::Child, Some((b, g))) if b.age_on(as_of) == age as i32 && rng.chance(0.9) => Some((b, g)),
+                (HouseRole::Child, Some((b, g)))
+                    if b.age_on(as_of) == age as i32 && rng.chance(0.9) =>
+                {
+                    Some((b, g))
+                }
                 _ => None,
             };
             let birth = twin_of.map_or_else(|| birth_for_age(&mut rng, as_of, age), |t| t.0);
@@ -407,7 +441,10 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
             let seq = if male { seq_base + 1 } else { seq_base };
             let adult = age >= 18;
             let phone = if adult && age < 85 && rng.chance(0.96) {
-                let prefix = [130, 131, 132, 135, 136, 137, 138, 139, 150, 151, 152, 155, 158, 159, 176, 177, 185, 186, 187, 188, 189, 199];
+                let prefix = [
+                    130, 131, 132, 135, 136, 137, 138, 139, 150, 151, 152, 155, 158, 159, 176, 177,
+                    185, 186, 187, 188, 189, 199,
+                ];
                 *rng.pick(&prefix) * 100_000_000 + rng.below(100_000_000)
             } else {
                 0
@@ -420,7 +457,13 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
                 }
             }
             // Status: a few moved out, died, serve in the army. Deaths are mostly of the old.
-            let death_p = if age >= 85 { 0.08 } else if age >= 70 { 0.025 } else { 0.002 };
+            let death_p = if age >= 85 {
+                0.08
+            } else if age >= 70 {
+                0.025
+            } else {
+                0.002
+            };
             let (status, death) = if rng.chance(death_p) {
                 let d = as_of.0 - rng.range(10, 1500) as i32;
                 if rng.chance(0.15) {
@@ -466,7 +509,7 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
         let size = persons.len() as u32 - first;
         // Household-level programmes: 低保 (more in the countryside), 特困 (the old alone).
         let dibao = rng.chance(if rural { 0.045 } else { 0.018 });
-        let tekun = !dibao && size == 1 && head_age >= 60 && rng.chance(0.12);
+        let tekun = !dibao && size == 1 && head_age >= 60 && rng.chance(0.24);
         households.push(Household {
             first,
             size: size as u8,
@@ -551,7 +594,9 @@ fn people_chunk(seed: u64, chunk: u64, budget: usize, as_of: Date) -> (Vec<House
 /// walks collisions in person order and moves each to the next free sequence of the same
 /// parity, so that every true id number is unique.
 fn make_pids_unique(persons: &mut [Person]) {
-    let key = |p: &Person| (u64::from(p.id_div) << 48) | ((p.birth.0 as u32 as u64) << 16) | u64::from(p.seq);
+    let key = |p: &Person| {
+        (u64::from(p.id_div) << 48) | ((p.birth.0 as u32 as u64) << 16) | u64::from(p.seq)
+    };
     let mut order: Vec<u32> = (0..persons.len() as u32).collect();
     order.par_sort_unstable_by_key(|&i| (key(&persons[i as usize]), i));
     let mut used: std::collections::HashSet<u64> = std::collections::HashSet::new();
@@ -604,7 +649,9 @@ fn build_enterprises(city: &City) -> Vec<Enterprise> {
     // Rates so that rare groups reach their full-city share, with floors so that a demo city
     // still has candidates for every policy.
     let rate = |full_city: f64, floor: f64| {
-        (full_city / 200_000.0).max(floor / companies_expected).min(0.5)
+        (full_city / 200_000.0)
+            .max(floor / companies_expected)
+            .min(0.5)
     };
     let r_travel = rate(75.0, 12.0);
     let r_hte = rate(450.0, 25.0);
@@ -643,7 +690,8 @@ fn build_enterprises(city: &City) -> Vec<Enterprise> {
                     let est = Date(as_of.0 - age_days - 30);
                     let industry = {
                         static CUM: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
-                        let cum = CUM.get_or_init(|| cumulative(names::INDUSTRIES.iter().map(|i| i.2)));
+                        let cum =
+                            CUM.get_or_init(|| cumulative(names::INDUSTRIES.iter().map(|i| i.2)));
                         rng.weighted(cum) as u8
                     };
                     let (status, closed) = if rng.chance(0.12) {
@@ -662,7 +710,10 @@ fn build_enterprises(city: &City) -> Vec<Enterprise> {
                         }
                         if rng.chance(r_travel) {
                             flags |= eflag::TRAVEL_AGENCY;
-                            industry = names::INDUSTRIES.iter().position(|i| i.0 == "L72T").unwrap_or(0) as u8;
+                            industry = names::INDUSTRIES
+                                .iter()
+                                .position(|i| i.0 == "L72T")
+                                .unwrap_or(0) as u8;
                             if rng.chance(0.3) {
                                 flags |= eflag::OUTBOUND;
                             }
@@ -710,20 +761,32 @@ fn build_enterprises(city: &City) -> Vec<Enterprise> {
                     if rng.chance(0.004) {
                         flags |= eflag::BLACKLISTED;
                     }
-                    if kind == ENT_COOP || (industry as usize) == names::INDUSTRIES.len() - 4 && rng.chance(0.2) {
+                    if kind == ENT_COOP
+                        || (industry as usize) == names::INDUSTRIES.len() - 4 && rng.chance(0.2)
+                    {
                         flags |= eflag::NEW_ENTITY;
                     }
                     if est.year() < 2014 && rng.chance(0.3) {
                         flags |= eflag::LEGACY_REG_NO;
                     }
-                    let home = city.households[city.persons[rep as usize].household as usize].addr.district;
-                    let district = if rng.chance(0.8) { home } else { draw_district(&mut rng) };
+                    let home = city.households[city.persons[rep as usize].household as usize]
+                        .addr
+                        .district;
+                    let district = if rng.chance(0.8) {
+                        home
+                    } else {
+                        draw_district(&mut rng)
+                    };
                     Enterprise {
                         est,
                         closed,
                         rep,
                         org: (e as u32).wrapping_mul(2_654_435_761) % 90_000_000 + 10_000_000,
-                        capital_wan: if company { rng.lognormal(100.0, 1.2).clamp(1.0, 100_000.0) as u32 } else { rng.range(1, 20) as u32 },
+                        capital_wan: if company {
+                            rng.lognormal(100.0, 1.2).clamp(1.0, 100_000.0) as u32
+                        } else {
+                            rng.range(1, 20) as u32
+                        },
                         employees: 0,
                         size_target,
                         flags,
@@ -754,7 +817,11 @@ fn assign_employment(city: &mut City) {
     if employers.is_empty() {
         return;
     }
-    let cum = cumulative(employers.iter().map(|&e| city.enterprises[e as usize].size_target.max(1)));
+    let cum = cumulative(
+        employers
+            .iter()
+            .map(|&e| city.enterprises[e as usize].size_target.max(1)),
+    );
     let capacity: u64 = cum.last().copied().map_or(0, u64::from);
     let working: u64 = city
         .persons

@@ -21,7 +21,12 @@ pub enum DateStyle {
     Chinese,
 }
 
-const STYLES: [DateStyle; 4] = [DateStyle::Iso, DateStyle::Compact, DateStyle::Slash, DateStyle::Chinese];
+const STYLES: [DateStyle; 4] = [
+    DateStyle::Iso,
+    DateStyle::Compact,
+    DateStyle::Slash,
+    DateStyle::Chinese,
+];
 
 /// The output of one chunk.
 #[derive(Debug, Default)]
@@ -49,7 +54,13 @@ pub struct Out<'a> {
 }
 
 impl<'a> Out<'a> {
-    pub fn new(city: &'a City, source: &'static str, dept: &'static str, style: DateStyle, rng: Rng) -> Out<'a> {
+    pub fn new(
+        city: &'a City,
+        source: &'static str,
+        dept: &'static str,
+        style: DateStyle,
+        rng: Rng,
+    ) -> Out<'a> {
         Out {
             city,
             rng,
@@ -114,7 +125,9 @@ impl<'a> Out<'a> {
             self.chunk.csv.push(b'-');
         }
         let f = fen.unsigned_abs();
-        self.chunk.csv.extend_from_slice(b.format(f / 100).as_bytes());
+        self.chunk
+            .csv
+            .extend_from_slice(b.format(f / 100).as_bytes());
         self.chunk.csv.push(b'.');
         self.chunk.csv.push(b'0' + (f / 10 % 10) as u8);
         self.chunk.csv.push(b'0' + (f % 10) as u8);
@@ -125,7 +138,9 @@ impl<'a> Out<'a> {
     pub fn tenths(&mut self, v: u64) -> &mut Self {
         self.sep();
         let mut b = itoa::Buffer::new();
-        self.chunk.csv.extend_from_slice(b.format(v / 10).as_bytes());
+        self.chunk
+            .csv
+            .extend_from_slice(b.format(v / 10).as_bytes());
         self.chunk.csv.push(b'.');
         self.chunk.csv.push(b'0' + (v % 10) as u8);
         self
@@ -204,7 +219,9 @@ impl<'a> Out<'a> {
     pub fn month(&mut self, m: Month) -> &mut Self {
         self.sep();
         let mut b = itoa::Buffer::new();
-        self.chunk.csv.extend_from_slice(b.format(m.year()).as_bytes());
+        self.chunk
+            .csv
+            .extend_from_slice(b.format(m.year()).as_bytes());
         self.chunk.csv.push(b'-');
         let mm = m.month();
         self.chunk.csv.push(b'0' + (mm / 10) as u8);
@@ -218,7 +235,11 @@ impl<'a> Out<'a> {
     pub fn pid(&mut self, p: u32, legacy_feed: bool) -> &mut Self {
         let person = &self.city.persons[p as usize];
         let mut id = person.pid();
-        let mut r = Rng::new(self.city.params.seed, self.dept ^ label("pid"), u64::from(p));
+        let mut r = Rng::new(
+            self.city.params.seed,
+            self.dept ^ label("pid"),
+            u64::from(p),
+        );
         let d = self.dirt;
         let u = r.unit();
         self.sep();
@@ -248,10 +269,17 @@ impl<'a> Out<'a> {
     /// registration number of old entities; a few typos).
     pub fn uscc(&mut self, e: u32, legacy_feed: bool) -> &mut Self {
         let ent = &self.city.enterprises[e as usize];
-        let mut r = Rng::new(self.city.params.seed, self.dept ^ label("uscc"), u64::from(e));
+        let mut r = Rng::new(
+            self.city.params.seed,
+            self.dept ^ label("uscc"),
+            u64::from(e),
+        );
         self.sep();
         if legacy_feed && ent.has(super::model::eflag::LEGACY_REG_NO) {
-            let reg = make_reg_no(DIVISIONS[ent.addr.district as usize % 9].0, u64::from(ent.org));
+            let reg = make_reg_no(
+                DIVISIONS[ent.addr.district as usize % 9].0,
+                u64::from(ent.org),
+            );
             self.chunk.csv.extend_from_slice(&reg);
             return self;
         }
@@ -281,7 +309,10 @@ impl<'a> Out<'a> {
         s.clear();
         self.city.enterprises[e as usize].name(&mut s);
         if self.rng.chance(self.dirt.name_traditional) {
-            s = s.chars().map(|c| names::traditional(c).unwrap_or(c)).collect();
+            s = s
+                .chars()
+                .map(|c| names::traditional(c).unwrap_or(c))
+                .collect();
         }
         self.s(&s);
         self.scratch = s;
@@ -338,7 +369,11 @@ impl<'a> Out<'a> {
         } else {
             *a
         };
-        let variant = if self.rng.chance(self.dirt.address_variant) { 1 + self.rng.below(4) } else { 0 };
+        let variant = if self.rng.chance(self.dirt.address_variant) {
+            1 + self.rng.below(4)
+        } else {
+            0
+        };
         let mut s = std::mem::take(&mut self.scratch);
         s.clear();
         write_addr(&mut s, &a, village, variant);
@@ -350,7 +385,8 @@ impl<'a> Out<'a> {
     /// The 12-digit statistical division code of an address.
     pub fn region(&mut self, a: &Addr) -> &mut Self {
         self.sep();
-        let code = DIVISIONS[a.district as usize % 9].0 as u64 * 1_000_000 + u64::from(a.road % 20 + 1) * 1000;
+        let code = DIVISIONS[a.district as usize % 9].0 as u64 * 1_000_000
+            + u64::from(a.road % 20 + 1) * 1000;
         let mut b = itoa::Buffer::new();
         self.chunk.csv.extend_from_slice(b.format(code).as_bytes());
         self
@@ -427,7 +463,9 @@ pub fn dirty_name(rng: &mut Rng, d: &DirtRates, s: &mut String) {
     if rng.chance(d.name_homophone) {
         let h = names::homophones();
         let chars: Vec<char> = s.chars().collect();
-        let candidates: Vec<usize> = (0..chars.len()).filter(|&i| h.contains_key(&chars[i])).collect();
+        let candidates: Vec<usize> = (0..chars.len())
+            .filter(|&i| h.contains_key(&chars[i]))
+            .collect();
         if !candidates.is_empty() {
             let i = *rng.pick(&candidates);
             let alts = &h[&chars[i]];
@@ -437,7 +475,10 @@ pub fn dirty_name(rng: &mut Rng, d: &DirtRates, s: &mut String) {
         }
     }
     if rng.chance(d.name_traditional) {
-        *s = s.chars().map(|c| names::traditional(c).unwrap_or(c)).collect();
+        *s = s
+            .chars()
+            .map(|c| names::traditional(c).unwrap_or(c))
+            .collect();
     }
     if rng.chance(d.name_spacing) {
         let chars: Vec<char> = s.chars().collect();
@@ -466,7 +507,7 @@ fn cn_small(n: u32, s: &mut String) {
         _ => {
             s.push_str(CN_DIGITS[(n / 10 % 10) as usize]);
             s.push('十');
-            if n % 10 > 0 {
+            if !n.is_multiple_of(10) {
                 s.push_str(CN_DIGITS[(n % 10) as usize]);
             }
         }
@@ -484,7 +525,11 @@ pub fn write_addr(s: &mut String, a: &Addr, village: u16, variant: u64) {
     s.push_str(district);
     if a.rural {
         s.push_str(names::TOWNS[a.road as usize % names::TOWNS.len()]);
-        s.push_str(if a.road % 3 == 0 { "乡" } else { "镇" });
+        s.push_str(if a.road.is_multiple_of(3) {
+            "乡"
+        } else {
+            "镇"
+        });
         s.push_str(names::SURNAMES[village as usize % names::SURNAMES.len()].0);
         s.push_str(names::VILLAGE_SUFFIXES[a.estate as usize % names::VILLAGE_SUFFIXES.len()]);
         s.push('村');
@@ -494,7 +539,8 @@ pub fn write_addr(s: &mut String, a: &Addr, village: u16, variant: u64) {
     s.push_str(names::ROADS[a.road as usize % names::ROADS.len()]);
     let stems = names::ESTATE_STEMS.len();
     let estate_stem = names::ESTATE_STEMS[a.estate as usize % stems];
-    let estate_suffix = names::ESTATE_SUFFIXES[a.estate as usize / stems % names::ESTATE_SUFFIXES.len()];
+    let estate_suffix =
+        names::ESTATE_SUFFIXES[a.estate as usize / stems % names::ESTATE_SUFFIXES.len()];
     match variant {
         2 => {
             let _ = write!(s, "{}号{estate_stem}{estate_suffix}", a.number);
@@ -504,17 +550,33 @@ pub fn write_addr(s: &mut String, a: &Addr, village: u16, variant: u64) {
             let _ = write!(s, "单元{}", a.room);
         }
         3 => {
-            let _ = write!(s, "{}号{estate_stem}{estate_suffix}{}-{}-{}", a.number, a.building, a.unit, a.room);
+            let _ = write!(
+                s,
+                "{}号{estate_stem}{estate_suffix}{}-{}-{}",
+                a.number, a.building, a.unit, a.room
+            );
         }
         4 => {
             let mut t = String::new();
-            let _ = write!(t, "{}号{estate_stem}{estate_suffix}{}号楼{}单元{}室", a.number, a.building, a.unit, a.room);
+            let _ = write!(
+                t,
+                "{}号{estate_stem}{estate_suffix}{}号楼{}单元{}室",
+                a.number, a.building, a.unit, a.room
+            );
             for c in t.chars() {
-                s.push(if c.is_ascii_digit() { char::from_u32(c as u32 + 0xFEE0).unwrap_or(c) } else { c });
+                s.push(if c.is_ascii_digit() {
+                    char::from_u32(c as u32 + 0xFEE0).unwrap_or(c)
+                } else {
+                    c
+                });
             }
         }
         _ => {
-            let _ = write!(s, "{}号{estate_stem}{estate_suffix}{}号楼{}单元{}室", a.number, a.building, a.unit, a.room);
+            let _ = write!(
+                s,
+                "{}号{estate_stem}{estate_suffix}{}号楼{}单元{}室",
+                a.number, a.building, a.unit, a.room
+            );
         }
     }
 }

@@ -96,7 +96,9 @@ impl DirtRates {
             ("malformed_row", self.malformed_row),
         ] {
             if !(0.0..=1.0).contains(&v) {
-                return Err(GenerateError::Params(format!("dirt rate {name} = {v} is not in [0, 1]")));
+                return Err(GenerateError::Params(format!(
+                    "dirt rate {name} = {v} is not in [0, 1]"
+                )));
             }
         }
         Ok(())
@@ -143,7 +145,9 @@ impl CityParams {
             )));
         }
         if !(0.0..=1.0).contains(&self.enterprises_per_person) {
-            return Err(GenerateError::Params("enterprises_per_person must be in [0, 1]".into()));
+            return Err(GenerateError::Params(
+                "enterprises_per_person must be in [0, 1]".into(),
+            ));
         }
         self.dirt.check()
     }

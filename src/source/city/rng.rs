@@ -31,7 +31,9 @@ pub const fn label(s: &str) -> u64 {
 impl Rng {
     /// The stream for `purpose` and `index` under `seed`.
     pub fn new(seed: u64, purpose: u64, index: u64) -> Rng {
-        Rng(mix(mix(seed ^ purpose.rotate_left(17)) ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        Rng(mix(
+            mix(seed ^ purpose.rotate_left(17)) ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -104,7 +106,9 @@ mod tests {
 
     #[test]
     fn streams_are_stable_and_independent() {
-        let a: Vec<u64> = (0..3).map(|_| Rng::new(7, label("x"), 1).next_u64()).collect();
+        let a: Vec<u64> = (0..3)
+            .map(|_| Rng::new(7, label("x"), 1).next_u64())
+            .collect();
         assert_eq!(a[0], a[1]);
         let mut r1 = Rng::new(7, label("x"), 1);
         let mut r2 = Rng::new(7, label("x"), 2);
@@ -122,6 +126,9 @@ mod tests {
             counts[r.weighted(&cum)] += 1;
         }
         assert_eq!(counts[1], 0);
-        assert!((counts[2] as f64 / counts[0] as f64 - 3.0).abs() < 0.2, "{counts:?}");
+        assert!(
+            (counts[2] as f64 / counts[0] as f64 - 3.0).abs() < 0.2,
+            "{counts:?}"
+        );
     }
 }

@@ -99,5 +99,9 @@ pub fn all_tables() -> Vec<&'static TableDef> {
 
 /// A per-entity random stream for facts that several tables must agree on (hire date, wage).
 pub fn entity_rng(city: &City, purpose: &str, index: u32) -> Rng {
-    Rng::new(city.params.seed, super::rng::label(purpose), u64::from(index))
+    Rng::new(
+        city.params.seed,
+        super::rng::label(purpose),
+        u64::from(index),
+    )
 }

@@ -265,7 +265,11 @@ pub static TABLES: &[TableDef] = &[
         unit: Unit::Enterprise,
         style: DateStyle::Iso,
         description: "科技局 科技型中小企业入库",
-        columns: &[Col("uscc", EnterpriseId, ""), Col("year", Integer, ""), Col("entry_no", Key, "")],
+        columns: &[
+            Col("uscc", EnterpriseId, ""),
+            Col("year", Integer, ""),
+            Col("entry_no", Key, ""),
+        ],
         emit: kj_tsme,
     },
     TableDef {
@@ -354,11 +358,18 @@ fn sc_ent(o: &mut Out, e: u32) {
     let city = o.city;
     let ent = &city.enterprises[e as usize];
     let rid = u64::from(e);
-    o.u(rid).uscc(e, true).ent_name(e).s(ENT_TYPES[ent.kind as usize]);
+    o.u(rid)
+        .uscc(e, true)
+        .ent_name(e)
+        .s(ENT_TYPES[ent.kind as usize]);
     o.pid(ent.rep, true).name(ent.rep);
-    o.money(i64::from(ent.capital_wan) * 1_000_000).date(ent.est).s(ENT_STATUS[ent.status as usize]);
+    o.money(i64::from(ent.capital_wan) * 1_000_000)
+        .date(ent.est)
+        .s(ENT_STATUS[ent.status as usize]);
     o.opt_date((ent.closed != i32::MIN).then_some(Date(ent.closed)));
-    o.addr(&ent.addr, 0, u64::from(e) | 1 << 40).region(&ent.addr).s(industry_code(ent.industry));
+    o.addr(&ent.addr, 0, u64::from(e) | 1 << 40)
+        .region(&ent.addr)
+        .s(industry_code(ent.industry));
     let phone = city.persons[ent.rep as usize].phone;
     o.phone(phone, ent.rep);
     o.end_identity(rid, &ent.uscc());
@@ -396,8 +407,16 @@ fn sc_abnormal(o: &mut Out, e: u32) {
         return;
     }
     let d = Date(as_of(o).0 - o.rng.range(30, 1200) as i32);
-    let out = o.rng.chance(0.5).then(|| Date(d.0 + o.rng.range(30, 400) as i32)).filter(|x| *x < as_of(o));
-    let reason = ["未按期公示年报", "通过登记住所无法联系", "公示信息隐瞒真实情况"][o.rng.below(3) as usize];
+    let out = o
+        .rng
+        .chance(0.5)
+        .then(|| Date(d.0 + o.rng.range(30, 400) as i32))
+        .filter(|x| *x < as_of(o));
+    let reason = [
+        "未按期公示年报",
+        "通过登记住所无法联系",
+        "公示信息隐瞒真实情况",
+    ][o.rng.below(3) as usize];
     o.uscc(e, false).date(d).opt_date(out).s(reason).end();
 }
 
@@ -409,8 +428,17 @@ fn sc_penalty(o: &mut Out, e: u32) {
     for _ in 0..n {
         let d = Date(as_of(o).0 - o.rng.range(30, 1800) as i32);
         let kind = ["警告", "罚款", "罚款", "没收违法所得", "吊销许可证"][o.rng.below(5) as usize];
-        let amount = if kind == "警告" { 0 } else { o.rng.range(500, 200_000) * 100 };
-        o.uscc(e, false).date(d).s(kind).money(amount).s("商丘市市场监督管理局").end();
+        let amount = if kind == "警告" {
+            0
+        } else {
+            o.rng.range(500, 200_000) * 100
+        };
+        o.uscc(e, false)
+            .date(d)
+            .s(kind)
+            .money(amount)
+            .s("商丘市市场监督管理局")
+            .end();
     }
 }
 
@@ -419,8 +447,17 @@ fn sw_reg(o: &mut Out, e: u32) {
     let rid = u64::from(e);
     let general = ent.kind != ENT_INDIVIDUAL && (ent.capital_wan > 500 || ent.employees > 50);
     let reg = Date(ent.est.0 + o.rng.range(1, 60) as i32).min(as_of(o));
-    o.u(rid).uscc(e, false).ent_name(e).s(if general { "一般纳税人" } else { "小规模" }).date(reg);
-    o.s(if ent.active() { "正常" } else { "注销" }).region(&ent.addr);
+    o.u(rid)
+        .uscc(e, false)
+        .ent_name(e)
+        .s(if general {
+            "一般纳税人"
+        } else {
+            "小规模"
+        })
+        .date(reg);
+    o.s(if ent.active() { "正常" } else { "注销" })
+        .region(&ent.addr);
     o.end_identity(rid, &ent.uscc());
 }
 
@@ -432,7 +469,8 @@ fn monthly_sales(o: &mut Out, e: u32) -> i64 {
     } else if ent.has(eflag::ABOVE_SCALE) {
         o.rng.lognormal(3_000_000.0, 0.5)
     } else {
-        o.rng.lognormal(80_000.0 + 30_000.0 * f64::from(ent.employees), 0.9)
+        o.rng
+            .lognormal(80_000.0 + 30_000.0 * f64::from(ent.employees), 0.9)
     };
     (base.min(1e10) as i64) * 100
 }
@@ -456,7 +494,11 @@ fn sw_vat(o: &mut Out, e: u32) {
         }
         let sales = monthly_sales(o, e) * if quarterly { 3 } else { 1 };
         let rate = if quarterly { 1 } else { 13 };
-        o.uscc(e, false).month(m).money(sales).money(sales * rate / 100).end();
+        o.uscc(e, false)
+            .month(m)
+            .money(sales)
+            .money(sales * rate / 100)
+            .end();
     }
 }
 
@@ -477,10 +519,25 @@ fn sw_cit(o: &mut Out, e: u32) {
         let staff = i64::from(ent.employees) + o.rng.range(0, 3);
         let assets = revenue * o.rng.range(50, 200) / 100;
         let tech = ent.has(eflag::HIGH_TECH) || ent.has(eflag::TECH_SME);
-        let rd = if tech { revenue * o.rng.range(3, 9) / 100 } else if o.rng.chance(0.05) { revenue / 100 } else { 0 };
+        let rd = if tech {
+            revenue * o.rng.range(3, 9) / 100
+        } else if o.rng.chance(0.05) {
+            revenue / 100
+        } else {
+            0
+        };
         let small = staff <= 300 && revenue <= 500_000_000 && profit <= 30_000_000;
-        o.uscc(e, false).i(i64::from(y)).money(revenue).money(profit.max(0)).i(staff).money(assets);
-        o.money(rd).money(rd).flag(small).flag(ent.has(eflag::HIGH_TECH)).end();
+        o.uscc(e, false)
+            .i(i64::from(y))
+            .money(revenue)
+            .money(profit.max(0))
+            .i(staff)
+            .money(assets);
+        o.money(rd)
+            .money(rd)
+            .flag(small)
+            .flag(ent.has(eflag::HIGH_TECH))
+            .end();
     }
 }
 
@@ -515,7 +572,11 @@ fn sw_deed_tax(o: &mut Out, p: u32) {
     }
     let d = Date(as_of(o).0 - o.rng.range(10, 700) as i32);
     let amount = o.rng.range(3_000, 40_000) * 100;
-    o.s(&format!("BDC{p:012}")).pid(p, false).money(amount).date(d).end();
+    o.s(&format!("BDC{p:012}"))
+        .pid(p, false)
+        .money(amount)
+        .date(d)
+        .end();
 }
 
 fn ny_new_entity(o: &mut Out, e: u32) {
@@ -523,10 +584,18 @@ fn ny_new_entity(o: &mut Out, e: u32) {
     if !ent.has(eflag::NEW_ENTITY) {
         return;
     }
-    let kind = if ent.kind == 5 { "农民专业合作社" } else if o.rng.chance(0.8) { "家庭农场" } else { "龙头企业" };
+    let kind = if ent.kind == 5 {
+        "农民专业合作社"
+    } else if o.rng.chance(0.8) {
+        "家庭农场"
+    } else {
+        "龙头企业"
+    };
     let mu = o.rng.range(50, 5_000) as u64 * 10;
     o.uscc(e, false).s(kind).pid(ent.rep, false).tenths(mu);
-    o.pick(&["小麦", "花生", "辣椒", "蔬菜", "生猪"]).pick(&["市级", "县级", "省级"]).end();
+    o.pick(&["小麦", "花生", "辣椒", "蔬菜", "生猪"])
+        .pick(&["市级", "县级", "省级"])
+        .end();
 }
 
 fn wl_agency(o: &mut Out, e: u32) {
@@ -534,8 +603,20 @@ fn wl_agency(o: &mut Out, e: u32) {
     if !ent.has(eflag::TRAVEL_AGENCY) {
         return;
     }
-    let status = if ent.active() && !o.rng.chance(0.05) { "有效" } else { "注销" };
-    o.uscc(e, false).s(&format!("L-HEN-SQ{e:05}")).s(if ent.has(eflag::OUTBOUND) { "出境" } else { "国内入境" }).s(status).end();
+    let status = if ent.active() && !o.rng.chance(0.05) {
+        "有效"
+    } else {
+        "注销"
+    };
+    o.uscc(e, false)
+        .s(&format!("L-HEN-SQ{e:05}"))
+        .s(if ent.has(eflag::OUTBOUND) {
+            "出境"
+        } else {
+            "国内入境"
+        })
+        .s(status)
+        .end();
 }
 
 fn wl_deposit(o: &mut Out, e: u32) {
@@ -544,10 +625,19 @@ fn wl_deposit(o: &mut Out, e: u32) {
         return;
     }
     let form = ["现金", "现金", "现金", "银行担保", "保险"][o.rng.below(5) as usize];
-    let balance = if ent.has(eflag::OUTBOUND) { 140_000_000 } else { 20_000_000 };
+    let balance = if ent.has(eflag::OUTBOUND) {
+        140_000_000
+    } else {
+        20_000_000
+    };
     let frozen = o.rng.chance(0.05);
     let outstanding = if o.rng.chance(0.1) { balance / 2 } else { 0 };
-    o.uscc(e, false).s(form).money(balance).flag(frozen).money(outstanding).end();
+    o.uscc(e, false)
+        .s(form)
+        .money(balance)
+        .flag(frozen)
+        .money(outstanding)
+        .end();
 }
 
 fn kj_hte(o: &mut Out, e: u32) {
@@ -558,7 +648,11 @@ fn kj_hte(o: &mut Out, e: u32) {
     let last = o.city.params.last_year();
     let y = last - o.rng.range(0, 2) as i32;
     let d = Date::from_ymd(y, 11, 20).unwrap_or(as_of(o));
-    o.uscc(e, false).s(&format!("GR{y}41{e:06}")).date(d).either(0.6, "首次", "重新").end();
+    o.uscc(e, false)
+        .s(&format!("GR{y}41{e:06}"))
+        .date(d)
+        .either(0.6, "首次", "重新")
+        .end();
 }
 
 fn kj_tsme(o: &mut Out, e: u32) {
@@ -568,7 +662,10 @@ fn kj_tsme(o: &mut Out, e: u32) {
     }
     let last = o.city.params.last_year();
     for y in (last - 1)..=last {
-        o.uscc(e, false).i(i64::from(y)).s(&format!("{y}4114{e:06}")).end();
+        o.uscc(e, false)
+            .i(i64::from(y))
+            .s(&format!("{y}4114{e:06}"))
+            .end();
     }
 }
 
@@ -578,8 +675,13 @@ fn kj_commissioner(o: &mut Out, p: u32) {
         return;
     }
     let n = city.enterprises.len() as u64;
-    let served = (0..200).map(|_| o.rng.below(n) as u32).find(|&e| city.enterprises[e as usize].has(eflag::NEW_ENTITY));
-    o.pid(p, false).name(p).i(i64::from(city.params.last_year())).s("在册");
+    let served = (0..200)
+        .map(|_| o.rng.below(n) as u32)
+        .find(|&e| city.enterprises[e as usize].has(eflag::NEW_ENTITY));
+    o.pid(p, false)
+        .name(p)
+        .i(i64::from(city.params.last_year()))
+        .s("在册");
     match served {
         Some(e) => o.uscc(e, false),
         None => o.empty(),
@@ -593,7 +695,11 @@ fn gx_above_scale(o: &mut Out, e: u32) {
         return;
     }
     let last = o.city.params.last_year();
-    let first = if ent.has(eflag::NEW_ABOVE_SCALE) { last } else { (last - 3).max(ent.est.year() + 1) };
+    let first = if ent.has(eflag::NEW_ABOVE_SCALE) {
+        last
+    } else {
+        (last - 3).max(ent.est.year() + 1)
+    };
     for y in first..=last {
         o.uscc(e, false).i(i64::from(y)).end();
     }
@@ -608,7 +714,9 @@ fn gz_lease(o: &mut Out, e: u32) {
     let end = Date(start.0 + 365 * o.rng.range(1, 5) as i32);
     let rent = o.rng.range(800, 20_000) * 100;
     let purpose = ["经营", "经营", "经营", "办公", "仓储"][o.rng.below(5) as usize];
-    o.s(&format!("GZ{e:08}")).s(&format!("国资房产{}号", e % 500)).uscc(e, false);
+    o.s(&format!("GZ{e:08}"))
+        .s(&format!("国资房产{}号", e % 500))
+        .uscc(e, false);
     o.money(rent).date(start).date(end).s(purpose).end();
 }
 
@@ -621,7 +729,17 @@ fn fg_project(o: &mut Out, e: u32) {
     let done = total * o.rng.range(30, 100) / 100;
     let start = Date(as_of(o).0 - o.rng.range(200, 1400) as i32);
     let commission = Date(start.0 + o.rng.range(180, 720) as i32);
-    let code = format!("2{}-411400-{:02}-01-{e:06}", start.year() % 100, ent.industry);
-    o.s(&code).uscc(e, false).money(total).money(done).date(start);
-    o.opt_date((commission < as_of(o)).then_some(commission)).s(industry_code(ent.industry)).end();
+    let code = format!(
+        "2{}-411400-{:02}-01-{e:06}",
+        start.year() % 100,
+        ent.industry
+    );
+    o.s(&code)
+        .uscc(e, false)
+        .money(total)
+        .money(done)
+        .date(start);
+    o.opt_date((commission < as_of(o)).then_some(commission))
+        .s(industry_code(ent.industry))
+        .end();
 }

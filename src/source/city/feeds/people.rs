@@ -176,7 +176,11 @@ pub static TABLES: &[TableDef] = &[
         unit: Unit::Person,
         style: DateStyle::Compact,
         description: "民政局 高龄津贴发放 (last 12 months)",
-        columns: &[Col("pid", PersonId, ""), Col("month", Role::Month, ""), Col("amount", Amount, "")],
+        columns: &[
+            Col("pid", PersonId, ""),
+            Col("month", Role::Month, ""),
+            Col("amount", Amount, ""),
+        ],
         emit: mz_elderly_paid,
     },
     TableDef {
@@ -429,7 +433,16 @@ fn rid(u: u32, k: u32) -> u64 {
 }
 
 const ETHNICITIES: [&str; 4] = ["汉族", "回族", "满族", "蒙古族"];
-const EDUCATION: [&str; 8] = ["学龄前", "小学", "初中", "高中", "中专", "大学专科", "大学本科", "研究生"];
+const EDUCATION: [&str; 8] = [
+    "学龄前",
+    "小学",
+    "初中",
+    "高中",
+    "中专",
+    "大学专科",
+    "大学本科",
+    "研究生",
+];
 
 fn ga_person(o: &mut Out, p: u32) {
     let city = o.city;
@@ -451,7 +464,11 @@ fn ga_person(o: &mut Out, p: u32) {
     };
     o.s(g);
     o.date(person.birth);
-    let eth = if o.rng.chance(0.97) { 0 } else { 1 + o.rng.below(3) as usize };
+    let eth = if o.rng.chance(0.97) {
+        0
+    } else {
+        1 + o.rng.below(3) as usize
+    };
     o.s(ETHNICITIES[eth]);
     o.region(&hh.addr);
     o.addr(&hh.addr, hh.village, u64::from(person.household));
@@ -474,13 +491,21 @@ fn ga_person(o: &mut Out, p: u32) {
     };
     o.s(EDUCATION[person.education as usize % EDUCATION.len()]);
     let members = city.household_members(person.household);
-    let has_spouse = members.clone().any(|m| city.persons[m as usize].role == HouseRole::Spouse);
+    let has_spouse = members
+        .clone()
+        .any(|m| city.persons[m as usize].role == HouseRole::Spouse);
     let married = match person.role {
         HouseRole::Head | HouseRole::Spouse => has_spouse,
         HouseRole::Parent => true,
         HouseRole::Child => age > 30 && o.rng.chance(0.5),
     };
-    o.s(if married { "已婚" } else if age >= 70 { "丧偶" } else { "未婚" });
+    o.s(if married {
+        "已婚"
+    } else if age >= 70 {
+        "丧偶"
+    } else {
+        "未婚"
+    });
     o.phone(person.phone, p);
     o.end_identity(rid(p, 0), &person.pid());
 }
@@ -503,15 +528,30 @@ fn ga_move(o: &mut Out, p: u32) {
     let div = u64::from(hukou_division(city, person)) * 1_000_000;
     let age = person.age_on(as_of(o));
     if age < 18 {
-        o.b(&person.pid()).s("出生登记").date(person.birth).empty().u(div).end();
+        o.b(&person.pid())
+            .s("出生登记")
+            .date(person.birth)
+            .empty()
+            .u(div)
+            .end();
     }
     match person.status {
         1 => {
             let d = Date(as_of(o).0 - o.rng.range(30, 1500) as i32);
-            o.b(&person.pid()).s("迁出").date(d).u(div).u(410_102_000_000).end();
+            o.b(&person.pid())
+                .s("迁出")
+                .date(d)
+                .u(div)
+                .u(410_102_000_000)
+                .end();
         }
         2 => {
-            o.b(&person.pid()).s("死亡注销").date(Date(person.death + 30)).u(div).empty().end();
+            o.b(&person.pid())
+                .s("死亡注销")
+                .date(Date(person.death + 30))
+                .u(div)
+                .empty()
+                .end();
         }
         _ => {}
     }
@@ -521,15 +561,25 @@ fn mz_marriage(o: &mut Out, h: u32) {
     let city = o.city;
     let hh = &city.households[h as usize];
     let members = city.household_members(h);
-    let Some(spouse) = members.clone().find(|&m| city.persons[m as usize].role == HouseRole::Spouse) else {
+    let Some(spouse) = members
+        .clone()
+        .find(|&m| city.persons[m as usize].role == HouseRole::Spouse)
+    else {
         return;
     };
     let head = hh.first;
-    let young = city.persons[head as usize].birth.add_years(24 + o.rng.range(0, 6) as i32);
+    let young = city.persons[head as usize]
+        .birth
+        .add_years(24 + o.rng.range(0, 6) as i32);
     let Some(date) = young.filter(|d| *d < as_of(o)) else {
         return;
     };
-    o.s(&format!("HY{h:010}")).pid(head, false).pid(spouse, false).s("结婚").date(date).end();
+    o.s(&format!("HY{h:010}"))
+        .pid(head, false)
+        .pid(spouse, false)
+        .s("结婚")
+        .date(date)
+        .end();
 }
 
 fn case_id(h: u32) -> String {
@@ -550,7 +600,10 @@ fn mz_dibao_case(o: &mut Out, h: u32) {
     let start = dibao_start(o, h);
     let amount = i64::from(hh.size) * if hh.addr.rural { 32_000 } else { 52_000 } / 10;
     o.s(&case_id(h)).pid(hh.first, false).name(hh.first);
-    o.s(if hh.addr.rural { "农村" } else { "城市" }).date(start).empty().money(amount * 10);
+    o.s(if hh.addr.rural { "农村" } else { "城市" })
+        .date(start)
+        .empty()
+        .money(amount * 10);
     o.addr(&hh.addr, hh.village, u64::from(h));
     o.end();
 }
@@ -578,8 +631,17 @@ fn mz_tekun(o: &mut Out, p: u32) {
     }
     let start = Date(as_of(o).0 - o.rng.range(100, 3000) as i32);
     o.u(rid(p, 0)).pid(p, true).name(p);
-    o.s(if person.has(flag::TEKUN_CENTRAL) { "集中" } else { "分散" }).date(start);
-    if person.alive() { o.empty() } else { o.date(Date(person.death)) };
+    o.s(if person.has(flag::TEKUN_CENTRAL) {
+        "集中"
+    } else {
+        "分散"
+    })
+    .date(start);
+    if person.alive() {
+        o.empty()
+    } else {
+        o.date(Date(person.death))
+    };
     o.end_identity(rid(p, 0), &person.pid());
 }
 
@@ -589,7 +651,11 @@ fn mz_unsupported_child(o: &mut Out, p: u32) {
         return;
     }
     let start = Date(person.birth.0.max(as_of(o).0 - 2000) + o.rng.range(1, 300) as i32);
-    o.pid(p, false).name(p).either(0.4, "孤儿", "事实无人抚养").date(start).end();
+    o.pid(p, false)
+        .name(p)
+        .either(0.4, "孤儿", "事实无人抚养")
+        .date(start)
+        .end();
 }
 
 fn mz_elderly_paid(o: &mut Out, p: u32) {
@@ -622,14 +688,29 @@ fn wj_birth(o: &mut Out, p: u32) {
     }
     let members = city.household_members(person.household);
     let parents: Vec<u32> = members
-        .filter(|&m| matches!(city.persons[m as usize].role, HouseRole::Head | HouseRole::Spouse))
+        .filter(|&m| {
+            matches!(
+                city.persons[m as usize].role,
+                HouseRole::Head | HouseRole::Spouse
+            )
+        })
         .collect();
-    let mother = parents.iter().copied().find(|&m| !city.persons[m as usize].male);
-    let father = parents.iter().copied().find(|&m| city.persons[m as usize].male);
+    let mother = parents
+        .iter()
+        .copied()
+        .find(|&m| !city.persons[m as usize].male);
+    let father = parents
+        .iter()
+        .copied()
+        .find(|&m| city.persons[m as usize].male);
     let cert = rid(p, 0);
     o.u(cert).name(p);
     // Registered children carry their id; the newest certificates do not yet.
-    if person.age_on(as_of(o)) == 0 && o.rng.chance(0.5) { o.empty() } else { o.pid(p, false) };
+    if person.age_on(as_of(o)) == 0 && o.rng.chance(0.5) {
+        o.empty()
+    } else {
+        o.pid(p, false)
+    };
     match mother {
         Some(m) => o.pid(m, false),
         None => o.empty(),
@@ -638,7 +719,12 @@ fn wj_birth(o: &mut Out, p: u32) {
         Some(f) => o.pid(f, false),
         None => o.empty(),
     };
-    o.date(person.birth).s(["商丘市第一人民医院", "商丘市妇幼保健院", "永城市人民医院", "县人民医院"][p as usize % 4]);
+    o.date(person.birth).s([
+        "商丘市第一人民医院",
+        "商丘市妇幼保健院",
+        "永城市人民医院",
+        "县人民医院",
+    ][p as usize % 4]);
     o.end_identity(cert, &person.pid());
 }
 
@@ -648,7 +734,11 @@ fn wj_death(o: &mut Out, p: u32) {
         return;
     }
     let cause = ["循环系统疾病", "肿瘤", "呼吸系统疾病", "损伤和中毒", "其他"][p as usize % 5];
-    o.pid(p, false).name(p).date(Date(person.death)).s(cause).end();
+    o.pid(p, false)
+        .name(p)
+        .date(Date(person.death))
+        .s(cause)
+        .end();
 }
 
 fn wj_family_planning(o: &mut Out, p: u32) {
@@ -657,7 +747,10 @@ fn wj_family_planning(o: &mut Out, p: u32) {
         return;
     }
     let two_girls = o.rng.chance(0.3);
-    o.u(rid(p, 0)).pid(p, true).name(p).s(if two_girls { "双女" } else { "独生子女" });
+    o.u(rid(p, 0))
+        .pid(p, true)
+        .name(p)
+        .s(if two_girls { "双女" } else { "独生子女" });
     o.u(if two_girls { 2 } else { 1 }).s(&format!("JS{p:010}"));
     o.end_identity(rid(p, 0), &person.pid());
 }
@@ -670,19 +763,44 @@ fn cl_cert(o: &mut Out, p: u32) {
         return;
     }
     let issue = Date(as_of(o).0 - o.rng.range(100, 3600) as i32);
-    let due = issue.add_years(if o.rng.chance(0.8) { 10 } else { 5 }).unwrap_or(issue);
-    let status = if !person.alive() { "注销" } else if due < as_of(o) { "过期" } else { "有效" };
+    let due = issue
+        .add_years(if o.rng.chance(0.8) { 10 } else { 5 })
+        .unwrap_or(issue);
+    let status = if !person.alive() {
+        "注销"
+    } else if due < as_of(o) {
+        "过期"
+    } else {
+        "有效"
+    };
     o.u(rid(p, 0)).pid(p, true).name(p);
     let mut cert = person.pid().to_vec();
-    cert.extend_from_slice(format!("{}{}", person.disability % 16 + 1, person.disability / 16).as_bytes());
+    cert.extend_from_slice(
+        format!("{}{}", person.disability % 16 + 1, person.disability / 16).as_bytes(),
+    );
     o.b(&cert);
-    o.s(DISABILITY[(person.disability % 16) as usize % 7]).u(u64::from(person.disability / 16));
+    o.s(DISABILITY[(person.disability % 16) as usize % 7])
+        .u(u64::from(person.disability / 16));
     o.date(issue).date(due).s(status);
     o.end_identity(rid(p, 0), &person.pid());
 }
 
-const UNIVERSITIES: [&str; 6] = ["郑州大学", "河南大学", "商丘师范学院", "河南理工大学", "华中科技大学", "商丘工学院"];
-const MAJORS: [&str; 6] = ["计算机科学与技术", "会计学", "机械工程", "汉语言文学", "临床医学", "电子信息工程"];
+const UNIVERSITIES: [&str; 6] = [
+    "郑州大学",
+    "河南大学",
+    "商丘师范学院",
+    "河南理工大学",
+    "华中科技大学",
+    "商丘工学院",
+];
+const MAJORS: [&str; 6] = [
+    "计算机科学与技术",
+    "会计学",
+    "机械工程",
+    "汉语言文学",
+    "临床医学",
+    "电子信息工程",
+];
 
 fn jy_grad(o: &mut Out, p: u32) {
     let city = o.city;
@@ -700,12 +818,22 @@ fn jy_grad(o: &mut Out, p: u32) {
     } else {
         ("博士", 28)
     };
-    let grad = person.birth.add_years(years).and_then(|d| Date::from_ymd(d.year(), 6, 30)).unwrap_or(person.birth);
+    let grad = person
+        .birth
+        .add_years(years)
+        .and_then(|d| Date::from_ymd(d.year(), 6, 30))
+        .unwrap_or(person.birth);
     if grad > as_of(o) {
         return;
     }
-    o.u(rid(p, 0)).pid(p, false).name(p).s(UNIVERSITIES[p as usize % 6]).s(degree).s(MAJORS[(p / 7) as usize % 6]);
-    o.date(grad).u(u64::from(hukou_division(city, person)) * 1_000_000);
+    o.u(rid(p, 0))
+        .pid(p, false)
+        .name(p)
+        .s(UNIVERSITIES[p as usize % 6])
+        .s(degree)
+        .s(MAJORS[(p / 7) as usize % 6]);
+    o.date(grad)
+        .u(u64::from(hukou_division(city, person)) * 1_000_000);
     o.end_identity(rid(p, 0), &person.pid());
 }
 
@@ -716,7 +844,9 @@ fn yb_enrol(o: &mut Out, p: u32) {
     let years = (city.params.history_months / 12).max(1) as i32;
     let div = u64::from(hukou_division(city, person)) * 1_000_000;
     for y in (last - years + 1)..=last {
-        let Some(jan) = Date::from_ymd(y, 1, 1) else { continue };
+        let Some(jan) = Date::from_ymd(y, 1, 1) else {
+            continue;
+        };
         if person.birth > jan || (!person.alive() && person.death < jan.0) || person.status == 1 {
             continue;
         }
@@ -730,8 +860,16 @@ fn yb_enrol(o: &mut Out, p: u32) {
         } else {
             "none"
         };
-        let premium = if employee { 0 } else { 32_000 + i64::from(y - 2021) * 2_000 };
-        o.pid(p, false).i(i64::from(y)).s(if employee { "职工" } else { "城乡居民" }).s("参保缴费").u(div);
+        let premium = if employee {
+            0
+        } else {
+            32_000 + i64::from(y - 2021) * 2_000
+        };
+        o.pid(p, false)
+            .i(i64::from(y))
+            .s(if employee { "职工" } else { "城乡居民" })
+            .s("参保缴费")
+            .u(div);
         o.money(premium).s(subsidy).end();
     }
 }
@@ -740,8 +878,18 @@ fn yb_settlement(o: &mut Out, p: u32) {
     let city = o.city;
     let person = &city.persons[p as usize];
     let age = person.age_on(city.params.as_of);
-    let rate = if age >= 60 { 0.85 } else if age >= 40 { 0.45 } else { 0.2 };
-    let rate = if person.has(flag::CHRONIC) { rate + 0.6 } else { rate };
+    let rate = if age >= 60 {
+        0.85
+    } else if age >= 40 {
+        0.45
+    } else {
+        0.2
+    };
+    let rate = if person.has(flag::CHRONIC) {
+        rate + 0.6
+    } else {
+        rate
+    };
     for m in city.params.months() {
         let first = m.first_day();
         if person.birth > first || (!person.alive() && person.death < first.0) {
@@ -757,7 +905,9 @@ fn yb_settlement(o: &mut Out, p: u32) {
             let day = Date(first.0 + o.rng.range(0, 27) as i32);
             let total = (o.rng.lognormal(260.0, 1.2) * 100.0) as i64;
             let fund = total * o.rng.range(40, 80) / 100;
-            o.pid(p, false).date(day).pick(&["一级", "二级", "三级", "社区"]);
+            o.pid(p, false)
+                .date(day)
+                .pick(&["一级", "二级", "三级", "社区"]);
             o.money(total).money(fund).money(total - fund).end();
         }
     }
@@ -774,14 +924,22 @@ fn ny_poverty(o: &mut Out, p: u32) {
         // 农业 household numbers drift from 户籍's.
         no.insert(6, b'0');
     }
-    o.pid(p, true).b(&no).either(0.7, "脱贫户", "监测户").s("正常").end();
+    o.pid(p, true)
+        .b(&no)
+        .either(0.7, "脱贫户", "监测户")
+        .s("正常")
+        .end();
 }
 
 fn xy_blacklist(o: &mut Out, u: u32) {
     let city = o.city;
     let n = city.persons.len() as u32;
     let in_date = Date(as_of(o).0 - o.rng.range(30, 1800) as i32);
-    let out_date = o.rng.chance(0.3).then(|| Date(in_date.0 + o.rng.range(180, 700) as i32)).filter(|d| *d < as_of(o));
+    let out_date = o
+        .rng
+        .chance(0.3)
+        .then(|| Date(in_date.0 + o.rng.range(180, 700) as i32))
+        .filter(|d| *d < as_of(o));
     if u < n {
         if !city.persons[u as usize].has(flag::BLACKLISTED) {
             return;
@@ -792,7 +950,9 @@ fn xy_blacklist(o: &mut Out, u: u32) {
         if !city.enterprises[e as usize].has(super::super::model::eflag::BLACKLISTED) {
             return;
         }
-        o.uscc(e, false).ent_name(e).either(0.5, "严重失信主体", "重大税收违法");
+        o.uscc(e, false)
+            .ent_name(e)
+            .either(0.5, "严重失信主体", "重大税收违法");
         o.either(0.5, "市场监管", "税务");
     }
     o.date(in_date).opt_date(out_date).end();
@@ -803,7 +963,10 @@ fn rc_high_talent(o: &mut Out, p: u32) {
     if !person.has(flag::HIGH_TALENT) {
         return;
     }
-    o.u(rid(p, 0)).pid(p, false).name(p).pick(&["A", "B", "C", "D"]);
+    o.u(rid(p, 0))
+        .pid(p, false)
+        .name(p)
+        .pick(&["A", "B", "C", "D"]);
     o.end_identity(rid(p, 0), &person.pid());
 }
 
@@ -823,13 +986,26 @@ fn bdc_ownership(o: &mut Out, u: u32) {
         let acquired = if buyer {
             Date(as_of.0 - o.rng.range(10, 700) as i32)
         } else {
-            Date(as_of.0 - o.rng.range(800, 9000) as i32).max(person.birth.add_years(22).unwrap_or(person.birth))
+            Date(as_of.0 - o.rng.range(800, 9000) as i32)
+                .max(person.birth.add_years(22).unwrap_or(person.birth))
         };
         let area = o.rng.range(600, 1600) as u64;
         let unit_no = format!("BDC{u:012}");
-        o.u(rid(u, 0)).s(&unit_no).addr(&hh.addr, hh.village, u64::from(person.household)).region(&hh.addr);
-        o.s("住宅").tenths(area).pid(u, true).name(u).s("100.0").date(acquired);
-        if buyer { o.s("买卖") } else { o.pick(&["买卖", "自建", "继承"]) };
+        o.u(rid(u, 0))
+            .s(&unit_no)
+            .addr(&hh.addr, hh.village, u64::from(person.household))
+            .region(&hh.addr);
+        o.s("住宅")
+            .tenths(area)
+            .pid(u, true)
+            .name(u)
+            .s("100.0")
+            .date(acquired);
+        if buyer {
+            o.s("买卖")
+        } else {
+            o.pick(&["买卖", "自建", "继承"])
+        };
         let price = area as i64 * o.rng.range(400, 900) * 100;
         o.money(price);
         o.end_identity(rid(u, 0), &person.pid());
@@ -841,8 +1017,15 @@ fn bdc_ownership(o: &mut Out, u: u32) {
         }
         let area = o.rng.range(500, 50_000) as u64;
         let unit_no = format!("BDC{u:012}");
-        o.u(rid(u, 0)).s(&unit_no).addr(&ent.addr, 0, u64::from(u)).region(&ent.addr);
-        o.s(if ent.industry < 8 { "工业" } else { "商业" }).tenths(area).uscc(e, false).ent_name(e).s("100.0");
+        o.u(rid(u, 0))
+            .s(&unit_no)
+            .addr(&ent.addr, 0, u64::from(u))
+            .region(&ent.addr);
+        o.s(if ent.industry < 8 { "工业" } else { "商业" })
+            .tenths(area)
+            .uscc(e, false)
+            .ent_name(e)
+            .s("100.0");
         let acquired = Date(ent.est.0 + o.rng.range(0, 400) as i32).min(as_of);
         let price = area as i64 * o.rng.range(200, 600) * 10;
         o.date(acquired).s("买卖").money(price);
@@ -856,23 +1039,37 @@ fn jr_loan(o: &mut Out, u: u32) {
     let as_of = as_of(o);
     let start = Date(as_of.0 - o.rng.range(60, 900) as i32);
     let end = Date(start.0 + 730);
-    let overdue = if o.rng.chance(0.08) { o.rng.range(1, 90) } else { 0 };
+    let overdue = if o.rng.chance(0.08) {
+        o.rng.range(1, 90)
+    } else {
+        0
+    };
     if u < n {
         if !city.persons[u as usize].has(flag::LOAN) {
             return;
         }
         let principal = o.rng.range(5, 30) * 1_000_000;
-        o.s(&format!("DB{u:011}")).pid(u, false).name(u).money(principal);
+        o.s(&format!("DB{u:011}"))
+            .pid(u, false)
+            .name(u)
+            .money(principal);
     } else {
         let e = u - n;
         if !city.enterprises[e as usize].has(super::super::model::eflag::GUARANTEED_LOAN) {
             return;
         }
         let principal = o.rng.range(30, 300) * 1_000_000;
-        o.s(&format!("DB{u:011}")).uscc(e, false).ent_name(e).money(principal);
+        o.s(&format!("DB{u:011}"))
+            .uscc(e, false)
+            .ent_name(e)
+            .money(principal);
     }
-    let first = u >= n && city.enterprises[(u - n) as usize].has(super::super::model::eflag::FIRST_LOAN);
-    o.pick(&["3.45", "3.65", "4.35"]).date(start).date(end).i(overdue);
+    let first =
+        u >= n && city.enterprises[(u - n) as usize].has(super::super::model::eflag::FIRST_LOAN);
+    o.pick(&["3.45", "3.65", "4.35"])
+        .date(start)
+        .date(end)
+        .i(overdue);
     let interest = o.rng.range(500, 20_000) * 100;
     o.money(interest).flag(first).end();
 }

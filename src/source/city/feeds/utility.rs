@@ -179,7 +179,8 @@ fn holder(city: &City, u: u32) -> Option<Holder> {
     let n = city.persons.len() as u32;
     if u < n {
         let p = &city.persons[u as usize];
-        (p.role == HouseRole::Head && city.households[p.household as usize].first == u).then_some(Holder::Household(p.household))
+        (p.role == HouseRole::Head && city.households[p.household as usize].first == u)
+            .then_some(Holder::Household(p.household))
     } else {
         Some(Holder::Enterprise(u - n))
     }
@@ -221,9 +222,18 @@ fn dl_account(o: &mut Out, u: u32) {
             let m = member_holder(city, hh, "DL");
             let house = &city.households[hh as usize];
             o.name(m);
-            if o.rng.chance(0.3) { o.pid(m, true) } else { o.empty() };
-            o.addr(&house.addr, house.village, u64::from(hh)).region(&house.addr);
-            if house.addr.rural { o.either(0.1, "农业", "居民") } else { o.s("居民") };
+            if o.rng.chance(0.3) {
+                o.pid(m, true)
+            } else {
+                o.empty()
+            };
+            o.addr(&house.addr, house.village, u64::from(hh))
+                .region(&house.addr);
+            if house.addr.rural {
+                o.either(0.1, "农业", "居民")
+            } else {
+                o.s("居民")
+            };
             o.i(8).date(connect).s("正常");
             o.phone(city.persons[m as usize].phone, m);
             o.end_identity(rid, &city.persons[m as usize].pid());
@@ -232,11 +242,21 @@ fn dl_account(o: &mut Out, u: u32) {
             let ent = &city.enterprises[e as usize];
             // Shops are often registered under the operator's own name.
             let under_person = ent.kind == super::super::model::ENT_INDIVIDUAL && o.rng.chance(0.4);
-            if under_person { o.name(ent.rep) } else { o.ent_name(e) };
-            if under_person || o.rng.chance(0.4) { o.empty() } else { o.uscc(e, false) };
+            if under_person {
+                o.name(ent.rep)
+            } else {
+                o.ent_name(e)
+            };
+            if under_person || o.rng.chance(0.4) {
+                o.empty()
+            } else {
+                o.uscc(e, false)
+            };
             o.addr(&ent.addr, 0, u64::from(u)).region(&ent.addr);
             let big = ent.has(eflag::ABOVE_SCALE) || ent.employees > 200;
-            o.s(if big { "大工业" } else { "一般工商业" }).i(if big { 1000 } else { 50 }).date(connect);
+            o.s(if big { "大工业" } else { "一般工商业" })
+                .i(if big { 1000 } else { 50 })
+                .date(connect);
             o.s(if ent.active() { "正常" } else { "销户" });
             o.phone(city.persons[ent.rep as usize].phone, ent.rep);
             // Truth: an account in a person's name belongs to that person's business.
@@ -251,11 +271,19 @@ fn bill_months(o: &Out, u: u32, utility: &str) -> impl Iterator<Item = Month> + 
     let closed = match holder(city, u) {
         Some(Holder::Enterprise(e)) => {
             let ent = &city.enterprises[e as usize];
-            if ent.closed == i32::MIN { Month(i32::MAX) } else { Date(ent.closed).month() }
+            if ent.closed == i32::MIN {
+                Month(i32::MAX)
+            } else {
+                Date(ent.closed).month()
+            }
         }
         _ => Month(i32::MAX),
     };
-    let months: Vec<Month> = city.params.months().filter(|&m| m >= connect && m < closed).collect();
+    let months: Vec<Month> = city
+        .params
+        .months()
+        .filter(|&m| m >= connect && m < closed)
+        .collect();
     months.into_iter()
 }
 
@@ -280,11 +308,20 @@ fn dl_bill(o: &mut Out, u: u32) {
     let base = kwh_base(o, u);
     let acct = account_no("41", u);
     for m in bill_months(o, u, "DL") {
-        let season = if matches!(m.month(), 1 | 7 | 8 | 12) { 1.4 } else { 1.0 };
+        let season = if matches!(m.month(), 1 | 7 | 8 | 12) {
+            1.4
+        } else {
+            1.0
+        };
         let kwh = (o.rng.lognormal(base * season, 0.3) * 10.0) as u64;
         let amount = (kwh as i64) * 56 / 100;
         let arrears = if o.rng.chance(0.02) { amount } else { 0 };
-        o.s(&acct).month(m).tenths(kwh).money(amount).money(arrears).end();
+        o.s(&acct)
+            .month(m)
+            .tenths(kwh)
+            .money(amount)
+            .money(arrears)
+            .end();
     }
 }
 
@@ -307,13 +344,19 @@ fn ss_account(o: &mut Out, u: u32) {
         Some(Holder::Household(h)) => {
             let m = member_holder(city, h, "SS");
             let house = &city.households[h as usize];
-            o.name(m).addr(&house.addr, house.village, u64::from(h)).s("居民").s("正常");
+            o.name(m)
+                .addr(&house.addr, house.village, u64::from(h))
+                .s("居民")
+                .s("正常");
             o.phone(city.persons[m as usize].phone, m);
             o.end_identity(rid, &city.persons[m as usize].pid());
         }
         Some(Holder::Enterprise(e)) => {
             let ent = &city.enterprises[e as usize];
-            o.ent_name(e).addr(&ent.addr, 0, u64::from(u)).s("非居民").s(if ent.active() { "正常" } else { "销户" });
+            o.ent_name(e)
+                .addr(&ent.addr, 0, u64::from(u))
+                .s("非居民")
+                .s(if ent.active() { "正常" } else { "销户" });
             o.phone(city.persons[ent.rep as usize].phone, ent.rep);
             o.end_identity(rid, &ent.uscc());
         }
@@ -326,12 +369,21 @@ fn ss_bill(o: &mut Out, u: u32) {
         return;
     }
     let acct = account_no("SS", u);
-    let base = if u < o.city.persons.len() as u32 { 9.0 } else { 40.0 };
+    let base = if u < o.city.persons.len() as u32 {
+        9.0
+    } else {
+        40.0
+    };
     for m in bill_months(o, u, "SS") {
         let m3 = (o.rng.lognormal(base, 0.35) * 10.0) as u64;
         let amount = m3 as i64 * 38 / 10;
         let arrears = if o.rng.chance(0.02) { amount } else { 0 };
-        o.s(&acct).month(m).tenths(m3).money(amount).money(arrears).end();
+        o.s(&acct)
+            .month(m)
+            .tenths(m3)
+            .money(amount)
+            .money(arrears)
+            .end();
     }
 }
 
@@ -340,7 +392,8 @@ fn has_gas(city: &City, u: u32) -> bool {
         Some(Holder::Household(h)) => !city.households[h as usize].addr.rural && h % 5 != 0,
         Some(Holder::Enterprise(e)) => {
             let i = city.enterprises[e as usize].industry as usize;
-            super::super::names::INDUSTRIES[i].0 == "H62" || super::super::names::INDUSTRIES[i].0 == "C13"
+            super::super::names::INDUSTRIES[i].0 == "H62"
+                || super::super::names::INDUSTRIES[i].0 == "C13"
         }
         None => false,
     }
@@ -359,15 +412,29 @@ fn rq_account(o: &mut Out, u: u32) {
             let m = member_holder(city, h, "RQ");
             let house = &city.households[h as usize];
             o.name(m);
-            if o.rng.chance(0.6) { o.pid(m, true) } else { o.empty() };
-            o.addr(&house.addr, house.village, u64::from(h)).s("居民").s("正常").date(check);
+            if o.rng.chance(0.6) {
+                o.pid(m, true)
+            } else {
+                o.empty()
+            };
+            o.addr(&house.addr, house.village, u64::from(h))
+                .s("居民")
+                .s("正常")
+                .date(check);
             o.end_identity(rid, &city.persons[m as usize].pid());
         }
         Some(Holder::Enterprise(e)) => {
             let ent = &city.enterprises[e as usize];
             o.ent_name(e);
-            if o.rng.chance(0.5) { o.uscc(e, false) } else { o.empty() };
-            o.addr(&ent.addr, 0, u64::from(u)).s("商业").s(if ent.active() { "正常" } else { "销户" }).date(check);
+            if o.rng.chance(0.5) {
+                o.uscc(e, false)
+            } else {
+                o.empty()
+            };
+            o.addr(&ent.addr, 0, u64::from(u))
+                .s("商业")
+                .s(if ent.active() { "正常" } else { "销户" })
+                .date(check);
             o.end_identity(rid, &ent.uscc());
         }
         None => {}
@@ -379,11 +446,23 @@ fn rq_bill(o: &mut Out, u: u32) {
         return;
     }
     let acct = account_no("RQ", u);
-    let base = if u < o.city.persons.len() as u32 { 14.0 } else { 300.0 };
+    let base = if u < o.city.persons.len() as u32 {
+        14.0
+    } else {
+        300.0
+    };
     for m in bill_months(o, u, "RQ") {
-        let winter = if matches!(m.month(), 1 | 2 | 11 | 12) { 1.8 } else { 1.0 };
+        let winter = if matches!(m.month(), 1 | 2 | 11 | 12) {
+            1.8
+        } else {
+            1.0
+        };
         let m3 = (o.rng.lognormal(base * winter, 0.3) * 10.0) as u64;
-        o.s(&acct).month(m).tenths(m3).money(m3 as i64 * 27 / 10).end();
+        o.s(&acct)
+            .month(m)
+            .tenths(m3)
+            .money(m3 as i64 * 27 / 10)
+            .end();
     }
 }
 
@@ -399,12 +478,19 @@ fn rl_account(o: &mut Out, u: u32) {
     if !has_heating(city, u) {
         return;
     }
-    let Some(Holder::Household(h)) = holder(city, u) else { return };
+    let Some(Holder::Household(h)) = holder(city, u) else {
+        return;
+    };
     let m = member_holder(city, h, "RL");
     let house = &city.households[h as usize];
     let rid = u64::from(u);
     let area = o.rng.range(600, 1500) as u64;
-    o.u(rid).s(&account_no("RL", u)).name(m).addr(&house.addr, house.village, u64::from(h)).tenths(area).s("正常");
+    o.u(rid)
+        .s(&account_no("RL", u))
+        .name(m)
+        .addr(&house.addr, house.village, u64::from(h))
+        .tenths(area)
+        .s("正常");
     o.end_identity(rid, &city.persons[m as usize].pid());
 }
 
@@ -419,6 +505,10 @@ fn rl_bill(o: &mut Out, u: u32) {
     for y in first..last {
         let amount = o.rng.range(1_500, 3_000) * 100;
         let paid = !o.rng.chance(0.05);
-        o.s(&acct).s(&format!("{y}-{}", y + 1)).money(amount).flag(paid).end();
+        o.s(&acct)
+            .s(&format!("{y}-{}", y + 1))
+            .money(amount)
+            .flag(paid)
+            .end();
     }
 }

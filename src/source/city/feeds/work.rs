@@ -96,7 +96,12 @@ pub static TABLES: &[TableDef] = &[
         unit: Unit::Person,
         style: DateStyle::Compact,
         description: "人社局 失业登记",
-        columns: &[Col("pid", PersonId, ""), Col("name", Name, ""), Col("date", Role::Date, ""), Col("end_date", Role::Date, "")],
+        columns: &[
+            Col("pid", PersonId, ""),
+            Col("name", Name, ""),
+            Col("date", Role::Date, ""),
+            Col("end_date", Role::Date, ""),
+        ],
         emit: rs_unemp,
     },
     TableDef {
@@ -162,7 +167,11 @@ pub static TABLES: &[TableDef] = &[
         unit: Unit::Person,
         style: DateStyle::Compact,
         description: "人社局 养老金领取",
-        columns: &[Col("pid", PersonId, ""), Col("start", Role::Date, ""), Col("monthly", Amount, "")],
+        columns: &[
+            Col("pid", PersonId, ""),
+            Col("start", Role::Date, ""),
+            Col("monthly", Amount, ""),
+        ],
         emit: rs_pension,
     },
     TableDef {
@@ -243,11 +252,19 @@ fn employed_months(city: &City, p: u32) -> impl Iterator<Item = Month> + '_ {
     let hire = hire_date(city, p).month();
     let end = if person.employer > 0 {
         let e = &city.enterprises[person.employer as usize - 1];
-        if e.closed == i32::MIN { city.params.as_of.month() } else { Date(e.closed).month() }
+        if e.closed == i32::MIN {
+            city.params.as_of.month()
+        } else {
+            Date(e.closed).month()
+        }
     } else {
         Month(i32::MIN)
     };
-    let death = if person.alive() { Month(i32::MAX) } else { Date(person.death).month() };
+    let death = if person.alive() {
+        Month(i32::MAX)
+    } else {
+        Date(person.death).month()
+    };
     city.params
         .months()
         .filter(move |&m| person.employer > 0 && m >= hire && m <= end && m < death)
@@ -264,7 +281,14 @@ fn rs_insured(o: &mut Out, p: u32) {
     let hire = hire_date(city, p);
     for (k, (ins, _, _)) in INSURANCES.iter().enumerate() {
         let rid = u64::from(p) * 16 + k as u64;
-        o.u(rid).pid(p, false).name(p).uscc(person.employer - 1, false).s(ins).s("参保缴费").date(hire).empty();
+        o.u(rid)
+            .pid(p, false)
+            .name(p)
+            .uscc(person.employer - 1, false)
+            .s(ins)
+            .s("参保缴费")
+            .date(hire)
+            .empty();
         o.phone(person.phone, p);
         o.end_identity(rid, &person.pid());
     }
@@ -281,8 +305,15 @@ fn rs_contrib(o: &mut Out, p: u32) {
     for m in employed_months(city, p) {
         for (ins, er, ee) in INSURANCES {
             let paid = !o.rng.chance(0.004);
-            o.pid(p, false).uscc(employer, false).month(m).s(ins).money(base);
-            o.money(base * er / 1000).money(base * ee / 1000).flag(paid).end();
+            o.pid(p, false)
+                .uscc(employer, false)
+                .month(m)
+                .s(ins)
+                .money(base);
+            o.money(base * er / 1000)
+                .money(base * ee / 1000)
+                .flag(paid)
+                .end();
         }
     }
 }
@@ -299,10 +330,19 @@ fn rs_employer_year(o: &mut Out, e: u32) {
         if ent.est.year() > y || (ent.closed != i32::MIN && Date(ent.closed).year() < y) {
             continue;
         }
-        let months = if o.rng.chance(0.92) { 12 } else { o.rng.range(6, 11) };
+        let months = if o.rng.chance(0.92) {
+            12
+        } else {
+            o.rng.range(6, 11)
+        };
         let avg = (i64::from(ent.employees) * o.rng.range(85, 110) / 100).max(1);
         let amount = avg * months * 4200 * 7;
-        o.uscc(e, false).i(i64::from(y)).i(months).money(amount).i(avg).end();
+        o.uscc(e, false)
+            .i(i64::from(y))
+            .i(months)
+            .money(amount)
+            .i(avg)
+            .end();
     }
 }
 
@@ -314,7 +354,11 @@ fn rs_employ_reg(o: &mut Out, p: u32) {
     }
     let start = hire_date(city, p);
     let end = start.add_years(3).unwrap_or(start);
-    o.pid(p, false).uscc(person.employer - 1, false).date(start).date(end).end();
+    o.pid(p, false)
+        .uscc(person.employer - 1, false)
+        .date(start)
+        .date(end)
+        .end();
 }
 
 fn rs_unemp(o: &mut Out, p: u32) {
@@ -323,9 +367,16 @@ fn rs_unemp(o: &mut Out, p: u32) {
         return;
     }
     let d = Date(o.city.params.as_of.0 - o.rng.range(30, 1000) as i32);
-    let end = o.rng.chance(0.5).then(|| Date(d.0 + o.rng.range(30, 300) as i32));
+    let end = o
+        .rng
+        .chance(0.5)
+        .then(|| Date(d.0 + o.rng.range(30, 300) as i32));
     let as_of = o.city.params.as_of;
-    o.pid(p, false).name(p).date(d).opt_date(end.filter(|e| *e < as_of)).end();
+    o.pid(p, false)
+        .name(p)
+        .date(d)
+        .opt_date(end.filter(|e| *e < as_of))
+        .end();
 }
 
 /// Some enterprise that pays unemployment insurance, for the last employer of a laid-off
@@ -333,16 +384,20 @@ fn rs_unemp(o: &mut Out, p: u32) {
 fn some_ui_employer(city: &City, p: u32) -> Option<u32> {
     let n = city.enterprises.len() as u64;
     let mut r = entity_rng(city, "last-employer", p);
-    (0..64).map(|_| r.below(n) as u32).find(|&e| city.enterprises[e as usize].has(eflag::UI_EMPLOYER))
+    (0..64)
+        .map(|_| r.below(n) as u32)
+        .find(|&e| city.enterprises[e as usize].has(eflag::UI_EMPLOYER))
 }
 
 fn rs_ui_benefit(o: &mut Out, p: u32) {
     let city = o.city;
     let person = &city.persons[p as usize];
-    if !person.has(flag::UNEMPLOYED) || person.employer != 0 || p % 2 == 0 {
+    if !person.has(flag::UNEMPLOYED) || person.employer != 0 || p.is_multiple_of(2) {
         return;
     }
-    let Some(e) = some_ui_employer(city, p) else { return };
+    let Some(e) = some_ui_employer(city, p) else {
+        return;
+    };
     let start = Month(city.params.as_of.month().0 - o.rng.range(1, 30) as i32);
     let end = Month(start.0 + o.rng.range(3, 12) as i32);
     o.pid(p, false).uscc(e, false).month(start).month(end).end();
@@ -355,7 +410,12 @@ fn rs_hardship(o: &mut Out, p: u32) {
     }
     let d = Date(o.city.params.as_of.0 - o.rng.range(30, 1500) as i32);
     let cat = ["大龄失业人员", "残疾人", "零就业家庭成员", "低保家庭成员"][o.rng.below(4) as usize];
-    o.pid(p, false).name(p).s(cat).date(d).date(Date(d.0 + 1095)).end();
+    o.pid(p, false)
+        .name(p)
+        .s(cat)
+        .date(d)
+        .date(Date(d.0 + 1095))
+        .end();
 }
 
 fn rs_skill(o: &mut Out, p: u32) {
@@ -364,9 +424,21 @@ fn rs_skill(o: &mut Out, p: u32) {
         return;
     }
     let d = Date(o.city.params.as_of.0 - o.rng.range(1, 900) as i32);
-    let occ = ["6-18-01-01", "4-03-02-01", "6-29-01-03", "4-10-01-01", "6-31-01-03"][o.rng.below(5) as usize];
+    let occ = [
+        "6-18-01-01",
+        "4-03-02-01",
+        "6-29-01-03",
+        "4-10-01-01",
+        "6-31-01-03",
+    ][o.rng.below(5) as usize];
     let level = o.rng.range(3, 5);
-    o.pid(p, false).name(p).s(&format!("S{p:011}")).s(occ).i(level).date(d).end();
+    o.pid(p, false)
+        .name(p)
+        .s(&format!("S{p:011}"))
+        .s(occ)
+        .i(level)
+        .date(d)
+        .end();
 }
 
 fn rs_pension(o: &mut Out, p: u32) {
@@ -374,7 +446,10 @@ fn rs_pension(o: &mut Out, p: u32) {
     if !person.has(flag::PENSIONER) || !person.alive() {
         return;
     }
-    let start = person.birth.add_years(if person.male { 60 } else { 55 }).unwrap_or(person.birth);
+    let start = person
+        .birth
+        .add_years(if person.male { 60 } else { 55 })
+        .unwrap_or(person.birth);
     let monthly = o.rng.range(1500, 5000) * 100;
     o.pid(p, false).date(start).money(monthly).end();
 }
@@ -387,7 +462,12 @@ fn gjj_account(o: &mut Out, p: u32) {
     }
     let open = hire_date(city, p);
     let rid = u64::from(p) * 16;
-    o.u(rid).pid(p, true).name(p).uscc(person.employer - 1, false).s("正常").date(open);
+    o.u(rid)
+        .pid(p, true)
+        .name(p)
+        .uscc(person.employer - 1, false)
+        .s("正常")
+        .date(open);
     o.end_identity(rid, &person.pid());
 }
 
@@ -401,7 +481,13 @@ fn gjj_deposit(o: &mut Out, p: u32) {
     let rate = [5, 8, 12][p as usize % 3];
     let amt = base * rate / 100;
     for m in employed_months(city, p) {
-        o.pid(p, true).month(m).money(base).i(rate).money(amt).money(amt).end();
+        o.pid(p, true)
+            .month(m)
+            .money(base)
+            .i(rate)
+            .money(amt)
+            .money(amt)
+            .end();
     }
 }
 
@@ -417,6 +503,10 @@ fn sw_iit(o: &mut Out, p: u32) {
     }
     for m in employed_months(city, p) {
         let income = base + o.rng.range(0, base / 5);
-        o.pid(p, false).uscc(person.employer - 1, false).month(m).money(income).end();
+        o.pid(p, false)
+            .uscc(person.employer - 1, false)
+            .month(m)
+            .money(income)
+            .end();
     }
 }
