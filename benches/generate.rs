@@ -11,6 +11,10 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mianshen::source::city::{CityParams, generate_files};
 
+/// The allocator the binary uses (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let params = CityParams::new(50_000, 11);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -33,6 +33,10 @@ fn table_csv(
     (table.config(stream.city.params.as_of), csv)
 }
 
+/// The allocator the binary uses (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let stream = CityStream::new(&CityParams::new(20_000, 7)).expect("valid params");
     let pool = rayon::ThreadPoolBuilder::new()

@@ -218,8 +218,80 @@ fn statistics_fall_in_the_calibration_ranges() {
     let _ = Date(0);
 }
 
+/// Shares of id forms in one column of a generated CSV: (15-digit, bad check, total).
+fn id_forms(path: &Path, column: usize) -> (usize, usize, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let (mut short, mut bad, mut total) = (0, 0, 0);
+    for line in text.lines().skip(1) {
+        let Some(id) = line.split(',').nth(column) else {
+            continue;
+        };
+        if id.is_empty() {
+            continue;
+        }
+        total += 1;
+        match validate_pid(id.as_bytes(), None, None).status {
+            PidStatus::Upgraded15 => short += 1,
+            PidStatus::BadCheck => bad += 1,
+            _ => {}
+        }
+    }
+    (short, bad, total)
+}
+
 #[test]
-fn clean_cities_have_no_dirt_and_dirty_ones_have_the_documented_rates() {
+fn dirt_appears_at_the_documented_rates() {
+    let mut params = CityParams::new(20_000, 4);
+    params.history_months = 12;
+    let dir = tempfile::tempdir().unwrap();
+    generate_files(&params, dir.path(), false).unwrap();
+    // id_typo 0.004 + id_transpose 0.002 of records with ids break the check character.
+    let (_, bad, total) = id_forms(&dir.path().join("RS").join("insured.csv"), 1);
+    let share = bad as f64 / total as f64;
+    assert!(
+        (0.003..0.010).contains(&share),
+        "bad check share {share:.4} of {total}"
+    );
+    // The 户籍 register is authoritative: no broken ids at all.
+    let (short, bad, _) = id_forms(&dir.path().join("GA").join("person.csv"), 1);
+    assert_eq!((short, bad), (0, 0));
+    // Legacy 15-digit ids in an older feed: id_legacy15 (0.03) of people born before 2000.
+    let (short, _, total) = id_forms(&dir.path().join("GJJ").join("account.csv"), 1);
+    let share = short as f64 / total as f64;
+    assert!(
+        (0.01..0.05).contains(&share),
+        "15-digit share {share:.4} of {total}"
+    );
+    // Utility accounts mostly have no id; water accounts have none.
+    let ss = std::fs::read_to_string(dir.path().join("SS").join("account.csv")).unwrap();
+    assert!(!ss.lines().next().unwrap().contains("pid"));
+    // Exact duplicate rows exist in identity tables.
+    let ga = std::fs::read(dir.path().join("GA").join("person.csv")).unwrap();
+    let lines: Vec<&[u8]> = ga.split(|&b| b == b'\n').collect();
+    let dups = lines
+        .windows(2)
+        .filter(|w| w[0] == w[1] && !w[0].is_empty())
+        .count();
+    assert!(
+        (10..=120).contains(&dups),
+        "{dups} exact duplicates in 20,000 rows"
+    );
+    // Several date formats in one feed.
+    let dl = std::fs::read_to_string(dir.path().join("DL").join("account.csv")).unwrap_or_default();
+    let dl = if dl.is_empty() {
+        String::from_utf8_lossy(&std::fs::read(dir.path().join("DL").join("account.csv")).unwrap())
+            .into_owned()
+    } else {
+        dl
+    };
+    for marker in ["年", "/"] {
+        assert!(dl.contains(marker), "no {marker:?} date in DL.account");
+    }
+}
+
+#[test]
+fn clean_cities_have_no_dirt() {
     let mut params = CityParams::new(1_000, 8);
     params.dirt = DirtRates::clean();
     params.history_months = 12;

@@ -70,8 +70,6 @@ pub struct RowStats {
     pub id_status: Vec<[u64; ID_STATUS_SLOTS]>,
     /// Identifier statuses of the row being pushed (reused buffer).
     pending: Vec<(usize, usize)>,
-    /// Field texts of the row being pushed (reused allocation).
-    texts: Vec<&'static str>,
     /// Normalized categories by raw value, per field (bounded).
     categories: HashMap<usize, HashMap<Box<str>, Box<str>, Xxh3DefaultBuilder>>,
 }
@@ -190,7 +188,6 @@ impl Plan {
         RowStats {
             id_status: vec![[0; ID_STATUS_SLOTS]; self.id_columns.len()],
             pending: Vec::new(),
-            texts: Vec::new(),
             categories: HashMap::new(),
         }
     }
@@ -239,19 +236,12 @@ impl Plan {
         let Ok(whole) = simdutf8::basic::from_utf8(rec.as_slice()) else {
             return Err(self.utf8_reject(rec));
         };
-        let mut texts = std::mem::take(&mut stats.texts);
-        texts.clear();
-        texts.resize(self.header_len, "");
         for f in &self.fields {
-            match rec.range(f.header_idx).and_then(|r| whole.get(r)) {
-                Some(t) => texts[f.header_idx] = t,
-                None => {
-                    stats.texts = Vec::new();
-                    return Err(self.utf8_reject(rec));
-                }
+            if rec.range(f.header_idx).and_then(|r| whole.get(r)).is_none() {
+                return Err(self.utf8_reject(rec));
             }
         }
-        let text = |i: usize| texts[i];
+        let text = |i: usize| rec.range(i).and_then(|r| whole.get(r)).unwrap_or("");
         let birth = self
             .birth
             .and_then(|i| normalize::parse_date(text(i)).ok().flatten());
@@ -269,7 +259,6 @@ impl Plan {
                 Ok(()) => {}
                 Err(reason) => {
                     stats.pending = pending;
-                    stats.texts = recycle(texts);
                     for c in cols.iter_mut() {
                         c.truncate(before);
                     }
@@ -284,7 +273,6 @@ impl Plan {
             stats.id_status[slot][status] += 1;
         }
         stats.pending = pending;
-        stats.texts = recycle(texts);
         Ok(())
     }
 
@@ -308,9 +296,10 @@ impl Plan {
                 | Role::Date
                 | Role::BirthDate
         );
-        // Numbers and dates parse their raw text (their parsers fold what needs folding).
-        let trimmed = if numeric {
-            Cow::Borrowed(raw.trim())
+        // Numbers, dates, ids and keys parse their raw text (their parsers fold what needs
+        // folding); text is cleaned first.
+        let trimmed = if numeric || f.role.is_identifier() || f.role == Role::Key {
+            Cow::Borrowed(raw.trim_ascii())
         } else {
             clean(raw)
         };
@@ -540,12 +529,6 @@ fn push_id(cols: &mut [ColumnData], o: usize, raw: &str, normalized: Option<&[u8
     cols[o + 2].push_str(Some(status));
 }
 
-/// Empties a vector of borrowed texts so that its allocation can outlive the borrow.
-fn recycle(mut v: Vec<&str>) -> Vec<&'static str> {
-    v.clear();
-    v.into_iter().map(|_| "").collect()
-}
-
 fn pid_slot(s: PidStatus) -> usize {
     PidStatus::ALL.iter().position(|&x| x == s).unwrap_or(0)
 }
@@ -580,12 +563,13 @@ pub fn clean(raw: &str) -> Cow<'_, str> {
 /// Identifiers and keys: spaces and dashes inside removed, uppercased.
 fn fold_id(s: &str) -> Cow<'_, str> {
     if s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() && !b.is_ascii_lowercase())
+        .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
     {
         return Cow::Borrowed(s);
     }
     Cow::Owned(
-        s.chars()
+        fold_width(s)
+            .chars()
             .filter(|c| !c.is_whitespace() && *c != '-')
             .map(|c| c.to_ascii_uppercase())
             .collect(),

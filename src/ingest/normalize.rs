@@ -210,26 +210,40 @@ pub fn parse_month(raw: &str) -> Result<Option<Month>, ValueError> {
 // ---------------------------------------------------------------------------------------------
 // Numbers
 
+/// A plain non-negative decimal (`123`, `123.4`) with at most `scale` fraction digits, in units
+/// of 10^-scale, parsed in one pass; `None` for anything else (the slow path decides).
+fn plain_decimal(b: &[u8], scale: u32) -> Option<i64> {
+    if b.is_empty() || b.len() > 17 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    let mut frac: Option<u32> = None;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d < 10 {
+            v = v * 10 + i64::from(d);
+            if let Some(f) = frac.as_mut() {
+                *f += 1;
+            }
+        } else if c == b'.' && frac.is_none() {
+            frac = Some(0);
+        } else {
+            return None;
+        }
+    }
+    let digits = frac.unwrap_or(0);
+    if digits > scale || frac == Some(0) || b[0] == b'.' {
+        return None;
+    }
+    Some(v * 10i64.pow(scale - digits))
+}
+
 /// Parses a money amount into fen (hundredths): `1234.5`, `1,234.50`, `¥1234`, `-12.00`
 /// (refused unless `allow_negative`). Empty → `Ok(None)`.
 pub fn parse_amount(raw: &str, allow_negative: bool) -> Result<Option<i64>, ValueError> {
     // Fast path: plain `123` or `123.4` / `123.45`, what almost every export writes.
-    let b = raw.as_bytes();
-    if !b.is_empty() && b.len() <= 17 && b[0].is_ascii_digit() {
-        let dot = b.iter().position(|&c| c == b'.').unwrap_or(b.len());
-        let frac = b.get(dot + 1..).unwrap_or(&[]);
-        if b[..dot].iter().all(u8::is_ascii_digit)
-            && frac.len() <= 2
-            && (dot == b.len() || !frac.is_empty())
-            && frac.iter().all(u8::is_ascii_digit)
-        {
-            let int = b[..dot]
-                .iter()
-                .fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
-            let f = frac.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
-            let f = if frac.len() == 1 { f * 10 } else { f };
-            return Ok(Some(int * 100 + f));
-        }
+    if let Some(v) = plain_decimal(raw.as_bytes(), 2) {
+        return Ok(Some(v));
     }
     let s = raw.trim();
     if s.is_empty() {
@@ -304,24 +318,8 @@ pub fn parse_int(raw: &str) -> Result<Option<i64>, ValueError> {
 /// cubic metres or square metres. Empty → `Ok(None)`.
 pub fn parse_milli(raw: &str) -> Result<Option<i64>, ValueError> {
     // Fast path: plain `123`, `123.4`, `123.456`.
-    let b = raw.as_bytes();
-    if !b.is_empty() && b.len() <= 16 && b[0].is_ascii_digit() {
-        let dot = b.iter().position(|&c| c == b'.').unwrap_or(b.len());
-        let frac = b.get(dot + 1..).unwrap_or(&[]);
-        if b[..dot].iter().all(u8::is_ascii_digit)
-            && frac.len() <= 3
-            && (dot == b.len() || !frac.is_empty())
-            && frac.iter().all(u8::is_ascii_digit)
-        {
-            let int = b[..dot]
-                .iter()
-                .fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
-            let mut f = frac.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
-            for _ in frac.len()..3 {
-                f *= 10;
-            }
-            return Ok(Some(int * 1000 + f));
-        }
+    if let Some(v) = plain_decimal(raw.as_bytes(), 3) {
+        return Ok(Some(v));
     }
     let s = fold_width(raw);
     if s.is_empty() {
