@@ -11,7 +11,7 @@
 //! - [`ingest`]: normalization, validation, quarantine, normalized columnar segments.
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
 //!   shared by every stage.
-//! - [`error`]: one error enum per layer.
+//! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place.
 //!
 //! Resolution, profiles, snapshots, the policy engine and the gRPC server are the next stages
 //! (issues 3–5); each will be a module here, importing only from the stages before it.
@@ -22,4 +22,5 @@ pub mod date;
 pub mod error;
 pub mod ids;
 pub mod ingest;
+pub mod mmap;
 pub mod source;

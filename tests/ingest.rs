@@ -350,12 +350,42 @@ fn ingest_bytes(config: &SourceConfig, bytes: &[u8], batch_rows: usize) {
     }
 }
 
+/// A small valid segment (the golden fixture's), as bytes.
+fn golden_segment() -> Vec<u8> {
+    let (out, _) = ingest_fixture("normalize");
+    std::fs::read(out.path().join("segments").join("GOLD.variants.seg")).unwrap()
+}
+
+/// Opens and reads every column of possibly corrupt segment bytes; must never panic.
+fn read_everything(bytes: Vec<u8>) {
+    let Ok(seg) = Segment::from_bytes(Path::new("fuzz.seg"), bytes) else {
+        return;
+    };
+    let _ = seg.verify();
+    for c in seg.schema().to_vec() {
+        let _ = seg.ints(&c.name);
+        let _ = seg.strings(&c.name);
+    }
+}
+
 mod no_panic {
     use super::*;
     use proptest::prelude::*;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn corrupt_segments(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
+            let good = golden_segment();
+            let mut bad = good.clone();
+            for (at, byte) in edits {
+                let i = at.index(bad.len());
+                bad[i] = byte;
+            }
+            read_everything(bad);
+            read_everything(good[..cut.index(good.len())].to_vec());
+        }
 
         #[test]
         fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048), batch in 1usize..50) {

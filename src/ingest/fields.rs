@@ -336,7 +336,9 @@ impl Plan {
                     cols,
                     o,
                     &id,
-                    c.normalized_str().map(str::as_bytes),
+                    c.normalized
+                        .as_ref()
+                        .map(|n| &n[..c.normalized_len as usize]),
                     c.status.as_str(),
                 );
                 if let Some(slot) = f.id_slot {
@@ -369,7 +371,9 @@ impl Plan {
                         cols,
                         o,
                         &id,
-                        c.normalized_str().map(str::as_bytes),
+                        c.normalized
+                            .as_ref()
+                            .map(|n| &n[..c.normalized_len as usize]),
                         c.status.as_str(),
                     );
                     let kind = match c.status {
@@ -522,9 +526,10 @@ fn looks_like_person(id: &[u8]) -> bool {
 /// Writes an identifier: the normalized form, the raw form only where it differs from the
 /// normalized one (so that `raw = .raw ?? normalized`), and the status.
 fn push_id(cols: &mut [ColumnData], o: usize, raw: &str, normalized: Option<&[u8]>, status: &str) {
-    let norm = normalized.and_then(|n| std::str::from_utf8(n).ok());
-    cols[o].push_str(norm);
-    let differs = !raw.is_empty() && norm != Some(raw);
+    // Normalized ids are built from validated ASCII characters only.
+    let norm = normalized.filter(|n| n.is_ascii());
+    cols[o].push_utf8(norm);
+    let differs = !raw.is_empty() && norm != Some(raw.as_bytes());
     cols[o + 1].push_str(differs.then_some(raw));
     cols[o + 2].push_str(Some(status));
 }

@@ -16,6 +16,7 @@ pub mod summary;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel};
 use std::time::Instant;
 
 use csv::ByteRecord;
@@ -104,6 +105,29 @@ pub fn ingest_dir(
     report.seconds = started.elapsed().as_secs_f64();
     report.write_csv(&out.join("summary.csv"))?;
     Ok(report)
+}
+
+/// Where normalized batches go: the segment, the quarantine file and the summary.
+struct Output {
+    writer: SegmentWriter,
+    quarantine: Quarantine,
+    summary: SourceSummary,
+}
+
+impl Output {
+    fn take(&mut self, b: &Batch, o: BatchOut) -> Result<(), IngestError> {
+        let accepted = b.cols.first().map_or(0, ColumnData::rows);
+        self.summary.read += (accepted + o.rejects.len()) as u64;
+        self.summary.accepted += accepted as u64;
+        self.summary.add_stats(&o.stats);
+        for (line, r, raw) in o.rejects {
+            self.summary.quarantined += 1;
+            self.summary.add_reason(&r);
+            self.quarantine.write(line, &r, &raw)?;
+        }
+        self.writer.write_group(&b.cols)?;
+        Ok(())
+    }
 }
 
 /// Reads CSV records into batches.
@@ -267,69 +291,57 @@ pub fn ingest_reader<R: std::io::Read + Send>(
     let seg_path = out.join("segments").join(format!("{name}.seg"));
     let tmp_path = out.join("segments").join(format!(".{name}.seg.tmp"));
     let q_path = out.join("quarantine").join(format!("{name}.csv"));
-    let mut writer = SegmentWriter::create(&tmp_path, plan.schema.clone())?;
-    let mut quarantine = Quarantine::create(&q_path, &name)?;
-    let mut summary = SourceSummary::new(&name, config, bytes, &plan);
-
-    let batch_rows = opts.batch_rows.max(1);
-    let mut sink = |batches: &mut [Batch]| -> Result<(), IngestError> {
-        let outs: Vec<BatchOut> = batches
-            .par_iter_mut()
-            .map(|b| process_batch(&plan, b, delimiter))
-            .collect();
-        for (o, b) in outs.into_iter().zip(batches.iter()) {
-            summary.read += (b.cols[0].rows() + o.rejects.len()) as u64;
-            summary.accepted += b.cols[0].rows() as u64;
-            summary.add_stats(&o.stats);
-            for (line, r, raw) in o.rejects {
-                summary.quarantined += 1;
-                summary.add_reason(&r);
-                quarantine.write(line, &r, &raw)?;
-            }
-            writer.write_group(&b.cols)?;
-        }
-        Ok(())
+    let mut output = Output {
+        writer: SegmentWriter::create(&tmp_path, plan.schema.clone())?,
+        quarantine: Quarantine::create(&q_path, &name)?,
+        summary: SourceSummary::new(&name, config, bytes, &plan),
     };
     let mut reader = BatchReader {
         rdr,
         path: path.clone(),
-        batch_rows,
+        batch_rows: opts.batch_rows.max(1),
         last_pos: 0,
         bar: bar.cloned(),
     };
     let threads = rayon::current_num_threads().max(1);
     if threads == 1 {
         // One core: read, normalize and write in turn on this thread.
-        let mut b = [Batch::default()];
+        let mut b = Batch::default();
         loop {
-            let eof = reader.fill(&mut b[0])?;
-            sink(&mut b)?;
+            let eof = reader.fill(&mut b)?;
+            let o = process_batch(&plan, &mut b, delimiter);
+            output.take(&b, o)?;
             if eof {
                 break;
             }
         }
     } else {
-        // A reader thread parses CSV into batches while the workers normalize earlier ones;
-        // the writer takes the results in order. Batches are recycled to keep allocations flat.
-        let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Batch>(threads * 2);
-        let (free_tx, free_rx) = std::sync::mpsc::channel::<Batch>();
-        std::thread::scope(|scope| -> Result<(), IngestError> {
-            let handle = scope.spawn(move || -> Result<(), IngestError> {
+        // Three stages: a reader thread parses CSV into batches, the rayon workers normalize
+        // them, a writer thread appends row groups and quarantine rows in order. Batches go
+        // back to the reader to be refilled, so allocations stay flat.
+        let (full_tx, full_rx) = sync_channel::<Batch>(threads * 2);
+        let (done_tx, done_rx) = sync_channel::<(Batch, BatchOut)>(threads * 2);
+        let (free_tx, free_rx) = channel::<Batch>();
+        output = std::thread::scope(|scope| -> Result<Output, IngestError> {
+            let read = scope.spawn(move || -> Result<(), IngestError> {
                 loop {
                     let mut b = free_rx.try_recv().unwrap_or_default();
                     let eof = reader.fill(&mut b)?;
-                    if b.len > 0 && full_tx.send(b).is_err() {
-                        return Ok(());
-                    }
-                    if eof {
+                    if (b.len > 0 && full_tx.send(b).is_err()) || eof {
                         return Ok(());
                     }
                 }
             });
+            let write = scope.spawn(move || -> Result<Output, IngestError> {
+                for (b, o) in done_rx {
+                    output.take(&b, o)?;
+                    let _ = free_tx.send(b);
+                }
+                Ok(output)
+            });
             let mut batches: Vec<Batch> = Vec::with_capacity(threads);
-            let mut result = Ok(());
             // Wait for one batch, then take whatever else is ready, up to one per thread.
-            while let Ok(b) = full_rx.recv() {
+            'work: while let Ok(b) = full_rx.recv() {
                 batches.push(b);
                 while batches.len() < threads {
                     match full_rx.try_recv() {
@@ -337,24 +349,34 @@ pub fn ingest_reader<R: std::io::Read + Send>(
                         Err(_) => break,
                     }
                 }
-                result = sink(&mut batches);
-                if result.is_err() {
-                    break;
-                }
-                for b in batches.drain(..) {
-                    let _ = free_tx.send(b);
+                let outs: Vec<BatchOut> = batches
+                    .par_iter_mut()
+                    .map(|b| process_batch(&plan, b, delimiter))
+                    .collect();
+                for pair in batches.drain(..).zip(outs) {
+                    if done_tx.send(pair).is_err() {
+                        break 'work;
+                    }
                 }
             }
             drop(full_rx);
-            let read = handle.join().unwrap_or_else(|_| {
-                Err(IngestError::Io {
-                    path: path.clone(),
-                    source: std::io::Error::other("the CSV reader thread failed"),
-                })
-            });
-            result.and(read)
+            drop(done_tx);
+            let failed = || IngestError::Io {
+                path: path.clone(),
+                source: std::io::Error::other("an ingest thread failed"),
+            };
+            let written = write.join().unwrap_or_else(|_| Err(failed()));
+            let read = read.join().unwrap_or_else(|_| Err(failed()));
+            let output = written?;
+            read?;
+            Ok(output)
         })?;
     }
+    let Output {
+        writer,
+        quarantine,
+        mut summary,
+    } = output;
     let mut meta = vec![
         ("source".to_string(), name.clone()),
         ("department".to_string(), config.department.clone()),

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::{Xxh3DefaultBuilder, xxh3_64};
 
 use crate::error::SegmentError;
+use crate::mmap::FileBytes;
 
 pub const MAGIC: &[u8; 8] = b"MSSEGMNT";
 pub const END_MAGIC: &[u8; 8] = b"MSSEGEND";
@@ -122,12 +123,18 @@ impl ColumnData {
     }
 
     pub fn push_str(&mut self, v: Option<&str>) {
+        self.push_utf8(v.map(str::as_bytes));
+    }
+
+    /// Pushes bytes the caller guarantees to be UTF-8 (ASCII identifiers built by
+    /// validation).
+    pub(crate) fn push_utf8(&mut self, v: Option<&[u8]>) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
         self.mark(v.is_some());
         if let Some(s) = v {
-            self.data.extend_from_slice(s.as_bytes());
+            self.data.extend_from_slice(s);
         }
         self.offsets.push(self.data.len() as u32);
     }
@@ -452,7 +459,7 @@ impl SegmentWriter {
 #[derive(Debug)]
 pub struct Segment {
     path: PathBuf,
-    bytes: Vec<u8>,
+    bytes: FileBytes,
     schema: Vec<ColumnSchema>,
     meta: Vec<(String, String)>,
     groups: Vec<Group>,
@@ -509,17 +516,22 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 }
 
 impl Segment {
-    /// Opens a segment, checking magic, version, trailer and the footer checksum.
+    /// Opens a segment file (memory-mapped), checking magic, version, trailer and the footer
+    /// checksum. Chunks are read in place; `verify` checks their checksums.
     pub fn open(path: &Path) -> Result<Segment, SegmentError> {
-        let bytes = std::fs::read(path).map_err(|e| SegmentError::Io {
+        let bytes = FileBytes::open(path).map_err(|e| SegmentError::Io {
             path: path.to_path_buf(),
             source: e,
         })?;
-        Segment::from_bytes(path, bytes)
+        Segment::parse(path, bytes)
     }
 
     /// Parses a segment held in memory.
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Segment, SegmentError> {
+        Segment::parse(path, FileBytes::Owned(bytes))
+    }
+
+    fn parse(path: &Path, bytes: FileBytes) -> Result<Segment, SegmentError> {
         let corrupt = |msg: &str| SegmentError::Corrupt {
             path: path.to_path_buf(),
             msg: msg.to_string(),
