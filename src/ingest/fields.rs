@@ -2,10 +2,9 @@
 //! row-at-a-time normalization that fills them or rejects the row with a reason.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use csv::ByteRecord;
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::normalize::{
     self, ValueError, fold_width, normalize_name, normalize_phone, parse_address, to_simplified,
@@ -25,7 +24,7 @@ pub const ADDRESS_PARTS: [&str; 11] = [
 pub const ID_STATUS_SLOTS: usize = PidStatus::ALL.len() + UsccStatus::ALL.len();
 
 /// The row's own birth date and gender, cross-checked against its subject's id number.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Own {
     birth: Option<Date>,
     gender: Option<Gender>,
@@ -50,6 +49,8 @@ struct Field {
     out: usize,
     /// Index into the identifier counters, for identifier roles.
     id_slot: Option<usize>,
+    /// Index into the category caches, for category roles.
+    cat_slot: Option<usize>,
 }
 
 /// How one source's rows become normalized columns.
@@ -70,8 +71,10 @@ pub struct RowStats {
     pub id_status: Vec<[u64; ID_STATUS_SLOTS]>,
     /// Identifier statuses of the row being pushed (reused buffer).
     pending: Vec<(usize, usize)>,
-    /// Normalized categories by raw value, per field (bounded).
-    categories: HashMap<usize, HashMap<Box<str>, Box<str>, Xxh3DefaultBuilder>>,
+    /// The last identifier per identifier column.
+    memos: Vec<Option<IdMemo>>,
+    /// Normalized categories by raw value, per category column (bounded).
+    categories: Vec<Vec<(Box<str>, Box<str>)>>,
 }
 
 impl Plan {
@@ -85,6 +88,7 @@ impl Plan {
         let mut fields = Vec::new();
         let mut id_columns = Vec::new();
         let (mut birth, mut gender) = (None, None);
+        let mut categories = 0;
         for c in &config.columns {
             let Some(header_idx) = header.iter().position(|h| h.trim() == c.name) else {
                 return Err(c.name.clone());
@@ -172,6 +176,10 @@ impl Plan {
                     .collect(),
                 out,
                 id_slot,
+                cat_slot: (c.role == Role::Category).then(|| {
+                    categories += 1;
+                    categories - 1
+                }),
             });
         }
         Ok(Plan {
@@ -188,7 +196,11 @@ impl Plan {
         RowStats {
             id_status: vec![[0; ID_STATUS_SLOTS]; self.id_columns.len()],
             pending: Vec::new(),
-            categories: HashMap::new(),
+            memos: vec![None; self.id_columns.len()],
+            categories: vec![
+                Vec::new();
+                self.fields.iter().filter(|f| f.cat_slot.is_some()).count()
+            ],
         }
     }
 
@@ -255,7 +267,7 @@ impl Plan {
         for f in &self.fields {
             let raw = text(f.header_idx);
             let own = Own { birth, gender };
-            match self.push_field(f, raw, own, cols, &mut pending, &mut stats.categories) {
+            match self.push_field(f, raw, own, cols, &mut pending, stats) {
                 Ok(()) => {}
                 Err(reason) => {
                     stats.pending = pending;
@@ -283,9 +295,11 @@ impl Plan {
         own: Own,
         cols: &mut [ColumnData],
         pending: &mut Vec<(usize, usize)>,
-        categories: &mut HashMap<usize, HashMap<Box<str>, Box<str>, Xxh3DefaultBuilder>>,
+        stats: &mut RowStats,
     ) -> Result<(), String> {
-        let Own { birth, gender } = own;
+        let RowStats {
+            memos, categories, ..
+        } = stats;
         let numeric = matches!(
             f.role,
             Role::Amount
@@ -298,11 +312,12 @@ impl Plan {
         );
         // Numbers, dates, ids and keys parse their raw text (their parsers fold what needs
         // folding); text is cleaned first.
-        let trimmed = if numeric || f.role.is_identifier() || f.role == Role::Key {
-            Cow::Borrowed(raw.trim_ascii())
-        } else {
-            clean(raw)
-        };
+        let trimmed =
+            if numeric || f.role.is_identifier() || matches!(f.role, Role::Key | Role::Category) {
+                Cow::Borrowed(raw.trim_ascii())
+            } else {
+                clean(raw)
+            };
         if f.required && trimmed.is_empty() {
             return Err("a required value is empty".into());
         }
@@ -310,81 +325,51 @@ impl Plan {
         let text_or_none = |s: &str| (!s.is_empty()).then(|| s.to_string());
         let err = |e: ValueError| e.to_string();
         match f.role {
-            Role::PersonId | Role::PersonRef => {
-                let subject = f.role == Role::PersonId;
+            Role::PersonId
+            | Role::PersonRef
+            | Role::EnterpriseId
+            | Role::EnterpriseRef
+            | Role::PartyId
+            | Role::PartyRef => {
                 let id = fold_id(&trimmed);
-                let c = validate_pid(
-                    id.as_bytes(),
-                    birth.filter(|_| subject),
-                    gender.filter(|_| subject),
-                );
-                push_id(
-                    cols,
-                    o,
-                    &id,
-                    c.normalized.as_ref().map(|n| &n[..]),
-                    c.status.as_str(),
-                );
-                if let Some(slot) = f.id_slot {
-                    pending.push((slot, pid_slot(c.status)));
-                }
-            }
-            Role::EnterpriseId | Role::EnterpriseRef => {
-                let id = fold_id(&trimmed);
-                let c = validate_uscc(id.as_bytes());
-                push_id(
-                    cols,
-                    o,
-                    &id,
-                    c.normalized
-                        .as_ref()
-                        .map(|n| &n[..c.normalized_len as usize]),
-                    c.status.as_str(),
-                );
-                if let Some(slot) = f.id_slot {
-                    pending.push((slot, uscc_slot(c.status)));
-                }
-            }
-            Role::PartyId | Role::PartyRef => {
-                let id = fold_id(&trimmed);
-                let subject = f.role == Role::PartyId;
-                if looks_like_person(id.as_bytes()) {
-                    let c = validate_pid(
-                        id.as_bytes(),
-                        birth.filter(|_| subject),
-                        gender.filter(|_| subject),
-                    );
-                    push_id(
-                        cols,
-                        o,
-                        &id,
-                        c.normalized.as_ref().map(|n| &n[..]),
-                        c.status.as_str(),
-                    );
-                    cols[o + 3].push_str(Some("person"));
-                    if let Some(slot) = f.id_slot {
-                        pending.push((slot, pid_slot(c.status)));
-                    }
+                let slot = f.id_slot.unwrap_or(0);
+                let subject = matches!(f.role, Role::PersonId | Role::PartyId);
+                let own = if subject {
+                    own
                 } else {
-                    let c = validate_uscc(id.as_bytes());
-                    push_id(
-                        cols,
-                        o,
-                        &id,
-                        c.normalized
-                            .as_ref()
-                            .map(|n| &n[..c.normalized_len as usize]),
-                        c.status.as_str(),
-                    );
-                    let kind = match c.status {
-                        UsccStatus::Missing => None,
-                        _ => Some("enterprise"),
-                    };
-                    cols[o + 3].push_str(kind);
-                    if let Some(slot) = f.id_slot {
-                        pending.push((slot, uscc_slot(c.status)));
+                    Own {
+                        birth: None,
+                        gender: None,
                     }
+                };
+                // Exports are sorted by entity: the same id repeats on consecutive rows, so the
+                // last result per column is remembered.
+                let memo = &mut memos[slot];
+                let hit = memo
+                    .as_ref()
+                    .is_some_and(|m| m.raw == id.as_bytes() && m.own == own);
+                if !hit {
+                    *memo = Some(IdMemo {
+                        raw: id.as_bytes().to_vec(),
+                        own,
+                        result: check_id(f.role, id.as_bytes(), own),
+                    });
                 }
+                let Some(m) = memo.as_ref() else {
+                    return Err("internal: identifier memo missing".into());
+                };
+                let r = &m.result;
+                push_id(
+                    cols,
+                    o,
+                    &id,
+                    (r.len > 0).then(|| &r.normalized[..r.len as usize]),
+                    r.status,
+                );
+                if matches!(f.role, Role::PartyId | Role::PartyRef) {
+                    cols[o + 3].push_str(r.kind);
+                }
+                pending.push((slot, r.slot));
             }
             Role::Phone => {
                 cols[o].push_str(normalize_phone(&trimmed).as_deref());
@@ -441,26 +426,26 @@ impl Plan {
                 cols[o].push_str(g.map(Gender::as_str));
             }
             Role::Category => {
-                // Categories repeat: normalize each distinct raw value once per batch.
-                let cache = categories.entry(f.out).or_default();
+                // Categories repeat: each distinct raw value is normalized (and checked against
+                // the declared values) once per batch; a short scan finds it again.
+                let cache = &mut categories[f.cat_slot.unwrap_or(0)];
                 let owned;
-                let v: &str = if trimmed.is_ascii() {
-                    &trimmed
-                } else if let Some(n) = cache.get(&*trimmed) {
-                    n
-                } else {
-                    let n = normalize_category(&trimmed).into_owned();
-                    if cache.len() < 4096 {
-                        cache.insert(Box::from(&*trimmed), n.clone().into_boxed_str());
+                let v: &str = match cache.iter().position(|(r, _)| **r == *trimmed) {
+                    Some(i) => &cache[i].1,
+                    None => {
+                        let n = normalize_category(&clean(&trimmed)).into_owned();
+                        if !n.is_empty() && !f.values.is_empty() && !f.values.contains(&n) {
+                            return Err(err(ValueError::Category { value: n }));
+                        }
+                        if cache.len() < 64 {
+                            cache.push((Box::from(&*trimmed), n.into_boxed_str()));
+                            &cache[cache.len() - 1].1
+                        } else {
+                            owned = n;
+                            &owned
+                        }
                     }
-                    owned = n;
-                    &owned
                 };
-                if !v.is_empty() && !f.values.is_empty() && !f.values.contains(v) {
-                    return Err(err(ValueError::Category {
-                        value: v.to_string(),
-                    }));
-                }
                 cols[o].push_str((!v.is_empty()).then_some(v));
             }
             Role::BirthDate | Role::Date => {
@@ -503,6 +488,63 @@ impl Plan {
             Role::Ignore => {}
         }
         Ok(())
+    }
+}
+
+/// The validated form of one identifier.
+#[derive(Debug, Clone)]
+struct IdResult {
+    normalized: [u8; 18],
+    /// Meaningful bytes of `normalized`; 0 when there is none.
+    len: u8,
+    status: &'static str,
+    /// Counter slot of the status.
+    slot: usize,
+    /// For party identifiers: person or enterprise.
+    kind: Option<&'static str>,
+}
+
+/// The last identifier validated in one column.
+#[derive(Debug, Clone)]
+pub struct IdMemo {
+    raw: Vec<u8>,
+    own: Own,
+    result: IdResult,
+}
+
+fn check_id(role: Role, id: &[u8], own: Own) -> IdResult {
+    let person = |id: &[u8], kind| {
+        let c = validate_pid(id, own.birth, own.gender);
+        IdResult {
+            normalized: c.normalized.unwrap_or([0; 18]),
+            len: if c.normalized.is_some() { 18 } else { 0 },
+            status: c.status.as_str(),
+            slot: pid_slot(c.status),
+            kind,
+        }
+    };
+    let enterprise = |id: &[u8], kind| {
+        let c = validate_uscc(id);
+        IdResult {
+            normalized: c.normalized.unwrap_or([0; 18]),
+            len: if c.normalized.is_some() {
+                c.normalized_len
+            } else {
+                0
+            },
+            status: c.status.as_str(),
+            slot: uscc_slot(c.status),
+            kind,
+        }
+    };
+    match role {
+        Role::PersonId | Role::PersonRef => person(id, None),
+        Role::EnterpriseId | Role::EnterpriseRef => enterprise(id, None),
+        _ if looks_like_person(id) => person(id, Some("person")),
+        _ => {
+            let kind = (!id.is_empty()).then_some("enterprise");
+            enterprise(id, kind)
+        }
     }
 }
 

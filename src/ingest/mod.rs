@@ -395,7 +395,10 @@ pub fn ingest_reader<R: std::io::Read + Send>(
 }
 
 fn writer_group(plan: &Plan) -> Vec<ColumnData> {
-    vec![ColumnData::default(); plan.schema.len()]
+    plan.schema
+        .iter()
+        .map(|c| ColumnData::of_type(c.ty))
+        .collect()
 }
 
 /// The rejected row as CSV text, or `hex:` + its bytes when it is not UTF-8, so that the

@@ -91,8 +91,8 @@ pub struct ColumnSchema {
     pub ty: ColumnType,
 }
 
-/// Values of one column for one row group, as built by ingest workers. Dict columns are built
-/// as strings and encoded by the writer, which owns the dictionary.
+/// Values of one column for one row group, as built by ingest workers. Dict columns keep a
+/// small dictionary of their own (codes in `ints`); the writer maps it onto the segment's.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnData {
     rows: usize,
@@ -100,9 +100,48 @@ pub struct ColumnData {
     ints: Vec<i64>,
     offsets: Vec<u32>,
     data: Vec<u8>,
+    dict: Option<LocalDict>,
+}
+
+/// A row group's dictionary of one column.
+#[derive(Debug, Clone, Default)]
+struct LocalDict {
+    values: Vec<Vec<u8>>,
+    index: HashMap<Vec<u8>, u32, Xxh3DefaultBuilder>,
+    last: u32,
+}
+
+impl LocalDict {
+    fn code(&mut self, v: &[u8]) -> u32 {
+        if self.values.get(self.last as usize).is_some_and(|l| l == v) {
+            return self.last;
+        }
+        // Few distinct values (statuses, types): a scan beats hashing.
+        let found = if self.values.len() <= 32 {
+            self.values.iter().position(|x| x == v).map(|p| p as u32)
+        } else {
+            self.index.get(v).copied()
+        };
+        let code = found.unwrap_or_else(|| {
+            let c = self.values.len() as u32;
+            self.values.push(v.to_vec());
+            self.index.insert(v.to_vec(), c);
+            c
+        });
+        self.last = code;
+        code
+    }
 }
 
 impl ColumnData {
+    /// An empty column of the given type.
+    pub fn of_type(ty: ColumnType) -> ColumnData {
+        ColumnData {
+            dict: (ty == ColumnType::Dict).then(LocalDict::default),
+            ..ColumnData::default()
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -129,6 +168,12 @@ impl ColumnData {
     /// Pushes bytes the caller guarantees to be UTF-8 (ASCII identifiers built by
     /// validation).
     pub(crate) fn push_utf8(&mut self, v: Option<&[u8]>) {
+        if let Some(d) = self.dict.as_mut() {
+            let code = v.map_or(0, |s| d.code(s));
+            self.mark(v.is_some());
+            self.ints.push(i64::from(code));
+            return;
+        }
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
@@ -141,6 +186,11 @@ impl ColumnData {
 
     /// Empties the column, keeping its allocations for the next row group.
     pub fn clear(&mut self) {
+        if let Some(d) = self.dict.as_mut() {
+            d.values.clear();
+            d.index.clear();
+            d.last = 0;
+        }
         self.rows = 0;
         self.validity.clear();
         self.ints.clear();
@@ -172,10 +222,6 @@ impl ColumnData {
 
     fn is_valid(&self, i: usize) -> bool {
         self.validity[i / 64] >> (i % 64) & 1 == 1
-    }
-
-    fn str_at(&self, i: usize) -> &[u8] {
-        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
 }
 
@@ -327,7 +373,10 @@ impl SegmentWriter {
 
     /// Empty builders for one row group, one per column.
     pub fn new_group(&self) -> Vec<ColumnData> {
-        vec![ColumnData::default(); self.schema.len()]
+        self.schema
+            .iter()
+            .map(|c| ColumnData::of_type(c.ty))
+            .collect()
     }
 
     /// Appends one row group. Every column must hold the same number of rows.
@@ -356,35 +405,35 @@ impl SegmentWriter {
                 }
                 ColumnType::Bytes => self.emit(&[&validity, &le_bytes(&col.offsets), &col.data])?,
                 ColumnType::Dict => {
-                    codes.clear();
+                    let Some(local) = col.dict.as_ref() else {
+                        return Err(SegmentError::Corrupt {
+                            path: self.path.clone(),
+                            msg: format!(
+                                "column {:?} was not built as a dictionary column (a bug in the caller)",
+                                self.schema[i].name
+                            ),
+                        });
+                    };
+                    // Map this group's dictionary onto the segment's, then translate codes.
                     let (map, values) = &mut self.dicts[i];
-                    // Runs of the same value are common (statuses, types): compare with the
-                    // previous value before hashing.
-                    let mut last: Option<(&[u8], u32)> = None;
-                    for r in 0..col.rows {
-                        if !col.is_valid(r) {
-                            codes.push(0);
-                            continue;
+                    let translate: Vec<u32> = local
+                        .values
+                        .iter()
+                        .map(|v| {
+                            *map.entry(v.clone()).or_insert_with(|| {
+                                values.push(v.clone());
+                                values.len() as u32 - 1
+                            })
+                        })
+                        .collect();
+                    codes.clear();
+                    codes.extend(col.ints.iter().enumerate().map(|(r, &c)| {
+                        if col.is_valid(r) {
+                            translate.get(c as usize).copied().unwrap_or(0)
+                        } else {
+                            0
                         }
-                        let s = col.str_at(r);
-                        if let Some((prev, code)) = last
-                            && prev == s
-                        {
-                            codes.push(code);
-                            continue;
-                        }
-                        let code = match map.get(s) {
-                            Some(&c) => c,
-                            None => {
-                                let c = values.len() as u32;
-                                map.insert(s.to_vec(), c);
-                                values.push(s.to_vec());
-                                c
-                            }
-                        };
-                        last = Some((s, code));
-                        codes.push(code);
-                    }
+                    }));
                     self.emit(&[&validity, &le_bytes(&codes)])?
                 }
             };
