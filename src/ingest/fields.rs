@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use csv::ByteRecord;
 
 use super::normalize::{
-    self, ValueError, fold_width, normalize_name, normalize_phone, parse_address, to_simplified,
+    self, Address, ValueError, fold_width, normalize_name, normalize_phone, parse_address,
+    to_simplified,
 };
 use super::segment::{ColumnData, ColumnSchema, ColumnType};
 use crate::date::Date;
@@ -51,6 +52,8 @@ struct Field {
     id_slot: Option<usize>,
     /// Index into the category caches, for category roles.
     cat_slot: Option<usize>,
+    /// Index into the address memos, for address roles.
+    addr_slot: Option<usize>,
 }
 
 /// How one source's rows become normalized columns.
@@ -75,6 +78,8 @@ pub struct RowStats {
     memos: Vec<Option<IdMemo>>,
     /// Normalized categories by raw value, per category column (bounded).
     categories: Vec<Vec<(Box<str>, Box<str>)>>,
+    /// The last address per address column: raw text, components, canonical text.
+    addresses: Vec<Option<(Box<str>, Address, String)>>,
 }
 
 impl Plan {
@@ -89,6 +94,7 @@ impl Plan {
         let mut id_columns = Vec::new();
         let (mut birth, mut gender) = (None, None);
         let mut categories = 0;
+        let mut addresses = 0;
         for c in &config.columns {
             let Some(header_idx) = header.iter().position(|h| h.trim() == c.name) else {
                 return Err(c.name.clone());
@@ -180,6 +186,10 @@ impl Plan {
                     categories += 1;
                     categories - 1
                 }),
+                addr_slot: (c.role == Role::Address).then(|| {
+                    addresses += 1;
+                    addresses - 1
+                }),
             });
         }
         Ok(Plan {
@@ -201,6 +211,7 @@ impl Plan {
                 Vec::new();
                 self.fields.iter().filter(|f| f.cat_slot.is_some()).count()
             ],
+            addresses: vec![None; self.fields.iter().filter(|f| f.addr_slot.is_some()).count()],
         }
     }
 
@@ -298,7 +309,10 @@ impl Plan {
         stats: &mut RowStats,
     ) -> Result<(), String> {
         let RowStats {
-            memos, categories, ..
+            memos,
+            categories,
+            addresses,
+            ..
         } = stats;
         let numeric = matches!(
             f.role,
@@ -382,8 +396,17 @@ impl Plan {
                     }
                     cols[o + 1 + ADDRESS_PARTS.len()].push_int(None);
                 } else {
-                    let a = parse_address(&trimmed);
-                    cols[o].push_str(Some(&a.canonical()));
+                    // Household members and repeated rows share addresses: remember the last.
+                    let memo = &mut addresses[f.addr_slot.unwrap_or(0)];
+                    if memo.as_ref().is_none_or(|m| *m.0 != *trimmed) {
+                        let a = parse_address(&trimmed);
+                        let canonical = a.canonical();
+                        *memo = Some((Box::from(&*trimmed), a, canonical));
+                    }
+                    let Some((_, a, canonical)) = memo.as_ref() else {
+                        return Err("internal: address memo missing".into());
+                    };
+                    cols[o].push_str(Some(canonical));
                     let parts = [
                         &a.province,
                         &a.city,

@@ -78,6 +78,10 @@ pub fn to_simplified(s: &str) -> String {
 /// names every space removed and the interpunct of minority names unified to `·`; for Latin
 /// names lowercased with single spaces.
 pub fn normalize_name(raw: &str) -> String {
+    // The common case, a name of Han characters only, needs just the traditional fold.
+    if !raw.is_empty() && raw.chars().all(is_han) {
+        return to_simplified(raw);
+    }
     let folded = fold_width(raw);
     if folded.is_ascii() {
         return folded.to_ascii_lowercase();
