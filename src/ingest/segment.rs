@@ -9,9 +9,12 @@
 //! group        := chunk{ncols}                      -- one chunk per column, in schema order
 //! chunk(int)   := validity i64:base u8:width pad7 u64{ceil(rows*width/64)}
 //!                                                   -- value = base + next `width` bits
-//! chunk(bytes) := validity u32{rows+1}:offsets u8*:data pad8
+//! chunk(bytes) := validity repeats u32{n+1}:offsets u8*:data pad8
+//!                                                   -- n = valid rows whose repeat bit is 0;
+//!                                                   -- a repeat row has its predecessor's value
 //! chunk(dict)  := validity u32{rows}:codes pad8     -- codes index the column's dictionary
 //! validity     := u64{ceil(rows/64)}                -- bit i set = row i has a value
+//! repeats      := u64{ceil(rows/64)}                -- bit i set = row i repeats row i-1
 //! footer       := u32:ncols (str:name u8:type){ncols}
 //!                 u32:nmeta (str:key str:value){nmeta}
 //!                 u32:ngroups (u64:rows (u64:offset u64:len u64:xxh3){ncols}){ngroups}
@@ -36,8 +39,8 @@ use crate::mmap::FileBytes;
 
 pub const MAGIC: &[u8; 8] = b"MSSEGMNT";
 pub const END_MAGIC: &[u8; 8] = b"MSSEGEND";
-pub const FORMAT_VERSION: u32 = 2;
-pub const OLDEST_SUPPORTED: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+pub const OLDEST_SUPPORTED: u32 = 3;
 const TRAILER_LEN: usize = 32;
 
 /// A chunk's place in the file: offset, length, xxh3.
@@ -98,6 +101,9 @@ pub struct ColumnData {
     rows: usize,
     validity: Vec<u64>,
     ints: Vec<i64>,
+    /// Bytes columns: bit r set = row r repeats the previous row's value (not stored again).
+    repeats: Vec<u64>,
+    /// Bytes columns: offsets of the stored values (one per valid, non-repeated row, plus one).
     offsets: Vec<u32>,
     data: Vec<u8>,
     dict: Option<LocalDict>,
@@ -177,11 +183,33 @@ impl ColumnData {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
-        self.mark(v.is_some());
-        if let Some(s) = v {
-            self.data.extend_from_slice(s);
+        let r = self.rows;
+        if r.is_multiple_of(64) {
+            self.repeats.push(0);
         }
-        self.offsets.push(self.data.len() as u32);
+        // Exports are sorted by entity: a value equal to the previous row's is only flagged.
+        let repeat = match v {
+            Some(s) if r > 0 && self.is_valid(r - 1) => {
+                let start = self
+                    .offsets
+                    .len()
+                    .checked_sub(2)
+                    .and_then(|k| self.offsets.get(k));
+                start
+                    .and_then(|&k| self.data.get(k as usize..))
+                    .is_some_and(|last| last == s)
+            }
+            _ => false,
+        };
+        self.mark(v.is_some());
+        if repeat {
+            if let Some(w) = self.repeats.last_mut() {
+                *w |= 1 << (r % 64);
+            }
+        } else if let Some(s) = v {
+            self.data.extend_from_slice(s);
+            self.offsets.push(self.data.len() as u32);
+        }
     }
 
     /// Empties the column, keeping its allocations for the next row group.
@@ -193,6 +221,7 @@ impl ColumnData {
         }
         self.rows = 0;
         self.validity.clear();
+        self.repeats.clear();
         self.ints.clear();
         self.offsets.clear();
         self.data.clear();
@@ -214,8 +243,21 @@ impl ColumnData {
             self.ints.truncate(rows);
         }
         if !self.offsets.is_empty() {
-            self.offsets.truncate(rows + 1);
-            let end = self.offsets[rows] as usize;
+            // Stored values among the rows kept: valid and not repeats.
+            self.repeats.truncate(rows.div_ceil(64));
+            if !rows.is_multiple_of(64)
+                && let Some(w) = self.repeats.last_mut()
+            {
+                *w &= (1u64 << (rows % 64)) - 1;
+            }
+            let stored: usize = self
+                .validity
+                .iter()
+                .zip(&self.repeats)
+                .map(|(v, r)| (v & !r).count_ones() as usize)
+                .sum();
+            self.offsets.truncate(stored + 1);
+            let end = self.offsets[stored] as usize;
             self.data.truncate(end);
         }
     }
@@ -403,7 +445,19 @@ impl SegmentWriter {
                     self.packed = words;
                     chunk?
                 }
-                ColumnType::Bytes => self.emit(&[&validity, &le_bytes(&col.offsets), &col.data])?,
+                ColumnType::Bytes => {
+                    let offsets: &[u32] = if col.offsets.is_empty() {
+                        &[0]
+                    } else {
+                        &col.offsets
+                    };
+                    self.emit(&[
+                        &validity,
+                        &le_bytes(&col.repeats),
+                        &le_bytes(offsets),
+                        &col.data,
+                    ])?
+                }
                 ColumnType::Dict => {
                     let Some(local) = col.dict.as_ref() else {
                         return Err(SegmentError::Corrupt {
@@ -653,7 +707,7 @@ impl Segment {
                 let words = rows.div_ceil(64) * 8;
                 let min = match col.ty {
                     ColumnType::Int => words + 16,
-                    ColumnType::Bytes => words + (rows + 1) * 4,
+                    ColumnType::Bytes => 2 * words + 4,
                     ColumnType::Dict => words + rows * 4,
                 };
                 if len < min {
@@ -816,24 +870,39 @@ impl Segment {
                     }
                 }
             } else {
-                let data = words + (rows + 1) * 4;
+                // validity, repeat flags, offsets of the stored values, their bytes.
+                let repeat = |r: usize| le_u64(b, words + (r / 64) * 8) >> (r % 64) & 1 == 1;
+                let stored = (0..rows).filter(|&r| valid(r) && !repeat(r)).count();
+                let offsets = 2 * words;
+                let data = offsets + (stored + 1) * 4;
+                if b.len() < data {
+                    return Err(corrupt("offsets run past the chunk"));
+                }
+                let mut cur: Option<String> = None;
+                let mut next = 0usize;
                 for r in 0..rows {
                     if !valid(r) {
                         out.push(None);
                         continue;
                     }
-                    let (s, e) = (
-                        u32_at(words + r * 4) as usize,
-                        u32_at(words + (r + 1) * 4) as usize,
-                    );
-                    let bytes = b
-                        .get(data + s..data + e)
-                        .filter(|_| s <= e)
-                        .ok_or_else(|| corrupt("string offsets out of range"))?;
-                    out.push(Some(
-                        String::from_utf8(bytes.to_vec())
-                            .map_err(|_| corrupt("string is not UTF-8"))?,
-                    ));
+                    if !repeat(r) {
+                        let (s, e) = (
+                            u32_at(offsets + next * 4) as usize,
+                            u32_at(offsets + (next + 1) * 4) as usize,
+                        );
+                        next += 1;
+                        let bytes = b
+                            .get(data + s..data + e)
+                            .filter(|_| s <= e)
+                            .ok_or_else(|| corrupt("string offsets out of range"))?;
+                        cur = Some(
+                            String::from_utf8(bytes.to_vec())
+                                .map_err(|_| corrupt("string is not UTF-8"))?,
+                        );
+                    } else if r == 0 || !valid(r - 1) {
+                        return Err(corrupt("a repeat flag without a previous value"));
+                    }
+                    out.push(cur.clone());
                 }
             }
         }
@@ -901,6 +970,42 @@ mod tests {
         }
         assert!(matches!(s.ints("s"), Err(SegmentError::ColumnType { .. })));
         assert!(matches!(s.ints("zz"), Err(SegmentError::NoColumn(_))));
+    }
+
+    #[test]
+    fn repeated_values_survive_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.seg");
+        let mut w = SegmentWriter::create(
+            &p,
+            vec![ColumnSchema {
+                name: "s".into(),
+                ty: ColumnType::Bytes,
+            }],
+        )
+        .unwrap();
+        let mut cols = w.new_group();
+        let mut want = Vec::new();
+        for (i, v) in ["a", "a", "a", "", "b", "b", "a", "a"].iter().enumerate() {
+            let v = (!v.is_empty()).then_some(*v);
+            cols[0].push_str(v);
+            // Undo every third push, as a rejected row does.
+            if i % 3 == 2 {
+                let n = cols[0].rows();
+                cols[0].truncate(n - 1);
+            } else {
+                want.push(v.map(str::to_string));
+            }
+        }
+        for _ in 0..70 {
+            cols[0].push_str(Some("c"));
+            want.push(Some("c".to_string()));
+        }
+        w.write_group(&cols).unwrap();
+        w.finish(&[]).unwrap();
+        let s = Segment::open(&p).unwrap();
+        s.verify().unwrap();
+        assert_eq!(s.strings("s").unwrap(), want);
     }
 
     #[test]
