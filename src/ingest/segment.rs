@@ -98,11 +98,11 @@ pub struct ColumnSchema {
 /// small dictionary of their own (codes in `ints`); the writer maps it onto the segment's.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnData {
-    rows: usize,
-    validity: Vec<u64>,
+    /// One byte per row: 1 = the row has a value (packed into bits when written).
+    valid: Vec<u8>,
     ints: Vec<i64>,
-    /// Bytes columns: bit r set = row r repeats the previous row's value (not stored again).
-    repeats: Vec<u64>,
+    /// Bytes columns, one byte per row: 1 = repeats the previous row's value (not stored again).
+    repeat: Vec<u8>,
     /// Bytes columns: offsets of the stored values (one per valid, non-repeated row, plus one).
     offsets: Vec<u32>,
     data: Vec<u8>,
@@ -149,21 +149,11 @@ impl ColumnData {
     }
 
     pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    fn mark(&mut self, valid: bool) {
-        if self.rows.is_multiple_of(64) {
-            self.validity.push(0);
-        }
-        if valid && let Some(w) = self.validity.last_mut() {
-            *w |= 1 << (self.rows % 64);
-        }
-        self.rows += 1;
+        self.valid.len()
     }
 
     pub fn push_int(&mut self, v: Option<i64>) {
-        self.mark(v.is_some());
+        self.valid.push(u8::from(v.is_some()));
         self.ints.push(v.unwrap_or(0));
     }
 
@@ -176,37 +166,24 @@ impl ColumnData {
     pub(crate) fn push_utf8(&mut self, v: Option<&[u8]>) {
         if let Some(d) = self.dict.as_mut() {
             let code = v.map_or(0, |s| d.code(s));
-            self.mark(v.is_some());
+            self.valid.push(u8::from(v.is_some()));
             self.ints.push(i64::from(code));
             return;
         }
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
-        let r = self.rows;
-        if r.is_multiple_of(64) {
-            self.repeats.push(0);
-        }
         // Exports are sorted by entity: a value equal to the previous row's is only flagged.
         let repeat = match v {
-            Some(s) if r > 0 && self.is_valid(r - 1) => {
-                let start = self
-                    .offsets
-                    .len()
-                    .checked_sub(2)
-                    .and_then(|k| self.offsets.get(k));
-                start
-                    .and_then(|&k| self.data.get(k as usize..))
-                    .is_some_and(|last| last == s)
+            Some(s) if self.valid.last() == Some(&1) => {
+                let start = self.offsets.len().checked_sub(2).and_then(|k| self.offsets.get(k));
+                start.and_then(|&k| self.data.get(k as usize..)).is_some_and(|last| last == s)
             }
             _ => false,
         };
-        self.mark(v.is_some());
-        if repeat {
-            if let Some(w) = self.repeats.last_mut() {
-                *w |= 1 << (r % 64);
-            }
-        } else if let Some(s) = v {
+        self.valid.push(u8::from(v.is_some()));
+        self.repeat.push(u8::from(repeat));
+        if !repeat && let Some(s) = v {
             self.data.extend_from_slice(s);
             self.offsets.push(self.data.len() as u32);
         }
@@ -219,9 +196,8 @@ impl ColumnData {
             d.index.clear();
             d.last = 0;
         }
-        self.rows = 0;
-        self.validity.clear();
-        self.repeats.clear();
+        self.valid.clear();
+        self.repeat.clear();
         self.ints.clear();
         self.offsets.clear();
         self.data.clear();
@@ -229,33 +205,17 @@ impl ColumnData {
 
     /// Drops rows from `rows` on (undoes a partly pushed row).
     pub fn truncate(&mut self, rows: usize) {
-        if rows >= self.rows {
+        if rows >= self.rows() {
             return;
         }
-        self.rows = rows;
-        self.validity.truncate(rows.div_ceil(64));
-        if !rows.is_multiple_of(64)
-            && let Some(w) = self.validity.last_mut()
-        {
-            *w &= (1u64 << (rows % 64)) - 1;
-        }
+        self.valid.truncate(rows);
         if !self.ints.is_empty() {
             self.ints.truncate(rows);
         }
         if !self.offsets.is_empty() {
+            self.repeat.truncate(rows);
             // Stored values among the rows kept: valid and not repeats.
-            self.repeats.truncate(rows.div_ceil(64));
-            if !rows.is_multiple_of(64)
-                && let Some(w) = self.repeats.last_mut()
-            {
-                *w &= (1u64 << (rows % 64)) - 1;
-            }
-            let stored: usize = self
-                .validity
-                .iter()
-                .zip(&self.repeats)
-                .map(|(v, r)| (v & !r).count_ones() as usize)
-                .sum();
+            let stored = self.valid.iter().zip(&self.repeat).filter(|(v, r)| **v == 1 && **r == 0).count();
             self.offsets.truncate(stored + 1);
             let end = self.offsets[stored] as usize;
             self.data.truncate(end);
@@ -263,8 +223,16 @@ impl ColumnData {
     }
 
     fn is_valid(&self, i: usize) -> bool {
-        self.validity[i / 64] >> (i % 64) & 1 == 1
+        self.valid[i] == 1
     }
+}
+
+/// Packs one flag byte per row into little-endian bit words (bit i of word i/64 = row i).
+fn pack_flags(flags: &[u8], words: &mut Vec<u64>) {
+    words.clear();
+    words.extend(flags.chunks(64).map(|chunk| {
+        chunk.iter().enumerate().fold(0u64, |w, (i, &f)| w | (u64::from(f & 1) << i))
+    }));
 }
 
 /// Writes a segment file row group by row group.
@@ -278,6 +246,8 @@ pub struct SegmentWriter {
     dicts: Vec<Dictionary>,
     codes: Vec<u32>,
     packed: Vec<u64>,
+    validity_words: Vec<u64>,
+    repeat_words: Vec<u64>,
 }
 
 /// Header of a bit-packed int chunk: base (i64) and width in bits (u8), padded to 16 bytes.
@@ -302,7 +272,7 @@ fn pack_ints(col: &ColumnData, words: &mut Vec<u64>) -> Packed {
     let span = max.wrapping_sub(min) as u64;
     let width = 64 - span.leading_zeros();
     words.clear();
-    words.resize(packed_words(col.rows, width), 0);
+    words.resize(packed_words(col.rows(), width), 0);
     if width > 0 {
         for (r, &v) in col.ints.iter().enumerate() {
             let d = if col.is_valid(r) {
@@ -406,6 +376,8 @@ impl SegmentWriter {
             dicts,
             codes: Vec::new(),
             packed: Vec::new(),
+            validity_words: Vec::new(),
+            repeat_words: Vec::new(),
         })
     }
 
@@ -436,7 +408,12 @@ impl SegmentWriter {
         let mut chunks = Vec::with_capacity(columns.len());
         let mut codes = std::mem::take(&mut self.codes);
         for (i, col) in columns.iter().enumerate() {
-            let validity = le_bytes(&col.validity);
+            let mut validity_words = std::mem::take(&mut self.validity_words);
+            pack_flags(&col.valid, &mut validity_words);
+            let mut repeat_words = std::mem::take(&mut self.repeat_words);
+            pack_flags(&col.repeat, &mut repeat_words);
+            repeat_words.resize(validity_words.len(), 0);
+            let validity = le_bytes(&validity_words);
             let chunk = match self.schema[i].ty {
                 ColumnType::Int => {
                     let mut words = std::mem::take(&mut self.packed);
@@ -453,7 +430,7 @@ impl SegmentWriter {
                     };
                     self.emit(&[
                         &validity,
-                        &le_bytes(&col.repeats),
+                        &le_bytes(&repeat_words),
                         &le_bytes(offsets),
                         &col.data,
                     ])?
@@ -492,6 +469,9 @@ impl SegmentWriter {
                 }
             };
             chunks.push(chunk);
+            drop(validity);
+            self.validity_words = validity_words;
+            self.repeat_words = repeat_words;
         }
         self.codes = codes;
         self.groups.push((rows as u64, chunks));
