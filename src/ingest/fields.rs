@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use super::csvread::Record;
+use csv::ByteRecord;
 
 use super::normalize::{
     self, Address, ValueError, fold_width, normalize_name, normalize_phone, parse_address,
@@ -217,9 +217,9 @@ impl Plan {
 
     /// Normalizes one row into `cols`, or leaves `cols` as they were and says why not.
     /// The rejection of a row that is not valid UTF-8, naming the first bad column.
-    pub fn utf8_reject(&self, rec: &Record) -> Reject {
+    pub fn utf8_reject(&self, rec: &ByteRecord) -> Reject {
         let column = (0..rec.len())
-            .find(|&i| simdutf8::basic::from_utf8(rec.get(i)).is_err())
+            .find(|&i| simdutf8::basic::from_utf8(&rec[i]).is_err())
             .map_or_else(
                 || "*".to_string(),
                 |i| {
@@ -239,7 +239,7 @@ impl Plan {
     pub fn push_row(
         &self,
         line: u64,
-        rec: &Record,
+        rec: &ByteRecord,
         cols: &mut [ColumnData],
         stats: &mut RowStats,
     ) -> Result<(), Reject> {

@@ -7,7 +7,6 @@
 //! column and reason, and the raw row itself, so nothing is lost. The summary reconciles every
 //! source: `read = accepted + quarantined`.
 
-pub mod csvread;
 pub mod fields;
 pub mod normalize;
 pub mod segment;
@@ -20,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel};
 use std::time::Instant;
 
-use csvread::Record;
+use csv::ByteRecord;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
@@ -133,7 +132,7 @@ impl Output {
 
 /// Reads CSV records into batches.
 struct BatchReader<R: std::io::Read> {
-    rdr: csvread::RecordReader<R>,
+    rdr: csv::Reader<R>,
     path: PathBuf,
     batch_rows: usize,
     last_pos: u64,
@@ -147,25 +146,25 @@ impl<R: std::io::Read> BatchReader<R> {
         let mut eof = false;
         while b.len < self.batch_rows {
             if b.recs.len() == b.len {
-                b.recs.push(Record::new());
+                b.recs.push(ByteRecord::new());
                 b.lines.push(0);
             }
-            let got = self
-                .rdr
-                .read(&mut b.recs[b.len])
-                .map_err(|e| IngestError::Io {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-            let Some(line) = got else {
+            let got =
+                self.rdr
+                    .read_byte_record(&mut b.recs[b.len])
+                    .map_err(|e| IngestError::Io {
+                        path: self.path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+            if !got {
                 eof = true;
                 break;
-            };
-            b.lines[b.len] = line;
+            }
+            b.lines[b.len] = b.recs[b.len].position().map_or(0, |p| p.line());
             b.len += 1;
         }
         if let Some(bar) = &self.bar {
-            let pos = self.rdr.position();
+            let pos = self.rdr.position().byte();
             bar.inc(pos.saturating_sub(self.last_pos));
             self.last_pos = pos;
         }
@@ -177,7 +176,7 @@ impl<R: std::io::Read> BatchReader<R> {
 /// recycled, so their allocations are reused from one row group to the next.
 #[derive(Default)]
 struct Batch {
-    recs: Vec<Record>,
+    recs: Vec<ByteRecord>,
     lines: Vec<u64>,
     len: usize,
     cols: Vec<ColumnData>,
@@ -246,16 +245,23 @@ pub fn ingest_reader<R: std::io::Read + Send>(
         std::fs::create_dir_all(&p).map_err(io(&p))?;
     }
     let delimiter = config.csv.delimiter as u8;
-    let mut rdr = csvread::RecordReader::new(input, delimiter);
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .buffer_capacity(1 << 20)
+        .from_reader(input);
 
     // Header.
-    let mut header_rec = Record::new();
+    let mut header_rec = ByteRecord::new();
     let header: Vec<String> = if config.csv.header {
-        let got = rdr.read(&mut header_rec).map_err(|e| SourceError::Header {
-            path: path.clone(),
-            msg: e.to_string(),
-        })?;
-        if got.is_none() {
+        let got = rdr
+            .read_byte_record(&mut header_rec)
+            .map_err(|e| SourceError::Header {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+        if !got {
             return Err(SourceError::Header {
                 path: path.clone(),
                 msg: "the file is empty".into(),
@@ -397,12 +403,12 @@ fn writer_group(plan: &Plan) -> Vec<ColumnData> {
 
 /// The rejected row as CSV text, or `hex:` + its bytes when it is not UTF-8, so that the
 /// quarantine file holds exactly what arrived.
-fn raw_row(rec: &Record, delimiter: u8) -> Vec<u8> {
+fn raw_row(rec: &ByteRecord, delimiter: u8) -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .delimiter(delimiter)
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
-    let _ = w.write_record(rec.iter());
+    let _ = w.write_byte_record(rec);
     let mut bytes = w.into_inner().unwrap_or_default();
     if bytes.last() == Some(&b'\n') {
         bytes.pop();
