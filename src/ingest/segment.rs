@@ -176,8 +176,14 @@ impl ColumnData {
         // Exports are sorted by entity: a value equal to the previous row's is only flagged.
         let repeat = match v {
             Some(s) if self.valid.last() == Some(&1) => {
-                let start = self.offsets.len().checked_sub(2).and_then(|k| self.offsets.get(k));
-                start.and_then(|&k| self.data.get(k as usize..)).is_some_and(|last| last == s)
+                let start = self
+                    .offsets
+                    .len()
+                    .checked_sub(2)
+                    .and_then(|k| self.offsets.get(k));
+                start
+                    .and_then(|&k| self.data.get(k as usize..))
+                    .is_some_and(|last| last == s)
             }
             _ => false,
         };
@@ -215,7 +221,12 @@ impl ColumnData {
         if !self.offsets.is_empty() {
             self.repeat.truncate(rows);
             // Stored values among the rows kept: valid and not repeats.
-            let stored = self.valid.iter().zip(&self.repeat).filter(|(v, r)| **v == 1 && **r == 0).count();
+            let stored = self
+                .valid
+                .iter()
+                .zip(&self.repeat)
+                .filter(|(v, r)| **v == 1 && **r == 0)
+                .count();
             self.offsets.truncate(stored + 1);
             let end = self.offsets[stored] as usize;
             self.data.truncate(end);
@@ -231,7 +242,10 @@ impl ColumnData {
 fn pack_flags(flags: &[u8], words: &mut Vec<u64>) {
     words.clear();
     words.extend(flags.chunks(64).map(|chunk| {
-        chunk.iter().enumerate().fold(0u64, |w, (i, &f)| w | (u64::from(f & 1) << i))
+        chunk
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &f)| w | (u64::from(f & 1) << i))
     }));
 }
 
