@@ -81,10 +81,11 @@ fn every_department_and_register_is_written_with_a_config() {
         assert_eq!(lines, t.rows + 1, "{} rows plus header", t.source);
         let _ = csv;
     }
-    // The volume that makes the full city ~1.7 billion records (DESIGN.md §9): 150–300 per person.
+    // The volume that makes the full city ~1.7 billion records (DESIGN.md §9): ~220 per person
+    // at scale (BENCHMARKS.md); a 3,000-person city has more, because rare groups have floors.
     let per_person = report.rows() as f64 / 3_000.0;
     assert!(
-        (150.0..300.0).contains(&per_person),
+        (150.0..400.0).contains(&per_person),
         "{per_person:.0} records per person"
     );
 }
@@ -264,7 +265,9 @@ fn dirt_appears_at_the_documented_rates() {
         "15-digit share {share:.4} of {total}"
     );
     // Utility accounts mostly have no id; water accounts have none.
-    let ss = std::fs::read_to_string(dir.path().join("SS").join("account.csv")).unwrap();
+    let ss =
+        String::from_utf8_lossy(&std::fs::read(dir.path().join("SS").join("account.csv")).unwrap())
+            .into_owned();
     assert!(!ss.lines().next().unwrap().contains("pid"));
     // Exact duplicate rows exist in identity tables.
     let ga = std::fs::read(dir.path().join("GA").join("person.csv")).unwrap();

@@ -377,7 +377,7 @@ fn people_chunk(
             members.push((spouse_age, !head_male, HouseRole::Spouse));
         }
         if (24..=60).contains(&head_age) && married {
-            let kids = [0, 1, 1, 2, 2, 2, 3][rng.below(7) as usize];
+            let kids = [0, 0, 1, 1, 2, 2, 3][rng.below(7) as usize];
             let mut k = 0;
             while k < kids {
                 let age = (head_age - rng.range(22, 34)).max(0);
