@@ -607,6 +607,18 @@ fn uscc_slot(s: UsccStatus) -> usize {
     PidStatus::ALL.len() + UsccStatus::ALL.iter().position(|&x| x == s).unwrap_or(0)
 }
 
+/// Whether an identifier counter slot counts trusted keys, and whether it counts missing
+/// identifiers.
+pub fn slot_kind(slot: usize) -> (bool, bool) {
+    match PidStatus::ALL.get(slot) {
+        Some(&s) => (s.is_key(), s == PidStatus::Missing),
+        None => match UsccStatus::ALL.get(slot - PidStatus::ALL.len()) {
+            Some(&s) => (s == UsccStatus::Valid, s == UsccStatus::Missing),
+            None => (false, false),
+        },
+    }
+}
+
 /// Label of an identifier counter slot (`pid:valid`, `uscc:bad_check`, …).
 pub fn id_slot_label(slot: usize) -> String {
     if slot < PidStatus::ALL.len() {

@@ -60,10 +60,11 @@ pub fn ingest_dir(
     if found.is_empty() {
         return Err(IngestError::NoSources(sources.to_path_buf()));
     }
-    for sub in ["segments", "quarantine"] {
-        let p = out.join(sub);
-        std::fs::create_dir_all(&p).map_err(|e| IngestError::Io { path: p, source: e })?;
-    }
+    // The summary goes here even if every source fails; each source makes its own subfolders.
+    std::fs::create_dir_all(out).map_err(|e| IngestError::Io {
+        path: out.to_path_buf(),
+        source: e,
+    })?;
     let total_bytes: u64 = found
         .iter()
         .filter_map(|f| f.as_ref().ok())
@@ -185,7 +186,7 @@ struct Batch {
 /// Normalizes one batch.
 fn process_batch(plan: &Plan, b: &mut Batch, delimiter: u8) -> BatchOut {
     if b.cols.len() != plan.schema.len() {
-        b.cols = writer_group(plan);
+        b.cols = ColumnData::group(&plan.schema);
     }
     for c in &mut b.cols {
         c.clear();
@@ -392,13 +393,6 @@ pub fn ingest_reader<R: std::io::Read + Send>(
     std::fs::rename(&tmp_path, &seg_path).map_err(io(&seg_path))?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-fn writer_group(plan: &Plan) -> Vec<ColumnData> {
-    plan.schema
-        .iter()
-        .map(|c| ColumnData::of_type(c.ty))
-        .collect()
 }
 
 /// The rejected row as CSV text, or `hex:` + its bytes when it is not UTF-8, so that the

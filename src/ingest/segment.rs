@@ -148,6 +148,11 @@ impl ColumnData {
         }
     }
 
+    /// Empty builders for one row group of `schema`.
+    pub fn group(schema: &[ColumnSchema]) -> Vec<ColumnData> {
+        schema.iter().map(|c| ColumnData::of_type(c.ty)).collect()
+    }
+
     pub fn rows(&self) -> usize {
         self.valid.len()
     }
@@ -401,10 +406,7 @@ impl SegmentWriter {
 
     /// Empty builders for one row group, one per column.
     pub fn new_group(&self) -> Vec<ColumnData> {
-        self.schema
-            .iter()
-            .map(|c| ColumnData::of_type(c.ty))
-            .collect()
+        ColumnData::group(&self.schema)
     }
 
     /// Appends one row group. Every column must hold the same number of rows.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::fields::{ID_STATUS_SLOTS, Plan, Reject, RowStats, id_slot_label};
+use super::fields::{ID_STATUS_SLOTS, Plan, Reject, RowStats, id_slot_label, slot_kind};
 use crate::error::IngestError;
 use crate::source::config::SourceConfig;
 
@@ -78,10 +78,13 @@ impl SourceSummary {
     /// Share of the subject's identifiers that are trusted keys (valid or upgraded).
     pub fn key_share(&self) -> Option<f64> {
         let counts = self.id_status.first()?;
-        let total: u64 = counts.iter().sum();
-        let missing = counts[2] + counts[crate::ids::PidStatus::ALL.len() + 2];
-        let keys = counts[0] + counts[1] + counts[crate::ids::PidStatus::ALL.len()];
-        (total > missing).then(|| keys as f64 / (total - missing) as f64)
+        let (mut keys, mut present) = (0, 0);
+        for (slot, &n) in counts.iter().enumerate() {
+            let (key, missing) = slot_kind(slot);
+            present += if missing { 0 } else { n };
+            keys += if key { n } else { 0 };
+        }
+        (present > 0).then(|| keys as f64 / present as f64)
     }
 }
 

@@ -5,7 +5,7 @@
 //! all of its bills, so that events still join) is drawn from a stream keyed by
 //! (department, entity), not from the chunk's stream.
 
-use super::model::{Addr, City, Enterprise, Person, division_code};
+use super::model::{Addr, City, Person, division_code};
 use super::names;
 use super::params::DirtRates;
 use super::rng::{Rng, label};
@@ -589,16 +589,6 @@ pub fn household_no(city: &City, h: u32) -> [u8; 15] {
     let s = format!("{div:06}{h:09}");
     out.copy_from_slice(&s.as_bytes()[..15]);
     out
-}
-
-/// The true key of a person (their id number) for truth files.
-pub fn person_key(p: &Person) -> [u8; 18] {
-    p.pid()
-}
-
-/// The true key of an enterprise (its USCC) for truth files.
-pub fn enterprise_key(e: &Enterprise) -> [u8; 18] {
-    e.uscc()
 }
 
 /// The 6-digit division code of a person's hukou.

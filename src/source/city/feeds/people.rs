@@ -449,7 +449,7 @@ fn ga_person(o: &mut Out, p: u32) {
     let person = &city.persons[p as usize];
     let hh = &city.households[person.household as usize];
     let age = person.age_on(as_of(o));
-    o.s(itoa::Buffer::new().format(rid(p, 0)));
+    o.u(rid(p, 0));
     // The register is authoritative: its id numbers are right.
     o.b(&person.pid());
     let mut name = String::new();
@@ -598,12 +598,13 @@ fn mz_dibao_case(o: &mut Out, h: u32) {
         return;
     }
     let start = dibao_start(o, h);
-    let amount = i64::from(hh.size) * if hh.addr.rural { 32_000 } else { 52_000 } / 10;
+    // Monthly amount in fen: 320 (rural) or 520 (urban) yuan per member.
+    let amount = i64::from(hh.size) * if hh.addr.rural { 32_000 } else { 52_000 };
     o.s(&case_id(h)).pid(hh.first, false).name(hh.first);
     o.s(if hh.addr.rural { "农村" } else { "城市" })
         .date(start)
         .empty()
-        .money(amount * 10);
+        .money(amount);
     o.addr(&hh.addr, hh.village, u64::from(h));
     o.end();
 }
