@@ -80,3 +80,22 @@ pub enum IngestError {
     #[error("no source configs (*.toml) found under {0}")]
     NoSources(PathBuf),
 }
+
+/// Errors of the resolve stage and of link evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{path}: {source}")]
+    Segment {
+        path: PathBuf,
+        #[source]
+        source: SegmentError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+}

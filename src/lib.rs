@@ -9,11 +9,13 @@
 //! - [`source`]: source configs (what each department CSV column means) and the synthetic
 //!   city generator with its ground truth, as files or as an in-process stream.
 //! - [`ingest`]: normalization, validation, quarantine, normalized columnar segments.
+//! - [`resolve`]: identity records → entities (keys, Fellegi–Sunter placement, constrained
+//!   clustering, stable keys), event records → entities; and link evaluation.
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
 //!   shared by every stage.
 //! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place.
 //!
-//! Resolution, profiles, snapshots, the policy engine and the gRPC server are the next stages
+//! Profiles, snapshots, the policy engine and the gRPC server are the next stages
 //! (issues 3–5); each will be a module here, importing only from the stages before it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -23,4 +25,5 @@ pub mod error;
 pub mod ids;
 pub mod ingest;
 pub mod mmap;
+pub mod resolve;
 pub mod source;

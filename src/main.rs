@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use mianshen::ingest::{self, IngestOptions};
+use mianshen::resolve::{self, ResolveOptions};
 
 /// Ingest and generation allocate many short strings from several threads; mimalloc handles
 /// that pattern far better than the system allocator (measured: BENCHMARKS.md).
@@ -95,6 +96,33 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Resolve identity records into entities (persons, enterprises, households) and attribute
+    /// event records to them. Writes links.csv, entities.csv, minted_keys.csv, model.txt and
+    /// events/*.seg.
+    Resolve {
+        /// An ingest output folder (with segments/), or a folder of segments.
+        #[arg(long)]
+        ingested: PathBuf,
+        /// Output folder. Minted keys of an earlier build found here are reused.
+        #[arg(long)]
+        out: PathBuf,
+        /// Read earlier minted keys from this file instead of OUT/minted_keys.csv.
+        #[arg(long)]
+        previous_keys: Option<PathBuf>,
+        /// Do not attribute event records.
+        #[arg(long)]
+        skip_events: bool,
+    },
+    /// Pairwise precision, recall and F1 of a links file against truth files
+    /// (source,record_id,true_key), overall, per source, and keyed or not.
+    EvalLinks {
+        /// A truth file or a folder of them (the generator writes `truth/`).
+        #[arg(long)]
+        truth: PathBuf,
+        /// A links file (source,record_id,entity_key,...; `resolve` writes links.csv).
+        #[arg(long)]
+        links: PathBuf,
+    },
     /// Print the schema and the first rows of a normalized segment.
     Inspect {
         /// A `.seg` file written by ingest.
@@ -174,6 +202,27 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Resolve {
+            ingested,
+            out,
+            previous_keys,
+            skip_events,
+        } => {
+            let opts = ResolveOptions {
+                previous_keys,
+                skip_events,
+                ..Default::default()
+            };
+            let report = resolve::resolve_dir(&ingested, &out, &opts)?;
+            print!("{}", report.render());
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::EvalLinks { truth, links } => {
+            let report = resolve::eval::eval_links(&truth, &links)?;
+            print!("{}", report.render());
+            Ok(())
+        }
         Command::Inspect { segment, rows } => inspect(&segment, rows),
     }
 }
@@ -224,6 +273,14 @@ fn demo(persons: u64, seed: u64, work: &Path) -> Result<()> {
     if !report.failures.is_empty() {
         bail!("{} source(s) could not be ingested", report.failures.len());
     }
+    let resolved = work.join("resolved");
+    println!("resolving {} …", ingested.display());
+    let report = resolve::resolve_dir(&ingested, &resolved, &ResolveOptions::default())?;
+    print!("{}", report.render());
+    let eval = resolve::eval::eval_links(&sources.join("truth"), &resolved.join("links.csv"))?;
+    println!("links against the generator's ground truth (pairwise):");
+    print!("{}", eval.render());
+    println!("links, entities and the model in {}", resolved.display());
     Ok(())
 }
 

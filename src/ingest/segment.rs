@@ -837,12 +837,24 @@ impl Segment {
 
     /// All values of a bytes or dict column, `None` where missing.
     pub fn strings(&self, name: &str) -> Result<Vec<Option<String>>, SegmentError> {
+        let mut out = Vec::with_capacity(self.rows() as usize);
+        self.for_each_str(name, |_, v| out.push(v.map(str::to_string)))?;
+        Ok(out)
+    }
+
+    /// Visits every value of a bytes or dict column in row order, borrowed from the map:
+    /// `f(row, value)`, `None` where missing. Nothing is allocated per row.
+    pub fn for_each_str<'s>(
+        &'s self,
+        name: &str,
+        mut f: impl FnMut(usize, Option<&'s str>),
+    ) -> Result<(), SegmentError> {
         let col = self.column_index(name, &[ColumnType::Bytes, ColumnType::Dict])?;
         let corrupt = |msg: &str| SegmentError::Corrupt {
             path: self.path.clone(),
             msg: format!("column {name:?}: {msg}"),
         };
-        let mut out = Vec::with_capacity(self.rows() as usize);
+        let mut row = 0usize;
         for g in 0..self.groups.len() {
             let (rows, b) = self.chunk(g, col);
             let words = rows.div_ceil(64) * 8;
@@ -856,14 +868,14 @@ impl Segment {
                 for r in 0..rows {
                     if valid(r) {
                         let code = u32_at(words + r * 4) as usize;
-                        out.push(Some(
-                            dict.get(code)
-                                .ok_or_else(|| corrupt("code outside dictionary"))?
-                                .clone(),
-                        ));
+                        let v = dict
+                            .get(code)
+                            .ok_or_else(|| corrupt("code outside dictionary"))?;
+                        f(row, Some(v.as_str()));
                     } else {
-                        out.push(None);
+                        f(row, None);
                     }
+                    row += 1;
                 }
             } else {
                 // validity, repeat flags, offsets of the stored values, their bytes.
@@ -874,11 +886,12 @@ impl Segment {
                 if b.len() < data {
                     return Err(corrupt("offsets run past the chunk"));
                 }
-                let mut cur: Option<String> = None;
+                let mut cur: Option<&'s str> = None;
                 let mut next = 0usize;
                 for r in 0..rows {
                     if !valid(r) {
-                        out.push(None);
+                        f(row, None);
+                        row += 1;
                         continue;
                     }
                     if !repeat(r) {
@@ -892,17 +905,18 @@ impl Segment {
                             .filter(|_| s <= e)
                             .ok_or_else(|| corrupt("string offsets out of range"))?;
                         cur = Some(
-                            String::from_utf8(bytes.to_vec())
+                            simdutf8::basic::from_utf8(bytes)
                                 .map_err(|_| corrupt("string is not UTF-8"))?,
                         );
                     } else if r == 0 || !valid(r - 1) {
                         return Err(corrupt("a repeat flag without a previous value"));
                     }
-                    out.push(cur.clone());
+                    f(row, cur);
+                    row += 1;
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -21,7 +21,7 @@ pub enum TableKind {
 }
 
 /// What kind of entity a table's rows are about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Subject {
     Person,
@@ -30,6 +30,7 @@ pub enum Subject {
     /// Either a person or an enterprise (a utility account, a property owner).
     Party,
     /// Something else keyed locally (a property unit, a case, a project).
+    #[default]
     Other,
 }
 

@@ -519,7 +519,9 @@ fn ga_household(o: &mut Out, h: u32) {
     o.addr(&hh.addr, hh.village, u64::from(h));
     o.region(&hh.addr);
     o.u(u64::from(hh.size));
-    o.end_identity(u64::from(h), &no);
+    // The household number is the table's record id.
+    let rid = no.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    o.end_identity(rid, &no);
 }
 
 fn ga_move(o: &mut Out, p: u32) {

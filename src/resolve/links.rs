@@ -1,0 +1,316 @@
+//! What `mianshen resolve` writes, and its summary.
+//!
+//! ```text
+//! OUT/links.csv         source,record_id,entity_key,kind,confidence,doubtful,method,evidence
+//! OUT/entities.csv      entity,key,kind,identified,records
+//! OUT/minted_keys.csv   key,kind,source,record_id   (read back by the next build)
+//! OUT/model.txt         the estimated m, u and weights per field and level
+//! OUT/events/*.seg      per event or reference source: the entity of every row
+//! ```
+//!
+//! Every file is written under a temporary name and renamed into place.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::cluster::{Linked, Method, Thresholds, explain, resolve_records};
+use super::compare::Field;
+use super::events::{EventReport, attribute_events};
+use super::keys::{KeyStore, write_minted};
+use super::records::Records;
+use crate::error::ResolveError;
+
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    /// Where earlier minted keys are read from (default: `OUT/minted_keys.csv`).
+    pub previous_keys: Option<PathBuf>,
+    pub thresholds: Option<Thresholds>,
+    /// Skip event attribution.
+    pub skip_events: bool,
+}
+
+/// The summary of a resolve run.
+#[derive(Debug)]
+pub struct ResolveReport {
+    pub records: usize,
+    pub entities: usize,
+    pub by_kind: [usize; 3],
+    pub linked: Linked,
+    pub events: Vec<EventReport>,
+    /// Seconds per stage: load, resolve, write, events.
+    pub seconds: [f64; 4],
+    /// Heap bytes of the record features and the linking state.
+    pub heap_bytes: usize,
+    pub sources: Vec<(String, usize)>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ResolveError + '_ {
+    move |e| ResolveError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Resolves the segments under `ingested/segments` and writes the result to `out`.
+pub fn resolve_dir(
+    ingested: &Path,
+    out: &Path,
+    opts: &ResolveOptions,
+) -> Result<ResolveReport, ResolveError> {
+    let segments = ingested.join("segments");
+    let seg_dir = if segments.is_dir() {
+        segments
+    } else {
+        ingested.to_path_buf()
+    };
+    let t0 = Instant::now();
+    let recs = Records::load(&seg_dir)?;
+    if recs.is_empty() {
+        return Err(ResolveError::Input(format!(
+            "no identity records under {}: ingest sources with kind = \"identity\" first",
+            seg_dir.display()
+        )));
+    }
+    let t1 = Instant::now();
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let store_path = opts
+        .previous_keys
+        .clone()
+        .unwrap_or_else(|| out.join(KeyStore::FILE));
+    let store = KeyStore::load(&store_path)?;
+    let linked = resolve_records(&recs, &store, opts.thresholds.unwrap_or_default());
+    let t2 = Instant::now();
+    write_links(&recs, &linked, &out.join("links.csv"))?;
+    write_entities(&recs, &linked, &out.join("entities.csv"))?;
+    write_minted(
+        &out.join(KeyStore::FILE),
+        (0..recs.len())
+            .filter(|&r| !linked.entities[linked.entity_of[r] as usize].identified)
+            .map(|r| {
+                let e = &linked.entities[linked.entity_of[r] as usize];
+                (
+                    e.key.clone(),
+                    e.kind,
+                    recs.source_name(r).to_string(),
+                    recs.record_id(r).to_string(),
+                )
+            }),
+    )?;
+    write_model(&linked, &out.join("model.txt"))?;
+    let t3 = Instant::now();
+    let events = if opts.skip_events {
+        Vec::new()
+    } else {
+        attribute_events(&seg_dir, &recs, &linked, &out.join("events"))?
+    };
+    let t4 = Instant::now();
+    let mut by_kind = [0; 3];
+    for e in &linked.entities {
+        by_kind[e.kind as usize] += 1;
+    }
+    let heap_bytes = recs.heap_bytes()
+        + linked.entity_of.capacity() * (4 + 4 + 1 + 1)
+        + linked.evidence.capacity() * 24
+        + linked
+            .entities
+            .iter()
+            .map(|e| e.key.capacity() + 32)
+            .sum::<usize>();
+    Ok(ResolveReport {
+        records: recs.len(),
+        entities: linked.entities.len(),
+        by_kind,
+        sources: recs
+            .sources
+            .iter()
+            .map(|s| (s.name.clone(), s.len as usize))
+            .collect(),
+        linked,
+        events,
+        seconds: [
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            (t3 - t2).as_secs_f64(),
+            (t4 - t3).as_secs_f64(),
+        ],
+        heap_bytes,
+    })
+}
+
+/// Writes `path` through a temporary file renamed into place.
+fn write_atomic(
+    path: &Path,
+    body: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), ResolveError> {
+    let tmp = path.with_extension("tmp");
+    let file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    body(&mut w).map_err(io(&tmp))?;
+    w.flush().map_err(io(&tmp))?;
+    drop(w);
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// CSV field quoting for values that may hold commas or quotes.
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+fn write_links(recs: &Records, linked: &Linked, path: &Path) -> Result<(), ResolveError> {
+    write_atomic(path, |w| {
+        writeln!(
+            w,
+            "source,record_id,entity_key,kind,confidence,doubtful,method,evidence"
+        )?;
+        for r in 0..recs.len() {
+            let e = &linked.entities[linked.entity_of[r] as usize];
+            let ev = linked
+                .evidence
+                .get(&(r as u32))
+                .map(|ev| explain(&linked.model, ev))
+                .unwrap_or_default();
+            writeln!(
+                w,
+                "{},{},{},{},{:.4},{},{},{}",
+                recs.source_name(r),
+                csv_field(recs.record_id(r)),
+                csv_field(&e.key),
+                e.kind.as_str(),
+                linked.confidence[r],
+                u8::from(linked.doubtful[r]),
+                linked.method[r].as_str(),
+                csv_field(&ev),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn write_entities(recs: &Records, linked: &Linked, path: &Path) -> Result<(), ResolveError> {
+    let mut counts = vec![0u32; linked.entities.len()];
+    for r in 0..recs.len() {
+        counts[linked.entity_of[r] as usize] += 1;
+    }
+    write_atomic(path, |w| {
+        writeln!(w, "entity,key,kind,identified,records")?;
+        for (i, e) in linked.entities.iter().enumerate() {
+            writeln!(
+                w,
+                "{i},{},{},{},{}",
+                csv_field(&e.key),
+                e.kind.as_str(),
+                u8::from(e.identified),
+                counts[i]
+            )?;
+        }
+        Ok(())
+    })
+}
+
+fn write_model(linked: &Linked, path: &Path) -> Result<(), ResolveError> {
+    let m = &linked.model;
+    write_atomic(path, |w| {
+        writeln!(
+            w,
+            "# Fellegi–Sunter model estimated by this build (EM, keys as labels)"
+        )?;
+        writeln!(
+            w,
+            "# labelled matches {:.0}, labelled non-matches {:.0}, unlabelled candidate pairs {:.0}",
+            m.labelled_matches, m.labelled_non_matches, m.unlabelled
+        )?;
+        writeln!(
+            w,
+            "# lambda {:.5} (prior {:+.2} bits), {} EM iterations; accept at {:+.2} bits, review from {:+.2}",
+            m.lambda,
+            m.prior_bits(),
+            m.iterations,
+            linked.thresholds.accept,
+            linked.thresholds.review
+        )?;
+        writeln!(w, "field\tlevel\tm\tu\tweight_bits")?;
+        for f in Field::ALL {
+            for l in 0..f.levels() {
+                writeln!(
+                    w,
+                    "{}\t{}\t{:.5}\t{:.6}\t{:+.2}",
+                    f.as_str(),
+                    f.level_name(l as u8),
+                    m.m[f as usize][l],
+                    m.u[f as usize][l],
+                    m.weight[f as usize][l]
+                )?;
+            }
+        }
+        Ok(())
+    })
+}
+
+impl ResolveReport {
+    /// A human-readable summary.
+    pub fn render(&self) -> String {
+        let s = &self.linked.stats;
+        let mut o = String::new();
+        let total: f64 = self.seconds.iter().sum();
+        o.push_str(&format!(
+            "{} identity records from {} sources → {} entities ({} persons, {} enterprises, {} households)\n",
+            self.records,
+            self.sources.len(),
+            self.entities,
+            self.by_kind[0],
+            self.by_kind[1],
+            self.by_kind[2]
+        ));
+        o.push_str(&format!(
+            "  keyed {} · placed {} ({} through a near-valid id) · clustered {} · alone {} · doubtful {}\n",
+            s.keyed_records, s.placed, s.placed_by_near_id, s.clustered, s.single, s.doubtful
+        ));
+        o.push_str(&format!(
+            "  candidate pairs {} (placement) + {} (clustering), {} blocks over their cap skipped, {} merges refused by constraints\n",
+            s.candidate_pairs, s.cluster_pairs, s.skipped_blocks, s.merges_refused
+        ));
+        o.push_str(&format!(
+            "  minted keys {} new, {} reused from the previous build\n",
+            s.minted_keys, s.reused_keys
+        ));
+        o.push_str(&format!(
+            "  model: λ = {:.4}, {} EM iterations over {:.0} labelled and {:.0} unlabelled pairs\n",
+            self.linked.model.lambda,
+            self.linked.model.iterations,
+            self.linked.model.labelled_matches + self.linked.model.labelled_non_matches,
+            self.linked.model.unlabelled
+        ));
+        if !self.events.is_empty() {
+            let rows: u64 = self.events.iter().map(|e| e.rows).sum();
+            let hit: u64 = self.events.iter().map(|e| e.attributed).sum();
+            o.push_str(&format!(
+                "  events: {} rows in {} sources, {} attributed ({:.2}%), {:.1} M rows/s\n",
+                rows,
+                self.events.len(),
+                hit,
+                100.0 * hit as f64 / rows.max(1) as f64,
+                rows as f64 / self.seconds[3].max(1e-9) / 1e6
+            ));
+        }
+        o.push_str(&format!(
+            "  time: load {:.2} s, resolve {:.2} s, write {:.2} s, events {:.2} s, total {:.2} s; {:.0} bytes per record in memory\n",
+            self.seconds[0],
+            self.seconds[1],
+            self.seconds[2],
+            self.seconds[3],
+            total,
+            self.heap_bytes as f64 / self.records.max(1) as f64
+        ));
+        o
+    }
+}
+
+/// Links of a given method, for tests and summaries.
+pub fn count_method(linked: &Linked, m: Method) -> usize {
+    linked.method.iter().filter(|&&x| x == m).count()
+}
