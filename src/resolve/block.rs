@@ -7,6 +7,8 @@
 //! people or the name 张伟 across a county says little, and skipping such blocks keeps the
 //! candidate pairs linear in the number of records.
 
+use std::collections::HashMap;
+
 use super::records::{IdState, NO_DATE, NONE, Records};
 
 /// Kinds of blocking key, with their caps (records per block).
@@ -117,10 +119,33 @@ pub fn keys_of(recs: &Records, r: usize, out: &mut Vec<u64>) {
     out.dedup();
 }
 
-/// Blocking keys of a set of records, sorted for lookup.
+/// Blocking keys are already well mixed: hash them as they are.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b) ^ (self.0 >> 56);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type KeyMap = HashMap<u64, (u32, u32), std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// Blocking keys of a set of records: (key, record) pairs sorted by key, and each key's
+/// range within its cap (one hash probe per lookup instead of a binary search through
+/// memory).
 #[derive(Debug, Default)]
 pub struct BlockIndex {
     entries: Vec<(u64, u32)>,
+    ranges: KeyMap,
     /// Blocks skipped for being over their cap, and pairs they would have made.
     pub skipped_blocks: usize,
 }
@@ -136,29 +161,33 @@ impl BlockIndex {
         }
         entries.sort_unstable();
         let mut skipped = 0;
+        let mut ranges = KeyMap::default();
         let mut i = 0;
         while i < entries.len() {
             let k = entries[i].0;
-            let j = i + entries[i..].partition_point(|e| e.0 == k);
+            let mut j = i + 1;
+            while j < entries.len() && entries[j].0 == k {
+                j += 1;
+            }
             if j - i > KeyKind::from_tag(k & 7).cap() {
                 skipped += 1;
+            } else if j - i >= 1 {
+                ranges.insert(k, (i as u32, (j - i) as u32));
             }
             i = j;
         }
         BlockIndex {
             entries,
+            ranges,
             skipped_blocks: skipped,
         }
     }
 
     /// The records sharing `key`, or nothing when the block is over its cap.
     pub fn block(&self, key: u64) -> &[(u64, u32)] {
-        let s = self.entries.partition_point(|e| e.0 < key);
-        let n = self.entries[s..].partition_point(|e| e.0 == key);
-        if n > KeyKind::from_tag(key & 7).cap() {
-            &[]
-        } else {
-            &self.entries[s..s + n]
+        match self.ranges.get(&key) {
+            Some(&(s, n)) => &self.entries[s as usize..(s + n) as usize],
+            None => &[],
         }
     }
 
@@ -196,6 +225,6 @@ impl BlockIndex {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * 16
+        self.entries.capacity() * 16 + self.ranges.capacity() * 17
     }
 }

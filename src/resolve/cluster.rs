@@ -293,7 +293,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     // and random pairs for `u` (a keyed record against an entity drawn at random). A sample
     // bounds the cost.
     let keyed: Vec<usize> = (0..n).filter(|&r| entity_of[r] != NONE).collect();
-    let stride = (keyed.len() / 200_000).max(1);
+    let stride = (keyed.len() / 60_000).max(1);
     let (matches, non_matches, random) = keyed
         .par_iter()
         .enumerate()
@@ -305,7 +305,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                 acc.matches.add(g, 1.0);
             }
             candidates(r, &mut acc.buf, &mut acc.cands);
-            for &(e, _) in acc.cands.iter().filter(|c| c.0 != own).take(8) {
+            for &(e, _) in acc.cands.iter().filter(|c| c.0 != own).take(4) {
                 acc.non_matches
                     .add(compare_best(recs, r, members.of(e)), 1.0);
             }
