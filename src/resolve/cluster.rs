@@ -80,6 +80,17 @@ pub struct Evidence {
     pub bits: f32,
 }
 
+impl Evidence {
+    fn new(gamma: Gamma, tf_name: f64, tf_phone: f64, bits: f64) -> Evidence {
+        Evidence {
+            gamma,
+            tf_name: tf_name as f32,
+            tf_phone: tf_phone as f32,
+            bits: bits as f32,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Entity {
     pub kind: Kind,
@@ -393,15 +404,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                 method[r] = Method::Placed;
                 confidence[r] = probability(bits) as f32;
                 doubtful[r] = bits < th.accept || bits - second < th.margin;
-                evidence.insert(
-                    r as u32,
-                    Evidence {
-                        gamma: g,
-                        tf_name: tn as f32,
-                        tf_phone: tp as f32,
-                        bits: bits as f32,
-                    },
-                );
+                evidence.insert(r as u32, Evidence::new(g, tn, tp, bits));
                 stats.placed += 1;
                 stats.placed_by_near_id += usize::from(near);
             }
@@ -447,15 +450,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                 let p = probability(bits) as f32;
                 if method[r] != Method::Clustered || p > confidence[r] {
                     let (tn, tp) = freq.adjust(recs, r, &g);
-                    evidence.insert(
-                        r as u32,
-                        Evidence {
-                            gamma: g,
-                            tf_name: tn as f32,
-                            tf_phone: tp as f32,
-                            bits: bits as f32,
-                        },
-                    );
+                    evidence.insert(r as u32, Evidence::new(g, tn, tp, bits));
                     confidence[r] = p;
                     doubtful[r] = bits < th.accept;
                 }

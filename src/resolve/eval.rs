@@ -25,6 +25,16 @@ pub struct Score {
 }
 
 impl Score {
+    fn empty(group: &str) -> Score {
+        Score {
+            group: group.to_string(),
+            records: 0,
+            true_pairs: 0,
+            predicted_pairs: 0,
+            correct_pairs: 0,
+        }
+    }
+
     pub fn precision(&self) -> f64 {
         if self.predicted_pairs == 0 {
             1.0
@@ -187,13 +197,6 @@ pub fn eval_links(truth: &Path, links: &Path) -> Result<EvalReport, ResolveError
             missing += 1;
         }
     }
-    let blank = |g: &str| Score {
-        group: g.to_string(),
-        records: 0,
-        true_pairs: 0,
-        predicted_pairs: 0,
-        correct_pairs: 0,
-    };
     // Per-record pair counts over all records, and over keyed records alone.
     let (overall, per, true_clusters, predicted_clusters) = pair_counts(
         records
@@ -210,7 +213,7 @@ pub fn eval_links(truth: &Path, links: &Path) -> Result<EvalReport, ResolveError
     );
     keyed.group = "keyed (pairs of keyed records)".into();
     // Pairs with at least one record without a usable key: all pairs minus keyed pairs.
-    let mut unkeyed = blank("without a usable key (pairs with one)");
+    let mut unkeyed = Score::empty("without a usable key (pairs with one)");
     unkeyed.records = overall.records - keyed.records;
     unkeyed.true_pairs = overall.true_pairs - keyed.true_pairs;
     unkeyed.predicted_pairs = overall.predicted_pairs - keyed.predicted_pairs;
@@ -242,14 +245,7 @@ fn pair_counts<'a>(
         *pred_size.entry(p).or_insert(0) += 1;
         *cell.entry((t, p)).or_insert(0) += 1;
     }
-    let blank = |g: &str| Score {
-        group: g.to_string(),
-        records: 0,
-        true_pairs: 0,
-        predicted_pairs: 0,
-        correct_pairs: 0,
-    };
-    let mut overall = blank(group);
+    let mut overall = Score::empty(group);
     let mut per: HashMap<String, Score> = HashMap::new();
     for (source, t, p) in records {
         let tp = cell[&(t, p)] - 1;
@@ -257,7 +253,7 @@ fn pair_counts<'a>(
         let pp = pred_size[&p] - 1;
         let src = per
             .entry(source.to_string())
-            .or_insert_with(|| blank(source));
+            .or_insert_with(|| Score::empty(source));
         for s in [&mut overall, src] {
             s.records += 1;
             s.correct_pairs += tp;

@@ -11,12 +11,12 @@
 //! (the entity's row in `entities.csv`; missing where nothing joined).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 
 use super::cluster::Linked;
-use super::records::{IdState, NONE, Records};
+use super::records::{IdState, NONE, Records, segment_paths};
 use crate::error::ResolveError;
 use crate::ingest::segment::{ColumnSchema, ColumnType, Segment, SegmentWriter};
 use crate::source::config::{Role, SourceConfig, TableKind};
@@ -87,15 +87,7 @@ pub fn attribute_events(
         }
     }
 
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(seg_dir)
-        .map_err(|e| ResolveError::Io {
-            path: seg_dir.to_path_buf(),
-            source: e,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    paths.sort();
+    let paths = segment_paths(seg_dir)?;
 
     // Local keys of identity tables, read once per table that some event source joins.
     let mut identity_keys: HashMap<String, (String, String)> = HashMap::new();

@@ -253,15 +253,7 @@ impl Records {
 
     /// Reads every identity segment under `segments`, in file-name order.
     pub fn load(segments: &Path) -> Result<Records, ResolveError> {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(segments)
-            .map_err(|e| ResolveError::Io {
-                path: segments.to_path_buf(),
-                source: e,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-            .collect();
-        paths.sort();
+        let paths = segment_paths(segments)?;
         let loaded: Vec<Option<Loaded>> = paths
             .par_iter()
             .map(|p| load_source(p))
@@ -338,6 +330,20 @@ impl Records {
     }
 }
 
+/// The `.seg` files of a folder, in file-name order.
+pub fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ResolveError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// One source's records before interning into the shared tables.
 #[derive(Debug, Default)]
 struct Loaded {
@@ -381,6 +387,20 @@ impl LocalStrings {
         let i = i as usize;
         &self.text[self.offsets[i] as usize..self.offsets[i + 1] as usize]
     }
+}
+
+/// Reads a string column into `strings`, setting `ids[row]` for every non-empty value.
+fn read_strings(
+    seg: &Segment,
+    column: &str,
+    strings: &mut LocalStrings,
+    ids: &mut [u32],
+) -> Result<(), crate::error::SegmentError> {
+    seg.for_each_str(column, |r, v| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            ids[r] = strings.push(v);
+        }
+    })
 }
 
 fn col_of(config: &SourceConfig, roles: &[Role]) -> Option<String> {
@@ -477,13 +497,7 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         .as_ref()
         .is_some_and(|s| seg.schema().iter().any(|c| &c.name == s));
     if let Some(c) = &id_col {
-        let (strings, ids) = (&mut l.strings, &mut l.id);
-        seg.for_each_str(c, |r, v| {
-            if let Some(v) = v {
-                ids[r] = strings.push(v);
-            }
-        })
-        .map_err(&err)?;
+        read_strings(&seg, c, &mut l.strings, &mut l.id).map_err(&err)?;
         if config.subject == Subject::Household {
             for r in 0..n {
                 if l.id[r] != NONE {
@@ -528,15 +542,12 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
     } else if id_col.is_none() {
         // No subject identifier: a local key column is still evidence.
         if let Some(c) = col_of(&config, &[Role::Key]) {
-            let (strings, ids) = (&mut l.strings, &mut l.id);
-            let states = &mut l.id_state;
-            seg.for_each_str(&c, |r, v| {
-                if let Some(v) = v {
-                    ids[r] = strings.push(v);
-                    states[r] = IdState::Local;
+            read_strings(&seg, &c, &mut l.strings, &mut l.id).map_err(&err)?;
+            for r in 0..n {
+                if l.id[r] != NONE {
+                    l.id_state[r] = IdState::Local;
                 }
-            })
-            .map_err(&err)?;
+            }
         }
     }
 
@@ -549,13 +560,7 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         _ => (col_of(&config, &[Role::Name, Role::OrgName]), None),
     };
     if let Some(c) = name_col {
-        let (strings, ids) = (&mut l.strings, &mut l.name);
-        seg.for_each_str(&c, |r, v| {
-            if let Some(v) = v.filter(|v| !v.is_empty()) {
-                ids[r] = strings.push(v);
-            }
-        })
-        .map_err(&err)?;
+        read_strings(&seg, &c, &mut l.strings, &mut l.name).map_err(&err)?;
     } else {
         // Surname and given name in separate columns (benchmark files).
         let (sur, given) = (
@@ -580,13 +585,7 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         }
     }
     if let Some(c) = alt_col {
-        let (strings, ids) = (&mut l.strings, &mut l.alt_name);
-        seg.for_each_str(&c, |r, v| {
-            if let Some(v) = v.filter(|v| !v.is_empty()) {
-                ids[r] = strings.push(v);
-            }
-        })
-        .map_err(&err)?;
+        read_strings(&seg, &c, &mut l.strings, &mut l.alt_name).map_err(&err)?;
     }
 
     // Birth date and gender: the record's own, else what a (possibly broken) id encodes.
