@@ -7,8 +7,6 @@
 //! people or the name 张伟 across a county says little, and skipping such blocks keeps the
 //! candidate pairs linear in the number of records.
 
-use std::collections::HashMap;
-
 use super::records::{IdState, NO_DATE, NONE, Records};
 
 /// Kinds of blocking key, with their caps (records per block).
@@ -61,7 +59,7 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// The blocking keys of one record.
-pub fn keys_of(recs: &Records, r: usize, out: &mut Vec<u64>) {
+pub fn keys_of(recs: &Records, r: usize, side: Side, out: &mut Vec<u64>) {
     out.clear();
     if recs.phone[r] != 0 {
         out.push(key(KeyKind::Phone, recs.phone[r]));
@@ -103,10 +101,12 @@ pub fn keys_of(recs: &Records, r: usize, out: &mut Vec<u64>) {
         } else {
             0
         };
-        out.push(key(
-            KeyKind::Id,
-            xxhash_rust::xxh3::xxh3_64_with_seed(id, seed),
-        ));
+        if side == Side::Keyless {
+            out.push(key(
+                KeyKind::Id,
+                xxhash_rust::xxh3::xxh3_64_with_seed(id, seed),
+            ));
+        }
         if matches!(recs.id_state[r], IdState::Key | IdState::BrokenPid) && id.len() == 18 {
             // Division and birth date: a typo in the sequence or check digits stays here.
             out.push(key(
@@ -119,49 +119,46 @@ pub fn keys_of(recs: &Records, r: usize, out: &mut Vec<u64>) {
     out.dedup();
 }
 
-/// Blocking keys are already well mixed: hash them as they are.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KeyHasher(u64);
-
-impl std::hash::Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b) ^ (self.0 >> 56);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+/// Which records an index holds, which decides the keys worth emitting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Keyed records: a keyless record never shares a valid identifier exactly (one edit
+    /// away is found by enumeration), so no whole-identifier key; the id-number prefix
+    /// (division and birth date) stays.
+    Keyed,
+    /// Records without a key, compared among themselves: identifier keys too.
+    Keyless,
 }
 
-type KeyMap = HashMap<u64, (u32, u32), std::hash::BuildHasherDefault<KeyHasher>>;
-
-/// Blocking keys of a set of records: (key, record) pairs sorted by key, and each key's
-/// range within its cap (one hash probe per lookup instead of a binary search through
-/// memory).
+/// Blocking keys of a set of records, compactly: the distinct keys sorted, each with its
+/// records, and a bucket table on the keys' top bits so that a lookup is one or two cache
+/// misses instead of a binary search through memory. Blocks over their cap are dropped at
+/// build time.
 #[derive(Debug, Default)]
 pub struct BlockIndex {
-    entries: Vec<(u64, u32)>,
-    ranges: KeyMap,
-    /// Blocks skipped for being over their cap, and pairs they would have made.
+    /// Distinct keys within their cap, sorted.
+    keys: Vec<u64>,
+    /// Records of key `i`: `records[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    records: Vec<u32>,
+    /// Keys whose top `shift`-complement bits are `b` are `keys[buckets[b]..buckets[b + 1]]`.
+    buckets: Vec<u32>,
+    shift: u32,
+    /// Blocks skipped for being over their cap.
     pub skipped_blocks: usize,
 }
 
 impl BlockIndex {
     /// Indexes the given records.
-    pub fn build(recs: &Records, members: impl Iterator<Item = usize>) -> BlockIndex {
+    pub fn build(recs: &Records, members: impl Iterator<Item = usize>, side: Side) -> BlockIndex {
         let mut entries = Vec::new();
         let mut buf = Vec::new();
         for r in members {
-            keys_of(recs, r, &mut buf);
+            keys_of(recs, r, side, &mut buf);
             entries.extend(buf.iter().map(|&k| (k, r as u32)));
         }
         entries.sort_unstable();
-        let mut skipped = 0;
-        let mut ranges = KeyMap::default();
+        let mut idx = BlockIndex::default();
         let mut i = 0;
         while i < entries.len() {
             let k = entries[i].0;
@@ -170,61 +167,77 @@ impl BlockIndex {
                 j += 1;
             }
             if j - i > KeyKind::from_tag(k & 7).cap() {
-                skipped += 1;
-            } else if j - i >= 1 {
-                ranges.insert(k, (i as u32, (j - i) as u32));
+                idx.skipped_blocks += 1;
+            } else {
+                idx.keys.push(k);
+                idx.starts.push(idx.records.len() as u32);
+                idx.records.extend(entries[i..j].iter().map(|e| e.1));
             }
             i = j;
         }
-        BlockIndex {
-            entries,
-            ranges,
-            skipped_blocks: skipped,
+        drop(entries);
+        idx.starts.push(idx.records.len() as u32);
+        // About two keys per bucket.
+        let bits = (usize::BITS - (idx.keys.len() / 2).max(1).leading_zeros()).min(28);
+        idx.shift = 64 - bits;
+        let nb = 1usize << bits;
+        idx.buckets = vec![0; nb + 1];
+        for &k in &idx.keys {
+            idx.buckets[(k >> idx.shift) as usize + 1] += 1;
         }
+        for b in 0..nb {
+            idx.buckets[b + 1] += idx.buckets[b];
+        }
+        idx.keys.shrink_to_fit();
+        idx.records.shrink_to_fit();
+        idx
     }
 
-    /// The records sharing `key`, or nothing when the block is over its cap.
-    pub fn block(&self, key: u64) -> &[(u64, u32)] {
-        match self.ranges.get(&key) {
-            Some(&(s, n)) => &self.entries[s as usize..(s + n) as usize],
+    /// The records sharing `key` (nothing when the block was over its cap).
+    pub fn block(&self, key: u64) -> &[u32] {
+        if self.keys.is_empty() {
+            return &[];
+        }
+        let b = (key >> self.shift) as usize;
+        let (s, e) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
+        match self.keys[s..e].iter().position(|&k| k == key) {
+            Some(p) => {
+                let i = s + p;
+                &self.records[self.starts[i] as usize..self.starts[i + 1] as usize]
+            }
             None => &[],
         }
     }
 
-    /// Calls `f` for every record sharing a block with record `r` (possibly repeatedly).
+    /// Calls `f` for every indexed record sharing a block with record `r` (possibly
+    /// repeatedly); `side` says which keys `r` emits.
     pub fn for_each_candidate(
         &self,
         recs: &Records,
         r: usize,
+        side: Side,
         buf: &mut Vec<u64>,
         mut f: impl FnMut(usize),
     ) {
-        keys_of(recs, r, buf);
+        keys_of(recs, r, side, buf);
         for &k in buf.iter() {
-            for &(_, s) in self.block(k) {
+            for &s in self.block(k) {
                 f(s as usize);
             }
         }
     }
 
-    /// Every block within its cap, as slices of record indices (for pairwise clustering).
-    pub fn blocks(&self) -> impl Iterator<Item = &[(u64, u32)]> {
-        let mut i = 0;
-        std::iter::from_fn(move || {
-            while i < self.entries.len() {
-                let k = self.entries[i].0;
-                let j = i + self.entries[i..].partition_point(|e| e.0 == k);
-                let s = &self.entries[i..j];
-                i = j;
-                if s.len() >= 2 && s.len() <= KeyKind::from_tag(k & 7).cap() {
-                    return Some(s);
-                }
-            }
-            None
-        })
+    /// Every block of two or more records, as slices of record indices.
+    pub fn blocks(&self) -> impl Iterator<Item = &[u32]> {
+        (0..self.keys.len())
+            .map(|i| &self.records[self.starts[i] as usize..self.starts[i + 1] as usize])
+            .filter(|b| b.len() >= 2)
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * 16 + self.ranges.capacity() * 17
+        self.keys.capacity() * 8
+            + self.starts.capacity() * 4
+            + self.records.capacity() * 4
+            + self.buckets.capacity() * 4
     }
 }

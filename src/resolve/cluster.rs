@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::block::BlockIndex;
+use super::block::{BlockIndex, Side};
 use super::compare::{FIELDS, Field, Gamma, MISSING, birth_level, compare, compare_best};
 use super::keys::{KeyStore, mint_key, near_valid_ids};
 use super::records::{IdState, Kind, NO_DATE, NONE, Records};
@@ -275,7 +275,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     }
     let keyed_entities = entities.len();
     let members = Members::build(&entity_of, keyed_entities);
-    let index = BlockIndex::build(recs, (0..n).filter(|&r| entity_of[r] != NONE));
+    let index = BlockIndex::build(recs, (0..n).filter(|&r| entity_of[r] != NONE), Side::Keyed);
     stats.skipped_blocks = index.skipped_blocks;
     let freq = Frequencies::new(recs);
 
@@ -283,6 +283,12 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     let candidates = |r: usize, buf: &mut Vec<u64>, out: &mut Vec<(u32, bool)>| {
         out.clear();
         if matches!(recs.id_state[r], IdState::BrokenPid | IdState::BrokenUscc) {
+            // A well-formed id that failed only its cross-check (another birth date or
+            // gender than the record's own) is itself some entity's key.
+            let same = by_id[recs.id[r] as usize];
+            if same != NONE {
+                out.push((same, true));
+            }
             let id = recs.ids.text(recs.id[r]).as_bytes();
             for v in near_valid_ids(id, recs.id_state[r] == IdState::BrokenUscc) {
                 let e = std::str::from_utf8(&v)
@@ -294,7 +300,9 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                 }
             }
         }
-        index.for_each_candidate(recs, r, buf, |s| out.push((entity_of[s], false)));
+        index.for_each_candidate(recs, r, Side::Keyed, buf, |s| {
+            out.push((entity_of[s], false))
+        });
         out.sort_unstable_by_key(|&(e, near)| (e, !near));
         out.dedup_by_key(|c| c.0);
         out.retain(|&(e, _)| kind_ok(recs, r, entities[e as usize].kind));
@@ -414,12 +422,10 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     drop(scored);
 
     // 3. Clustering what is left.
-    let left_index = BlockIndex::build(recs, leftover.iter().copied());
+    let left_index = BlockIndex::build(recs, leftover.iter().copied(), Side::Keyless);
     let mut pairs: Vec<(u32, u32)> = left_index
         .blocks()
-        .flat_map(|b| {
-            (0..b.len()).flat_map(move |i| ((i + 1)..b.len()).map(move |j| (b[i].1, b[j].1)))
-        })
+        .flat_map(|b| (0..b.len()).flat_map(move |i| ((i + 1)..b.len()).map(move |j| (b[i], b[j]))))
         .map(|(a, b)| (a.min(b), a.max(b)))
         .collect();
     pairs.sort_unstable();
