@@ -61,43 +61,43 @@ fn mix(mut z: u64) -> u64 {
 /// The blocking keys of one record.
 pub fn keys_of(recs: &Records, r: usize, side: Side, out: &mut Vec<u64>) {
     out.clear();
-    if recs.phone[r] != 0 {
-        out.push(key(KeyKind::Phone, recs.phone[r]));
+    if recs.f[r].phone != 0 {
+        out.push(key(KeyKind::Phone, recs.f[r].phone));
     }
-    if recs.addr_full[r] != 0 {
-        out.push(key(KeyKind::Address, recs.addr_full[r]));
+    if recs.f[r].addr_full != 0 {
+        out.push(key(KeyKind::Address, recs.f[r].addr_full));
     }
-    for name in [recs.name[r], recs.alt_name[r]] {
+    for name in [recs.f[r].name, recs.f[r].alt_name] {
         if name == NONE {
             continue;
         }
         let sound = recs.names.sound[name as usize];
-        if recs.birth[r] != NO_DATE {
+        if recs.f[r].birth != NO_DATE {
             out.push(key(
                 KeyKind::SoundBirth,
-                sound ^ mix(recs.birth[r] as u64 ^ 0x55),
+                sound ^ mix(u64::from(recs.f[r].birth) ^ 0x55),
             ));
         }
-        let area = if recs.addr_area[r] != 0 {
-            recs.addr_area[r]
+        let area = if recs.f[r].addr_area != 0 {
+            recs.f[r].addr_area
         } else {
-            recs.addr_building[r]
+            recs.f[r].addr_building
         };
         if area != 0 {
             out.push(key(KeyKind::NameArea, u64::from(name) ^ mix(area)));
         }
-        if recs.district[r] != 0 {
+        if recs.f[r].district != 0 {
             out.push(key(
                 KeyKind::SoundDistrict,
-                sound ^ mix(u64::from(recs.district[r]) ^ 0xD1),
+                sound ^ mix(u64::from(recs.f[r].district) ^ 0xD1),
             ));
         }
     }
-    if recs.id[r] != NONE {
-        let id = recs.ids.text(recs.id[r]).as_bytes();
+    if recs.f[r].id != NONE {
+        let id = recs.ids.text(recs.f[r].id).as_bytes();
         // Local keys only mean something within their own source.
-        let seed = if recs.id_state[r] == IdState::Local {
-            u64::from(recs.source[r]) + 1
+        let seed = if recs.f[r].id_state == IdState::Local {
+            u64::from(recs.f[r].source) + 1
         } else {
             0
         };
@@ -107,7 +107,7 @@ pub fn keys_of(recs: &Records, r: usize, side: Side, out: &mut Vec<u64>) {
                 xxhash_rust::xxh3::xxh3_64_with_seed(id, seed),
             ));
         }
-        if matches!(recs.id_state[r], IdState::Key | IdState::BrokenPid) && id.len() == 18 {
+        if matches!(recs.f[r].id_state, IdState::Key | IdState::BrokenPid) && id.len() == 18 {
             // Division and birth date: a typo in the sequence or check digits stays here.
             out.push(key(
                 KeyKind::IdPrefix,

@@ -115,6 +115,28 @@ pub struct Stats {
     pub skipped_blocks: usize,
     pub minted_keys: usize,
     pub reused_keys: usize,
+    /// Seconds per phase.
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+/// Lap times of the phases.
+struct Clock {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
 }
 
 /// The outcome of resolution: an entity per record, with confidence and evidence.
@@ -149,7 +171,7 @@ impl Frequencies {
             if s > 0.0 { s2 / s } else { 0.0 }
         };
         let mut phone: HashMap<u64, u32> = HashMap::with_capacity(recs.len() / 2);
-        for &p in &recs.phone {
+        for p in recs.f.iter().map(|f| f.phone) {
             if p != 0 {
                 *phone.entry(p).or_insert(0) += 1;
             }
@@ -162,9 +184,9 @@ impl Frequencies {
     }
 
     fn adjust(&self, recs: &Records, r: usize, g: &Gamma) -> (f64, f64) {
-        let name = if g[Field::Name as usize] == 3 && recs.name[r] != NONE {
+        let name = if g[Field::Name as usize] == 3 && recs.f[r].name != NONE {
             tf_adjustment(
-                recs.names.strings.count[recs.name[r] as usize],
+                recs.names.strings.count[recs.f[r].name as usize],
                 self.mean_name,
             )
         } else {
@@ -172,7 +194,7 @@ impl Frequencies {
         };
         let phone = if g[Field::Phone as usize] == 1 {
             tf_adjustment(
-                self.phone.get(&recs.phone[r]).copied().unwrap_or(0),
+                self.phone.get(&recs.f[r].phone).copied().unwrap_or(0),
                 self.mean_phone,
             )
         } else {
@@ -227,7 +249,7 @@ pub fn looks_like_org(name: &str) -> bool {
 }
 
 fn kind_of_keyed(recs: &Records, r: usize) -> Kind {
-    let k = recs.kinds[r];
+    let k = recs.f[r].kinds;
     if k == 1 << Kind::Household as u8 {
         return Kind::Household;
     }
@@ -244,7 +266,7 @@ fn kind_of_keyed(recs: &Records, r: usize) -> Kind {
 
 /// Whether record `r` may belong to an entity of `kind`.
 fn kind_ok(recs: &Records, r: usize, kind: Kind) -> bool {
-    recs.kinds[r] & (1 << kind as u8) != 0
+    recs.f[r].kinds & (1 << kind as u8) != 0
 }
 
 /// Resolves every record. `store` holds minted keys of an earlier build, reused where the
@@ -253,15 +275,16 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     let n = recs.len();
     let mut stats = Stats::default();
 
+    let mut clock = Clock::new();
     // 1. Keys.
     let mut entity_of = vec![NONE; n];
     let mut by_id = vec![NONE; recs.ids.len()];
     let mut entities: Vec<Entity> = Vec::new();
     for (r, slot) in entity_of.iter_mut().enumerate() {
-        if recs.id_state[r] != IdState::Key {
+        if recs.f[r].id_state != IdState::Key {
             continue;
         }
-        let id = recs.id[r] as usize;
+        let id = recs.f[r].id as usize;
         if by_id[id] == NONE {
             by_id[id] = entities.len() as u32;
             entities.push(Entity {
@@ -282,15 +305,15 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     // Candidate entities of a record without a key.
     let candidates = |r: usize, buf: &mut Vec<u64>, out: &mut Vec<(u32, bool)>| {
         out.clear();
-        if matches!(recs.id_state[r], IdState::BrokenPid | IdState::BrokenUscc) {
+        if matches!(recs.f[r].id_state, IdState::BrokenPid | IdState::BrokenUscc) {
             // A well-formed id that failed only its cross-check (another birth date or
             // gender than the record's own) is itself some entity's key.
-            let same = by_id[recs.id[r] as usize];
+            let same = by_id[recs.f[r].id as usize];
             if same != NONE {
                 out.push((same, true));
             }
-            let id = recs.ids.text(recs.id[r]).as_bytes();
-            for v in near_valid_ids(id, recs.id_state[r] == IdState::BrokenUscc) {
+            let id = recs.ids.text(recs.f[r].id).as_bytes();
+            for v in near_valid_ids(id, recs.f[r].id_state == IdState::BrokenUscc) {
                 let e = std::str::from_utf8(&v)
                     .ok()
                     .and_then(|s| recs.ids.get(s))
@@ -308,6 +331,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         out.retain(|&(e, _)| kind_ok(recs, r, entities[e as usize].kind));
     };
 
+    clock.lap("keys and blocks");
     // 2a. Labelled matches from the keys (a keyed record against the rest of its entity),
     // and random pairs for `u` (a keyed record against an entity drawn at random). A sample
     // bounds the cost.
@@ -348,6 +372,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
             },
         );
 
+    clock.lap("labelled pairs");
     // 2b. Every record without a key against its candidates.
     let unkeyed: Vec<usize> = (0..n).filter(|&r| entity_of[r] == NONE).collect();
     stats.unkeyed_records = unkeyed.len();
@@ -372,7 +397,9 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
             unlabelled.add(*g, 1.0);
         }
     }
+    clock.lap("candidates");
     let model = Model::estimate(&matches, &non_matches, &unlabelled, &random, keyed_entities);
+    clock.lap("EM");
     let prior = model.prior_bits();
 
     let score = |r: usize, g: &Gamma| -> (f64, f64, f64) {
@@ -421,6 +448,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     }
     drop(scored);
 
+    clock.lap("placement");
     // 3. Clustering what is left.
     let left_index = BlockIndex::build(recs, leftover.iter().copied(), Side::Keyless);
     let mut pairs: Vec<(u32, u32)> = left_index
@@ -435,7 +463,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         .par_iter()
         .filter_map(|&(a, b)| {
             let (a, b) = (a as usize, b as usize);
-            if recs.kinds[a] & recs.kinds[b] == 0 {
+            if recs.f[a].kinds & recs.f[b].kinds == 0 {
                 return None;
             }
             let g = compare(recs, a, b);
@@ -468,6 +496,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     }
     drop(edges);
 
+    clock.lap("clustering");
     // New entities, with keys reused from the store or minted.
     let mut root_entity: HashMap<usize, u32> = HashMap::new();
     let mut clusters: Vec<Vec<usize>> = Vec::new();
@@ -546,6 +575,8 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         }
         stats.doubtful += usize::from(doubtful[r]);
     }
+    clock.lap("minting keys");
+    stats.phases = clock.laps;
     Linked {
         entity_of,
         confidence,
@@ -577,7 +608,7 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 fn cluster_kind(recs: &Records, members: &[usize]) -> Kind {
-    let mask = members.iter().fold(0xFF, |m, &r| m & recs.kinds[r]);
+    let mask = members.iter().fold(0xFF, |m, &r| m & recs.f[r].kinds);
     for k in [Kind::Household, Kind::Person, Kind::Enterprise] {
         if mask == 1 << k as u8 {
             return k;
@@ -594,7 +625,7 @@ fn cluster_kind(recs: &Records, members: &[usize]) -> Kind {
 struct UnionFind {
     parent: HashMap<usize, usize>,
     /// Per root: kinds still possible, birth date, gender.
-    attrs: HashMap<usize, (u8, i32, u8)>,
+    attrs: HashMap<usize, (u8, u32, u8)>,
 }
 
 impl UnionFind {
@@ -603,7 +634,7 @@ impl UnionFind {
             parent: members.iter().map(|&r| (r, r)).collect(),
             attrs: members
                 .iter()
-                .map(|&r| (r, (recs.kinds[r], recs.birth[r], recs.gender[r])))
+                .map(|&r| (r, (recs.f[r].kinds, recs.f[r].birth, recs.f[r].gender)))
                 .collect(),
         }
     }

@@ -3,7 +3,6 @@
 //! value; the Fellegi–Sunter model turns levels into weights.
 
 use super::records::{IdState, NO_DATE, NONE, Records};
-use crate::date::Date;
 
 /// Either side lacks the value: no evidence either way.
 pub const MISSING: u8 = u8::MAX;
@@ -119,10 +118,31 @@ pub fn name_level(recs: &Records, a: u32, b: u32) -> u8 {
     if recs.names.sound[a as usize] == recs.names.sound[b as usize] {
         return 2;
     }
+    let (na, nb) = (
+        recs.names.short[a as usize].as_slice(),
+        recs.names.short[b as usize].as_slice(),
+    );
+    if !na.is_empty() && !nb.is_empty() {
+        // Short names (budget 1): one substitution, insertion or deletion.
+        return u8::from(within_one(na, nb));
+    }
     let (sa, sb) = (recs.names.text(a), recs.names.text(b));
     let len = sa.chars().count().max(sb.chars().count());
     let budget = if len <= 4 { 1 } else { 1 + len / 8 };
     u8::from(char_distance_within(sa, sb, budget))
+}
+
+/// Whether two character sequences are at most one edit apart.
+fn within_one(a: &[char], b: &[char]) -> bool {
+    let (s, l) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    match l.len() - s.len() {
+        0 => s.iter().zip(l).filter(|(x, y)| x != y).count() <= 1,
+        1 => {
+            let i = s.iter().zip(l).take_while(|(x, y)| x == y).count();
+            s[i..] == l[i + 1..]
+        }
+        _ => false,
+    }
 }
 
 /// Whether two strings are within `k` character edits (insert, delete, substitute).
@@ -172,19 +192,16 @@ pub fn char_distance_within(a: &str, b: &str, k: usize) -> bool {
 
 /// Birth dates: the same, one digit apart in `YYYYMMDD` or day and month swapped, or
 /// different.
-pub fn birth_level(a: i32, b: i32) -> u8 {
+pub fn birth_level(a: u32, b: u32) -> u8 {
     if a == NO_DATE || b == NO_DATE {
         return MISSING;
     }
     if a == b {
         return 2;
     }
-    let (da, db) = (Date(a).yyyymmdd(), Date(b).yyyymmdd());
-    let (ya, ma, dd_a) = Date(a).ymd();
-    let (yb, mb, dd_b) = Date(b).ymd();
-    let swapped = ya == yb && ma == dd_b && dd_a == mb;
+    let swapped = a / 10000 == b / 10000 && a / 100 % 100 == b % 100 && a % 100 == b / 100 % 100;
     let mut digits = 0;
-    let (mut x, mut y) = (da, db);
+    let (mut x, mut y) = (a, b);
     for _ in 0..8 {
         digits += u32::from(x % 10 != y % 10);
         x /= 10;
@@ -212,13 +229,13 @@ pub fn phone_level(a: u64, b: u64) -> u8 {
 /// Addresses by component: the same home, the same building, the same road or village in
 /// the same district, or different.
 pub fn address_level(recs: &Records, a: usize, b: usize) -> u8 {
-    let (fa, fb) = (recs.addr_full[a], recs.addr_full[b]);
-    let (ba, bb) = (recs.addr_building[a], recs.addr_building[b]);
-    let (aa, ab) = (recs.addr_area[a], recs.addr_area[b]);
+    let (fa, fb) = (recs.f[a].addr_full, recs.f[b].addr_full);
+    let (ba, bb) = (recs.f[a].addr_building, recs.f[b].addr_building);
+    let (aa, ab) = (recs.f[a].addr_area, recs.f[b].addr_area);
     if (fa | ba | aa) == 0 || (fb | bb | ab) == 0 {
         return MISSING;
     }
-    let (da, db) = (recs.district[a], recs.district[b]);
+    let (da, db) = (recs.f[a].district, recs.f[b].district);
     if da != 0 && db != 0 && da != db {
         return 0;
     }
@@ -237,28 +254,35 @@ pub fn address_level(recs: &Records, a: usize, b: usize) -> u8 {
 pub fn compare(recs: &Records, a: usize, b: usize) -> Gamma {
     // A source-local key only means something within its own source, and a registration
     // number only against another registration number.
-    let (sa, sb) = (recs.id_state[a], recs.id_state[b]);
+    let (sa, sb) = (recs.f[a].id_state, recs.f[b].id_state);
     let comparable = match (sa, sb) {
-        (IdState::Local, IdState::Local) => recs.source[a] == recs.source[b],
+        (IdState::Local, IdState::Local) => recs.f[a].source == recs.f[b].source,
         (IdState::Local, _) | (_, IdState::Local) => false,
         (IdState::RegNo, IdState::RegNo) => true,
         (IdState::RegNo, _) | (_, IdState::RegNo) => false,
         _ => true,
     };
-    let id = match (recs.id[a], recs.id[b]) {
+    let id = match (recs.f[a].id, recs.f[b].id) {
         _ if !comparable => MISSING,
         (NONE, _) | (_, NONE) => MISSING,
         (x, y) if x == y => 2,
-        (x, y) => id_level(recs.ids.text(x).as_bytes(), recs.ids.text(y).as_bytes()),
+        (x, y) => {
+            let (fx, fy) = (&recs.id18[x as usize], &recs.id18[y as usize]);
+            if fx[0] != 0 && fy[0] != 0 {
+                id_level(fx, fy)
+            } else {
+                id_level(recs.ids.text(x).as_bytes(), recs.ids.text(y).as_bytes())
+            }
+        }
     };
     // A representative's name (an account in the operator's name) counts, but never as
     // strongly as the subject's own name.
-    let alt = name_level(recs, recs.name[a], recs.alt_name[b]).max_present(name_level(
+    let alt = name_level(recs, recs.f[a].name, recs.f[b].alt_name).max_present(name_level(
         recs,
-        recs.alt_name[a],
-        recs.name[b],
+        recs.f[a].alt_name,
+        recs.f[b].name,
     ));
-    let name = name_level(recs, recs.name[a], recs.name[b]).max_present(if alt == MISSING {
+    let name = name_level(recs, recs.f[a].name, recs.f[b].name).max_present(if alt == MISSING {
         alt
     } else {
         alt.min(1)
@@ -266,9 +290,9 @@ pub fn compare(recs: &Records, a: usize, b: usize) -> Gamma {
     [
         id,
         name,
-        birth_level(recs.birth[a], recs.birth[b]),
-        gender_level(recs.gender[a], recs.gender[b]),
-        phone_level(recs.phone[a], recs.phone[b]),
+        birth_level(recs.f[a].birth, recs.f[b].birth),
+        gender_level(recs.f[a].gender, recs.f[b].gender),
+        phone_level(recs.f[a].phone, recs.f[b].phone),
         address_level(recs, a, b),
     ]
 }
@@ -303,6 +327,7 @@ pub fn compare_best(recs: &Records, a: usize, group: impl Iterator<Item = usize>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::date::Date;
 
     #[test]
     fn ids_one_digit_or_transposition_apart() {
@@ -315,13 +340,23 @@ mod tests {
 
     #[test]
     fn birth_dates_with_one_digit_typos_and_swaps() {
-        let d = |y, m, dd| Date::from_ymd(y, m, dd).unwrap().0;
+        let d = |y, m, dd| Date::from_ymd(y, m, dd).unwrap().yyyymmdd();
         assert_eq!(birth_level(d(1985, 3, 7), d(1985, 3, 7)), 2);
         assert_eq!(birth_level(d(1985, 3, 7), d(1985, 7, 3)), 1);
         assert_eq!(birth_level(d(1985, 3, 7), d(1986, 3, 7)), 1);
         assert_eq!(birth_level(d(1985, 3, 7), d(1985, 3, 8)), 1);
         assert_eq!(birth_level(d(1985, 3, 7), d(1986, 4, 7)), 0);
         assert_eq!(birth_level(NO_DATE, d(1986, 4, 7)), MISSING);
+    }
+
+    #[test]
+    fn one_edit_on_short_names() {
+        let c = |s: &str| s.chars().collect::<Vec<_>>();
+        assert!(within_one(&c("王小明"), &c("王晓明")));
+        assert!(within_one(&c("王明"), &c("王小明")));
+        assert!(within_one(&c("王小明"), &c("王明")));
+        assert!(!within_one(&c("王小明"), &c("李晓明")));
+        assert!(!within_one(&c("王"), &c("王小明")));
     }
 
     #[test]

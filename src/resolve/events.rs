@@ -75,11 +75,11 @@ pub fn attribute_events(
         dept_of_source.push(i as u16);
     }
     for r in 0..recs.len() {
-        match recs.id_state[r] {
-            IdState::Key => by_id[recs.id[r] as usize] = linked.entity_of[r],
+        match recs.f[r].id_state {
+            IdState::Key => by_id[recs.f[r].id as usize] = linked.entity_of[r],
             IdState::BrokenPid | IdState::BrokenUscc | IdState::RegNo => {
                 broken.insert(
-                    (dept_of_source[recs.source[r] as usize], recs.id[r]),
+                    (dept_of_source[recs.f[r].source as usize], recs.f[r].id),
                     linked.entity_of[r],
                 );
             }

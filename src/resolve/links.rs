@@ -14,6 +14,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::cluster::{Linked, Method, Thresholds, explain, resolve_records};
 use super::compare::Field;
 use super::events::{EventReport, attribute_events};
@@ -162,30 +164,43 @@ fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 fn write_links(recs: &Records, linked: &Linked, path: &Path) -> Result<(), ResolveError> {
+    // Lines are formatted in parallel, in chunks, and written in order.
+    let chunks: Vec<Vec<u8>> = (0..recs.len())
+        .collect::<Vec<_>>()
+        .par_chunks(1 << 15)
+        .map(|rows| {
+            let mut buf = Vec::with_capacity(rows.len() * 64);
+            for &r in rows {
+                let e = &linked.entities[linked.entity_of[r] as usize];
+                let ev = linked
+                    .evidence
+                    .get(&(r as u32))
+                    .map(|ev| explain(&linked.model, ev))
+                    .unwrap_or_default();
+                // Writing into a Vec cannot fail.
+                let _ = writeln!(
+                    buf,
+                    "{},{},{},{},{:.4},{},{},{}",
+                    recs.source_name(r),
+                    csv_field(recs.record_id(r)),
+                    csv_field(&e.key),
+                    e.kind.as_str(),
+                    linked.confidence[r],
+                    u8::from(linked.doubtful[r]),
+                    linked.method[r].as_str(),
+                    csv_field(&ev),
+                );
+            }
+            buf
+        })
+        .collect();
     write_atomic(path, |w| {
         writeln!(
             w,
             "source,record_id,entity_key,kind,confidence,doubtful,method,evidence"
         )?;
-        for r in 0..recs.len() {
-            let e = &linked.entities[linked.entity_of[r] as usize];
-            let ev = linked
-                .evidence
-                .get(&(r as u32))
-                .map(|ev| explain(&linked.model, ev))
-                .unwrap_or_default();
-            writeln!(
-                w,
-                "{},{},{},{},{:.4},{},{},{}",
-                recs.source_name(r),
-                csv_field(recs.record_id(r)),
-                csv_field(&e.key),
-                e.kind.as_str(),
-                linked.confidence[r],
-                u8::from(linked.doubtful[r]),
-                linked.method[r].as_str(),
-                csv_field(&ev),
-            )?;
+        for c in &chunks {
+            w.write_all(c)?;
         }
         Ok(())
     })
@@ -297,6 +312,12 @@ impl ResolveReport {
                 rows as f64 / self.seconds[3].max(1e-9) / 1e6
             ));
         }
+        let phases: Vec<String> = s
+            .phases
+            .iter()
+            .map(|(n, t)| format!("{n} {t:.2}"))
+            .collect();
+        o.push_str(&format!("  resolve phases (s): {}\n", phases.join(", ")));
         o.push_str(&format!(
             "  time: load {:.2} s, resolve {:.2} s, write {:.2} s, events {:.2} s, total {:.2} s; {:.0} bytes per record in memory\n",
             self.seconds[0],

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use pinyin::ToPinyin;
 use rayon::prelude::*;
-use xxhash_rust::xxh3::{Xxh3DefaultBuilder, xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::error::ResolveError;
 use crate::ids::{PidStatus, UsccStatus};
@@ -19,8 +19,8 @@ use crate::source::config::{Role, SourceConfig, Subject, TableKind};
 
 /// "No value" for the interned-index columns.
 pub const NONE: u32 = u32::MAX;
-/// "No date".
-pub const NO_DATE: i32 = i32::MIN;
+/// "No date" (dates are `YYYYMMDD` numbers).
+pub const NO_DATE: u32 = 0;
 
 /// What kind of entity a record can belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,10 +51,11 @@ impl Kind {
 }
 
 /// The state of a record's own identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(u8)]
 pub enum IdState {
     /// No identifier.
+    #[default]
     None = 0,
     /// A valid id number, USCC or household number: a deterministic key.
     Key = 1,
@@ -79,10 +80,29 @@ pub struct SourceInfo {
     pub len: u32,
 }
 
+/// A hasher for keys that are already hashes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// Interned strings with per-string counts (how many records carry each).
 #[derive(Debug, Default)]
 pub struct Interner {
-    index: HashMap<u64, u32, Xxh3DefaultBuilder>,
+    /// xxh3 of the string → index; the key is a hash already, so it is used as it is.
+    index: HashMap<u64, u32, std::hash::BuildHasherDefault<PassThrough>>,
     offsets: Vec<u32>,
     text: String,
     pub count: Vec<u32>,
@@ -138,6 +158,37 @@ pub struct Names {
     /// Fingerprint of the name's sound: toneless pinyin for Chinese characters, a simple
     /// consonant skeleton for Latin letters. Homophones (张伟/章伟) share it.
     pub sound: Vec<u64>,
+    /// The characters of names of at most [`SHORT_NAME`] characters (most person names),
+    /// for a quick character distance; longer names have `len` 0 here.
+    pub short: Vec<ShortName>,
+}
+
+/// Names up to this many characters get [`ShortName`]s.
+pub const SHORT_NAME: usize = 6;
+
+/// A short name's characters, inline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShortName {
+    pub chars: [char; SHORT_NAME],
+    pub len: u8,
+}
+
+impl ShortName {
+    fn of(s: &str) -> ShortName {
+        let mut n = ShortName::default();
+        for c in s.chars() {
+            if n.len as usize == SHORT_NAME {
+                return ShortName::default();
+            }
+            n.chars[n.len as usize] = c;
+            n.len += 1;
+        }
+        n
+    }
+
+    pub fn as_slice(&self) -> &[char] {
+        &self.chars[..self.len as usize]
+    }
 }
 
 impl Names {
@@ -146,6 +197,7 @@ impl Names {
         let i = self.strings.intern(s);
         if self.strings.len() > before {
             self.sound.push(sound_of(s));
+            self.short.push(ShortName::of(s));
         }
         i
     }
@@ -182,46 +234,68 @@ pub fn sound_of(name: &str) -> u64 {
     xxh3_64(key.as_bytes())
 }
 
-/// Every identity record's features, as parallel columns.
-#[derive(Debug, Default)]
-pub struct Records {
-    pub sources: Vec<SourceInfo>,
-    pub source: Vec<u16>,
-    /// Kinds the record may belong to, as a bit set of `1 << Kind`.
-    pub kinds: Vec<u8>,
-    pub id_state: Vec<IdState>,
-    /// The identifier (key or evidence), interned in `ids`.
-    pub id: Vec<u32>,
-    /// The subject's name; for enterprises, the registered name.
-    pub name: Vec<u32>,
-    /// A second name the subject answers to: an enterprise's legal representative.
-    pub alt_name: Vec<u32>,
-    pub birth: Vec<i32>,
-    /// 0 unknown, 1 male, 2 female.
-    pub gender: Vec<u8>,
+/// One identity record's features: everything a comparison reads, in one cache line.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+pub struct Rec {
     /// Fingerprint of the normalized phone, 0 when missing.
-    pub phone: Vec<u64>,
+    pub phone: u64,
     /// Address fingerprints: the full address (down to the room), the building (estate or
     /// village and building, or road and number), the area (district and road, village or
     /// estate). 0 when missing.
-    pub addr_full: Vec<u64>,
-    pub addr_building: Vec<u64>,
-    pub addr_area: Vec<u64>,
+    pub addr_full: u64,
+    pub addr_building: u64,
+    pub addr_area: u64,
+    /// The identifier (key or evidence), interned in [`Records::ids`].
+    pub id: u32,
+    /// The subject's name; for enterprises, the registered name.
+    pub name: u32,
+    /// A second name the subject answers to: an enterprise's legal representative.
+    pub alt_name: u32,
+    /// Birth date as `YYYYMMDD`, [`NO_DATE`] when unknown.
+    pub birth: u32,
     /// District or county fingerprint, 0 when unknown.
-    pub district: Vec<u32>,
+    pub district: u32,
+    pub source: u16,
+    /// Kinds the record may belong to, as a bit set of `1 << Kind`.
+    pub kinds: u8,
+    pub id_state: IdState,
+    /// 0 unknown, 1 male, 2 female.
+    pub gender: u8,
+}
+
+impl Rec {
+    fn blank() -> Rec {
+        Rec {
+            id: NONE,
+            name: NONE,
+            alt_name: NONE,
+            ..Rec::default()
+        }
+    }
+}
+
+/// Every identity record: features, record ids, and the interned strings they point to.
+#[derive(Debug, Default)]
+pub struct Records {
+    pub sources: Vec<SourceInfo>,
+    pub f: Vec<Rec>,
     record_id_offsets: Vec<u32>,
     record_id_text: String,
     pub ids: Interner,
+    /// Interned identifiers of 18 characters (id numbers, USCCs), inline for comparison;
+    /// zeros for other lengths.
+    pub id18: Vec<[u8; 18]>,
     pub names: Names,
 }
 
 impl Records {
     pub fn len(&self) -> usize {
-        self.source.len()
+        self.f.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.source.is_empty()
+        self.f.is_empty()
     }
 
     pub fn record_id(&self, r: usize) -> &str {
@@ -230,25 +304,29 @@ impl Records {
     }
 
     pub fn source_name(&self, r: usize) -> &str {
-        &self.sources[self.source[r] as usize].name
+        &self.sources[self.f[r].source as usize].name
     }
 
     pub fn id_text(&self, r: usize) -> Option<&str> {
-        (self.id[r] != NONE).then(|| self.ids.text(self.id[r]))
+        let id = self.f[r].id;
+        (id != NONE).then(|| self.ids.text(id))
     }
 
     pub fn name_text(&self, r: usize) -> Option<&str> {
-        (self.name[r] != NONE).then(|| self.names.text(self.name[r]))
+        let n = self.f[r].name;
+        (n != NONE).then(|| self.names.text(n))
     }
 
     /// Bytes held by the feature columns and interners.
     pub fn heap_bytes(&self) -> usize {
-        let n = self.source.capacity();
-        n * (2 + 1 + 1 + 4 + 4 + 4 + 4 + 1 + 8 + 8 + 8 + 8 + 4 + 4)
+        self.f.capacity() * std::mem::size_of::<Rec>()
+            + self.record_id_offsets.capacity() * 4
             + self.record_id_text.capacity()
             + self.ids.heap_bytes()
             + self.names.strings.heap_bytes()
             + self.names.sound.capacity() * 8
+            + self.names.short.capacity() * std::mem::size_of::<ShortName>()
+            + self.id18.capacity() * 18
     }
 
     /// Reads every identity segment under `segments`, in file-name order.
@@ -268,19 +346,7 @@ impl Records {
     }
 
     fn reserve(&mut self, n: usize) {
-        self.source.reserve_exact(n);
-        self.kinds.reserve_exact(n);
-        self.id_state.reserve_exact(n);
-        self.id.reserve_exact(n);
-        self.name.reserve_exact(n);
-        self.alt_name.reserve_exact(n);
-        self.birth.reserve_exact(n);
-        self.gender.reserve_exact(n);
-        self.phone.reserve_exact(n);
-        self.addr_full.reserve_exact(n);
-        self.addr_building.reserve_exact(n);
-        self.addr_area.reserve_exact(n);
-        self.district.reserve_exact(n);
+        self.f.reserve_exact(n);
         self.record_id_offsets.reserve_exact(n + 1);
     }
 
@@ -296,16 +362,21 @@ impl Records {
         if self.record_id_offsets.is_empty() {
             self.record_id_offsets.push(0);
         }
-        for i in 0..l.rows {
-            self.source.push(src);
-            self.kinds.push(l.kinds[i]);
-            self.id_state.push(l.id_state[i]);
-            let s = l.strings.text(l.id[i]);
-            self.id.push(if l.id[i] == NONE || s.is_empty() {
+        for (i, rec) in l.recs.iter().enumerate() {
+            let mut f = *rec;
+            f.source = src;
+            let s = l.strings.text(rec.id);
+            f.id = if rec.id == NONE || s.is_empty() {
                 NONE
             } else {
-                self.ids.intern(s)
-            });
+                let before = self.ids.len();
+                let i = self.ids.intern(s);
+                if self.ids.len() > before {
+                    self.id18
+                        .push(<[u8; 18]>::try_from(s.as_bytes()).unwrap_or([0; 18]));
+                }
+                i
+            };
             let mut name = |n: u32| {
                 if n == NONE {
                     NONE
@@ -313,16 +384,9 @@ impl Records {
                     self.names.intern(l.strings.text(n))
                 }
             };
-            let (nm, alt) = (name(l.name[i]), name(l.alt_name[i]));
-            self.name.push(nm);
-            self.alt_name.push(alt);
-            self.birth.push(l.birth[i]);
-            self.gender.push(l.gender[i]);
-            self.phone.push(l.phone[i]);
-            self.addr_full.push(l.addr[i][0]);
-            self.addr_building.push(l.addr[i][1]);
-            self.addr_area.push(l.addr[i][2]);
-            self.district.push(l.district[i]);
+            f.name = name(rec.name);
+            f.alt_name = name(rec.alt_name);
+            self.f.push(f);
             self.record_id_text.push_str(l.strings.text(l.record_id[i]));
             self.record_id_offsets
                 .push(self.record_id_text.len() as u32);
@@ -350,16 +414,8 @@ struct Loaded {
     source_name: String,
     subject: Subject,
     rows: usize,
-    kinds: Vec<u8>,
-    id_state: Vec<IdState>,
-    id: Vec<u32>,
-    name: Vec<u32>,
-    alt_name: Vec<u32>,
-    birth: Vec<i32>,
-    gender: Vec<u8>,
-    phone: Vec<u64>,
-    addr: Vec<[u64; 3]>,
-    district: Vec<u32>,
+    /// Features, with `id`, `name` and `alt_name` pointing into `strings` until appended.
+    recs: Vec<Rec>,
     record_id: Vec<u32>,
     /// Local strings (names, ids, record ids), not deduplicated.
     strings: LocalStrings,
@@ -389,16 +445,18 @@ impl LocalStrings {
     }
 }
 
-/// Reads a string column into `strings`, setting `ids[row]` for every non-empty value.
+/// Reads a string column into `strings`, calling `set` on the row's record with the index of
+/// every non-empty value.
 fn read_strings(
     seg: &Segment,
     column: &str,
     strings: &mut LocalStrings,
-    ids: &mut [u32],
+    recs: &mut [Rec],
+    set: impl Fn(&mut Rec, u32),
 ) -> Result<(), crate::error::SegmentError> {
     seg.for_each_str(column, |r, v| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
-            ids[r] = strings.push(v);
+            set(&mut recs[r], strings.push(v));
         }
     })
 }
@@ -447,16 +505,7 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         source_name: config.source_name(),
         subject: config.subject,
         rows: n,
-        kinds: vec![0; n],
-        id_state: vec![IdState::None; n],
-        id: vec![NONE; n],
-        name: vec![NONE; n],
-        alt_name: vec![NONE; n],
-        birth: vec![NO_DATE; n],
-        gender: vec![0; n],
-        phone: vec![0; n],
-        addr: vec![[0; 3]; n],
-        district: vec![0; n],
+        recs: vec![Rec::blank(); n],
         record_id: vec![NONE; n],
         ..Loaded::default()
     };
@@ -467,7 +516,9 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         Subject::Party => (1 << Kind::Person as u8) | (1 << Kind::Enterprise as u8),
         Subject::Other => return Ok(None),
     };
-    l.kinds.fill(base_kinds);
+    for f in &mut l.recs {
+        f.kinds = base_kinds;
+    }
 
     // Record ids: the record-id column, else the line number.
     match col_of(&config, &[Role::RecordId]) {
@@ -497,55 +548,57 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         .as_ref()
         .is_some_and(|s| seg.schema().iter().any(|c| &c.name == s));
     if let Some(c) = &id_col {
-        read_strings(&seg, c, &mut l.strings, &mut l.id).map_err(&err)?;
+        read_strings(&seg, c, &mut l.strings, &mut l.recs, |f, v| f.id = v).map_err(&err)?;
         if config.subject == Subject::Household {
             for r in 0..n {
-                if l.id[r] != NONE {
-                    l.id_state[r] = IdState::Key;
+                if l.recs[r].id != NONE {
+                    l.recs[r].id_state = IdState::Key;
                 }
             }
         }
     }
     if let (Some(s), true) = (&status_col, has_status) {
         let kind_col = format!("{}.kind", id_col.as_deref().unwrap_or(""));
-        let states = &mut l.id_state;
+        let recs = &mut l.recs;
         let subject = config.subject;
         seg.for_each_str(s, |r, v| {
-            states[r] = id_state_of(v.unwrap_or("missing"), subject);
+            recs[r].id_state = id_state_of(v.unwrap_or("missing"), subject);
         })
         .map_err(&err)?;
         if seg.schema().iter().any(|c| c.name == kind_col) {
-            let kinds = &mut l.kinds;
-            let states = &mut l.id_state;
-            seg.for_each_str(&kind_col, |r, v| match v {
-                Some("person") => {
-                    kinds[r] = 1 << Kind::Person as u8;
-                    if states[r] == IdState::BrokenUscc {
-                        states[r] = IdState::BrokenPid;
+            let recs = &mut l.recs;
+            seg.for_each_str(&kind_col, |r, v| {
+                let f = &mut recs[r];
+                match v {
+                    Some("person") => {
+                        f.kinds = 1 << Kind::Person as u8;
+                        if f.id_state == IdState::BrokenUscc {
+                            f.id_state = IdState::BrokenPid;
+                        }
                     }
-                }
-                Some("enterprise") => {
-                    kinds[r] = 1 << Kind::Enterprise as u8;
-                    if states[r] == IdState::BrokenPid {
-                        states[r] = IdState::BrokenUscc;
+                    Some("enterprise") => {
+                        f.kinds = 1 << Kind::Enterprise as u8;
+                        if f.id_state == IdState::BrokenPid {
+                            f.id_state = IdState::BrokenUscc;
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
             })
             .map_err(&err)?;
         }
         for r in 0..n {
-            if l.id_state[r] == IdState::None {
-                l.id[r] = NONE;
+            if l.recs[r].id_state == IdState::None {
+                l.recs[r].id = NONE;
             }
         }
     } else if id_col.is_none() {
         // No subject identifier: a local key column is still evidence.
         if let Some(c) = col_of(&config, &[Role::Key]) {
-            read_strings(&seg, &c, &mut l.strings, &mut l.id).map_err(&err)?;
+            read_strings(&seg, &c, &mut l.strings, &mut l.recs, |f, v| f.id = v).map_err(&err)?;
             for r in 0..n {
-                if l.id[r] != NONE {
-                    l.id_state[r] = IdState::Local;
+                if l.recs[r].id != NONE {
+                    l.recs[r].id_state = IdState::Local;
                 }
             }
         }
@@ -560,7 +613,7 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         _ => (col_of(&config, &[Role::Name, Role::OrgName]), None),
     };
     if let Some(c) = name_col {
-        read_strings(&seg, &c, &mut l.strings, &mut l.name).map_err(&err)?;
+        read_strings(&seg, &c, &mut l.strings, &mut l.recs, |f, v| f.name = v).map_err(&err)?;
     } else {
         // Surname and given name in separate columns (benchmark files).
         let (sur, given) = (
@@ -579,27 +632,28 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
                     .filter(|s| !s.is_empty())
                     .collect();
                 if !words.is_empty() {
-                    l.name[r] = l.strings.push(&words.join(" "));
+                    l.recs[r].name = l.strings.push(&words.join(" "));
                 }
             }
         }
     }
     if let Some(c) = alt_col {
-        read_strings(&seg, &c, &mut l.strings, &mut l.alt_name).map_err(&err)?;
+        read_strings(&seg, &c, &mut l.strings, &mut l.recs, |f, v| f.alt_name = v).map_err(&err)?;
     }
 
     // Birth date and gender: the record's own, else what a (possibly broken) id encodes.
     if let Some(c) = col_of(&config, &[Role::BirthDate]) {
         for (r, v) in seg.ints(&c).map_err(&err)?.into_iter().enumerate() {
             if let Some(v) = v {
-                l.birth[r] = v as i32;
+                l.recs[r].birth =
+                    i32::try_from(v).map_or(NO_DATE, |d| crate::date::Date(d).yyyymmdd());
             }
         }
     }
     if let Some(c) = col_of(&config, &[Role::Gender]) {
-        let g = &mut l.gender;
+        let recs = &mut l.recs;
         seg.for_each_str(&c, |r, v| {
-            g[r] = match v {
+            recs[r].gender = match v {
                 Some("男") | Some("m") | Some("male") => 1,
                 Some("女") | Some("f") | Some("female") => 2,
                 _ => 0,
@@ -608,16 +662,18 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
         .map_err(&err)?;
     }
     for r in 0..n {
-        if matches!(l.id_state[r], IdState::Key | IdState::BrokenPid) && l.kinds[r] & 1 != 0 {
-            let id = l.strings.text(l.id[r]).as_bytes();
+        if matches!(l.recs[r].id_state, IdState::Key | IdState::BrokenPid)
+            && l.recs[r].kinds & 1 != 0
+        {
+            let id = l.strings.text(l.recs[r].id).as_bytes();
             if id.len() == 18 && id[..17].iter().all(u8::is_ascii_digit) {
-                if l.birth[r] == NO_DATE
+                if l.recs[r].birth == NO_DATE
                     && let Some(d) = crate::date::Date::from_yyyymmdd(&id[6..14])
                 {
-                    l.birth[r] = d.0;
+                    l.recs[r].birth = d.yyyymmdd();
                 }
-                if l.gender[r] == 0 && l.id_state[r] == IdState::Key {
-                    l.gender[r] = if (id[16] - b'0') % 2 == 1 { 1 } else { 2 };
+                if l.recs[r].gender == 0 && l.recs[r].id_state == IdState::Key {
+                    l.recs[r].gender = if (id[16] - b'0') % 2 == 1 { 1 } else { 2 };
                 }
             }
         }
@@ -625,10 +681,10 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
 
     // Phone.
     if let Some(c) = col_of(&config, &[Role::Phone]) {
-        let p = &mut l.phone;
+        let recs = &mut l.recs;
         seg.for_each_str(&c, |r, v| {
             if let Some(v) = v.filter(|v| !v.is_empty()) {
-                p[r] = xxh3_64(v.as_bytes()) | 1;
+                recs[r].phone = xxh3_64(v.as_bytes()) | 1;
             }
         })
         .map_err(&err)?;
@@ -636,37 +692,22 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
 
     // Address: components when the column is a full address, else the joined lines.
     if let Some(c) = col_of(&config, &[Role::Address]) {
-        let parts = [
-            "district", "town", "village", "road", "number", "estate", "building", "unit", "room",
-        ];
-        let mut cols: Vec<Vec<Option<&str>>> = Vec::with_capacity(parts.len());
-        for p in parts {
-            let mut v = vec![None; n];
-            seg.for_each_str(&format!("{c}.{p}"), |r, s| {
-                v[r] = s.filter(|s| !s.is_empty())
+        // Component by component, folded into per-row fingerprints: no row of nine
+        // strings is ever held.
+        let mut acc = vec![AddressFold::default(); n];
+        for (i, part) in ADDRESS_FOLD_ORDER.iter().enumerate() {
+            seg.for_each_str(&format!("{c}.{part}"), |r, v| {
+                acc[r].add(i, v.filter(|v| !v.is_empty()))
             })
             .map_err(&err)?;
-            cols.push(v);
         }
-        #[allow(clippy::needless_range_loop)] // nine columns read at one row
-        for r in 0..n {
-            let [
-                district,
-                town,
-                village,
-                road,
-                number,
-                estate,
-                building,
-                unit,
-                room,
-            ] = std::array::from_fn(|i| cols[i][r]);
-            l.addr[r] = address_prints(
-                district, town, village, road, number, estate, building, unit, room,
-            );
-            if let Some(d) = district {
-                l.district[r] = xxh3_64(d.as_bytes()) as u32 | 1;
-            }
+        for (r, a) in acc.iter().enumerate() {
+            [
+                l.recs[r].addr_full,
+                l.recs[r].addr_building,
+                l.recs[r].addr_area,
+            ] = a.prints();
+            l.recs[r].district = a.district;
         }
     } else {
         let lines = cols_of(&config, Role::AddressLine);
@@ -692,9 +733,10 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
                     .filter(|s| !s.is_empty())
                     .collect();
                 let area = [loc[r].as_deref(), post[r].as_deref()];
-                l.addr[r] = latin_address_prints(&street, area);
+                let f = &mut l.recs[r];
+                [f.addr_full, f.addr_building, f.addr_area] = latin_address_prints(&street, area);
                 if let Some(p) = post[r].as_deref().or(loc[r].as_deref()) {
-                    l.district[r] = xxh3_64(p.as_bytes()) as u32 | 1;
+                    f.district = xxh3_64(p.as_bytes()) as u32 | 1;
                 }
             }
         }
@@ -724,52 +766,91 @@ fn id_state_of(status: &str, subject: Subject) -> IdState {
     }
 }
 
-/// Fingerprints of an address at three levels of detail; 0 where the level has no content.
-#[allow(clippy::too_many_arguments)]
-pub fn address_prints(
-    district: Option<&str>,
-    town: Option<&str>,
-    village: Option<&str>,
-    road: Option<&str>,
-    number: Option<&str>,
-    estate: Option<&str>,
-    building: Option<&str>,
-    unit: Option<&str>,
-    room: Option<&str>,
-) -> [u64; 3] {
-    let h = |parts: &[Option<&str>], seed: u64| -> u64 {
-        if parts.iter().all(Option::is_none) {
-            return 0;
+/// The order address components are folded in. The road, village and estate come first so
+/// that the first of them present is the place (road before village before estate).
+const ADDRESS_FOLD_ORDER: [&str; 9] = [
+    "road", "village", "estate", "district", "town", "number", "building", "unit", "room",
+];
+
+/// One address's fingerprints under construction, fed its components one at a time in
+/// [`ADDRESS_FOLD_ORDER`]. Three levels of detail, 0 where a level has no content:
+/// - full: town, village, road, number, estate, building, unit, room (down to the room);
+/// - building: village, road, number, estate, building;
+/// - area: district and place (road, else village, else estate).
+///
+/// The district is left out of the finer prints: variants often drop it, and a road,
+/// number, estate and room together name one home in the city.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddressFold {
+    present: u16,
+    full: u64,
+    building: u64,
+    place: u64,
+    /// District fingerprint (32 bits, 0 when absent).
+    pub district: u32,
+}
+
+impl AddressFold {
+    /// Road, village, estate, number, building (bits in fold order).
+    const IN_BUILDING: u16 = 0b0_0110_0111;
+
+    /// Adds component `i` of [`ADDRESS_FOLD_ORDER`] (`None` when absent).
+    pub fn add(&mut self, i: usize, v: Option<&str>) {
+        let h = match v {
+            Some(v) => {
+                self.present |= 1 << i;
+                xxh3_64_with_seed(v.as_bytes(), i as u64 + 1)
+            }
+            None => i as u64 + 0x5151,
+        };
+        let fold = |acc: u64| {
+            (acc ^ h)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(29)
+        };
+        if i != 3 {
+            self.full = fold(self.full);
         }
-        let mut buf = Vec::with_capacity(64);
-        for p in parts {
-            buf.extend_from_slice(p.unwrap_or("").as_bytes());
-            buf.push(0x1f);
+        if Self::IN_BUILDING & (1 << i) != 0 {
+            self.building = fold(self.building);
         }
-        xxh3_64_with_seed(&buf, seed) | 1
-    };
-    // The district is left out of the finer prints: variants often drop it, and a road,
-    // number, estate and room together name one home in the city.
-    let place = road.or(village).or(estate);
-    let full = if room.is_some() || number.is_some() || building.is_some() {
-        h(
-            &[town, village, road, number, estate, building, unit, room],
-            1,
-        )
-    } else {
-        0
-    };
-    let bldg = if place.is_some() && (building.is_some() || number.is_some()) {
-        h(&[village, road, number, estate, building], 2)
-    } else {
-        0
-    };
-    let area = if place.is_some() {
-        h(&[district, place], 3)
-    } else {
-        0
-    };
-    [full, bldg, area]
+        if i < 3 && v.is_some() && self.place == 0 {
+            self.place = h | 1;
+        }
+        if i == 3 && v.is_some() {
+            self.district = h as u32 | 1;
+        }
+    }
+
+    /// The finished prints: [full, building, area].
+    pub fn prints(&self) -> [u64; 3] {
+        let has = |i: usize| self.present & (1 << i) != 0;
+        let (number, building, room) = (has(5), has(6), has(8));
+        let place = self.place != 0;
+        let full = if room || number || building {
+            self.full | 1
+        } else {
+            0
+        };
+        let bldg = if place && (building || number) {
+            self.building | 1
+        } else {
+            0
+        };
+        let area = if place {
+            xxh3_64_with_seed(
+                &[
+                    self.place.to_le_bytes(),
+                    u64::from(self.district).to_le_bytes(),
+                ]
+                .concat(),
+                3,
+            ) | 1
+        } else {
+            0
+        };
+        [full, bldg, area]
+    }
 }
 
 /// Fingerprints of a Western-style address: street lines, then locality and postcode.
