@@ -7,6 +7,8 @@
 //! people or the name 张伟 across a county says little, and skipping such blocks keeps the
 //! candidate pairs linear in the number of records.
 
+use rayon::prelude::*;
+
 use super::records::{IdState, NO_DATE, NONE, Records};
 
 /// Kinds of blocking key, with their caps (records per block).
@@ -151,13 +153,21 @@ pub struct BlockIndex {
 impl BlockIndex {
     /// Indexes the given records.
     pub fn build(recs: &Records, members: impl Iterator<Item = usize>, side: Side) -> BlockIndex {
-        let mut entries = Vec::new();
-        let mut buf = Vec::new();
-        for r in members {
-            keys_of(recs, r, side, &mut buf);
-            entries.extend(buf.iter().map(|&k| (k, r as u32)));
-        }
-        entries.sort_unstable();
+        let members: Vec<usize> = members.collect();
+        let mut entries: Vec<(u64, u32)> = members
+            .par_chunks(1 << 14)
+            .flat_map_iter(|chunk| {
+                let mut out = Vec::with_capacity(chunk.len() * 6);
+                let mut buf = Vec::new();
+                for &r in chunk {
+                    keys_of(recs, r, side, &mut buf);
+                    out.extend(buf.iter().map(|&k| (k, r as u32)));
+                }
+                out
+            })
+            .collect();
+        drop(members);
+        entries.par_sort_unstable();
         let mut idx = BlockIndex::default();
         let mut i = 0;
         while i < entries.len() {

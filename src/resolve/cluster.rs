@@ -297,9 +297,11 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         stats.keyed_records += 1;
     }
     let keyed_entities = entities.len();
+    clock.lap("keys");
     let members = Members::build(&entity_of, keyed_entities);
     let index = BlockIndex::build(recs, (0..n).filter(|&r| entity_of[r] != NONE), Side::Keyed);
     stats.skipped_blocks = index.skipped_blocks;
+    clock.lap("blocks");
     let freq = Frequencies::new(recs);
 
     // Candidate entities of a record without a key.
@@ -331,7 +333,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         out.retain(|&(e, _)| kind_ok(recs, r, entities[e as usize].kind));
     };
 
-    clock.lap("keys and blocks");
+    clock.lap("frequencies");
     // 2a. Labelled matches from the keys (a keyed record against the rest of its entity),
     // and random pairs for `u` (a keyed record against an entity drawn at random). A sample
     // bounds the cost.
@@ -508,8 +510,9 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         });
         clusters[c as usize].push(r);
     }
-    let mut taken: std::collections::HashSet<String> =
-        entities.iter().map(|e| e.key.clone()).collect();
+    // Minted keys (a letter and 16 hex digits) never collide with identifiers; only with
+    // each other.
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
     for members in &clusters {
         let kind = cluster_kind(recs, members);
         let mut votes: HashMap<&str, usize> = HashMap::new();

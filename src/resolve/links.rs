@@ -83,22 +83,34 @@ pub fn resolve_dir(
     let store = KeyStore::load(&store_path)?;
     let linked = resolve_records(&recs, &store, opts.thresholds.unwrap_or_default());
     let t2 = Instant::now();
-    write_links(&recs, &linked, &out.join("links.csv"))?;
-    write_entities(&recs, &linked, &out.join("entities.csv"))?;
-    write_minted(
-        &out.join(KeyStore::FILE),
-        (0..recs.len())
-            .filter(|&r| !linked.entities[linked.entity_of[r] as usize].identified)
-            .map(|r| {
-                let e = &linked.entities[linked.entity_of[r] as usize];
-                (
-                    e.key.clone(),
-                    e.kind,
-                    recs.source_name(r).to_string(),
-                    recs.record_id(r).to_string(),
-                )
-            }),
-    )?;
+    // The three files are independent: write them side by side.
+    let (links, (entities, minted)) = rayon::join(
+        || write_links(&recs, &linked, &out.join("links.csv")),
+        || {
+            rayon::join(
+                || write_entities(&recs, &linked, &out.join("entities.csv")),
+                || {
+                    write_minted(
+                        &out.join(KeyStore::FILE),
+                        (0..recs.len())
+                            .filter(|&r| !linked.entities[linked.entity_of[r] as usize].identified)
+                            .map(|r| {
+                                let e = &linked.entities[linked.entity_of[r] as usize];
+                                (
+                                    e.key.clone(),
+                                    e.kind,
+                                    recs.source_name(r).to_string(),
+                                    recs.record_id(r).to_string(),
+                                )
+                            }),
+                    )
+                },
+            )
+        },
+    );
+    links?;
+    entities?;
+    minted?;
     write_model(&linked, &out.join("model.txt"))?;
     let t3 = Instant::now();
     let events = if opts.skip_events {
@@ -172,24 +184,42 @@ fn write_links(recs: &Records, linked: &Linked, path: &Path) -> Result<(), Resol
             let mut buf = Vec::with_capacity(rows.len() * 64);
             for &r in rows {
                 let e = &linked.entities[linked.entity_of[r] as usize];
-                let ev = linked
-                    .evidence
-                    .get(&(r as u32))
-                    .map(|ev| explain(&linked.model, ev))
-                    .unwrap_or_default();
-                // Writing into a Vec cannot fail.
-                let _ = writeln!(
-                    buf,
-                    "{},{},{},{},{:.4},{},{},{}",
+                for (i, part) in [
                     recs.source_name(r),
-                    csv_field(recs.record_id(r)),
-                    csv_field(&e.key),
+                    &csv_field(recs.record_id(r)),
+                    &csv_field(&e.key),
                     e.kind.as_str(),
-                    linked.confidence[r],
-                    u8::from(linked.doubtful[r]),
-                    linked.method[r].as_str(),
-                    csv_field(&ev),
-                );
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    buf.extend_from_slice(part.as_bytes());
+                }
+                match linked.evidence.get(&(r as u32)) {
+                    // Writing into a Vec cannot fail.
+                    Some(ev) => {
+                        let _ = writeln!(
+                            buf,
+                            ",{:.4},{},{},{}",
+                            linked.confidence[r],
+                            u8::from(linked.doubtful[r]),
+                            linked.method[r].as_str(),
+                            csv_field(&explain(&linked.model, ev)),
+                        );
+                    }
+                    None => {
+                        buf.extend_from_slice(if linked.doubtful[r] {
+                            b",1,1,"
+                        } else {
+                            b",1,0,"
+                        });
+                        buf.extend_from_slice(linked.method[r].as_str().as_bytes());
+                        buf.extend_from_slice(b",\n");
+                    }
+                }
             }
             buf
         })

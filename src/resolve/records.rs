@@ -98,36 +98,148 @@ impl std::hash::Hasher for PassThrough {
     }
 }
 
-/// Interned strings with per-string counts (how many records carry each).
-#[derive(Debug, Default)]
+type PassThroughMap = HashMap<u64, u32, std::hash::BuildHasherDefault<PassThrough>>;
+
+/// Shards of an interner's index, by the hash's top bits.
+const SHARD_BITS: u32 = 6;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// The interning hash of a string (never 0).
+fn string_hash(s: &str) -> u64 {
+    xxh3_64(s.as_bytes()).max(1)
+}
+
+/// Interned strings with per-string counts (how many records carry each). The index is
+/// sharded by hash so that a whole column can be interned in parallel ([`Interner::bulk`]).
+#[derive(Debug)]
 pub struct Interner {
-    /// xxh3 of the string → index; the key is a hash already, so it is used as it is.
-    index: HashMap<u64, u32, std::hash::BuildHasherDefault<PassThrough>>,
+    /// xxh3 of the string → index, per shard; the key is a hash already, used as it is.
+    shards: Vec<PassThroughMap>,
     offsets: Vec<u32>,
     text: String,
     pub count: Vec<u32>,
 }
 
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            shards: (0..SHARDS).map(|_| PassThroughMap::default()).collect(),
+            offsets: vec![0],
+            text: String::new(),
+            count: Vec::new(),
+        }
+    }
+}
+
 impl Interner {
+    fn shard(h: u64) -> usize {
+        (h >> (64 - SHARD_BITS)) as usize
+    }
+
     pub fn intern(&mut self, s: &str) -> u32 {
-        let h = xxh3_64(s.as_bytes());
-        if let Some(&i) = self.index.get(&h) {
+        let h = string_hash(s);
+        let shard = &mut self.shards[Self::shard(h)];
+        if let Some(&i) = shard.get(&h) {
             self.count[i as usize] += 1;
             return i;
         }
         let i = self.count.len() as u32;
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
+        shard.insert(h, i);
         self.text.push_str(s);
         self.offsets.push(self.text.len() as u32);
         self.count.push(1);
-        self.index.insert(h, i);
         i
     }
 
+    /// Interns items `0..n` at once, in parallel by shard: `text(i)` is item `i`'s string,
+    /// `None` for no value. Returns the interner and each item's index ([`NONE`] for none).
+    /// Indices are numbered shard by shard, in order of first appearance within a shard.
+    pub fn bulk<'a>(
+        n: usize,
+        text: impl Fn(usize) -> Option<&'a str> + Sync,
+    ) -> (Interner, Vec<u32>) {
+        let hashes: Vec<u64> = (0..n)
+            .into_par_iter()
+            .map(|i| text(i).filter(|s| !s.is_empty()).map_or(0, string_hash))
+            .collect();
+        let mut by_shard: Vec<Vec<u32>> = vec![Vec::new(); SHARDS];
+        for (i, &h) in hashes.iter().enumerate() {
+            if h != 0 {
+                by_shard[Self::shard(h)].push(i as u32);
+            }
+        }
+        // Per shard: the distinct strings (by first item), their counts, each item's slot.
+        let done: Vec<(PassThroughMap, Vec<u32>, Vec<u32>, Vec<u32>)> = by_shard
+            .par_iter()
+            .map(|items| {
+                let mut map = PassThroughMap::default();
+                map.reserve(items.len() / 2);
+                let (mut first, mut count, mut slot) = (Vec::new(), Vec::new(), Vec::new());
+                slot.reserve_exact(items.len());
+                for &i in items {
+                    let h = hashes[i as usize];
+                    let local = *map.entry(h).or_insert_with(|| {
+                        first.push(i);
+                        count.push(0);
+                        (first.len() - 1) as u32
+                    });
+                    count[local as usize] += 1;
+                    slot.push(local);
+                }
+                (map, first, count, slot)
+            })
+            .collect();
+        let mut bases = Vec::with_capacity(SHARDS);
+        let mut total = 0u32;
+        for d in &done {
+            bases.push(total);
+            total += d.1.len() as u32;
+        }
+        let mut index = vec![NONE; n];
+        for (s, d) in done.iter().enumerate() {
+            for (&item, &local) in by_shard[s].iter().zip(&d.3) {
+                index[item as usize] = bases[s] + local;
+            }
+        }
+        // Texts, shard by shard, built in parallel and joined.
+        let pieces: Vec<(String, Vec<u32>)> = done
+            .par_iter()
+            .map(|d| {
+                let mut t = String::new();
+                let mut ends = Vec::with_capacity(d.1.len());
+                for &i in &d.1 {
+                    t.push_str(text(i as usize).unwrap_or(""));
+                    ends.push(t.len() as u32);
+                }
+                (t, ends)
+            })
+            .collect();
+        let mut out = Interner::default();
+        out.count.reserve_exact(total as usize);
+        out.offsets.reserve_exact(total as usize + 1);
+        for ((t, ends), d) in pieces.iter().zip(&done) {
+            let at = out.text.len() as u32;
+            out.text.push_str(t);
+            out.offsets.extend(ends.iter().map(|e| at + e));
+            out.count.extend_from_slice(&d.2);
+        }
+        out.shards = done
+            .into_par_iter()
+            .zip(bases.into_par_iter())
+            .map(|(d, base)| {
+                let mut map = d.0;
+                for v in map.values_mut() {
+                    *v += base;
+                }
+                map
+            })
+            .collect();
+        (out, index)
+    }
+
     pub fn get(&self, s: &str) -> Option<u32> {
-        self.index.get(&xxh3_64(s.as_bytes())).copied()
+        let h = string_hash(s);
+        self.shards[Self::shard(h)].get(&h).copied()
     }
 
     pub fn text(&self, i: u32) -> &str {
@@ -144,7 +256,7 @@ impl Interner {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.index.capacity() * 16
+        self.shards.iter().map(|m| m.capacity() * 16).sum::<usize>()
             + self.offsets.capacity() * 4
             + self.text.capacity()
             + self.count.capacity() * 4
@@ -192,14 +304,25 @@ impl ShortName {
 }
 
 impl Names {
+    /// Interns a name. Its sound and characters are computed by [`Names::finish`].
     pub fn intern(&mut self, s: &str) -> u32 {
-        let before = self.strings.len();
-        let i = self.strings.intern(s);
-        if self.strings.len() > before {
-            self.sound.push(sound_of(s));
-            self.short.push(ShortName::of(s));
-        }
-        i
+        self.strings.intern(s)
+    }
+
+    /// Computes the sound and characters of every name interned since the last call, in
+    /// parallel.
+    pub fn finish(&mut self) {
+        let from = self.sound.len();
+        let strings = &self.strings;
+        let (sound, short): (Vec<u64>, Vec<ShortName>) = (from..strings.len())
+            .into_par_iter()
+            .map(|i| {
+                let s = strings.text(i as u32);
+                (sound_of(s), ShortName::of(s))
+            })
+            .unzip();
+        self.sound.extend(sound);
+        self.short.extend(short);
     }
 
     pub fn text(&self, i: u32) -> &str {
@@ -336,61 +459,56 @@ impl Records {
             .par_iter()
             .map(|p| load_source(p))
             .collect::<Result<_, _>>()?;
+        let loaded: Vec<Loaded> = loaded.into_iter().flatten().collect();
         let mut recs = Records::default();
-        let total: usize = loaded.iter().flatten().map(|l| l.rows).sum();
-        recs.reserve(total);
-        for l in loaded.into_iter().flatten() {
-            recs.append(l);
+        let total: usize = loaded.iter().map(|l| l.rows).sum();
+        let mut owner = Vec::with_capacity(total);
+        recs.f.reserve_exact(total);
+        recs.record_id_offsets.reserve_exact(total + 1);
+        recs.record_id_offsets.push(0);
+        for (src, l) in loaded.iter().enumerate() {
+            recs.sources.push(SourceInfo {
+                name: l.source_name.clone(),
+                subject: l.subject,
+                first: recs.f.len() as u32,
+                len: l.rows as u32,
+            });
+            for (i, rec) in l.recs.iter().enumerate() {
+                let mut f = *rec;
+                f.source = src as u16;
+                recs.f.push(f);
+                owner.push((src as u32, i as u32));
+                recs.record_id_text.push_str(l.strings.text(l.record_id[i]));
+                recs.record_id_offsets
+                    .push(recs.record_id_text.len() as u32);
+            }
         }
-        Ok(recs)
-    }
-
-    fn reserve(&mut self, n: usize) {
-        self.f.reserve_exact(n);
-        self.record_id_offsets.reserve_exact(n + 1);
-    }
-
-    fn append(&mut self, l: Loaded) {
-        let src = self.sources.len() as u16;
-        let first = self.len() as u32;
-        self.sources.push(SourceInfo {
-            name: l.source_name,
-            subject: l.subject,
-            first,
-            len: l.rows as u32,
+        // Identifiers and names are interned in parallel, shard by shard.
+        let local = |i: usize, field: u32| {
+            let (src, row) = owner[i];
+            let l = &loaded[src as usize];
+            debug_assert!(row < l.rows as u32);
+            (field != NONE).then(|| l.strings.text(field))
+        };
+        let f = &recs.f;
+        let (ids, id_index) = Interner::bulk(total, |i| local(i, f[i].id));
+        let (names, name_index) = Interner::bulk(2 * total, |i| {
+            let r = &f[i / 2];
+            local(i / 2, if i % 2 == 0 { r.name } else { r.alt_name })
         });
-        if self.record_id_offsets.is_empty() {
-            self.record_id_offsets.push(0);
+        for (i, r) in recs.f.iter_mut().enumerate() {
+            r.id = id_index[i];
+            r.name = name_index[2 * i];
+            r.alt_name = name_index[2 * i + 1];
         }
-        for (i, rec) in l.recs.iter().enumerate() {
-            let mut f = *rec;
-            f.source = src;
-            let s = l.strings.text(rec.id);
-            f.id = if rec.id == NONE || s.is_empty() {
-                NONE
-            } else {
-                let before = self.ids.len();
-                let i = self.ids.intern(s);
-                if self.ids.len() > before {
-                    self.id18
-                        .push(<[u8; 18]>::try_from(s.as_bytes()).unwrap_or([0; 18]));
-                }
-                i
-            };
-            let mut name = |n: u32| {
-                if n == NONE {
-                    NONE
-                } else {
-                    self.names.intern(l.strings.text(n))
-                }
-            };
-            f.name = name(rec.name);
-            f.alt_name = name(rec.alt_name);
-            self.f.push(f);
-            self.record_id_text.push_str(l.strings.text(l.record_id[i]));
-            self.record_id_offsets
-                .push(self.record_id_text.len() as u32);
-        }
+        recs.id18 = (0..ids.len())
+            .into_par_iter()
+            .map(|i| <[u8; 18]>::try_from(ids.text(i as u32).as_bytes()).unwrap_or([0; 18]))
+            .collect();
+        recs.ids = ids;
+        recs.names.strings = names;
+        recs.names.finish();
+        Ok(recs)
     }
 }
 
