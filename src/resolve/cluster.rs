@@ -392,13 +392,19 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
             },
         )
         .collect();
-    let mut unlabelled = PatternCounts::default();
-    for s in &scored {
-        stats.candidate_pairs += s.len();
-        for (_, _, g) in s {
-            unlabelled.add(*g, 1.0);
-        }
-    }
+    stats.candidate_pairs = scored.iter().map(Vec::len).sum();
+    let unlabelled = scored
+        .par_iter()
+        .fold(PatternCounts::default, |mut pc, s| {
+            for (_, _, g) in s {
+                pc.add(*g, 1.0);
+            }
+            pc
+        })
+        .reduce(PatternCounts::default, |mut a, b| {
+            a.merge(b);
+            a
+        });
     clock.lap("candidates");
     let model = Model::estimate(&matches, &non_matches, &unlabelled, &random, keyed_entities);
     clock.lap("EM");
@@ -417,24 +423,33 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     let mut method = vec![Method::Key; n];
     let mut evidence: HashMap<u32, Evidence> = HashMap::new();
     let mut leftover = Vec::new();
-    for (i, &r) in unkeyed.iter().enumerate() {
-        let mut best: Option<(f64, u32, bool, Gamma, f64, f64)> = None;
-        let mut second = f64::NEG_INFINITY;
-        for &(e, near, g) in &scored[i] {
-            if !linkable(&g) {
-                continue;
-            }
-            let (bits, tn, tp) = score(r, &g);
-            match best {
-                Some((b, ..)) if bits <= b => second = second.max(bits),
-                _ => {
-                    if let Some((b, ..)) = best {
-                        second = second.max(b);
+    // The best candidate of each record and the runner-up's weight, decided in parallel.
+    let decisions: Vec<(Option<(f64, u32, bool, Gamma, f64, f64)>, f64)> = unkeyed
+        .par_iter()
+        .zip(scored.par_iter())
+        .map(|(&r, cands)| {
+            let mut best: Option<(f64, u32, bool, Gamma, f64, f64)> = None;
+            let mut second = f64::NEG_INFINITY;
+            for &(e, near, g) in cands {
+                if !linkable(&g) {
+                    continue;
+                }
+                let (bits, tn, tp) = score(r, &g);
+                match best {
+                    Some((b, ..)) if bits <= b => second = second.max(bits),
+                    _ => {
+                        if let Some((b, ..)) = best {
+                            second = second.max(b);
+                        }
+                        best = Some((bits, e, near, g, tn, tp));
                     }
-                    best = Some((bits, e, near, g, tn, tp));
                 }
             }
-        }
+            (best, second)
+        })
+        .collect();
+    drop(scored);
+    for (&r, &(best, second)) in unkeyed.iter().zip(&decisions) {
         match best {
             Some((bits, e, near, g, tn, tp)) if bits >= th.review => {
                 entity_of[r] = e;
@@ -448,7 +463,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
             _ => leftover.push(r),
         }
     }
-    drop(scored);
+    drop(decisions);
 
     clock.lap("placement");
     // 3. Clustering what is left.

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 
 use super::compare::{FIELDS, Field, Gamma, MISSING};
+use super::records::PassThrough;
 
 /// Levels per field, at most.
 pub const MAX_LEVELS: usize = 4;
@@ -27,7 +28,7 @@ pub const MAX_LEVELS: usize = 4;
 /// Comparison-vector counts.
 #[derive(Debug, Clone, Default)]
 pub struct PatternCounts {
-    pub counts: HashMap<Gamma, f64>,
+    pub counts: HashMap<Gamma, f64, std::hash::BuildHasherDefault<PassThrough>>,
 }
 
 impl PatternCounts {
