@@ -211,6 +211,42 @@ struct Members {
 }
 
 impl Members {
+    /// Members of each entity, with records whose compared features are identical to an
+    /// earlier member's left out (the same person's pension, unemployment and injury
+    /// insurance rows compare alike: once is enough).
+    fn build_distinct(recs: &Records, entity_of: &[u32], entities: usize) -> Members {
+        let all = Members::build(entity_of, entities);
+        let feature = |r: usize| {
+            let f = &recs.f[r];
+            (
+                f.id, f.name, f.alt_name, f.birth, f.gender, f.phone, f.addr_full,
+                f.addr_building, f.addr_area, f.district, f.kinds, f.id_state,
+            )
+        };
+        let kept: Vec<Vec<u32>> = (0..entities)
+            .into_par_iter()
+            .map(|e| {
+                let m = &all.records[all.offsets[e] as usize..all.offsets[e + 1] as usize];
+                let mut out: Vec<u32> = Vec::with_capacity(m.len());
+                for &r in m {
+                    let fr = feature(r as usize);
+                    if !out.iter().any(|&k| feature(k as usize) == fr) {
+                        out.push(r);
+                    }
+                }
+                out
+            })
+            .collect();
+        let mut offsets = Vec::with_capacity(entities + 1);
+        let mut records = Vec::with_capacity(all.records.len());
+        offsets.push(0);
+        for k in kept {
+            records.extend_from_slice(&k);
+            offsets.push(records.len() as u32);
+        }
+        Members { offsets, records }
+    }
+
     fn build(entity_of: &[u32], entities: usize) -> Members {
         let mut offsets = vec![0u32; entities + 1];
         for &e in entity_of {
@@ -298,7 +334,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     }
     let keyed_entities = entities.len();
     clock.lap("keys");
-    let members = Members::build(&entity_of, keyed_entities);
+    let members = Members::build_distinct(recs, &entity_of, keyed_entities);
     let index = BlockIndex::build(recs, (0..n).filter(|&r| entity_of[r] != NONE), Side::Keyed);
     stats.skipped_blocks = index.skipped_blocks;
     clock.lap("blocks");
