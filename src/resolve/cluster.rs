@@ -76,16 +76,19 @@ pub struct Evidence {
     /// Term-frequency adjustments of the name and phone, in bits.
     pub tf_name: f32,
     pub tf_phone: f32,
+    /// The prior used, in bits.
+    pub prior: f32,
     /// Total match weight, prior included.
     pub bits: f32,
 }
 
 impl Evidence {
-    fn new(gamma: Gamma, tf_name: f64, tf_phone: f64, bits: f64) -> Evidence {
+    fn new(gamma: Gamma, tf_name: f64, tf_phone: f64, prior: f64, bits: f64) -> Evidence {
         Evidence {
             gamma,
             tf_name: tf_name as f32,
             tf_phone: tf_phone as f32,
+            prior: prior as f32,
             bits: bits as f32,
         }
     }
@@ -219,8 +222,18 @@ impl Members {
         let feature = |r: usize| {
             let f = &recs.f[r];
             (
-                f.id, f.name, f.alt_name, f.birth, f.gender, f.phone, f.addr_full,
-                f.addr_building, f.addr_area, f.district, f.kinds, f.id_state,
+                f.id,
+                f.name,
+                f.alt_name,
+                f.birth,
+                f.gender,
+                f.phone,
+                f.addr_full,
+                f.addr_building,
+                f.addr_area,
+                f.district,
+                f.kinds,
+                f.id_state,
             )
         };
         let kept: Vec<Vec<u32>> = (0..entities)
@@ -444,11 +457,24 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     clock.lap("candidates");
     let model = Model::estimate(&matches, &non_matches, &unlabelled, &random, keyed_entities);
     clock.lap("EM");
-    let prior = model.prior_bits();
+    // The prior of a record: one in the number of keyed entities of the kinds it may be.
+    let mut per_kind = [0usize; 3];
+    for e in &entities {
+        per_kind[e.kind as usize] += 1;
+    }
+    let prior_of_kinds = |kinds: u8| -> f64 {
+        let n: usize = (0..3)
+            .filter(|k| kinds & (1 << k) != 0)
+            .map(|k| per_kind[k])
+            .sum();
+        -(n.max(2) as f64).log2()
+    };
+    let priors: [f64; 8] = std::array::from_fn(|k| prior_of_kinds(k as u8));
+    let prior = |r: usize| priors[(recs.f[r].kinds & 7) as usize];
 
     let score = |r: usize, g: &Gamma| -> (f64, f64, f64) {
         let (tn, tp) = freq.adjust(recs, r, g);
-        (model.weight_of(g) + tn + tp + prior, tn, tp)
+        (model.weight_of(g) + tn + tp + prior(r), tn, tp)
     };
     // Names that plainly differ never link, whatever else agrees (twins, household members).
     let linkable = |g: &Gamma| !(g[Field::Name as usize] == 0 && g[Field::Id as usize] != 2);
@@ -460,11 +486,13 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     let mut evidence: HashMap<u32, Evidence> = HashMap::new();
     let mut leftover = Vec::new();
     // The best candidate of each record and the runner-up's weight, decided in parallel.
-    let decisions: Vec<(Option<(f64, u32, bool, Gamma, f64, f64)>, f64)> = unkeyed
+    // (weight, entity, by near id, levels, name TF, phone TF) of the best candidate.
+    type Best = Option<(f64, u32, bool, Gamma, f64, f64)>;
+    let decisions: Vec<(Best, f64)> = unkeyed
         .par_iter()
         .zip(scored.par_iter())
         .map(|(&r, cands)| {
-            let mut best: Option<(f64, u32, bool, Gamma, f64, f64)> = None;
+            let mut best: Best = None;
             let mut second = f64::NEG_INFINITY;
             for &(e, near, g) in cands {
                 if !linkable(&g) {
@@ -492,7 +520,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                 method[r] = Method::Placed;
                 confidence[r] = probability(bits) as f32;
                 doubtful[r] = bits < th.accept || bits - second < th.margin;
-                evidence.insert(r as u32, Evidence::new(g, tn, tp, bits));
+                evidence.insert(r as u32, Evidence::new(g, tn, tp, prior(r), bits));
                 stats.placed += 1;
                 stats.placed_by_near_id += usize::from(near);
             }
@@ -537,7 +565,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                 let p = probability(bits) as f32;
                 if method[r] != Method::Clustered || p > confidence[r] {
                     let (tn, tp) = freq.adjust(recs, r, &g);
-                    evidence.insert(r as u32, Evidence::new(g, tn, tp, bits));
+                    evidence.insert(r as u32, Evidence::new(g, tn, tp, prior(r), bits));
                     confidence[r] = p;
                     doubtful[r] = bits < th.accept;
                 }
@@ -745,6 +773,6 @@ pub fn explain(model: &Model, ev: &Evidence) -> String {
         }
         parts.push(format!("{}={} ({:+.1})", f.as_str(), f.level_name(l), w));
     }
-    parts.push(format!("prior ({:+.1})", model.prior_bits()));
+    parts.push(format!("prior ({:+.1})", ev.prior));
     parts.join("; ")
 }

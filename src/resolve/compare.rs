@@ -49,7 +49,7 @@ impl Field {
             Field::Birth => 3,
             Field::Gender => 2,
             Field::Phone => 2,
-            Field::Address => 4,
+            Field::Address => 5,
         }
     }
 
@@ -72,8 +72,9 @@ impl Field {
             (Field::Gender, 0) | (Field::Phone, 0) => "different",
             (Field::Gender, _) | (Field::Phone, _) => "same",
             (Field::Address, 0) => "different",
-            (Field::Address, 1) => "same road or village",
-            (Field::Address, 2) => "same building",
+            (Field::Address, 1) => "same district (one side has no more)",
+            (Field::Address, 2) => "same road or village",
+            (Field::Address, 3) => "same building",
             (Field::Address, _) => "same home",
         }
     }
@@ -226,26 +227,29 @@ pub fn phone_level(a: u64, b: u64) -> u8 {
     }
 }
 
-/// Addresses by component: the same home, the same building, the same road or village in
-/// the same district, or different.
+/// Addresses by component: the same home, the same building, the same road or village, or
+/// different. A record with no more than a division code (a tax registration's region)
+/// meets an address on the district alone: the same district, or different.
 pub fn address_level(recs: &Records, a: usize, b: usize) -> u8 {
-    let (fa, fb) = (recs.f[a].addr_full, recs.f[b].addr_full);
-    let (ba, bb) = (recs.f[a].addr_building, recs.f[b].addr_building);
-    let (aa, ab) = (recs.f[a].addr_area, recs.f[b].addr_area);
-    if (fa | ba | aa) == 0 || (fb | bb | ab) == 0 {
-        return MISSING;
-    }
-    let (da, db) = (recs.f[a].district, recs.f[b].district);
-    if da != 0 && db != 0 && da != db {
+    let (x, y) = (&recs.f[a], &recs.f[b]);
+    let has_x = (x.addr_full | x.addr_building | x.addr_area) != 0;
+    let has_y = (y.addr_full | y.addr_building | y.addr_area) != 0;
+    let districts = x.district != 0 && y.district != 0;
+    if districts && x.district != y.district {
         return 0;
     }
-    if fa != 0 && fa == fb {
+    if !(has_x && has_y) {
+        return if districts { 1 } else { MISSING };
+    }
+    if x.addr_full != 0 && x.addr_full == y.addr_full {
+        4
+    } else if x.addr_building != 0 && x.addr_building == y.addr_building {
         3
-    } else if ba != 0 && ba == bb {
+    } else if x.addr_area != 0 && x.addr_area == y.addr_area {
         2
-    } else if aa != 0 && aa == ab {
-        1
     } else {
+        // Two addresses on different roads: different, even within one district (a
+        // district-only level here would be shared by far too many unrelated pairs).
         0
     }
 }

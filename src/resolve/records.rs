@@ -169,7 +169,9 @@ impl Interner {
             }
         }
         // Per shard: the distinct strings (by first item), their counts, each item's slot.
-        let done: Vec<(PassThroughMap, Vec<u32>, Vec<u32>, Vec<u32>)> = by_shard
+        // (hash → local index, first item of each, count of each, each item's local index)
+        type Shard = (PassThroughMap, Vec<u32>, Vec<u32>, Vec<u32>);
+        let done: Vec<Shard> = by_shard
             .par_iter()
             .map(|items| {
                 let mut map = PassThroughMap::default();
@@ -825,7 +827,17 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
                 l.recs[r].addr_building,
                 l.recs[r].addr_area,
             ] = a.prints();
-            l.recs[r].district = a.district;
+        }
+        // The district as a division code where the parser knew it, so that it meets the
+        // region columns of other tables. (A district name alone is not used: the same
+        // district written two ways must not look like two districts.)
+        let region = format!("{c}.region");
+        if has_column(&seg, &region, ColumnType::Int) {
+            for (r, v) in seg.ints(&region).map_err(&err)?.into_iter().enumerate() {
+                if let Some(code) = v.and_then(|v| u32::try_from(v).ok()) {
+                    l.recs[r].district = code;
+                }
+            }
         }
     } else {
         let lines = cols_of(&config, Role::AddressLine);
@@ -856,6 +868,16 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
                 if let Some(p) = post[r].as_deref().or(loc[r].as_deref()) {
                     f.district = xxh3_64(p.as_bytes()) as u32 | 1;
                 }
+            }
+        }
+    }
+    // A division code column gives the district of records that lack one.
+    if let Some(c) = col_of(&config, &[Role::Region]) {
+        for (r, v) in seg.ints(&c).map_err(&err)?.into_iter().enumerate() {
+            if let Some(code) = v.and_then(|v| u32::try_from(v).ok())
+                && l.recs[r].district == 0
+            {
+                l.recs[r].district = code;
             }
         }
     }
@@ -904,7 +926,8 @@ pub struct AddressFold {
     full: u64,
     building: u64,
     place: u64,
-    /// District fingerprint (32 bits, 0 when absent).
+    /// District division code, filled in by the caller from the parser's code (0 when
+    /// unknown: a district name without a code is no evidence against one with).
     pub district: u32,
 }
 
@@ -934,9 +957,6 @@ impl AddressFold {
         }
         if i < 3 && v.is_some() && self.place == 0 {
             self.place = h | 1;
-        }
-        if i == 3 && v.is_some() {
-            self.district = h as u32 | 1;
         }
     }
 

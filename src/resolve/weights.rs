@@ -23,7 +23,7 @@ use super::compare::{FIELDS, Field, Gamma, MISSING};
 use super::records::PassThrough;
 
 /// Levels per field, at most.
-pub const MAX_LEVELS: usize = 4;
+pub const MAX_LEVELS: usize = 5;
 
 /// Comparison-vector counts.
 #[derive(Debug, Clone, Default)]
