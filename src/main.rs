@@ -112,6 +112,11 @@ enum Command {
         /// Do not attribute event records.
         #[arg(long)]
         skip_events: bool,
+        /// Instead of resolving from scratch, place the records of this new source (a source
+        /// config, its CSV beside it) into the entities of the build already in OUT, one
+        /// record at a time, and append to its files.
+        #[arg(long, value_name = "CONFIG")]
+        add: Option<PathBuf>,
     },
     /// Pairwise precision, recall and F1 of a links file against truth files
     /// (source,record_id,true_key), overall, per source, and keyed or not.
@@ -205,8 +210,24 @@ fn main() -> Result<()> {
         Command::Resolve {
             ingested,
             out,
+            add: Some(config),
+            ..
+        } => {
+            let report = resolve::incremental::add_source(
+                &ingested,
+                &out,
+                &config,
+                resolve::Thresholds::default(),
+            )?;
+            print!("{}", report.render());
+            Ok(())
+        }
+        Command::Resolve {
+            ingested,
+            out,
             previous_keys,
             skip_events,
+            add: None,
         } => {
             let opts = ResolveOptions {
                 previous_keys,

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use mianshen::ingest::{IngestOptions, ingest_dir};
 use mianshen::resolve::eval::eval_links;
-use mianshen::resolve::{ResolveOptions, resolve_dir};
+use mianshen::resolve::incremental::add_source;
+use mianshen::resolve::{ResolveOptions, Thresholds, resolve_dir};
 use mianshen::source::city::{CityParams, generate_files};
 
 fn fixtures() -> PathBuf {
@@ -136,6 +137,73 @@ fn golden_cases_accuracy_and_stable_keys() {
         minted += usize::from(k.starts_with('P') && k.len() == 17);
     }
     assert!(compared > 10_000 && minted > 0, "{compared} {minted}");
+}
+
+#[test]
+fn adding_a_source_places_its_records_one_by_one() {
+    let src = tempfile::tempdir().unwrap();
+    let ing = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    city_with_fixture(src.path());
+    // Build without the fixture's accounts, then add them.
+    let held = tempfile::tempdir().unwrap();
+    for f in ["account.csv", "account.toml"] {
+        std::fs::rename(src.path().join("FIX").join(f), held.path().join(f)).unwrap();
+    }
+    ingest_dir(src.path(), ing.path(), &opts()).unwrap();
+    let opts = ResolveOptions {
+        skip_events: true,
+        ..Default::default()
+    };
+    resolve_dir(ing.path(), out.path(), &opts).unwrap();
+    let before = links(out.path()).len();
+    let report = add_source(
+        ing.path(),
+        out.path(),
+        &held.path().join("account.toml"),
+        Thresholds::default(),
+    )
+    .unwrap();
+    assert_eq!(report.records, 7);
+    assert_eq!(report.latencies_us.len(), 7);
+    let l = links(out.path());
+    assert_eq!(l.len(), before + 7);
+    let key = |s: &str, r: &str| l[&(s.to_string(), r.to_string())].clone();
+    let (p, a) = (|r| key("FIX.person", r), |r| key("FIX.account", r));
+    assert_eq!(a("u1"), p("p1"));
+    assert_eq!(a("u2"), p("p2"));
+    assert_eq!(a("u3"), p("p4"));
+    assert_eq!(a("u4"), p("p5"));
+    assert_eq!(a("u5"), p("p6"));
+    // The second stranger's account finds the first one, added a moment before.
+    assert_eq!(a("u6"), a("u7"));
+    // A second addition sees the first: the build and its additions stay in step.
+    let again = add_source(
+        ing.path(),
+        out.path(),
+        &held.path().join("account.toml"),
+        Thresholds::default(),
+    )
+    .unwrap();
+    assert_eq!(again.records, 7);
+    // (Even the stranger is known now.)
+    assert_eq!(again.by_key + again.placed, 7, "{}", again.render());
+    assert_eq!(again.new_entities, 0);
+    // A links file that no longer matches the segments is refused, not trusted.
+    let links_path = out.path().join("links.csv");
+    let text = std::fs::read_to_string(&links_path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.swap(1, 2);
+    std::fs::write(&links_path, lines.join("\n") + "\n").unwrap();
+    let e = add_source(
+        ing.path(),
+        out.path(),
+        &held.path().join("account.toml"),
+        Thresholds::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("does not match"), "{e}");
 }
 
 #[test]

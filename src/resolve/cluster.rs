@@ -83,7 +83,13 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    fn new(gamma: Gamma, tf_name: f64, tf_phone: f64, prior: f64, bits: f64) -> Evidence {
+    pub(crate) fn new(
+        gamma: Gamma,
+        tf_name: f64,
+        tf_phone: f64,
+        prior: f64,
+        bits: f64,
+    ) -> Evidence {
         Evidence {
             gamma,
             tf_name: tf_name as f32,
@@ -157,14 +163,14 @@ pub struct Linked {
 }
 
 /// Term-frequency tables of names and phones.
-struct Frequencies {
+pub(crate) struct Frequencies {
     phone: HashMap<u64, u32>,
     mean_name: f64,
     mean_phone: f64,
 }
 
 impl Frequencies {
-    fn new(recs: &Records) -> Frequencies {
+    pub(crate) fn new(recs: &Records) -> Frequencies {
         let mean = |counts: &mut dyn Iterator<Item = u32>| {
             let (mut s, mut s2) = (0f64, 0f64);
             for c in counts {
@@ -186,7 +192,7 @@ impl Frequencies {
         }
     }
 
-    fn adjust(&self, recs: &Records, r: usize, g: &Gamma) -> (f64, f64) {
+    pub(crate) fn adjust(&self, recs: &Records, r: usize, g: &Gamma) -> (f64, f64) {
         let name = if g[Field::Name as usize] == 3 && recs.f[r].name != NONE {
             tf_adjustment(
                 recs.names.strings.count[recs.f[r].name as usize],
@@ -208,7 +214,7 @@ impl Frequencies {
 }
 
 /// Entities' member records, as offsets into one array.
-struct Members {
+pub(crate) struct Members {
     offsets: Vec<u32>,
     records: Vec<u32>,
 }
@@ -217,7 +223,7 @@ impl Members {
     /// Members of each entity, with records whose compared features are identical to an
     /// earlier member's left out (the same person's pension, unemployment and injury
     /// insurance rows compare alike: once is enough).
-    fn build_distinct(recs: &Records, entity_of: &[u32], entities: usize) -> Members {
+    pub(crate) fn build_distinct(recs: &Records, entity_of: &[u32], entities: usize) -> Members {
         let all = Members::build(entity_of, entities);
         let feature = |r: usize| {
             let f = &recs.f[r];
@@ -281,11 +287,14 @@ impl Members {
         Members { offsets, records }
     }
 
-    fn of(&self, e: u32) -> impl Iterator<Item = usize> + '_ {
-        let (s, t) = (self.offsets[e as usize], self.offsets[e as usize + 1]);
-        self.records[s as usize..t as usize]
-            .iter()
-            .map(|&r| r as usize)
+    /// Members of entity `e` (none for an entity made after the table was built).
+    pub(crate) fn of(&self, e: u32) -> impl Iterator<Item = usize> + '_ {
+        let e = e as usize;
+        let (s, t) = match (self.offsets.get(e), self.offsets.get(e + 1)) {
+            (Some(&s), Some(&t)) => (s as usize, t as usize),
+            _ => (0, 0),
+        };
+        self.records[s..t].iter().map(|&r| r as usize)
     }
 }
 
@@ -297,7 +306,7 @@ pub fn looks_like_org(name: &str) -> bool {
     name.chars().count() >= 6 || MARKS.iter().any(|m| name.contains(m))
 }
 
-fn kind_of_keyed(recs: &Records, r: usize) -> Kind {
+pub(crate) fn kind_of_keyed(recs: &Records, r: usize) -> Kind {
     let k = recs.f[r].kinds;
     if k == 1 << Kind::Household as u8 {
         return Kind::Household;
@@ -314,7 +323,7 @@ fn kind_of_keyed(recs: &Records, r: usize) -> Kind {
 }
 
 /// Whether record `r` may belong to an entity of `kind`.
-fn kind_ok(recs: &Records, r: usize, kind: Kind) -> bool {
+pub(crate) fn kind_ok(recs: &Records, r: usize, kind: Kind) -> bool {
     recs.f[r].kinds & (1 << kind as u8) != 0
 }
 
@@ -689,7 +698,7 @@ fn splitmix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn cluster_kind(recs: &Records, members: &[usize]) -> Kind {
+pub(crate) fn cluster_kind(recs: &Records, members: &[usize]) -> Kind {
     let mask = members.iter().fold(0xFF, |m, &r| m & recs.f[r].kinds);
     for k in [Kind::Household, Kind::Person, Kind::Enterprise] {
         if mask == 1 << k as u8 {

@@ -112,6 +112,9 @@ pub fn resolve_dir(
     entities?;
     minted?;
     write_model(&linked, &out.join("model.txt"))?;
+    write_atomic(&out.join("model.tsv"), |w| {
+        w.write_all(linked.model.to_tsv().as_bytes())
+    })?;
     let t3 = Instant::now();
     let events = if opts.skip_events {
         Vec::new()
@@ -153,7 +156,7 @@ pub fn resolve_dir(
 }
 
 /// Writes `path` through a temporary file renamed into place.
-fn write_atomic(
+pub(crate) fn write_atomic(
     path: &Path,
     body: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), ResolveError> {
@@ -167,7 +170,7 @@ fn write_atomic(
 }
 
 /// CSV field quoting for values that may hold commas or quotes.
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\"")).into()
     } else {

@@ -9,6 +9,7 @@
 //!   deterministic keys as free labels, and term-frequency adjustments.
 //! - [`keys`]: valid identifiers one edit from a broken one; minted, persisted stable keys.
 //! - [`cluster`]: keys, then placement of keyless records, then constrained clustering.
+//! - [`incremental`]: `resolve --add`, new records placed into an earlier build's entities.
 //! - [`links`]: the links, entities and model files a build writes, and the summary.
 //! - [`events`]: attribution of event records to entities (a join on local keys).
 //! - [`eval`]: pairwise precision, recall and F1 of a links file against truth files.
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod compare;
 pub mod eval;
 pub mod events;
+pub mod incremental;
 pub mod keys;
 pub mod links;
 pub mod records;

@@ -78,6 +78,8 @@ pub struct SourceInfo {
     /// First record of the source in [`Records`].
     pub first: u32,
     pub len: u32,
+    /// Which of the folders given to [`Records::load_many`] it came from.
+    pub folder: usize,
 }
 
 /// A hasher for keys that are already hashes.
@@ -456,10 +458,25 @@ impl Records {
 
     /// Reads every identity segment under `segments`, in file-name order.
     pub fn load(segments: &Path) -> Result<Records, ResolveError> {
-        let paths = segment_paths(segments)?;
+        Records::load_many(&[segments])
+    }
+
+    /// Reads every identity segment under each folder, folder by folder.
+    pub fn load_many(folders: &[&Path]) -> Result<Records, ResolveError> {
+        let mut paths = Vec::new();
+        for (i, f) in folders.iter().enumerate() {
+            paths.extend(segment_paths(f)?.into_iter().map(|p| (i, p)));
+        }
         let loaded: Vec<Option<Loaded>> = paths
             .par_iter()
-            .map(|p| load_source(p))
+            .map(|(i, p)| {
+                load_source(p).map(|l| {
+                    l.map(|mut l| {
+                        l.folder = *i;
+                        l
+                    })
+                })
+            })
             .collect::<Result<_, _>>()?;
         let loaded: Vec<Loaded> = loaded.into_iter().flatten().collect();
         let mut recs = Records::default();
@@ -474,6 +491,7 @@ impl Records {
                 subject: l.subject,
                 first: recs.f.len() as u32,
                 len: l.rows as u32,
+                folder: l.folder,
             });
             for (i, rec) in l.recs.iter().enumerate() {
                 let mut f = *rec;
@@ -534,6 +552,7 @@ struct Loaded {
     source_name: String,
     subject: Subject,
     rows: usize,
+    folder: usize,
     /// Features, with `id`, `name` and `alt_name` pointing into `strings` until appended.
     recs: Vec<Rec>,
     record_id: Vec<u32>,

@@ -147,6 +147,86 @@ impl Model {
         model
     }
 
+    /// The model as text that [`Model::from_tsv`] reads back exactly (`resolve --add` uses
+    /// the build's model rather than estimating a new one).
+    pub fn to_tsv(&self) -> String {
+        let mut o = format!(
+            "lambda\t{}\nprior\t{}\niterations\t{}\n",
+            self.lambda, self.prior, self.iterations
+        );
+        for f in Field::ALL {
+            for l in 0..f.levels() {
+                let i = f as usize;
+                o.push_str(&format!(
+                    "level\t{}\t{l}\t{}\t{}\t{}\n",
+                    f.as_str(),
+                    self.m[i][l],
+                    self.u[i][l],
+                    self.u_candidates[i][l]
+                ));
+            }
+        }
+        o
+    }
+
+    /// Reads a model written by [`Model::to_tsv`].
+    pub fn from_tsv(text: &str) -> Result<Model, String> {
+        let mut model = Model {
+            m: [[0.0; MAX_LEVELS]; FIELDS],
+            u: [[0.0; MAX_LEVELS]; FIELDS],
+            u_candidates: [[0.0; MAX_LEVELS]; FIELDS],
+            lambda: 0.0,
+            prior: 0.0,
+            weight: [[0.0; MAX_LEVELS]; FIELDS],
+            iterations: 0,
+            labelled_matches: 0.0,
+            labelled_non_matches: 0.0,
+            unlabelled: 0.0,
+        };
+        let num = |s: Option<&str>, line: usize| -> Result<f64, String> {
+            s.and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("line {line}: expected a number"))
+        };
+        for (n, line) in text.lines().enumerate() {
+            let mut p = line.split('\t');
+            match p.next() {
+                Some("lambda") => model.lambda = num(p.next(), n + 1)?,
+                Some("prior") => model.prior = num(p.next(), n + 1)?,
+                Some("iterations") => model.iterations = num(p.next(), n + 1)? as usize,
+                Some("level") => {
+                    let field = p.next().unwrap_or("");
+                    let f = Field::ALL
+                        .iter()
+                        .find(|f| f.as_str() == field)
+                        .ok_or_else(|| format!("line {}: unknown field {field:?}", n + 1))?;
+                    let l = num(p.next(), n + 1)? as usize;
+                    if l >= f.levels() {
+                        return Err(format!("line {}: level {l} out of range", n + 1));
+                    }
+                    let i = *f as usize;
+                    model.m[i][l] = num(p.next(), n + 1)?;
+                    model.u[i][l] = num(p.next(), n + 1)?;
+                    model.u_candidates[i][l] = num(p.next(), n + 1)?;
+                }
+                _ => return Err(format!("line {}: unexpected {line:?}", n + 1)),
+            }
+        }
+        for f in Field::ALL {
+            for l in 0..f.levels() {
+                let (m, u) = (model.m[f as usize][l], model.u[f as usize][l]);
+                if !(m > 0.0 && u > 0.0) {
+                    return Err(format!(
+                        "{} level {l}: m and u must be positive",
+                        f.as_str()
+                    ));
+                }
+                model.weight[f as usize][l] = (m / u).log2();
+            }
+        }
+        Ok(model)
+    }
+
     /// The prior in bits: a record and an entity drawn at random match with probability
     /// about one in the number of entities. Field weights use `u` of random pairs, so the
     /// prior is that of random pairs too (blocking only chooses which pairs to score).
@@ -259,6 +339,9 @@ mod tests {
         c.add(agree, 300.0);
         c.add(differ, 700.0);
         let model = Model::estimate(&m, &u, &c, &u, 1000);
+        let back = Model::from_tsv(&model.to_tsv()).unwrap();
+        assert_eq!(back.weight, model.weight);
+        assert_eq!(back.prior, model.prior);
         assert!((model.lambda - 0.3).abs() < 0.05, "lambda {}", model.lambda);
         assert!(model.weight_of(&agree) > 10.0);
         assert!(model.weight_of(&differ) < -5.0);
