@@ -11,11 +11,12 @@
 //! - [`ingest`]: normalization, validation, quarantine, normalized columnar segments.
 //! - [`resolve`]: identity records → entities (keys, Fellegi–Sunter placement, constrained
 //!   clustering, stable keys), event records → entities; and link evaluation.
+//! - [`profile`]: one entity as the departments know it: records, relations, events.
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
 //!   shared by every stage.
 //! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place.
 //!
-//! Profiles, snapshots, the policy engine and the gRPC server are the next stages
+//! Snapshots, the policy engine and the gRPC server are the next stages
 //! (issues 3–5); each will be a module here, importing only from the stages before it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -25,5 +26,6 @@ pub mod error;
 pub mod ids;
 pub mod ingest;
 pub mod mmap;
+pub mod profile;
 pub mod resolve;
 pub mod source;

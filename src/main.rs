@@ -128,6 +128,18 @@ enum Command {
         #[arg(long)]
         links: PathBuf,
     },
+    /// Print one entity's profile: its source records with their link confidences and
+    /// evidence, its relations, and its events per source.
+    Profile {
+        /// The entity's key: id number, USCC, household number or minted key.
+        key: String,
+        /// The ingest output the build was made from.
+        #[arg(long)]
+        ingested: PathBuf,
+        /// The resolve output folder.
+        #[arg(long)]
+        resolved: PathBuf,
+    },
     /// Print the schema and the first rows of a normalized segment.
     Inspect {
         /// A `.seg` file written by ingest.
@@ -242,6 +254,15 @@ fn main() -> Result<()> {
         Command::EvalLinks { truth, links } => {
             let report = resolve::eval::eval_links(&truth, &links)?;
             print!("{}", report.render());
+            Ok(())
+        }
+        Command::Profile {
+            key,
+            ingested,
+            resolved,
+        } => {
+            let p = mianshen::profile::profile(&ingested, &resolved, &key)?;
+            print!("{}", p.render());
             Ok(())
         }
         Command::Inspect { segment, rows } => inspect(&segment, rows),

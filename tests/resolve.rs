@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use mianshen::ingest::{IngestOptions, ingest_dir};
+use mianshen::profile::profile;
 use mianshen::resolve::eval::eval_links;
 use mianshen::resolve::incremental::add_source;
 use mianshen::resolve::{ResolveOptions, Thresholds, resolve_dir};
@@ -87,6 +88,38 @@ fn golden_cases_accuracy_and_stable_keys() {
     // Nobody known: the two accounts of the same stranger cluster under one minted key.
     assert_eq!(a("u6"), a("u7"));
     assert!(a("u6").starts_with('P'), "{}", a("u6"));
+
+    // The profile of 张伟: both records, the account's evidence.
+    let prof = profile(ing.path(), out.path(), &p("p1")).unwrap();
+    assert_eq!(prof.kind, "person");
+    let acc = prof
+        .records
+        .iter()
+        .find(|r| r.source == "FIX.account" && r.record_id == "u1")
+        .expect("the homophone account is in the profile");
+    assert_eq!(acc.method, "placed");
+    assert!(acc.evidence.contains("name=same sound"), "{}", acc.evidence);
+    assert!(
+        acc.fields
+            .iter()
+            .any(|(k, v)| k == "holder_name" && v == "章伟")
+    );
+    // A city person: a household relation and events, with missing sums kept missing.
+    let person = l
+        .iter()
+        .find(|((s, _), k)| s == "GA.person" && k.len() == 18)
+        .map(|(_, k)| k.clone())
+        .unwrap();
+    let prof = profile(ing.path(), out.path(), &person).unwrap();
+    assert!(
+        prof.relations
+            .iter()
+            .any(|r| r.via == "GA.person.household_no" && r.other.contains("household")),
+        "{}",
+        prof.render()
+    );
+    assert!(!prof.events.is_empty(), "{}", prof.render());
+    assert!(profile(ing.path(), out.path(), "no-such-key").is_err());
 
     // Accuracy on the generated city, from its truth files plus the fixture's.
     let truth = tempfile::tempdir().unwrap();

@@ -81,7 +81,7 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ResolveError + '_ {
 }
 
 /// Splits one CSV line (fields may be quoted).
-fn split_csv(line: &str) -> Vec<String> {
+pub fn split_csv(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;

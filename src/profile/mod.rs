@@ -1,0 +1,481 @@
+//! Profiles: one entity as the city's departments know it.
+//!
+//! `mianshen profile KEY` reads a resolve build (`entities.csv`, `links.csv`, `events/`) and
+//! the ingested segments, and prints:
+//! - the entity's source records, every normalized field, with each link's method,
+//!   confidence, doubtful flag and evidence;
+//! - relations: identifiers its records point to (spouse, employer, household), and records
+//!   elsewhere that point to it (enterprises it represents, employees, children);
+//! - its events per source: rows, period, and sums of amounts and quantities. Missing values
+//!   stay missing: a sum over no values is shown as "–", never 0.
+//!
+//! This is the per-entity view of the hotline; the columnar profile tables that the policy
+//! engine reads are built with the snapshot.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::date::{Date, Month};
+use crate::error::ResolveError;
+use crate::ingest::segment::{ColumnType, Segment};
+use crate::resolve::eval::split_csv;
+use crate::resolve::records::segment_paths;
+use crate::source::config::{Role, SourceConfig, TableKind};
+
+/// One entity's source record.
+#[derive(Debug, Clone)]
+pub struct SourceRecord {
+    pub source: String,
+    pub record_id: String,
+    pub method: String,
+    pub confidence: String,
+    pub doubtful: bool,
+    pub evidence: String,
+    /// Normalized fields, as `(column, value)`.
+    pub fields: Vec<(String, String)>,
+}
+
+/// A relation to another entity or record.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    /// `DEPT.table.column` of the pointing value.
+    pub via: String,
+    /// The other side: an entity key, or `source#record_id` for a record without one.
+    pub other: String,
+    /// `out`: this entity's record points at `other`; `in`: `other` points at this entity.
+    pub incoming: bool,
+}
+
+/// One event source's rows for the entity.
+#[derive(Debug, Clone)]
+pub struct EventSummary {
+    pub source: String,
+    pub rows: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// Sums of amount (yuan) and quantity columns over the rows that have a value; `None`
+    /// when no row has one.
+    pub sums: Vec<(String, Option<f64>)>,
+}
+
+/// Everything `mianshen profile` prints.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub key: String,
+    pub kind: String,
+    pub identified: bool,
+    pub records: Vec<SourceRecord>,
+    pub relations: Vec<Relation>,
+    pub events: Vec<EventSummary>,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ResolveError + '_ {
+    move |e| ResolveError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+fn seg_err(path: &Path) -> impl Fn(crate::error::SegmentError) -> ResolveError + '_ {
+    move |e| ResolveError::Segment {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// A segment with its source config.
+struct Source {
+    path: PathBuf,
+    seg: Segment,
+    config: SourceConfig,
+}
+
+fn open_sources(dir: &Path) -> Result<Vec<Source>, ResolveError> {
+    let mut out = Vec::new();
+    for path in segment_paths(dir)? {
+        let seg = Segment::open(&path).map_err(seg_err(&path))?;
+        let Some(toml) = seg.meta("config") else {
+            continue;
+        };
+        let config =
+            SourceConfig::from_toml(toml, &path).map_err(|e| ResolveError::Input(e.to_string()))?;
+        out.push(Source { path, seg, config });
+    }
+    Ok(out)
+}
+
+/// The role of a segment column, from the config (`col`, `col.raw`, `col.status`, …).
+fn role_of(config: &SourceConfig, column: &str) -> Option<Role> {
+    let base = column.split('.').next().unwrap_or(column);
+    config
+        .columns
+        .iter()
+        .find(|c| c.name == base)
+        .map(|c| c.role)
+}
+
+/// An int value as its role reads.
+fn show_int(role: Option<Role>, v: i64) -> String {
+    match role {
+        Some(Role::BirthDate | Role::Date) => i32::try_from(v)
+            .map(|d| Date(d).to_string())
+            .unwrap_or_else(|_| v.to_string()),
+        Some(Role::Month) => i32::try_from(v)
+            .map(|m| Month(m).to_string())
+            .unwrap_or_else(|_| v.to_string()),
+        Some(Role::Amount) => format!("{:.2}", v as f64 / 100.0),
+        Some(Role::Quantity) => format!("{}", v as f64 / 1000.0),
+        _ => v.to_string(),
+    }
+}
+
+/// The row of `record_id` in a source (by its record-id column, else its line number).
+fn find_row(src: &Source, record_id: &str) -> Result<Option<usize>, ResolveError> {
+    let rid = src
+        .config
+        .columns
+        .iter()
+        .find(|c| c.role == Role::RecordId)
+        .map(|c| c.name.clone());
+    let mut found = None;
+    match rid {
+        Some(c) => src
+            .seg
+            .for_each_str(&c, |r, v| {
+                if found.is_none() && v == Some(record_id) {
+                    found = Some(r);
+                }
+            })
+            .map_err(seg_err(&src.path))?,
+        None => {
+            let lines = src.seg.ints("_line").map_err(seg_err(&src.path))?;
+            found = lines
+                .iter()
+                .position(|l| l.map(|l| l.to_string()).as_deref() == Some(record_id));
+        }
+    }
+    Ok(found)
+}
+
+/// Every non-empty normalized field of one row (raw and status columns, address
+/// components and the line number left out: the canonical value says it).
+fn row_fields(src: &Source, row: usize) -> Result<Vec<(String, String)>, ResolveError> {
+    let mut out = Vec::new();
+    for col in src.seg.schema() {
+        let name = &col.name;
+        if name == "_line" || (name.contains('.') && !name.ends_with(".status")) {
+            continue;
+        }
+        let role = role_of(&src.config, name);
+        let value = match col.ty {
+            ColumnType::Int => src
+                .seg
+                .ints(name)
+                .map_err(seg_err(&src.path))?
+                .get(row)
+                .copied()
+                .flatten()
+                .map(|v| show_int(role, v)),
+            _ => {
+                let mut v = None;
+                src.seg
+                    .for_each_str(name, |r, s| {
+                        if r == row {
+                            v = s.map(str::to_string);
+                        }
+                    })
+                    .map_err(seg_err(&src.path))?;
+                v
+            }
+        };
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            out.push((name.clone(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the profile of the entity whose key (id number, USCC, household number or
+/// minted key) is `key`.
+pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, ResolveError> {
+    let seg_dir = {
+        let s = ingested.join("segments");
+        if s.is_dir() {
+            s
+        } else {
+            ingested.to_path_buf()
+        }
+    };
+    // The entity.
+    let ent_path = resolved.join("entities.csv");
+    let file = std::fs::File::open(&ent_path).map_err(io(&ent_path))?;
+    let mut entity: Option<(u32, String, bool)> = None;
+    let mut kinds: HashMap<String, String> = HashMap::new();
+    for line in BufReader::new(file).lines().skip(1) {
+        let line = line.map_err(io(&ent_path))?;
+        let f = split_csv(&line);
+        if f.len() < 4 {
+            continue;
+        }
+        if f[1] == key {
+            entity = Some((f[0].parse().unwrap_or(u32::MAX), f[2].clone(), f[3] == "1"));
+        }
+        kinds.insert(f[1].clone(), f[2].clone());
+    }
+    let Some((index, kind, identified)) = entity else {
+        return Err(ResolveError::Input(format!(
+            "no entity with key {key:?} in {}",
+            ent_path.display()
+        )));
+    };
+
+    // Its records.
+    let sources = open_sources(&seg_dir)?;
+    let by_name: HashMap<String, usize> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.config.source_name(), i))
+        .collect();
+    let links_path = resolved.join("links.csv");
+    let file = std::fs::File::open(&links_path).map_err(io(&links_path))?;
+    let mut records = Vec::new();
+    for line in BufReader::with_capacity(1 << 20, file).lines().skip(1) {
+        let line = line.map_err(io(&links_path))?;
+        // Cheap test before the full split: the key is the third field.
+        if !line.contains(key) {
+            continue;
+        }
+        let f = split_csv(&line);
+        if f.len() < 8 || f[2] != key {
+            continue;
+        }
+        let fields = match by_name.get(&f[0]) {
+            Some(&s) => match find_row(&sources[s], &f[1])? {
+                Some(row) => row_fields(&sources[s], row)?,
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        records.push(SourceRecord {
+            source: f[0].clone(),
+            record_id: f[1].clone(),
+            confidence: f[4].clone(),
+            doubtful: f[5] == "1",
+            method: f[6].clone(),
+            evidence: f[7].clone(),
+            fields,
+        });
+    }
+
+    // Relations: what its records point to, and what points to it.
+    let mut relations = Vec::new();
+    let is_ref = |r: Role| matches!(r, Role::PersonRef | Role::EnterpriseRef | Role::PartyRef);
+    for rec in &records {
+        let Some(&s) = by_name.get(&rec.source) else {
+            continue;
+        };
+        let config = &sources[s].config;
+        for (col, value) in &rec.fields {
+            let role = role_of(config, col);
+            let points = role.is_some_and(is_ref)
+                || (role == Some(Role::Key) && kinds.get(value).is_some_and(|k| k == "household"));
+            if points && value != key {
+                relations.push(Relation {
+                    via: format!("{}.{col}", rec.source),
+                    other: format!(
+                        "{value} ({})",
+                        kinds.get(value).map_or("not resolved", String::as_str)
+                    ),
+                    incoming: false,
+                });
+            }
+        }
+    }
+    if identified {
+        for src in &sources {
+            let subject_col = src
+                .config
+                .columns
+                .iter()
+                .find(|c| {
+                    matches!(
+                        c.role,
+                        Role::PersonId | Role::EnterpriseId | Role::PartyId | Role::RecordId
+                    )
+                })
+                .map(|c| c.name.clone());
+            for c in src.config.columns.iter().filter(|c| is_ref(c.role)) {
+                let mut rows = Vec::new();
+                src.seg
+                    .for_each_str(&c.name, |r, v| {
+                        if v == Some(key) {
+                            rows.push(r);
+                        }
+                    })
+                    .map_err(seg_err(&src.path))?;
+                if rows.is_empty() {
+                    continue;
+                }
+                let subjects = match &subject_col {
+                    Some(sc) => src.seg.strings(sc).map_err(seg_err(&src.path))?,
+                    None => Vec::new(),
+                };
+                for r in rows {
+                    let other = subjects
+                        .get(r)
+                        .cloned()
+                        .flatten()
+                        .map(|v| match kinds.get(&v) {
+                            Some(k) => format!("{v} ({k})"),
+                            None => v,
+                        })
+                        .unwrap_or_else(|| format!("{}#{}", src.config.source_name(), r + 1));
+                    relations.push(Relation {
+                        via: format!("{}.{}", src.config.source_name(), c.name),
+                        other,
+                        incoming: true,
+                    });
+                }
+            }
+        }
+    }
+    relations.sort_by(|a, b| (a.incoming, &a.via, &a.other).cmp(&(b.incoming, &b.via, &b.other)));
+    relations.dedup_by(|a, b| a.incoming == b.incoming && a.via == b.via && a.other == b.other);
+
+    // Events attributed to it.
+    let mut events = Vec::new();
+    let ev_dir = resolved.join("events");
+    if ev_dir.is_dir() {
+        for path in segment_paths(&ev_dir)? {
+            let seg = Segment::open(&path).map_err(seg_err(&path))?;
+            let Some(source) = seg.meta("source").map(str::to_string) else {
+                continue;
+            };
+            let rows: Vec<usize> = seg
+                .ints("entity")
+                .map_err(seg_err(&path))?
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| **e == Some(i64::from(index)))
+                .map(|(r, _)| r)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let Some(&s) = by_name.get(&source) else {
+                continue;
+            };
+            let src = &sources[s];
+            if src.config.kind == TableKind::Identity {
+                continue;
+            }
+            let mut summary = EventSummary {
+                source: source.clone(),
+                rows: rows.len() as u64,
+                first: None,
+                last: None,
+                sums: Vec::new(),
+            };
+            for col in &src.config.columns {
+                let values = match col.role {
+                    Role::Month | Role::Date | Role::Amount | Role::Quantity => {
+                        src.seg.ints(&col.name).map_err(seg_err(&src.path))?
+                    }
+                    _ => continue,
+                };
+                let picked: Vec<i64> = rows.iter().filter_map(|&r| values[r]).collect();
+                match col.role {
+                    Role::Month | Role::Date if summary.first.is_none() => {
+                        summary.first = picked.iter().min().map(|&v| show_int(Some(col.role), v));
+                        summary.last = picked.iter().max().map(|&v| show_int(Some(col.role), v));
+                    }
+                    Role::Amount => summary.sums.push((
+                        col.name.clone(),
+                        (!picked.is_empty())
+                            .then(|| picked.iter().map(|&v| v as f64).sum::<f64>() / 100.0),
+                    )),
+                    Role::Quantity => summary.sums.push((
+                        col.name.clone(),
+                        (!picked.is_empty())
+                            .then(|| picked.iter().map(|&v| v as f64).sum::<f64>() / 1000.0),
+                    )),
+                    _ => {}
+                }
+            }
+            events.push(summary);
+        }
+    }
+    Ok(Profile {
+        key: key.to_string(),
+        kind,
+        identified,
+        records,
+        relations,
+        events,
+    })
+}
+
+impl Profile {
+    pub fn render(&self) -> String {
+        let mut o = format!(
+            "{} {} ({}), {} source records\n",
+            self.kind,
+            self.key,
+            if self.identified {
+                "identifier"
+            } else {
+                "minted key"
+            },
+            self.records.len()
+        );
+        o.push_str("\nrecords:\n");
+        for r in &self.records {
+            o.push_str(&format!(
+                "  {} #{}: {} {}{}\n",
+                r.source,
+                r.record_id,
+                r.method,
+                r.confidence,
+                if r.doubtful { " DOUBTFUL" } else { "" }
+            ));
+            if !r.evidence.is_empty() {
+                o.push_str(&format!("    evidence: {}\n", r.evidence));
+            }
+            let fields: Vec<String> = r.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            o.push_str(&format!("    {}\n", fields.join("  ")));
+        }
+        if !self.relations.is_empty() {
+            o.push_str("\nrelations:\n");
+            for rel in &self.relations {
+                let arrow = if rel.incoming { "←" } else { "→" };
+                o.push_str(&format!("  {arrow} {} via {}\n", rel.other, rel.via));
+            }
+        }
+        if !self.events.is_empty() {
+            o.push_str("\nevents:\n");
+            for e in &self.events {
+                let period = match (&e.first, &e.last) {
+                    (Some(a), Some(b)) => format!(" {a} … {b}"),
+                    _ => String::new(),
+                };
+                let sums: Vec<String> = e
+                    .sums
+                    .iter()
+                    .map(|(c, v)| match v {
+                        Some(v) => format!("{c} Σ {v:.2}"),
+                        None => format!("{c} –"),
+                    })
+                    .collect();
+                o.push_str(&format!(
+                    "  {}: {} rows{}  {}\n",
+                    e.source,
+                    e.rows,
+                    period,
+                    sums.join("  ")
+                ));
+            }
+        }
+        o
+    }
+}
