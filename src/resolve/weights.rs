@@ -12,8 +12,11 @@
 //!   pair agrees on the address).
 //! - **unlabelled pairs**: every candidate of a record without a key. A semi-supervised EM
 //!   assigns each pattern a match probability and re-estimates `m` and the share of matches
-//!   `λ` among the candidates, with the labelled matches held at their class, until both
-//!   settle.
+//!   `λ` among the candidates, with the labelled matches held at their class and the
+//!   candidates' non-match distribution held at what the labelled non-matches (other
+//!   entities met in the blocks) show, until both settle. Measured: `m` from the labelled
+//!   pairs alone gives pairwise F1 0.978 on the 100k city, EM 0.9915: the unlabelled pairs
+//!   teach it, for one, that an operator's name on a shop's account is evidence.
 //!
 //! The truth files are never read here.
 
@@ -121,18 +124,9 @@ impl Model {
                 .iter()
                 .map(|(g, &n)| (g, n))
                 .chain(with_g.iter().map(|&(g, n, p)| (g, n * p)));
-            let u_iter = non_matches
-                .counts
-                .iter()
-                .map(|(g, &n)| (g, n))
-                .chain(with_g.iter().map(|&(g, n, p)| (g, n * (1.0 - p))));
             let m = level_shares(m_iter, true);
-            let u = level_shares(u_iter, false);
-            let change = max_change(&model.m, &m)
-                .max(max_change(&model.u_candidates, &u))
-                .max((lambda - model.lambda).abs());
+            let change = max_change(&model.m, &m).max((lambda - model.lambda).abs());
             model.m = m;
-            model.u_candidates = u;
             model.lambda = lambda;
             if change < 1e-5 {
                 break;
