@@ -927,7 +927,7 @@ fn id_state_of(status: &str, subject: Subject) -> IdState {
 
 /// The order address components are folded in. The road, village and estate come first so
 /// that the first of them present is the place (road before village before estate).
-const ADDRESS_FOLD_ORDER: [&str; 9] = [
+pub const ADDRESS_FOLD_ORDER: [&str; 9] = [
     "road", "village", "estate", "district", "town", "number", "building", "unit", "room",
 ];
 
