@@ -115,6 +115,8 @@ pub struct Stats {
     pub unkeyed_records: usize,
     pub placed: usize,
     pub placed_by_near_id: usize,
+    /// Placed in the second pass, through a record placed in the first.
+    pub placed_second_pass: usize,
     pub clustered: usize,
     pub single: usize,
     pub doubtful: usize,
@@ -537,6 +539,74 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         }
     }
     drop(decisions);
+
+    // 2d. A second pass over what is left, with placed records now members of their
+    // entities: a record that shares only an old address with an account placed in the
+    // first pass (the same household's gas and electricity accounts, written with the
+    // address it had before it moved) finds the entity through it.
+    let placed: Vec<usize> = unkeyed
+        .iter()
+        .copied()
+        .filter(|&r| method[r] == Method::Placed)
+        .collect();
+    if !placed.is_empty() && !leftover.is_empty() {
+        let members2 = Members::build_distinct(recs, &entity_of, entities.len());
+        let placed_index = BlockIndex::build(recs, placed.iter().copied(), Side::Keyed);
+        let second_pass: Vec<(Best, f64)> = leftover
+            .par_iter()
+            .map_init(
+                || (Vec::new(), Vec::new()),
+                |(buf, cands): &mut (Vec<u64>, Vec<u32>), &r| {
+                    cands.clear();
+                    for idx in [&index, &placed_index] {
+                        idx.for_each_candidate(recs, r, Side::Keyed, buf, |s| {
+                            cands.push(entity_of[s])
+                        });
+                    }
+                    cands.sort_unstable();
+                    cands.dedup();
+                    let mut best: Best = None;
+                    let mut second = f64::NEG_INFINITY;
+                    for &e in cands.iter() {
+                        if e == NONE || !kind_ok(recs, r, entities[e as usize].kind) {
+                            continue;
+                        }
+                        let g = compare_best(recs, r, members2.of(e));
+                        if !linkable(&g) {
+                            continue;
+                        }
+                        let (bits, tn, tp) = score(r, &g);
+                        match best {
+                            Some((b, ..)) if bits <= b => second = second.max(bits),
+                            _ => {
+                                if let Some((b, ..)) = best {
+                                    second = second.max(b);
+                                }
+                                best = Some((bits, e, false, g, tn, tp));
+                            }
+                        }
+                    }
+                    (best, second)
+                },
+            )
+            .collect();
+        let mut still = Vec::with_capacity(leftover.len());
+        for (&r, &(best, second)) in leftover.iter().zip(&second_pass) {
+            match best {
+                Some((bits, e, _, g, tn, tp)) if bits >= th.review => {
+                    entity_of[r] = e;
+                    method[r] = Method::Placed;
+                    confidence[r] = probability(bits) as f32;
+                    doubtful[r] = bits < th.accept || bits - second < th.margin;
+                    evidence.insert(r as u32, Evidence::new(g, tn, tp, prior(r), bits));
+                    stats.placed += 1;
+                    stats.placed_second_pass += 1;
+                }
+                _ => still.push(r),
+            }
+        }
+        leftover = still;
+    }
 
     clock.lap("placement");
     // 3. Clustering what is left.

@@ -315,8 +315,14 @@ impl ResolveReport {
             self.by_kind[2]
         ));
         o.push_str(&format!(
-            "  keyed {} · placed {} ({} through a near-valid id) · clustered {} · alone {} · doubtful {}\n",
-            s.keyed_records, s.placed, s.placed_by_near_id, s.clustered, s.single, s.doubtful
+            "  keyed {} · placed {} ({} through a near-valid id, {} in the second pass) · clustered {} · alone {} · doubtful {}\n",
+            s.keyed_records,
+            s.placed,
+            s.placed_by_near_id,
+            s.placed_second_pass,
+            s.clustered,
+            s.single,
+            s.doubtful
         ));
         o.push_str(&format!(
             "  candidate pairs {} (placement) + {} (clustering), {} blocks over their cap skipped, {} merges refused by constraints\n",
