@@ -550,7 +550,13 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         .filter(|&r| method[r] == Method::Placed)
         .collect();
     if !placed.is_empty() && !leftover.is_empty() {
-        let members2 = Members::build_distinct(recs, &entity_of, entities.len());
+        // Placed records by entity, beside the keyed members.
+        let mut placed_of = vec![NONE; n];
+        for &r in &placed {
+            placed_of[r] = entity_of[r];
+        }
+        let placed_members = Members::build(&placed_of, entities.len());
+        drop(placed_of);
         let placed_index = BlockIndex::build(recs, placed.iter().copied(), Side::Keyed);
         let second_pass: Vec<(Best, f64)> = leftover
             .par_iter()
@@ -571,7 +577,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                         if e == NONE || !kind_ok(recs, r, entities[e as usize].kind) {
                             continue;
                         }
-                        let g = compare_best(recs, r, members2.of(e));
+                        let g = compare_best(recs, r, members.of(e).chain(placed_members.of(e)));
                         if !linkable(&g) {
                             continue;
                         }
