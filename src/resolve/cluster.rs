@@ -1,4 +1,4 @@
-//! From records to entities, in three passes:
+//! From records to entities, in three steps:
 //!
 //! 1. **Keys.** Records with a valid id number, USCC or household number become entities
 //!    directly. Two different valid identifiers are never merged: every later link goes
@@ -8,7 +8,9 @@
 //!    with each entity's records, field by field at the best level, and scored with the
 //!    Fellegi–Sunter model estimated on these very comparisons. The best entity takes it when
 //!    the match probability is high enough; a probability in the review band, or a runner-up
-//!    close behind, marks the link doubtful.
+//!    close behind, marks the link doubtful. A second pass gives what is left another chance
+//!    with the placed records counted as members of their entities (an account written with
+//!    a household's old address meets another account of that household, placed already).
 //! 3. **Clustering.** Records placed nowhere are compared with one another through the same
 //!    blocks; pairs above the threshold merge, strongest first, under constraints (no
 //!    conflicting gender or birth date, compatible kinds, names never plainly different).
