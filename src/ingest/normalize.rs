@@ -588,6 +588,23 @@ pub fn parse_address(raw: &str) -> Address {
         if (2..=8).contains(&cand.chars().count()) && !cand.contains(['路', '号']) {
             a.village = cand.to_string();
             rest = &rest[i + '村'.len_utf8()..];
+            // A villagers' group (村民小组) belongs to the village, and the door number after
+            // it is a door number: "王庄村3组12号", "王庄村三组12号".
+            let group: String = rest.chars().take_while(|&c| is_num_char(c)).collect();
+            if !group.is_empty()
+                && let Some(r) = rest[group.len()..].strip_prefix('组')
+            {
+                let n = chinese_number(&group).map_or(group.clone(), |n| n.to_string());
+                a.village = format!("{}{n}组", a.village);
+                rest = r;
+                let num: String = rest.chars().take_while(|&c| is_num_char(c)).collect();
+                if let Some(r) = rest[num.len()..].strip_prefix('号')
+                    && !num.is_empty()
+                {
+                    a.number = chinese_number(&num).map_or(num.clone(), |n| n.to_string());
+                    rest = r;
+                }
+            }
         }
     }
     // Road and door number: "凯旋路123号".
@@ -879,8 +896,12 @@ mod tests {
         let a = parse_address("河南省商丘市虞城县利民镇王庄村3组12号");
         assert_eq!(a.region, Some(411425));
         assert_eq!(a.town, "利民镇");
-        assert_eq!(a.village, "王庄村");
-        assert_eq!(a.room, "12");
+        assert_eq!(a.village, "王庄村3组");
+        assert_eq!(a.number, "12");
+        assert_eq!(a.canonical(), "河南省商丘市虞城县利民镇王庄村3组12号");
+        // A regression: the group used to be read as a building and "组" left over
+        // ("王庄村3号楼12室组").
+        assert_eq!(parse_address("利民镇王庄村三组12号").village, "王庄村3组");
         let b = parse_address("永城市芒山镇李寨村");
         assert_eq!(b.district, "永城市");
         assert_eq!(b.village, "李寨村");
