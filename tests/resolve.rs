@@ -120,6 +120,20 @@ fn golden_cases_accuracy_and_stable_keys() {
     );
     assert!(!prof.events.is_empty(), "{}", prof.render());
     assert!(profile(ing.path(), out.path(), "no-such-key").is_err());
+    // An insured worker: the employer, from the monthly contributions.
+    let worker = l
+        .iter()
+        .find(|((s, _), k)| s == "RS.insured" && k.len() == 18)
+        .map(|(_, k)| k.clone())
+        .unwrap();
+    let prof = profile(ing.path(), out.path(), &worker).unwrap();
+    assert!(
+        prof.relations
+            .iter()
+            .any(|r| !r.incoming && r.via == "RS.contrib.uscc" && r.other.contains("enterprise")),
+        "{}",
+        prof.render()
+    );
 
     // Accuracy on the generated city, from its truth files plus the fixture's.
     let truth = tempfile::tempdir().unwrap();

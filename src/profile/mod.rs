@@ -277,6 +277,9 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
         };
         let config = &sources[s].config;
         for (col, value) in &rec.fields {
+            if col.contains('.') {
+                continue;
+            }
             let role = role_of(config, col);
             let points = role.is_some_and(is_ref)
                 || (role == Some(Role::Key) && kinds.get(value).is_some_and(|k| k == "household"));
@@ -294,17 +297,16 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
     }
     if identified {
         for src in &sources {
-            let subject_col = src
-                .config
-                .columns
-                .iter()
-                .find(|c| {
-                    matches!(
-                        c.role,
-                        Role::PersonId | Role::EnterpriseId | Role::PartyId | Role::RecordId
-                    )
-                })
-                .map(|c| c.name.clone());
+            // Who the pointing row is about: its subject's identifier, else its record id.
+            let subject_col = [
+                Role::PersonId,
+                Role::EnterpriseId,
+                Role::PartyId,
+                Role::RecordId,
+            ]
+            .iter()
+            .find_map(|&role| src.config.columns.iter().find(|c| c.role == role))
+            .map(|c| c.name.clone());
             for c in src.config.columns.iter().filter(|c| is_ref(c.role)) {
                 let mut rows = Vec::new();
                 src.seg
@@ -340,8 +342,6 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
             }
         }
     }
-    relations.sort_by(|a, b| (a.incoming, &a.via, &a.other).cmp(&(b.incoming, &b.via, &b.other)));
-    relations.dedup_by(|a, b| a.incoming == b.incoming && a.via == b.via && a.other == b.other);
 
     // Events attributed to it.
     let mut events = Vec::new();
@@ -369,6 +369,34 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
             let src = &sources[s];
             if src.config.kind == TableKind::Identity {
                 continue;
+            }
+            // What these rows point to: a spouse in a marriage record, the employer of
+            // every month's contribution.
+            for col in src.config.columns.iter().filter(|c| is_ref(c.role)) {
+                let mut seen: Vec<String> = Vec::new();
+                let mut at = 0usize;
+                src.seg
+                    .for_each_str(&col.name, |r, v| {
+                        while at < rows.len() && rows[at] < r {
+                            at += 1;
+                        }
+                        if at < rows.len()
+                            && rows[at] == r
+                            && let Some(v) = v.filter(|v| !v.is_empty() && *v != key)
+                            && !seen.iter().any(|s| s == v)
+                        {
+                            seen.push(v.to_string());
+                        }
+                    })
+                    .map_err(seg_err(&src.path))?;
+                for v in seen {
+                    let kind = kinds.get(&v).map_or("not resolved", String::as_str);
+                    relations.push(Relation {
+                        via: format!("{source}.{}", col.name),
+                        other: format!("{v} ({kind})"),
+                        incoming: false,
+                    });
+                }
             }
             let mut summary = EventSummary {
                 source: source.clone(),
@@ -406,6 +434,8 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
             events.push(summary);
         }
     }
+    relations.sort_by(|a, b| (a.incoming, &a.via, &a.other).cmp(&(b.incoming, &b.via, &b.other)));
+    relations.dedup_by(|a, b| a.incoming == b.incoming && a.via == b.via && a.other == b.other);
     Ok(Profile {
         key: key.to_string(),
         kind,
