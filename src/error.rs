@@ -84,7 +84,8 @@ pub enum IngestError {
 /// Errors of the resolve stage and of link evaluation.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    #[error("{path}: {source}")]
+    /// The segment error names the file already.
+    #[error("{source}")]
     Segment {
         path: PathBuf,
         #[source]
