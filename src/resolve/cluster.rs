@@ -499,31 +499,10 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     let mut evidence: HashMap<u32, Evidence> = HashMap::new();
     let mut leftover = Vec::new();
     // The best candidate of each record and the runner-up's weight, decided in parallel.
-    // (weight, entity, by near id, levels, name TF, phone TF) of the best candidate.
-    type Best = Option<(f64, u32, bool, Gamma, f64, f64)>;
     let decisions: Vec<(Best, f64)> = unkeyed
         .par_iter()
         .zip(scored.par_iter())
-        .map(|(&r, cands)| {
-            let mut best: Best = None;
-            let mut second = f64::NEG_INFINITY;
-            for &(e, near, g) in cands {
-                if !linkable(&g) {
-                    continue;
-                }
-                let (bits, tn, tp) = score(r, &g);
-                match best {
-                    Some((b, ..)) if bits <= b => second = second.max(bits),
-                    _ => {
-                        if let Some((b, ..)) = best {
-                            second = second.max(b);
-                        }
-                        best = Some((bits, e, near, g, tn, tp));
-                    }
-                }
-            }
-            (best, second)
-        })
+        .map(|(&r, cands)| best_of(cands.iter().copied(), |g| linkable(g).then(|| score(r, g))))
         .collect();
     drop(scored);
     for (&r, &(best, second)) in unkeyed.iter().zip(&decisions) {
@@ -573,28 +552,14 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                     }
                     cands.sort_unstable();
                     cands.dedup();
-                    let mut best: Best = None;
-                    let mut second = f64::NEG_INFINITY;
-                    for &e in cands.iter() {
-                        if e == NONE || !kind_ok(recs, r, entities[e as usize].kind) {
-                            continue;
-                        }
-                        let g = compare_best(recs, r, members.of(e).chain(placed_members.of(e)));
-                        if !linkable(&g) {
-                            continue;
-                        }
-                        let (bits, tn, tp) = score(r, &g);
-                        match best {
-                            Some((b, ..)) if bits <= b => second = second.max(bits),
-                            _ => {
-                                if let Some((b, ..)) = best {
-                                    second = second.max(b);
-                                }
-                                best = Some((bits, e, false, g, tn, tp));
-                            }
-                        }
-                    }
-                    (best, second)
+                    let compared = cands
+                        .iter()
+                        .filter(|&&e| e != NONE && kind_ok(recs, r, entities[e as usize].kind))
+                        .map(|&e| {
+                            let group = members.of(e).chain(placed_members.of(e));
+                            (e, false, compare_best(recs, r, group))
+                        });
+                    best_of(compared, |g| linkable(g).then(|| score(r, g)))
                 },
             )
             .collect();
@@ -767,6 +732,36 @@ struct Labelled {
     random: PatternCounts,
     buf: Vec<u64>,
     cands: Vec<(u32, bool)>,
+}
+
+/// The best candidate of a record: (weight, entity, found by a near-valid id, levels, name
+/// TF, phone TF).
+pub(crate) type Best = Option<(f64, u32, bool, Gamma, f64, f64)>;
+
+/// The best-scoring of the compared candidates `(entity, near id, levels)` and the
+/// runner-up's weight. `score` gives (weight, name TF, phone TF), or `None` for a candidate
+/// that may not link at all.
+pub(crate) fn best_of(
+    compared: impl Iterator<Item = (u32, bool, Gamma)>,
+    mut score: impl FnMut(&Gamma) -> Option<(f64, f64, f64)>,
+) -> (Best, f64) {
+    let mut best: Best = None;
+    let mut second = f64::NEG_INFINITY;
+    for (e, near, g) in compared {
+        let Some((bits, tn, tp)) = score(&g) else {
+            continue;
+        };
+        match best {
+            Some((b, ..)) if bits <= b => second = second.max(bits),
+            _ => {
+                if let Some((b, ..)) = best {
+                    second = second.max(b);
+                }
+                best = Some((bits, e, near, g, tn, tp));
+            }
+        }
+    }
+    (best, second)
 }
 
 fn splitmix(mut z: u64) -> u64 {

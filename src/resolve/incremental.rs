@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use super::block::{BlockIndex, Side, keys_of};
 use super::cluster::{
-    Entity, Evidence, Frequencies, Members, Method, Thresholds, cluster_kind, explain,
+    Entity, Evidence, Frequencies, Members, Method, Thresholds, best_of, cluster_kind, explain,
     kind_of_keyed, kind_ok,
 };
-use super::compare::{Field, Gamma, compare_best};
+use super::compare::{Field, compare_best};
 use super::keys::{KeyStore, mint_key, near_valid_ids};
 use super::links::csv_field;
 use super::records::{IdState, Kind, NONE, Records};
@@ -295,9 +295,7 @@ pub fn add_source(
                 .map(|k| per_kind[k])
                 .sum();
             let prior = -(n_prior.max(2) as f64).log2();
-            let mut best: Option<(f64, u32, Gamma, f64, f64)> = None;
-            let mut second = f64::NEG_INFINITY;
-            for &(e, _) in &cands {
+            let compared = cands.iter().map(|&(e, near)| {
                 let group = members.of(e).chain(
                     side_members
                         .get(&e)
@@ -305,24 +303,17 @@ pub fn add_source(
                         .flatten()
                         .map(|&s| s as usize),
                 );
-                let g = compare_best(&recs, r, group);
+                (e, near, compare_best(&recs, r, group))
+            });
+            let (best, second) = best_of(compared, |g| {
                 if g[Field::Name as usize] == 0 && g[Field::Id as usize] != 2 {
-                    continue;
+                    return None;
                 }
-                let (tn, tp) = freq.adjust(&recs, r, &g);
-                let bits = model.weight_of(&g) + tn + tp + prior;
-                match best {
-                    Some((b, ..)) if bits <= b => second = second.max(bits),
-                    _ => {
-                        if let Some((b, ..)) = best {
-                            second = second.max(b);
-                        }
-                        best = Some((bits, e, g, tn, tp));
-                    }
-                }
-            }
+                let (tn, tp) = freq.adjust(&recs, r, g);
+                Some((model.weight_of(g) + tn + tp + prior, tn, tp))
+            });
             match best {
-                Some((bits, e, g, tn, tp)) if bits >= th.review => {
+                Some((bits, e, _, g, tn, tp)) if bits >= th.review => {
                     method = Method::Placed;
                     confidence = probability(bits);
                     doubtful = bits < th.accept || bits - second < th.margin;
