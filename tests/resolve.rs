@@ -104,7 +104,7 @@ fn golden_cases_accuracy_and_stable_keys() {
             .iter()
             .any(|(k, v)| k == "holder_name" && v == "章伟")
     );
-    // A city person: a household relation and events, with missing sums kept missing.
+    // A city person: a household relation and events.
     let person = l
         .iter()
         .find(|((s, _), k)| s == "GA.person" && k.len() == 18)

@@ -14,13 +14,13 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::date::{Date, Month};
 use crate::error::ResolveError;
 use crate::ingest::segment::{ColumnType, Segment};
 use crate::resolve::eval::split_csv;
-use crate::resolve::records::segment_paths;
+use crate::resolve::records::{SourceSegment, seg_err, segment_paths, segments_dir};
 use crate::source::config::{Role, SourceConfig, TableKind};
 
 /// One entity's source record.
@@ -77,34 +77,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ResolveError + '_ {
     }
 }
 
-fn seg_err(path: &Path) -> impl Fn(crate::error::SegmentError) -> ResolveError + '_ {
-    move |e| ResolveError::Segment {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-/// A segment with its source config.
-struct Source {
-    path: PathBuf,
-    seg: Segment,
-    config: SourceConfig,
-}
-
-fn open_sources(dir: &Path) -> Result<Vec<Source>, ResolveError> {
-    let mut out = Vec::new();
-    for path in segment_paths(dir)? {
-        let seg = Segment::open(&path).map_err(seg_err(&path))?;
-        let Some(toml) = seg.meta("config") else {
-            continue;
-        };
-        let config =
-            SourceConfig::from_toml(toml, &path).map_err(|e| ResolveError::Input(e.to_string()))?;
-        out.push(Source { path, seg, config });
-    }
-    Ok(out)
-}
-
 /// The role of a segment column, from the config (`col`, `col.raw`, `col.status`, …).
 fn role_of(config: &SourceConfig, column: &str) -> Option<Role> {
     let base = column.split('.').next().unwrap_or(column);
@@ -130,67 +102,69 @@ fn show_int(role: Option<Role>, v: i64) -> String {
     }
 }
 
-/// The row of `record_id` in a source (by its record-id column, else its line number).
-fn find_row(src: &Source, record_id: &str) -> Result<Option<usize>, ResolveError> {
-    let rid = src
-        .config
-        .columns
-        .iter()
-        .find(|c| c.role == Role::RecordId)
-        .map(|c| c.name.clone());
-    let mut found = None;
-    match rid {
+/// The rows of `record_ids` in a source (by its record-id column, else its line number), in
+/// one pass over the column.
+fn find_rows(src: &SourceSegment, record_ids: &[&str]) -> Result<Vec<Option<usize>>, ResolveError> {
+    let mut found = vec![None; record_ids.len()];
+    let mut note = |r: usize, v: &str| {
+        for (i, id) in record_ids.iter().enumerate() {
+            if found[i].is_none() && *id == v {
+                found[i] = Some(r);
+            }
+        }
+    };
+    match src.config.columns.iter().find(|c| c.role == Role::RecordId) {
         Some(c) => src
             .seg
-            .for_each_str(&c, |r, v| {
-                if found.is_none() && v == Some(record_id) {
-                    found = Some(r);
-                }
-            })
+            .for_each_str(&c.name, |r, v| note(r, v.unwrap_or("")))
             .map_err(seg_err(&src.path))?,
         None => {
             let lines = src.seg.ints("_line").map_err(seg_err(&src.path))?;
-            found = lines
-                .iter()
-                .position(|l| l.map(|l| l.to_string()).as_deref() == Some(record_id));
+            for (r, l) in lines.iter().enumerate() {
+                note(r, &l.unwrap_or(0).to_string());
+            }
         }
     }
     Ok(found)
 }
 
-/// Every non-empty normalized field of one row (raw and status columns, address
-/// components and the line number left out: the canonical value says it).
-fn row_fields(src: &Source, row: usize) -> Result<Vec<(String, String)>, ResolveError> {
-    let mut out = Vec::new();
+/// Every non-empty normalized field of the given rows (raw and status columns, address
+/// components and the line number left out: the canonical value says it), reading each
+/// column once.
+fn rows_fields(
+    src: &SourceSegment,
+    rows: &[usize],
+) -> Result<Vec<Vec<(String, String)>>, ResolveError> {
+    let mut out = vec![Vec::new(); rows.len()];
     for col in src.seg.schema() {
         let name = &col.name;
         if name == "_line" || (name.contains('.') && !name.ends_with(".status")) {
             continue;
         }
         let role = role_of(&src.config, name);
-        let value = match col.ty {
-            ColumnType::Int => src
-                .seg
-                .ints(name)
-                .map_err(seg_err(&src.path))?
-                .get(row)
-                .copied()
-                .flatten()
-                .map(|v| show_int(role, v)),
-            _ => {
-                let mut v = None;
-                src.seg
-                    .for_each_str(name, |r, s| {
-                        if r == row {
-                            v = s.map(str::to_string);
-                        }
-                    })
-                    .map_err(seg_err(&src.path))?;
-                v
+        let mut values: Vec<Option<String>> = vec![None; rows.len()];
+        match col.ty {
+            ColumnType::Int => {
+                let ints = src.seg.ints(name).map_err(seg_err(&src.path))?;
+                for (v, &row) in values.iter_mut().zip(rows) {
+                    *v = ints.get(row).copied().flatten().map(|x| show_int(role, x));
+                }
             }
-        };
-        if let Some(v) = value.filter(|v| !v.is_empty()) {
-            out.push((name.clone(), v));
+            _ => src
+                .seg
+                .for_each_str(name, |r, s| {
+                    for (v, &row) in values.iter_mut().zip(rows) {
+                        if row == r {
+                            *v = s.map(str::to_string);
+                        }
+                    }
+                })
+                .map_err(seg_err(&src.path))?,
+        }
+        for (fields, v) in out.iter_mut().zip(values) {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                fields.push((name.clone(), v));
+            }
         }
     }
     Ok(out)
@@ -199,14 +173,7 @@ fn row_fields(src: &Source, row: usize) -> Result<Vec<(String, String)>, Resolve
 /// Builds the profile of the entity whose key (id number, USCC, household number or
 /// minted key) is `key`.
 pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, ResolveError> {
-    let seg_dir = {
-        let s = ingested.join("segments");
-        if s.is_dir() {
-            s
-        } else {
-            ingested.to_path_buf()
-        }
-    };
+    let seg_dir = segments_dir(ingested);
     // The entity.
     let ent_path = resolved.join("entities.csv");
     let file = std::fs::File::open(&ent_path).map_err(io(&ent_path))?;
@@ -231,7 +198,7 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
     };
 
     // Its records.
-    let sources = open_sources(&seg_dir)?;
+    let sources = SourceSegment::open_all(&seg_dir)?;
     let by_name: HashMap<String, usize> = sources
         .iter()
         .enumerate()
@@ -250,13 +217,6 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
         if f.len() < 8 || f[2] != key {
             continue;
         }
-        let fields = match by_name.get(&f[0]) {
-            Some(&s) => match find_row(&sources[s], &f[1])? {
-                Some(row) => row_fields(&sources[s], row)?,
-                None => Vec::new(),
-            },
-            None => Vec::new(),
-        };
         records.push(SourceRecord {
             source: f[0].clone(),
             record_id: f[1].clone(),
@@ -264,8 +224,29 @@ pub fn profile(ingested: &Path, resolved: &Path, key: &str) -> Result<Profile, R
             doubtful: f[5] == "1",
             method: f[6].clone(),
             evidence: f[7].clone(),
-            fields,
+            fields: Vec::new(),
         });
+    }
+    // Their fields, source by source: each source's columns are read once.
+    for (name, &s) in &by_name {
+        let mine: Vec<usize> = (0..records.len())
+            .filter(|&i| &records[i].source == name)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = mine
+            .iter()
+            .map(|&i| records[i].record_id.as_str())
+            .collect();
+        let found = find_rows(&sources[s], &ids)?;
+        let rows: Vec<usize> = found.iter().flatten().copied().collect();
+        let mut fields = rows_fields(&sources[s], &rows)?.into_iter();
+        for (&i, row) in mine.iter().zip(&found) {
+            if row.is_some() {
+                records[i].fields = fields.next().unwrap_or_default();
+            }
+        }
     }
 
     // Relations: what its records point to, and what points to it.

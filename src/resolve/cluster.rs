@@ -22,9 +22,9 @@ use rayon::prelude::*;
 
 use super::block::{BlockIndex, Side};
 use super::compare::{FIELDS, Field, Gamma, MISSING, birth_level, compare, compare_best};
-use super::keys::{KeyStore, mint_key, near_valid_ids};
+use super::keys::{KeyStore, mint_unique, near_valid_ids};
 use super::records::{IdState, Kind, NO_DATE, NONE, Records};
-use super::weights::{Model, PatternCounts, probability, tf_adjustment};
+use super::weights::{Model, PatternCounts, prior_bits, probability, tf_adjustment};
 
 /// Thresholds on the match weight (bits, prior included).
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +126,8 @@ pub struct Stats {
     pub cluster_pairs: usize,
     pub merges_refused: usize,
     pub skipped_blocks: usize,
+    /// Peak heap bytes of the block indexes (the keyed one and the placed one live together).
+    pub index_bytes: usize,
     pub minted_keys: usize,
     pub reused_keys: usize,
     /// Seconds per phase.
@@ -162,8 +164,117 @@ pub struct Linked {
     pub evidence: HashMap<u32, Evidence>,
     pub entities: Vec<Entity>,
     pub model: Model,
+    /// The prior each record was scored with, by the kinds it may be.
+    pub priors: Priors,
     pub thresholds: Thresholds,
     pub stats: Stats,
+}
+
+/// Keyed entities per kind. A record's prior is one chance in the number of entities of the
+/// kinds it may belong to (a shop's account is one of the enterprises or of the persons; a
+/// tax registration only one of the enterprises).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Priors {
+    pub per_kind: [usize; 3],
+}
+
+impl Priors {
+    pub(crate) fn of(entities: &[Entity]) -> Priors {
+        let mut per_kind = [0usize; 3];
+        for e in entities {
+            per_kind[e.kind as usize] += 1;
+        }
+        Priors { per_kind }
+    }
+
+    /// The prior in bits of a record that may be any of `kinds` (a bit set of `1 << Kind`).
+    pub fn bits(&self, kinds: u8) -> f64 {
+        prior_bits(
+            (0..3)
+                .filter(|k| kinds & (1 << k) != 0)
+                .map(|k| self.per_kind[k])
+                .sum(),
+        )
+    }
+}
+
+/// Names that plainly differ never link, whatever else agrees (twins, household members),
+/// unless the very identifier agrees.
+pub(crate) fn linkable(g: &Gamma) -> bool {
+    !(g[Field::Name as usize] == 0 && g[Field::Id as usize] != 2)
+}
+
+/// Entities a record's broken identifier points at (`near` candidates): the identifier
+/// itself when it failed only a cross-check (another birth date or gender than the record's
+/// own, so it is some entity's key), and every valid identifier one edit away.
+pub(crate) fn near_id_entities(
+    recs: &Records,
+    r: usize,
+    by_id: &[u32],
+    out: &mut Vec<(u32, bool)>,
+) {
+    let f = &recs.f[r];
+    if !matches!(f.id_state, IdState::BrokenPid | IdState::BrokenUscc) {
+        return;
+    }
+    if by_id[f.id as usize] != NONE {
+        out.push((by_id[f.id as usize], true));
+    }
+    let id = recs.ids.text(f.id).as_bytes();
+    for v in near_valid_ids(id, f.id_state == IdState::BrokenUscc) {
+        if let Some(i) = std::str::from_utf8(&v).ok().and_then(|s| recs.ids.get(s))
+            && by_id[i as usize] != NONE
+        {
+            out.push((by_id[i as usize], true));
+        }
+    }
+}
+
+/// A record placed into an entity by the model.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Placement {
+    pub entity: u32,
+    pub near: bool,
+    pub confidence: f32,
+    pub doubtful: bool,
+    pub evidence: Evidence,
+}
+
+/// The placement the best candidate gives when it clears the review threshold: doubtful
+/// below the accept threshold or with a runner-up close behind.
+pub(crate) fn decide(best: Best, second: f64, th: &Thresholds, prior: f64) -> Option<Placement> {
+    let (bits, entity, near, g, tn, tp) = best?;
+    (bits >= th.review).then(|| Placement {
+        entity,
+        near,
+        confidence: probability(bits) as f32,
+        doubtful: bits < th.accept || bits - second < th.margin,
+        evidence: Evidence::new(g, tn, tp, prior, bits),
+    })
+}
+
+/// The single kind a bit set of kinds allows, if it allows one.
+fn only_kind(mask: u8) -> Option<Kind> {
+    [Kind::Household, Kind::Person, Kind::Enterprise]
+        .into_iter()
+        .find(|&k| mask == 1 << k as u8)
+}
+
+/// How each record is linked, filled in as resolution goes.
+struct LinkState {
+    confidence: Vec<f32>,
+    doubtful: Vec<bool>,
+    method: Vec<Method>,
+    evidence: HashMap<u32, Evidence>,
+}
+
+impl LinkState {
+    fn place(&mut self, r: usize, p: &Placement) {
+        self.method[r] = Method::Placed;
+        self.confidence[r] = p.confidence;
+        self.doubtful[r] = p.doubtful;
+        self.evidence.insert(r as u32, p.evidence);
+    }
 }
 
 /// Term-frequency tables of names and phones.
@@ -311,15 +422,8 @@ pub fn looks_like_org(name: &str) -> bool {
 }
 
 pub(crate) fn kind_of_keyed(recs: &Records, r: usize) -> Kind {
-    let k = recs.f[r].kinds;
-    if k == 1 << Kind::Household as u8 {
-        return Kind::Household;
-    }
-    if k == 1 << Kind::Person as u8 {
-        return Kind::Person;
-    }
-    if k == 1 << Kind::Enterprise as u8 {
-        return Kind::Enterprise;
+    if let Some(k) = only_kind(recs.f[r].kinds) {
+        return k;
     }
     let id = recs.id_text(r).unwrap_or("").as_bytes();
     let pid = id.len() == 18 && crate::ids::pid_check_char(&id[..17]) == Some(id[17]);
@@ -363,30 +467,14 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     let members = Members::build_distinct(recs, &entity_of, keyed_entities);
     let index = BlockIndex::build(recs, (0..n).filter(|&r| entity_of[r] != NONE), Side::Keyed);
     stats.skipped_blocks = index.skipped_blocks;
+    stats.index_bytes = index.heap_bytes();
     clock.lap("blocks");
     let freq = Frequencies::new(recs);
 
     // Candidate entities of a record without a key.
     let candidates = |r: usize, buf: &mut Vec<u64>, out: &mut Vec<(u32, bool)>| {
         out.clear();
-        if matches!(recs.f[r].id_state, IdState::BrokenPid | IdState::BrokenUscc) {
-            // A well-formed id that failed only its cross-check (another birth date or
-            // gender than the record's own) is itself some entity's key.
-            let same = by_id[recs.f[r].id as usize];
-            if same != NONE {
-                out.push((same, true));
-            }
-            let id = recs.ids.text(recs.f[r].id).as_bytes();
-            for v in near_valid_ids(id, recs.f[r].id_state == IdState::BrokenUscc) {
-                let e = std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|s| recs.ids.get(s))
-                    .map_or(NONE, |i| by_id[i as usize]);
-                if e != NONE {
-                    out.push((e, true));
-                }
-            }
-        }
+        near_id_entities(recs, r, &by_id, out);
         index.for_each_candidate(recs, r, Side::Keyed, buf, |s| {
             out.push((entity_of[s], false))
         });
@@ -468,35 +556,24 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
             a
         });
     clock.lap("candidates");
-    let model = Model::estimate(&matches, &non_matches, &unlabelled, &random, keyed_entities);
+    let model = Model::estimate(&matches, &non_matches, &unlabelled, &random);
     clock.lap("EM");
-    // The prior of a record: one in the number of keyed entities of the kinds it may be.
-    let mut per_kind = [0usize; 3];
-    for e in &entities {
-        per_kind[e.kind as usize] += 1;
-    }
-    let prior_of_kinds = |kinds: u8| -> f64 {
-        let n: usize = (0..3)
-            .filter(|k| kinds & (1 << k) != 0)
-            .map(|k| per_kind[k])
-            .sum();
-        -(n.max(2) as f64).log2()
-    };
-    let priors: [f64; 8] = std::array::from_fn(|k| prior_of_kinds(k as u8));
-    let prior = |r: usize| priors[(recs.f[r].kinds & 7) as usize];
+    let priors = Priors::of(&entities);
+    let prior_by_kinds: [f64; 8] = std::array::from_fn(|k| priors.bits(k as u8));
+    let prior = |r: usize| prior_by_kinds[(recs.f[r].kinds & 7) as usize];
 
     let score = |r: usize, g: &Gamma| -> (f64, f64, f64) {
         let (tn, tp) = freq.adjust(recs, r, g);
         (model.weight_of(g) + tn + tp + prior(r), tn, tp)
     };
-    // Names that plainly differ never link, whatever else agrees (twins, household members).
-    let linkable = |g: &Gamma| !(g[Field::Name as usize] == 0 && g[Field::Id as usize] != 2);
 
     // 2c. Placement.
-    let mut confidence = vec![1.0f32; n];
-    let mut doubtful = vec![false; n];
-    let mut method = vec![Method::Key; n];
-    let mut evidence: HashMap<u32, Evidence> = HashMap::new();
+    let mut links = LinkState {
+        confidence: vec![1.0f32; n],
+        doubtful: vec![false; n],
+        method: vec![Method::Key; n],
+        evidence: HashMap::new(),
+    };
     let mut leftover = Vec::new();
     // The best candidate of each record and the runner-up's weight, decided in parallel.
     let decisions: Vec<(Best, f64)> = unkeyed
@@ -506,17 +583,14 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         .collect();
     drop(scored);
     for (&r, &(best, second)) in unkeyed.iter().zip(&decisions) {
-        match best {
-            Some((bits, e, near, g, tn, tp)) if bits >= th.review => {
-                entity_of[r] = e;
-                method[r] = Method::Placed;
-                confidence[r] = probability(bits) as f32;
-                doubtful[r] = bits < th.accept || bits - second < th.margin;
-                evidence.insert(r as u32, Evidence::new(g, tn, tp, prior(r), bits));
+        match decide(best, second, &th, prior(r)) {
+            Some(p) => {
+                entity_of[r] = p.entity;
+                links.place(r, &p);
                 stats.placed += 1;
-                stats.placed_by_near_id += usize::from(near);
+                stats.placed_by_near_id += usize::from(p.near);
             }
-            _ => leftover.push(r),
+            None => leftover.push(r),
         }
     }
     drop(decisions);
@@ -528,7 +602,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
     let placed: Vec<usize> = unkeyed
         .iter()
         .copied()
-        .filter(|&r| method[r] == Method::Placed)
+        .filter(|&r| links.method[r] == Method::Placed)
         .collect();
     if !placed.is_empty() && !leftover.is_empty() {
         // Placed records by entity, beside the keyed members.
@@ -539,6 +613,7 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         let placed_members = Members::build(&placed_of, entities.len());
         drop(placed_of);
         let placed_index = BlockIndex::build(recs, placed.iter().copied(), Side::Keyed);
+        stats.index_bytes += placed_index.heap_bytes();
         let second_pass: Vec<(Best, f64)> = leftover
             .par_iter()
             .map_init(
@@ -565,17 +640,14 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
             .collect();
         let mut still = Vec::with_capacity(leftover.len());
         for (&r, &(best, second)) in leftover.iter().zip(&second_pass) {
-            match best {
-                Some((bits, e, _, g, tn, tp)) if bits >= th.review => {
-                    entity_of[r] = e;
-                    method[r] = Method::Placed;
-                    confidence[r] = probability(bits) as f32;
-                    doubtful[r] = bits < th.accept || bits - second < th.margin;
-                    evidence.insert(r as u32, Evidence::new(g, tn, tp, prior(r), bits));
+            match decide(best, second, &th, prior(r)) {
+                Some(p) => {
+                    entity_of[r] = p.entity;
+                    links.place(r, &p);
                     stats.placed += 1;
                     stats.placed_second_pass += 1;
                 }
-                _ => still.push(r),
+                None => still.push(r),
             }
         }
         leftover = still;
@@ -615,13 +687,15 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
             for r in [a, b] {
                 let r = r as usize;
                 let p = probability(bits) as f32;
-                if method[r] != Method::Clustered || p > confidence[r] {
+                if links.method[r] != Method::Clustered || p > links.confidence[r] {
                     let (tn, tp) = freq.adjust(recs, r, &g);
-                    evidence.insert(r as u32, Evidence::new(g, tn, tp, prior(r), bits));
-                    confidence[r] = p;
-                    doubtful[r] = bits < th.accept;
+                    links
+                        .evidence
+                        .insert(r as u32, Evidence::new(g, tn, tp, prior(r), bits));
+                    links.confidence[r] = p;
+                    links.doubtful[r] = bits < th.accept;
                 }
-                method[r] = Method::Clustered;
+                links.method[r] = Method::Clustered;
             }
         } else if uf.find(a as usize) != uf.find(b as usize) {
             stats.merges_refused += 1;
@@ -672,14 +746,9 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
                             .cmp(&(recs.source_name(b), recs.record_id(b)))
                     })
                     .unwrap_or(members[0]);
-                let mut salt = 0;
-                loop {
-                    let k = mint_key(kind, recs.source_name(first), recs.record_id(first), salt);
-                    if !taken.contains(&k) {
-                        break k;
-                    }
-                    salt += 1;
-                }
+                mint_unique(kind, recs.source_name(first), recs.record_id(first), |k| {
+                    taken.contains(k)
+                })
             }
         };
         stats.minted_keys += 1;
@@ -693,32 +762,33 @@ pub fn resolve_records(recs: &Records, store: &KeyStore, th: Thresholds) -> Link
         for &r in members {
             entity_of[r] = e;
             if members.len() == 1 {
-                method[r] = Method::Single;
-                confidence[r] = 1.0;
-                doubtful[r] = false;
-                evidence.remove(&(r as u32));
+                links.method[r] = Method::Single;
+                links.confidence[r] = 1.0;
+                links.doubtful[r] = false;
+                links.evidence.remove(&(r as u32));
             }
         }
     }
     stats.minted_keys -= stats.reused_keys;
-    for r in 0..n {
-        match method[r] {
+    for (m, &d) in links.method.iter().zip(&links.doubtful) {
+        match m {
             Method::Clustered => stats.clustered += 1,
             Method::Single => stats.single += 1,
             _ => {}
         }
-        stats.doubtful += usize::from(doubtful[r]);
+        stats.doubtful += usize::from(d);
     }
     clock.lap("minting keys");
     stats.phases = clock.laps;
     Linked {
         entity_of,
-        confidence,
-        doubtful,
-        method,
-        evidence,
+        confidence: links.confidence,
+        doubtful: links.doubtful,
+        method: links.method,
+        evidence: links.evidence,
         entities,
         model,
+        priors,
         thresholds: th,
         stats,
     }
@@ -773,10 +843,8 @@ fn splitmix(mut z: u64) -> u64 {
 
 pub(crate) fn cluster_kind(recs: &Records, members: &[usize]) -> Kind {
     let mask = members.iter().fold(0xFF, |m, &r| m & recs.f[r].kinds);
-    for k in [Kind::Household, Kind::Person, Kind::Enterprise] {
-        if mask == 1 << k as u8 {
-            return k;
-        }
+    if let Some(k) = only_kind(mask) {
+        return k;
     }
     let org = members
         .iter()

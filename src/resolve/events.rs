@@ -16,10 +16,10 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::cluster::Linked;
-use super::records::{IdState, NONE, Records, segment_paths};
+use super::records::{IdState, NONE, Records, SourceSegment, id_state_of, seg_err};
 use crate::error::ResolveError;
-use crate::ingest::segment::{ColumnSchema, ColumnType, Segment, SegmentWriter};
-use crate::source::config::{Role, SourceConfig, TableKind};
+use crate::ingest::segment::{ColumnSchema, ColumnType, SegmentWriter};
+use crate::source::config::{Role, TableKind};
 
 /// Attribution of one source.
 #[derive(Debug, Clone)]
@@ -32,23 +32,6 @@ pub struct EventReport {
 }
 
 const GROUP_ROWS: usize = 1 << 16;
-
-fn seg_err(path: &Path) -> impl Fn(crate::error::SegmentError) -> ResolveError + '_ {
-    move |e| ResolveError::Segment {
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-fn config_of(seg: &Segment, path: &Path) -> Result<SourceConfig, ResolveError> {
-    let toml = seg.meta("config").ok_or_else(|| {
-        ResolveError::Input(format!(
-            "{} has no source config in its metadata",
-            path.display()
-        ))
-    })?;
-    SourceConfig::from_toml(toml, path).map_err(|e| ResolveError::Input(e.to_string()))
-}
 
 /// Attributes every event and reference source under `seg_dir`, writing `out_dir`.
 pub fn attribute_events(
@@ -87,13 +70,12 @@ pub fn attribute_events(
         }
     }
 
-    let paths = segment_paths(seg_dir)?;
+    // Every segment, opened once.
+    let sources = SourceSegment::open_all(seg_dir)?;
 
     // Local keys of identity tables, read once per table that some event source joins.
     let mut identity_keys: HashMap<String, (String, String)> = HashMap::new();
-    for p in &paths {
-        let seg = Segment::open(p).map_err(seg_err(p))?;
-        let config = config_of(&seg, p)?;
+    for SourceSegment { config, .. } in &sources {
         if config.kind == TableKind::Identity
             && let Some(c) = config.columns.iter().find(|c| c.role == Role::Key)
         {
@@ -107,22 +89,23 @@ pub fn attribute_events(
             return Ok(HashMap::new());
         };
         let first = recs.sources[si].first as usize;
-        let path = seg_dir.join(format!("{source}.seg"));
-        let seg = Segment::open(&path).map_err(seg_err(&path))?;
+        let Some(src) = sources.iter().find(|s| s.config.source_name() == source) else {
+            return Ok(HashMap::new());
+        };
+        let (path, seg) = (&src.path, &src.seg);
         let mut map = HashMap::with_capacity(seg.rows() as usize);
         seg.for_each_str(column, |r, v| {
             if let Some(v) = v {
                 map.insert(v.to_string(), linked.entity_of[first + r]);
             }
         })
-        .map_err(seg_err(&path))?;
+        .map_err(seg_err(path))?;
         Ok(map)
     };
 
     let mut jobs = Vec::new();
-    for p in &paths {
-        let seg = Segment::open(p).map_err(seg_err(p))?;
-        let config = config_of(&seg, p)?;
+    for src in &sources {
+        let config = &src.config;
         if config.kind == TableKind::Identity {
             continue;
         }
@@ -160,27 +143,26 @@ pub fn attribute_events(
             }
             (None, None) => continue,
         };
-        jobs.push((p.clone(), config.source_name(), join));
+        jobs.push((src, config.source_name(), join));
     }
 
     jobs.par_iter()
-        .map(|(path, source, join)| {
-            let seg = Segment::open(path).map_err(seg_err(path))?;
+        .map(|(src, source, join)| {
+            let (path, seg) = (&src.path, &src.seg);
             let n = seg.rows() as usize;
             let mut entity = vec![NONE; n];
             let via = match join {
                 Join::Id { column, dept } => {
+                    // Rows whose identifier is not a key join the department's own records
+                    // with the same value, as resolution read them.
                     let status = format!("{column}.status");
                     let mut broken_row = vec![false; n];
                     if seg.schema().iter().any(|c| c.name == status) {
+                        let subject = src.config.subject;
                         seg.for_each_str(&status, |r, v| {
                             broken_row[r] = matches!(
-                                v,
-                                Some("bad_check")
-                                    | Some("legacy_reg_no")
-                                    | Some("bad_birth_date")
-                                    | Some("birth_mismatch")
-                                    | Some("gender_mismatch")
+                                id_state_of(v.unwrap_or("missing"), subject),
+                                IdState::BrokenPid | IdState::BrokenUscc | IdState::RegNo
                             )
                         })
                         .map_err(seg_err(path))?;

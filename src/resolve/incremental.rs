@@ -17,14 +17,14 @@ use std::time::Instant;
 
 use super::block::{BlockIndex, Side, keys_of};
 use super::cluster::{
-    Entity, Evidence, Frequencies, Members, Method, Thresholds, best_of, cluster_kind, explain,
-    kind_of_keyed, kind_ok,
+    Entity, Frequencies, Members, Method, Priors, Thresholds, best_of, cluster_kind, decide,
+    explain, kind_of_keyed, kind_ok, linkable, near_id_entities,
 };
-use super::compare::{Field, compare_best};
-use super::keys::{KeyStore, mint_key, near_valid_ids};
-use super::links::csv_field;
-use super::records::{IdState, Kind, NONE, Records};
-use super::weights::{Model, probability};
+use super::compare::compare_best;
+use super::keys::{KeyStore, mint_unique};
+use super::links::{entity_line, push_link};
+use super::records::{IdState, Kind, NONE, Records, segments_dir};
+use super::weights::Model;
 use crate::error::ResolveError;
 use crate::ingest::{IngestOptions, ingest_source};
 use crate::source::config::{SourceConfig, SourceFile};
@@ -126,15 +126,7 @@ pub fn add_source(
     )
     .map_err(|e| ResolveError::Input(e.to_string()))?;
 
-    let seg_dir = {
-        let s = ingested.join("segments");
-        if s.is_dir() {
-            s
-        } else {
-            ingested.to_path_buf()
-        }
-    };
-    let mut folders: Vec<PathBuf> = vec![seg_dir];
+    let mut folders: Vec<PathBuf> = vec![segments_dir(ingested)];
     folders.extend(earlier.iter().map(|f| f.join("segments")));
     folders.push(target.join("segments"));
     let folder_refs: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
@@ -218,10 +210,7 @@ pub fn add_source(
         Side::Keyed,
     );
     let freq = Frequencies::new(&recs);
-    let mut per_kind = [0usize; 3];
-    for e in &entities {
-        per_kind[e.kind as usize] += 1;
-    }
+    let priors = Priors::of(&entities);
     let mut report = AddReport {
         records: recs.len() - first_new,
         quarantined: summary.quarantined,
@@ -232,18 +221,15 @@ pub fn add_source(
     // New records, one at a time, each visible to the next through the side index.
     let mut side_index: HashMap<u64, Vec<u32>> = HashMap::new();
     let mut side_members: HashMap<u32, Vec<u32>> = HashMap::new();
-    let mut lines = Vec::new();
+    let mut lines: Vec<u8> = Vec::new();
     let mut new_entity_lines = Vec::new();
     let mut minted_lines = Vec::new();
     let mut buf = Vec::new();
-    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
     for r in first_new..recs.len() {
         let t = Instant::now();
         let f = recs.f[r];
         let mut method = Method::Key;
-        let mut confidence = 1.0f64;
-        let mut doubtful = false;
-        let mut evidence: Option<Evidence> = None;
+        let mut placement = None;
         let e = if f.id_state == IdState::Key {
             report.by_key += 1;
             match by_id[f.id as usize] {
@@ -264,19 +250,7 @@ pub fn add_source(
         } else {
             // Candidates: valid ids one edit away, the main index, the side index.
             let mut cands: Vec<(u32, bool)> = Vec::new();
-            if matches!(f.id_state, IdState::BrokenPid | IdState::BrokenUscc) {
-                if by_id[f.id as usize] != NONE {
-                    cands.push((by_id[f.id as usize], true));
-                }
-                let id = recs.ids.text(f.id).as_bytes();
-                for v in near_valid_ids(id, f.id_state == IdState::BrokenUscc) {
-                    if let Some(i) = std::str::from_utf8(&v).ok().and_then(|s| recs.ids.get(s))
-                        && by_id[i as usize] != NONE
-                    {
-                        cands.push((by_id[i as usize], true));
-                    }
-                }
-            }
+            near_id_entities(&recs, r, &by_id, &mut cands);
             index.for_each_candidate(&recs, r, Side::Keyed, &mut buf, |s| {
                 cands.push((entity_of[s], false))
             });
@@ -290,11 +264,7 @@ pub fn add_source(
             cands.sort_unstable_by_key(|&(e, near)| (e, !near));
             cands.dedup_by_key(|c| c.0);
             cands.retain(|&(e, _)| kind_ok(&recs, r, entities[e as usize].kind));
-            let n_prior: usize = (0..3)
-                .filter(|k| f.kinds & (1 << k) != 0)
-                .map(|k| per_kind[k])
-                .sum();
-            let prior = -(n_prior.max(2) as f64).log2();
+            let prior = priors.bits(f.kinds);
             let compared = cands.iter().map(|&(e, near)| {
                 let group = members.of(e).chain(
                     side_members
@@ -306,34 +276,25 @@ pub fn add_source(
                 (e, near, compare_best(&recs, r, group))
             });
             let (best, second) = best_of(compared, |g| {
-                if g[Field::Name as usize] == 0 && g[Field::Id as usize] != 2 {
-                    return None;
-                }
-                let (tn, tp) = freq.adjust(&recs, r, g);
-                Some((model.weight_of(g) + tn + tp + prior, tn, tp))
+                linkable(g).then(|| {
+                    let (tn, tp) = freq.adjust(&recs, r, g);
+                    (model.weight_of(g) + tn + tp + prior, tn, tp)
+                })
             });
-            match best {
-                Some((bits, e, _, g, tn, tp)) if bits >= th.review => {
+            match decide(best, second, &th, prior) {
+                Some(p) => {
                     method = Method::Placed;
-                    confidence = probability(bits);
-                    doubtful = bits < th.accept || bits - second < th.margin;
-                    evidence = Some(Evidence::new(g, tn, tp, prior, bits));
                     report.placed += 1;
-                    report.doubtful += usize::from(doubtful);
-                    e
+                    report.doubtful += usize::from(p.doubtful);
+                    placement = Some(p);
+                    p.entity
                 }
-                _ => {
+                None => {
                     method = Method::Single;
                     let kind = cluster_kind(&recs, &[r]);
-                    let mut salt = 0;
-                    let key = loop {
-                        let k = mint_key(kind, recs.source_name(r), recs.record_id(r), salt);
-                        if !by_key.contains_key(&k) && !taken.contains(&k) {
-                            break k;
-                        }
-                        salt += 1;
-                    };
-                    taken.insert(key.clone());
+                    let key = mint_unique(kind, recs.source_name(r), recs.record_id(r), |k| {
+                        by_key.contains_key(k)
+                    });
                     let e = entities.len() as u32;
                     by_key.insert(key.clone(), e);
                     entities.push(Entity {
@@ -356,18 +317,15 @@ pub fn add_source(
         report.latencies_us.push(t.elapsed().as_secs_f64() * 1e6);
 
         let ent = &entities[e as usize];
-        let ev = evidence.map(|ev| explain(&model, &ev)).unwrap_or_default();
-        lines.push(format!(
-            "{},{},{},{},{:.4},{},{},{}\n",
-            recs.source_name(r),
-            csv_field(recs.record_id(r)),
-            csv_field(&ent.key),
-            ent.kind.as_str(),
-            confidence,
-            u8::from(doubtful),
-            method.as_str(),
-            csv_field(&ev)
-        ));
+        push_link(
+            &mut lines,
+            &recs,
+            r,
+            ent,
+            method,
+            placement.is_some_and(|p| p.doubtful),
+            placement.map(|p| (p.confidence, explain(&model, &p.evidence))),
+        );
         if !ent.identified {
             minted_lines.push(format!(
                 "{},{},{},{}\n",
@@ -381,15 +339,15 @@ pub fn add_source(
     report.latencies_us.sort_unstable_by(|a, b| a.total_cmp(b));
 
     // Append to the build's files.
-    let append = |path: &Path, text: &str| -> Result<(), ResolveError> {
+    let append = |path: &Path, text: &[u8]| -> Result<(), ResolveError> {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(path)
             .map_err(io(path))?;
-        f.write_all(text.as_bytes()).map_err(io(path))?;
+        f.write_all(text).map_err(io(path))?;
         f.sync_all().map_err(io(path))
     };
-    append(&links_path, &lines.concat())?;
+    append(&links_path, &lines)?;
     let mut counts: HashMap<u32, u32> = HashMap::new();
     for &e in &entity_of[first_new..] {
         *counts.entry(e).or_insert(0) += 1;
@@ -397,21 +355,18 @@ pub fn add_source(
     let ent_lines: String = new_entity_lines
         .iter()
         .map(|&e| {
-            let x = &entities[e as usize];
-            format!(
-                "{e},{},{},{},{}\n",
-                csv_field(&x.key),
-                x.kind.as_str(),
-                u8::from(x.identified),
-                counts.get(&e).copied().unwrap_or(0)
+            entity_line(
+                e,
+                &entities[e as usize],
+                counts.get(&e).copied().unwrap_or(0),
             )
         })
         .collect();
-    append(&ent_path, &ent_lines)?;
+    append(&ent_path, ent_lines.as_bytes())?;
     let minted = out.join(KeyStore::FILE);
     if !minted.exists() {
         std::fs::write(&minted, "key,kind,source,record_id\n").map_err(io(&minted))?;
     }
-    append(&minted, &minted_lines.concat())?;
+    append(&minted, minted_lines.concat().as_bytes())?;
     Ok(report)
 }

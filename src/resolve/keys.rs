@@ -139,6 +139,23 @@ pub fn mint_key(kind: Kind, source: &str, record_id: &str, salt: u64) -> String 
     format!("{}{:016X}", kind.mint_prefix(), xxh3_64_with_seed(&b, salt))
 }
 
+/// A minted key not yet `taken` (salted until it is free).
+pub fn mint_unique(
+    kind: Kind,
+    source: &str,
+    record_id: &str,
+    taken: impl Fn(&str) -> bool,
+) -> String {
+    let mut salt = 0;
+    loop {
+        let k = mint_key(kind, source, record_id, salt);
+        if !taken(&k) {
+            return k;
+        }
+        salt += 1;
+    }
+}
+
 /// Writes the minted keys and their records.
 pub fn write_minted(
     path: &Path,

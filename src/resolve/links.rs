@@ -16,11 +16,11 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::cluster::{Linked, Method, Thresholds, explain, resolve_records};
+use super::cluster::{Entity, Linked, Method, Thresholds, explain, resolve_records};
 use super::compare::Field;
 use super::events::{EventReport, attribute_events};
 use super::keys::{KeyStore, write_minted};
-use super::records::Records;
+use super::records::{Kind, Records, segments_dir};
 use crate::error::ResolveError;
 
 #[derive(Debug, Clone, Default)]
@@ -42,8 +42,10 @@ pub struct ResolveReport {
     pub events: Vec<EventReport>,
     /// Seconds per stage: load, resolve, write, events.
     pub seconds: [f64; 4],
-    /// Heap bytes of the record features and the linking state.
-    pub heap_bytes: usize,
+    /// Heap bytes of the records' features, record ids and interned strings.
+    pub feature_bytes: usize,
+    /// Heap bytes of the resolution state: links, entities, evidence, block indexes.
+    pub state_bytes: usize,
     pub sources: Vec<(String, usize)>,
 }
 
@@ -60,12 +62,7 @@ pub fn resolve_dir(
     out: &Path,
     opts: &ResolveOptions,
 ) -> Result<ResolveReport, ResolveError> {
-    let segments = ingested.join("segments");
-    let seg_dir = if segments.is_dir() {
-        segments
-    } else {
-        ingested.to_path_buf()
-    };
+    let seg_dir = segments_dir(ingested);
     let t0 = Instant::now();
     let recs = Records::load(&seg_dir)?;
     if recs.is_empty() {
@@ -126,14 +123,16 @@ pub fn resolve_dir(
     for e in &linked.entities {
         by_kind[e.kind as usize] += 1;
     }
-    let heap_bytes = recs.heap_bytes()
-        + linked.entity_of.capacity() * (4 + 4 + 1 + 1)
-        + linked.evidence.capacity() * 24
+    // The resolution state beyond the records' own features: links, entities, evidence and
+    // the block indexes at their peak.
+    let state_bytes = linked.entity_of.capacity() * (4 + 4 + 1 + 1)
+        + linked.evidence.capacity() * (4 + std::mem::size_of::<super::cluster::Evidence>())
         + linked
             .entities
             .iter()
-            .map(|e| e.key.capacity() + 32)
-            .sum::<usize>();
+            .map(|e| e.key.capacity() + std::mem::size_of::<super::cluster::Entity>())
+            .sum::<usize>()
+        + linked.stats.index_bytes;
     Ok(ResolveReport {
         records: recs.len(),
         entities: linked.entities.len(),
@@ -151,7 +150,8 @@ pub fn resolve_dir(
             (t3 - t2).as_secs_f64(),
             (t4 - t3).as_secs_f64(),
         ],
-        heap_bytes,
+        feature_bytes: recs.heap_bytes(),
+        state_bytes,
     })
 }
 
@@ -187,42 +187,19 @@ fn write_links(recs: &Records, linked: &Linked, path: &Path) -> Result<(), Resol
             let mut buf = Vec::with_capacity(rows.len() * 64);
             for &r in rows {
                 let e = &linked.entities[linked.entity_of[r] as usize];
-                for (i, part) in [
-                    recs.source_name(r),
-                    &csv_field(recs.record_id(r)),
-                    &csv_field(&e.key),
-                    e.kind.as_str(),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    if i > 0 {
-                        buf.push(b',');
-                    }
-                    buf.extend_from_slice(part.as_bytes());
-                }
-                match linked.evidence.get(&(r as u32)) {
-                    // Writing into a Vec cannot fail.
-                    Some(ev) => {
-                        let _ = writeln!(
-                            buf,
-                            ",{:.4},{},{},{}",
-                            linked.confidence[r],
-                            u8::from(linked.doubtful[r]),
-                            linked.method[r].as_str(),
-                            csv_field(&explain(&linked.model, ev)),
-                        );
-                    }
-                    None => {
-                        buf.extend_from_slice(if linked.doubtful[r] {
-                            b",1,1,"
-                        } else {
-                            b",1,0,"
-                        });
-                        buf.extend_from_slice(linked.method[r].as_str().as_bytes());
-                        buf.extend_from_slice(b",\n");
-                    }
-                }
+                let ev = linked
+                    .evidence
+                    .get(&(r as u32))
+                    .map(|ev| (linked.confidence[r], explain(&linked.model, ev)));
+                push_link(
+                    &mut buf,
+                    recs,
+                    r,
+                    e,
+                    linked.method[r],
+                    linked.doubtful[r],
+                    ev,
+                );
             }
             buf
         })
@@ -239,6 +216,52 @@ fn write_links(recs: &Records, linked: &Linked, path: &Path) -> Result<(), Resol
     })
 }
 
+/// Appends one line of `links.csv` for record `r`. A link with evidence (placed or
+/// clustered) has the confidence the model gave it; one without (by key, or alone) has 1.
+pub(crate) fn push_link(
+    buf: &mut Vec<u8>,
+    recs: &Records,
+    r: usize,
+    entity: &Entity,
+    method: Method,
+    doubtful: bool,
+    evidence: Option<(f32, String)>,
+) {
+    for part in [
+        recs.source_name(r),
+        &csv_field(recs.record_id(r)),
+        &csv_field(&entity.key),
+        entity.kind.as_str(),
+    ] {
+        buf.extend_from_slice(part.as_bytes());
+        buf.push(b',');
+    }
+    match &evidence {
+        // Writing into a Vec cannot fail.
+        Some((confidence, _)) => {
+            let _ = write!(buf, "{confidence:.4}");
+        }
+        None => buf.push(b'1'),
+    }
+    buf.extend_from_slice(if doubtful { b",1," } else { b",0," });
+    buf.extend_from_slice(method.as_str().as_bytes());
+    buf.push(b',');
+    if let Some((_, text)) = &evidence {
+        buf.extend_from_slice(csv_field(text).as_bytes());
+    }
+    buf.push(b'\n');
+}
+
+/// One line of `entities.csv`.
+pub(crate) fn entity_line(index: u32, e: &Entity, records: u32) -> String {
+    format!(
+        "{index},{},{},{},{records}\n",
+        csv_field(&e.key),
+        e.kind.as_str(),
+        u8::from(e.identified)
+    )
+}
+
 fn write_entities(recs: &Records, linked: &Linked, path: &Path) -> Result<(), ResolveError> {
     let mut counts = vec![0u32; linked.entities.len()];
     for r in 0..recs.len() {
@@ -247,14 +270,7 @@ fn write_entities(recs: &Records, linked: &Linked, path: &Path) -> Result<(), Re
     write_atomic(path, |w| {
         writeln!(w, "entity,key,kind,identified,records")?;
         for (i, e) in linked.entities.iter().enumerate() {
-            writeln!(
-                w,
-                "{i},{},{},{},{}",
-                csv_field(&e.key),
-                e.kind.as_str(),
-                u8::from(e.identified),
-                counts[i]
-            )?;
+            w.write_all(entity_line(i as u32, e, counts[i]).as_bytes())?;
         }
         Ok(())
     })
@@ -274,12 +290,17 @@ fn write_model(linked: &Linked, path: &Path) -> Result<(), ResolveError> {
         )?;
         writeln!(
             w,
-            "# lambda {:.5} (prior {:+.2} bits), {} EM iterations; accept at {:+.2} bits, review from {:+.2}",
-            m.lambda,
-            m.prior_bits(),
-            m.iterations,
-            linked.thresholds.accept,
-            linked.thresholds.review
+            "# lambda {:.5}, {} EM iterations; accept at {:+.2} bits, review from {:+.2}",
+            m.lambda, m.iterations, linked.thresholds.accept, linked.thresholds.review
+        )?;
+        let p = &linked.priors;
+        writeln!(
+            w,
+            "# priors (one in the keyed entities of the record's kinds): person {:+.2}, enterprise {:+.2}, person or enterprise {:+.2}, household {:+.2} bits",
+            p.bits(1 << Kind::Person as u8),
+            p.bits(1 << Kind::Enterprise as u8),
+            p.bits((1 << Kind::Person as u8) | (1 << Kind::Enterprise as u8)),
+            p.bits(1 << Kind::Household as u8)
         )?;
         writeln!(w, "field\tlevel\tm\tu\tweight_bits")?;
         for f in Field::ALL {
@@ -358,19 +379,15 @@ impl ResolveReport {
             .collect();
         o.push_str(&format!("  resolve phases (s): {}\n", phases.join(", ")));
         o.push_str(&format!(
-            "  time: load {:.2} s, resolve {:.2} s, write {:.2} s, events {:.2} s, total {:.2} s; {:.0} bytes per record in memory\n",
-            self.seconds[0],
-            self.seconds[1],
-            self.seconds[2],
-            self.seconds[3],
-            total,
-            self.heap_bytes as f64 / self.records.max(1) as f64
+            "  time: load {:.2} s, resolve {:.2} s, write {:.2} s, events {:.2} s, total {:.2} s\n",
+            self.seconds[0], self.seconds[1], self.seconds[2], self.seconds[3], total,
+        ));
+        let per = |b: usize| b as f64 / self.records.max(1) as f64;
+        o.push_str(&format!(
+            "  memory per record: {:.0} bytes of features and strings, {:.0} bytes of resolution state (links, entities, evidence, block indexes)\n",
+            per(self.feature_bytes),
+            per(self.state_bytes)
         ));
         o
     }
-}
-
-/// Links of a given method, for tests and summaries.
-pub fn count_method(linked: &Linked, m: Method) -> usize {
-    linked.method.iter().filter(|&&x| x == m).count()
 }

@@ -96,7 +96,9 @@ impl std::hash::Hasher for PassThrough {
         }
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = v;
+        // Rotated: hashbrown reads its control byte from the top bits, which the keys of
+        // one interner shard share.
+        self.0 = v.rotate_left(32);
     }
 }
 
@@ -136,21 +138,6 @@ impl Default for Interner {
 impl Interner {
     fn shard(h: u64) -> usize {
         (h >> (64 - SHARD_BITS)) as usize
-    }
-
-    pub fn intern(&mut self, s: &str) -> u32 {
-        let h = string_hash(s);
-        let shard = &mut self.shards[Self::shard(h)];
-        if let Some(&i) = shard.get(&h) {
-            self.count[i as usize] += 1;
-            return i;
-        }
-        let i = self.count.len() as u32;
-        shard.insert(h, i);
-        self.text.push_str(s);
-        self.offsets.push(self.text.len() as u32);
-        self.count.push(1);
-        i
     }
 
     /// Interns items `0..n` at once, in parallel by shard: `text(i)` is item `i`'s string,
@@ -308,25 +295,20 @@ impl ShortName {
 }
 
 impl Names {
-    /// Interns a name. Its sound and characters are computed by [`Names::finish`].
-    pub fn intern(&mut self, s: &str) -> u32 {
-        self.strings.intern(s)
-    }
-
-    /// Computes the sound and characters of every name interned since the last call, in
-    /// parallel.
-    pub fn finish(&mut self) {
-        let from = self.sound.len();
-        let strings = &self.strings;
-        let (sound, short): (Vec<u64>, Vec<ShortName>) = (from..strings.len())
+    /// The interned names with their sounds and characters, computed in parallel.
+    fn new(strings: Interner) -> Names {
+        let (sound, short) = (0..strings.len())
             .into_par_iter()
             .map(|i| {
                 let s = strings.text(i as u32);
                 (sound_of(s), ShortName::of(s))
             })
             .unzip();
-        self.sound.extend(sound);
-        self.short.extend(short);
+        Names {
+            strings,
+            sound,
+            short,
+        }
     }
 
     pub fn text(&self, i: u32) -> &str {
@@ -381,7 +363,8 @@ pub struct Rec {
     pub alt_name: u32,
     /// Birth date as `YYYYMMDD`, [`NO_DATE`] when unknown.
     pub birth: u32,
-    /// District or county fingerprint, 0 when unknown.
+    /// District or county: its division code (Chinese addresses, region columns), or a
+    /// fingerprint of the locality or postcode (Western addresses); 0 when unknown.
     pub district: u32,
     pub source: u16,
     /// Kinds the record may belong to, as a bit set of `1 << Kind`.
@@ -481,7 +464,6 @@ impl Records {
         let loaded: Vec<Loaded> = loaded.into_iter().flatten().collect();
         let mut recs = Records::default();
         let total: usize = loaded.iter().map(|l| l.rows).sum();
-        let mut owner = Vec::with_capacity(total);
         recs.f.reserve_exact(total);
         recs.record_id_offsets.reserve_exact(total + 1);
         recs.record_id_offsets.push(0);
@@ -497,18 +479,15 @@ impl Records {
                 let mut f = *rec;
                 f.source = src as u16;
                 recs.f.push(f);
-                owner.push((src as u32, i as u32));
                 recs.record_id_text.push_str(l.strings.text(l.record_id[i]));
                 recs.record_id_offsets
                     .push(recs.record_id_text.len() as u32);
             }
         }
-        // Identifiers and names are interned in parallel, shard by shard.
+        // Identifiers and names are interned in parallel, shard by shard. Until then they
+        // point into their source's local strings.
         let local = |i: usize, field: u32| {
-            let (src, row) = owner[i];
-            let l = &loaded[src as usize];
-            debug_assert!(row < l.rows as u32);
-            (field != NONE).then(|| l.strings.text(field))
+            (field != NONE).then(|| loaded[recs.f[i].source as usize].strings.text(field))
         };
         let f = &recs.f;
         let (ids, id_index) = Interner::bulk(total, |i| local(i, f[i].id));
@@ -526,9 +505,19 @@ impl Records {
             .map(|i| <[u8; 18]>::try_from(ids.text(i as u32).as_bytes()).unwrap_or([0; 18]))
             .collect();
         recs.ids = ids;
-        recs.names.strings = names;
-        recs.names.finish();
+        recs.names = Names::new(names);
         Ok(recs)
+    }
+}
+
+/// The segments folder of an ingest output (`DIR/segments`), or `DIR` itself when it holds
+/// the segments directly.
+pub fn segments_dir(ingested: &Path) -> PathBuf {
+    let s = ingested.join("segments");
+    if s.is_dir() {
+        s
+    } else {
+        ingested.to_path_buf()
     }
 }
 
@@ -544,6 +533,42 @@ pub fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>, ResolveError> {
         .collect();
     paths.sort();
     Ok(paths)
+}
+
+/// A segment opened with the source config it carries.
+#[derive(Debug)]
+pub struct SourceSegment {
+    pub path: PathBuf,
+    pub seg: Segment,
+    pub config: SourceConfig,
+}
+
+impl SourceSegment {
+    /// Opens a segment and parses its source config (ingest writes it into the metadata).
+    pub fn open(path: &Path) -> Result<SourceSegment, ResolveError> {
+        let seg = Segment::open(path).map_err(seg_err(path))?;
+        let Some(toml) = seg.meta("config") else {
+            return Err(ResolveError::Input(format!(
+                "{} has no source config in its metadata; re-ingest it",
+                path.display()
+            )));
+        };
+        let config =
+            SourceConfig::from_toml(toml, path).map_err(|e| ResolveError::Input(e.to_string()))?;
+        Ok(SourceSegment {
+            path: path.to_path_buf(),
+            seg,
+            config,
+        })
+    }
+
+    /// Every segment of a folder, in file-name order.
+    pub fn open_all(dir: &Path) -> Result<Vec<SourceSegment>, ResolveError> {
+        segment_paths(dir)?
+            .iter()
+            .map(|p| SourceSegment::open(p))
+            .collect()
+    }
 }
 
 /// One source's records before interning into the shared tables.
@@ -617,7 +642,7 @@ fn cols_of(config: &SourceConfig, role: Role) -> Vec<String> {
         .collect()
 }
 
-fn seg_err(path: &Path) -> impl Fn(crate::error::SegmentError) -> ResolveError + '_ {
+pub(crate) fn seg_err(path: &Path) -> impl Fn(crate::error::SegmentError) -> ResolveError + '_ {
     move |e| ResolveError::Segment {
         path: path.to_path_buf(),
         source: e,
@@ -626,15 +651,7 @@ fn seg_err(path: &Path) -> impl Fn(crate::error::SegmentError) -> ResolveError +
 
 /// Reads one segment if it is an identity table; `None` for the others.
 fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
-    let seg = Segment::open(path).map_err(seg_err(path))?;
-    let Some(toml) = seg.meta("config") else {
-        return Err(ResolveError::Input(format!(
-            "{} has no source config in its metadata; re-ingest it",
-            path.display()
-        )));
-    };
-    let config =
-        SourceConfig::from_toml(toml, path).map_err(|e| ResolveError::Input(e.to_string()))?;
+    let SourceSegment { seg, config, .. } = SourceSegment::open(path)?;
     if config.kind != TableKind::Identity {
         return Ok(None);
     }
@@ -802,7 +819,7 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
     }
     for r in 0..n {
         if matches!(l.recs[r].id_state, IdState::Key | IdState::BrokenPid)
-            && l.recs[r].kinds & 1 != 0
+            && l.recs[r].kinds & (1 << Kind::Person as u8) != 0
         {
             let id = l.strings.text(l.recs[r].id).as_bytes();
             if id.len() == 18 && id[..17].iter().all(u8::is_ascii_digit) {
@@ -903,7 +920,8 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
     Ok(Some(l))
 }
 
-fn id_state_of(status: &str, subject: Subject) -> IdState {
+/// The state of an identifier from the status ingest gave it.
+pub(crate) fn id_state_of(status: &str, subject: Subject) -> IdState {
     if status == UsccStatus::LegacyRegNo.as_str() {
         return IdState::RegNo;
     }
@@ -927,32 +945,30 @@ fn id_state_of(status: &str, subject: Subject) -> IdState {
 
 /// The order address components are folded in. The road, village and estate come first so
 /// that the first of them present is the place (road before village before estate).
-pub const ADDRESS_FOLD_ORDER: [&str; 9] = [
-    "road", "village", "estate", "district", "town", "number", "building", "unit", "room",
+pub const ADDRESS_FOLD_ORDER: [&str; 8] = [
+    "road", "village", "estate", "town", "number", "building", "unit", "room",
 ];
 
 /// One address's fingerprints under construction, fed its components one at a time in
 /// [`ADDRESS_FOLD_ORDER`]. Three levels of detail, 0 where a level has no content:
 /// - full: town, village, road, number, estate, building, unit, room (down to the room);
 /// - building: village, road, number, estate, building;
-/// - area: district and place (road, else village, else estate).
+/// - area: the place (road, else village, else estate).
 ///
-/// The district is left out of the finer prints: variants often drop it, and a road,
-/// number, estate and room together name one home in the city.
+/// The district is in none of them: variants often drop it, and a road, number, estate and
+/// room together name one home in the city. It is compared on its own, as a division code
+/// ([`Rec::district`]), so that the same road name in two districts does not agree.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AddressFold {
     present: u16,
     full: u64,
     building: u64,
     place: u64,
-    /// District division code, filled in by the caller from the parser's code (0 when
-    /// unknown: a district name without a code is no evidence against one with).
-    pub district: u32,
 }
 
 impl AddressFold {
     /// Road, village, estate, number, building (bits in fold order).
-    const IN_BUILDING: u16 = 0b0_0110_0111;
+    const IN_BUILDING: u16 = 0b0011_0111;
 
     /// Adds component `i` of [`ADDRESS_FOLD_ORDER`] (`None` when absent).
     pub fn add(&mut self, i: usize, v: Option<&str>) {
@@ -968,9 +984,7 @@ impl AddressFold {
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                 .rotate_left(29)
         };
-        if i != 3 {
-            self.full = fold(self.full);
-        }
+        self.full = fold(self.full);
         if Self::IN_BUILDING & (1 << i) != 0 {
             self.building = fold(self.building);
         }
@@ -982,7 +996,7 @@ impl AddressFold {
     /// The finished prints: [full, building, area].
     pub fn prints(&self) -> [u64; 3] {
         let has = |i: usize| self.present & (1 << i) != 0;
-        let (number, building, room) = (has(5), has(6), has(8));
+        let (number, building, room) = (has(4), has(5), has(7));
         let place = self.place != 0;
         let full = if room || number || building {
             self.full | 1
@@ -995,14 +1009,7 @@ impl AddressFold {
             0
         };
         let area = if place {
-            xxh3_64_with_seed(
-                &[
-                    self.place.to_le_bytes(),
-                    u64::from(self.district).to_le_bytes(),
-                ]
-                .concat(),
-                3,
-            ) | 1
+            xxh3_64_with_seed(&self.place.to_le_bytes(), 3) | 1
         } else {
             0
         };

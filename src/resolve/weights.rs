@@ -16,8 +16,9 @@
 //!   inside EM), with the labelled pairs held at their class, until they settle. Measured:
 //!   `m` from the labelled pairs alone gives pairwise F1 0.978 on the 100k city, EM 0.991:
 //!   the unlabelled pairs teach it, for one, that an operator's name on a shop's account is
-//!   evidence. (Holding the candidates' non-match distribution fixed instead helped the
-//!   100k and 300k cities by 0.0002–0.0004 and cost the 1M-person city 0.002: not kept.)
+//!   evidence. (Holding the candidates' non-match distribution fixed instead raised overall
+//!   F1 by 0.0002 on the 100k and 300k cities and lowered it by 0.0009 on the 1M-person
+//!   city: not kept.)
 //!
 //! The truth files are never read here.
 
@@ -63,8 +64,6 @@ pub struct Model {
     pub u_candidates: [[f64; MAX_LEVELS]; FIELDS],
     /// Share of true matches among the candidate pairs of records without a key (EM).
     pub lambda: f64,
-    /// Prior log-odds of a random record–entity pair, in bits.
-    pub prior: f64,
     /// `log2(m / u)` per field and level.
     pub weight: [[f64; MAX_LEVELS]; FIELDS],
     pub iterations: usize,
@@ -78,20 +77,17 @@ const FLOOR: f64 = 1e-6;
 
 impl Model {
     /// Estimates the model. `matches` and `non_matches` (other entities met in the blocks)
-    /// are labelled, `candidates` are not, `random` are random pairs. `entities` is the number
-    /// of entities a record could match, which sets the prior.
+    /// are labelled, `candidates` are not, `random` are random pairs.
     pub fn estimate(
         matches: &PatternCounts,
         non_matches: &PatternCounts,
         candidates: &PatternCounts,
         random: &PatternCounts,
-        entities: usize,
     ) -> Model {
         let mut model = Model {
             m: [[0.0; MAX_LEVELS]; FIELDS],
             u: level_shares(random.counts.iter().map(|(g, &n)| (g, n)), false),
             u_candidates: [[0.0; MAX_LEVELS]; FIELDS],
-            prior: -(entities.max(2) as f64).log2(),
             lambda: 0.5,
             weight: [[0.0; MAX_LEVELS]; FIELDS],
             iterations: 0,
@@ -154,10 +150,7 @@ impl Model {
     /// The model as text that [`Model::from_tsv`] reads back exactly (`resolve --add` uses
     /// the build's model rather than estimating a new one).
     pub fn to_tsv(&self) -> String {
-        let mut o = format!(
-            "lambda\t{}\nprior\t{}\niterations\t{}\n",
-            self.lambda, self.prior, self.iterations
-        );
+        let mut o = format!("lambda\t{}\niterations\t{}\n", self.lambda, self.iterations);
         for f in Field::ALL {
             for l in 0..f.levels() {
                 let i = f as usize;
@@ -180,7 +173,6 @@ impl Model {
             u: [[0.0; MAX_LEVELS]; FIELDS],
             u_candidates: [[0.0; MAX_LEVELS]; FIELDS],
             lambda: 0.0,
-            prior: 0.0,
             weight: [[0.0; MAX_LEVELS]; FIELDS],
             iterations: 0,
             labelled_matches: 0.0,
@@ -196,7 +188,8 @@ impl Model {
             let mut p = line.split('\t');
             match p.next() {
                 Some("lambda") => model.lambda = num(p.next(), n + 1)?,
-                Some("prior") => model.prior = num(p.next(), n + 1)?,
+                // Builds before the prior moved to the entity counts wrote one: not used.
+                Some("prior") => {}
                 Some("iterations") => model.iterations = num(p.next(), n + 1)? as usize,
                 Some("level") => {
                     let field = p.next().unwrap_or("");
@@ -231,13 +224,6 @@ impl Model {
         Ok(model)
     }
 
-    /// The prior in bits: a record and an entity drawn at random match with probability
-    /// about one in the number of entities. Field weights use `u` of random pairs, so the
-    /// prior is that of random pairs too (blocking only chooses which pairs to score).
-    pub fn prior_bits(&self) -> f64 {
-        self.prior
-    }
-
     /// Sum of field weights of a comparison vector (missing fields weigh nothing).
     pub fn weight_of(&self, g: &Gamma) -> f64 {
         let mut w = 0.0;
@@ -259,6 +245,13 @@ impl Model {
         }
         pm / (pm + pu)
     }
+}
+
+/// The prior in bits of a record against one entity drawn at random from `entities`: about one
+/// chance in their number. Field weights use `u` of random pairs, so the prior is that of
+/// random pairs too (blocking only chooses which pairs to score).
+pub fn prior_bits(entities: usize) -> f64 {
+    -(entities.max(2) as f64).log2()
 }
 
 /// Match probability of a total weight (field weights plus prior), in bits.
@@ -342,10 +335,9 @@ mod tests {
         u.add([MISSING, 0, 2, 1, 0, 3], 20.0);
         c.add(agree, 300.0);
         c.add(differ, 700.0);
-        let model = Model::estimate(&m, &u, &c, &u, 1000);
+        let model = Model::estimate(&m, &u, &c, &u);
         let back = Model::from_tsv(&model.to_tsv()).unwrap();
         assert_eq!(back.weight, model.weight);
-        assert_eq!(back.prior, model.prior);
         assert!((model.lambda - 0.3).abs() < 0.05, "lambda {}", model.lambda);
         assert!(model.weight_of(&agree) > 10.0);
         assert!(model.weight_of(&differ) < -5.0);
