@@ -100,3 +100,54 @@ pub enum ResolveError {
     #[error("{0}")]
     Input(String),
 }
+
+/// Errors writing, opening or verifying a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a mianshen snapshot (bad magic)")]
+    Magic { path: PathBuf },
+    #[error("{path}: snapshot format version {got}, this build reads {oldest}..={expected}")]
+    Version {
+        path: PathBuf,
+        expected: u32,
+        oldest: u32,
+        got: u32,
+    },
+    #[error("{path}: the file is truncated or its trailer is damaged ({msg})")]
+    Truncated { path: PathBuf, msg: String },
+    #[error("{path}: checksum mismatch in section {section:?}: the snapshot is corrupt")]
+    Checksum { path: PathBuf, section: String },
+    #[error("{path}: section {section:?} is malformed: {msg}")]
+    Corrupt {
+        path: PathBuf,
+        section: String,
+        msg: String,
+    },
+    #[error("{path}: the snapshot has no section {section:?}")]
+    Missing { path: PathBuf, section: String },
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Errors of a whole build (`mianshen build`): the stage that failed says why.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("ingest: {0}")]
+    Ingest(#[from] IngestError),
+    #[error("resolve: {0}")]
+    Resolve(#[from] ResolveError),
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("ingest: {count} source(s) could not be ingested:\n{details}")]
+    Sources { count: usize, details: String },
+}

@@ -12,12 +12,14 @@
 //! - [`resolve`]: identity records → entities (keys, Fellegi–Sunter placement, constrained
 //!   clustering, stable keys), event records → entities; and link evaluation.
 //! - [`profile`]: one entity as the departments know it: records, relations, events.
+//! - [`snapshot`]: the immutable, memory-mapped columnar generation the engine and server
+//!   read; [`pipeline`] runs ingest → resolve → snapshot in one call.
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
 //!   shared by every stage.
 //! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place.
 //!
-//! Snapshots, the policy engine and the gRPC server are the next stages
-//! (issues 3–5); each will be a module here, importing only from the stages before it.
+//! The policy engine and the gRPC server are the next stages (issues 4–5); each will be a
+//! module here, importing only from the stages before it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
@@ -26,6 +28,8 @@ pub mod error;
 pub mod ids;
 pub mod ingest;
 pub mod mmap;
+pub mod pipeline;
 pub mod profile;
 pub mod resolve;
+pub mod snapshot;
 pub mod source;

@@ -1,0 +1,651 @@
+//! Writing a snapshot from ingested segments and a resolve build.
+//!
+//! Every source table becomes a snapshot table:
+//! - its rows re-ordered so that each entity's rows are contiguous (stable within an entity),
+//!   attributed rows first; the order is kept as entity runs (`run_entity`, `run_start`);
+//! - its normalized value columns (raw text, validation status and address components other
+//!   than the region are left in the segments), re-encoded bit-packed or by dictionary;
+//! - every identifier or local-key column whose values are entity keys (a spouse's id number,
+//!   an employer's USCC, a person's household number) resolved to entities (`ref/`): the
+//!   relation arrays that policies project through;
+//! - for identity tables, each row's link: doubtful rows as a bitmap, confidence and method;
+//! - for dictionary columns, one bitmap of entities per value (`index/`).
+//!
+//! Then the entity table (kind, stable key, key hash index), the universes, and provenance.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::column::{ColumnValues, encode};
+use super::container::ContainerWriter;
+use super::{FILE_NAME, KINDS, Snapshot, kind_code};
+use crate::date::Date;
+use crate::error::SnapshotError;
+use crate::ingest::segment::ColumnType;
+use crate::resolve::eval::split_csv;
+use crate::resolve::records::{NONE, SourceSegment, seg_err, segments_dir};
+use crate::source::config::{Role, TableKind};
+
+/// What a snapshot build wrote.
+#[derive(Debug, Clone)]
+pub struct SnapshotReport {
+    pub path: PathBuf,
+    pub generation: u64,
+    pub entities: usize,
+    pub tables: Vec<TableReport>,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableReport {
+    pub name: String,
+    pub rows: usize,
+    pub attributed: usize,
+    pub bytes: u64,
+}
+
+impl SnapshotReport {
+    pub fn records(&self) -> usize {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{:<28} {:>12} {:>12} {:>12} {:>8}\n",
+            "table", "rows", "attributed", "bytes", "B/row"
+        );
+        for t in &self.tables {
+            s += &format!(
+                "{:<28} {:>12} {:>12} {:>12} {:>8.2}\n",
+                t.name,
+                t.rows,
+                t.attributed,
+                t.bytes,
+                t.bytes as f64 / t.rows.max(1) as f64
+            );
+        }
+        s += &format!(
+            "snapshot generation {} at {}: {} entities, {} records, {:.1} MB ({:.2} bytes/record), written in {:.1} s\n",
+            self.generation,
+            self.path.display(),
+            self.entities,
+            self.records(),
+            self.bytes as f64 / 1e6,
+            self.bytes as f64 / self.records().max(1) as f64,
+            self.seconds
+        );
+        s
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> SnapshotError + '_ {
+    move |e| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// The entity table of a resolve build.
+struct Entities {
+    keys: Vec<String>,
+    kinds: Vec<u8>,
+    identified: Vec<bool>,
+    by_key: HashMap<String, u32>,
+}
+
+fn read_entities(resolved: &Path) -> Result<Entities, SnapshotError> {
+    let path = resolved.join("entities.csv");
+    let f = std::fs::File::open(&path).map_err(io(&path))?;
+    let mut e = Entities {
+        keys: Vec::new(),
+        kinds: Vec::new(),
+        identified: Vec::new(),
+        by_key: HashMap::new(),
+    };
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(io(&path))?;
+        if i == 0 {
+            continue;
+        }
+        let f = split_csv(&line);
+        let bad = |msg: &str| SnapshotError::Input(format!("{}:{}: {msg}", path.display(), i + 1));
+        let [idx, key, kind, identified, ..] = f.as_slice() else {
+            return Err(bad("expected entity,key,kind,identified,records"));
+        };
+        if idx.parse::<usize>().ok() != Some(e.keys.len()) {
+            return Err(bad("entities must be numbered 0, 1, 2, … in order"));
+        }
+        let kind = kind_code(kind).ok_or_else(|| bad("unknown entity kind"))?;
+        e.by_key.insert(key.clone(), e.keys.len() as u32);
+        e.keys.push(key.clone());
+        e.kinds.push(kind);
+        e.identified.push(identified == "1");
+    }
+    Ok(e)
+}
+
+/// One identity record's link.
+#[derive(Clone, Copy)]
+struct Link {
+    entity: u32,
+    doubtful: bool,
+    /// Confidence in thousandths.
+    confidence: u16,
+    method: u8,
+}
+
+const METHODS: [&str; 5] = ["key", "placed", "clustered", "single", "minted"];
+
+/// `links.csv` by source: record id → link.
+fn read_links(
+    resolved: &Path,
+    entities: &Entities,
+) -> Result<HashMap<String, HashMap<String, Link>>, SnapshotError> {
+    let path = resolved.join("links.csv");
+    let f = std::fs::File::open(&path).map_err(io(&path))?;
+    let mut out: HashMap<String, HashMap<String, Link>> = HashMap::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(io(&path))?;
+        if i == 0 {
+            continue;
+        }
+        // source,record_id,entity_key,kind,confidence,doubtful,method,evidence
+        let mut it = line.splitn(8, ',');
+        let (Some(source), Some(rid), Some(key), _, Some(conf), Some(doubtful), Some(method)) = (
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+            it.next(),
+        ) else {
+            return Err(SnapshotError::Input(format!(
+                "{}:{}: expected the links columns",
+                path.display(),
+                i + 1
+            )));
+        };
+        let Some(&entity) = entities.by_key.get(key) else {
+            return Err(SnapshotError::Input(format!(
+                "{}:{}: entity key {key} is not in entities.csv",
+                path.display(),
+                i + 1
+            )));
+        };
+        let confidence = (conf.parse::<f64>().unwrap_or(0.0).clamp(0.0, 1.0) * 1000.0).round();
+        out.entry(source.to_string()).or_default().insert(
+            rid.to_string(),
+            Link {
+                entity,
+                doubtful: doubtful == "1",
+                confidence: confidence as u16,
+                method: METHODS.iter().position(|m| *m == method).unwrap_or(0) as u8,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Columns of a segment the snapshot keeps: normalized values, plus an address's region.
+fn kept(name: &str) -> bool {
+    if name.starts_with('_') {
+        return false;
+    }
+    match name.rsplit_once('.') {
+        None => true,
+        Some((_, suffix)) => suffix == "region",
+    }
+}
+
+/// Roles whose values may name another entity.
+/// (The subject's own id column is how the row was linked or joined, not a reference.)
+fn may_reference(role: Option<Role>) -> bool {
+    matches!(
+        role,
+        Some(Role::PersonRef | Role::EnterpriseRef | Role::PartyRef | Role::Key)
+    )
+}
+
+fn role_name(role: Option<Role>) -> String {
+    role.and_then(|r| toml::Value::try_from(r).ok())
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "derived".into())
+}
+
+/// Options of a snapshot build.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotOptions {
+    /// Print one line per table as it is written.
+    pub progress: bool,
+}
+
+/// Writes `out_dir/snapshot.msnap` from `ingested` (segments) and `resolved` (a resolve
+/// build), as the next generation of whatever snapshot the folder holds.
+pub fn write_snapshot(
+    ingested: &Path,
+    resolved: &Path,
+    out_dir: &Path,
+    opts: &SnapshotOptions,
+) -> Result<SnapshotReport, SnapshotError> {
+    let started = Instant::now();
+    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+    let dest = out_dir.join(FILE_NAME);
+    let generation = Snapshot::open(&dest).map_or(0, |s| s.generation()) + 1;
+    let entities = read_entities(resolved)?;
+    let links = read_links(resolved, &entities)?;
+    let sources = SourceSegment::open_all(&segments_dir(ingested))?;
+    let mut w = ContainerWriter::create(&dest)?;
+    let mut reports = Vec::new();
+    let mut table_lines = String::new();
+    let mut meta = String::new();
+    for src in &sources {
+        let before = w.position();
+        let t = write_table(&mut w, src, &entities, &links, resolved)?;
+        let name = src.config.source_name();
+        table_lines += &format!(
+            "{name}\t{}\t{}\t{}\t{}\t{}\n",
+            role_name_kind(src.config.kind),
+            subject_name(src.config.subject),
+            t.rows,
+            t.attributed,
+            src.config.as_of.clone().unwrap_or_default()
+        );
+        if let Some(a) = &src.config.as_of {
+            meta += &format!("as_of.{name}\t{a}\n");
+        }
+        let report = TableReport {
+            name,
+            rows: t.rows,
+            attributed: t.attributed,
+            bytes: w.position() - before,
+        };
+        if opts.progress {
+            eprintln!(
+                "  snapshot {:<28} {:>12} rows {:>10.1} MB",
+                report.name,
+                report.rows,
+                report.bytes as f64 / 1e6
+            );
+        }
+        reports.push(report);
+    }
+    w.section("tables", table_lines.as_bytes())?;
+    write_entities(&mut w, &entities)?;
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = Date((now / 86_400) as i32);
+    let secs = now % 86_400;
+    meta = format!(
+        "generation\t{generation}\nbuilt_at\t{day}T{:02}:{:02}:{:02}Z\nbuilt_at_unix\t{now}\nresolver_version\tmianshen {} (links {})\nentities\t{}\nrecords\t{}\n{meta}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        env!("CARGO_PKG_VERSION"),
+        model_fingerprint(resolved),
+        entities.keys.len(),
+        reports.iter().map(|t| t.rows).sum::<usize>(),
+    );
+    for (k, name) in KINDS.iter().enumerate() {
+        let n = entities.kinds.iter().filter(|&&x| x as usize == k).count();
+        meta += &format!("entities.{name}\t{n}\n");
+    }
+    w.section("meta", meta.as_bytes())?;
+    let bytes = w.finish()?;
+    Ok(SnapshotReport {
+        path: dest,
+        generation,
+        entities: entities.keys.len(),
+        tables: reports,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A short fingerprint of the resolve build's model, so provenance says which model linked.
+fn model_fingerprint(resolved: &Path) -> String {
+    std::fs::read(resolved.join("model.tsv"))
+        .map(|b| format!("model {:016x}", xxh3_64(&b)))
+        .unwrap_or_else(|_| "no model".into())
+}
+
+fn role_name_kind(k: TableKind) -> &'static str {
+    match k {
+        TableKind::Identity => "identity",
+        TableKind::Event => "event",
+        TableKind::Reference => "reference",
+    }
+}
+
+fn subject_name(s: crate::source::config::Subject) -> &'static str {
+    use crate::source::config::Subject;
+    match s {
+        Subject::Person => "person",
+        Subject::Enterprise => "enterprise",
+        Subject::Household => "household",
+        Subject::Party => "party",
+        Subject::Other => "other",
+    }
+}
+
+fn write_entities(w: &mut ContainerWriter, e: &Entities) -> Result<(), SnapshotError> {
+    let mut b = Vec::new();
+    encode(
+        &ColumnValues::Int(e.kinds.iter().map(|&k| Some(i64::from(k))).collect()),
+        &mut b,
+    );
+    w.section("entities/kind", &b)?;
+    b.clear();
+    encode(
+        &ColumnValues::Bytes(e.keys.iter().map(|k| Some(k.as_str())).collect()),
+        &mut b,
+    );
+    w.section("entities/key", &b)?;
+    // Key hashes as stored (i64), sorted, with the entity of each: a binary search finds a key.
+    let mut signed: Vec<(i64, u32)> = e
+        .keys
+        .par_iter()
+        .enumerate()
+        .map(|(i, k)| (xxh3_64(k.as_bytes()) as i64, i as u32))
+        .collect();
+    signed.par_sort_unstable();
+    b.clear();
+    encode(
+        &ColumnValues::Int(signed.iter().map(|&(h, _)| Some(h)).collect()),
+        &mut b,
+    );
+    w.section("entities/key_hash", &b)?;
+    b.clear();
+    encode(
+        &ColumnValues::Int(signed.iter().map(|&(_, i)| Some(i64::from(i))).collect()),
+        &mut b,
+    );
+    w.section("entities/key_order", &b)?;
+    let mut bitmap = |name: &str, pred: &dyn Fn(usize) -> bool| -> Result<(), SnapshotError> {
+        let bm = RoaringBitmap::from_sorted_iter(
+            (0..e.keys.len()).filter(|&i| pred(i)).map(|i| i as u32),
+        )
+        .map_err(|err| SnapshotError::Input(format!("{name}: {err}")))?;
+        let mut b = Vec::with_capacity(bm.serialized_size());
+        bm.serialize_into(&mut b)
+            .map_err(|err| SnapshotError::Input(err.to_string()))?;
+        w.section(name, &b)
+    };
+    bitmap("entities/identified", &|i| e.identified[i])?;
+    for (k, name) in KINDS.iter().enumerate() {
+        bitmap(&format!("universe/{name}"), &|i| e.kinds[i] as usize == k)?;
+    }
+    Ok(())
+}
+
+struct Written {
+    rows: usize,
+    attributed: usize,
+}
+
+fn serialize(bm: &RoaringBitmap) -> Vec<u8> {
+    let mut b = Vec::with_capacity(bm.serialized_size());
+    // Writing into a Vec cannot fail.
+    let _ = bm.serialize_into(&mut b);
+    b
+}
+
+fn write_table(
+    w: &mut ContainerWriter,
+    src: &SourceSegment,
+    entities: &Entities,
+    links: &HashMap<String, HashMap<String, Link>>,
+    resolved: &Path,
+) -> Result<Written, SnapshotError> {
+    let config = &src.config;
+    let name = config.source_name();
+    let seg = &src.seg;
+    let n = seg.rows() as usize;
+    let serr = |e| SnapshotError::from(seg_err(&src.path)(e));
+
+    // Each row's entity, and for identity rows the link.
+    let mut entity = vec![NONE; n];
+    let mut link_of: Vec<Option<Link>> = Vec::new();
+    if config.kind == TableKind::Identity {
+        link_of = vec![None; n];
+        let empty = HashMap::new();
+        let by_rid = links.get(&name).unwrap_or(&empty);
+        let mut note = |r: usize, rid: &str| {
+            if let Some(l) = by_rid.get(rid) {
+                entity[r] = l.entity;
+                link_of[r] = Some(*l);
+            }
+        };
+        match config.columns.iter().find(|c| c.role == Role::RecordId) {
+            Some(c) => seg
+                .for_each_str(&c.name, |r, v| note(r, v.unwrap_or("")))
+                .map_err(serr)?,
+            None => {
+                for (r, l) in seg.ints("_line").map_err(serr)?.iter().enumerate() {
+                    note(r, &l.unwrap_or(0).to_string());
+                }
+            }
+        }
+    } else {
+        let path = resolved.join("events").join(format!("{name}.seg"));
+        if path.exists() {
+            let ev = crate::ingest::segment::Segment::open(&path)
+                .map_err(|e| SnapshotError::from(seg_err(&path)(e)))?;
+            if ev.rows() as usize != n {
+                return Err(SnapshotError::Input(format!(
+                    "{}: {} rows, but the segment has {n}: the resolve build is not of these segments",
+                    path.display(),
+                    ev.rows()
+                )));
+            }
+            for (r, v) in ev
+                .ints("entity")
+                .map_err(|e| SnapshotError::from(seg_err(&path)(e)))?
+                .into_iter()
+                .enumerate()
+            {
+                entity[r] = v.and_then(|v| u32::try_from(v).ok()).unwrap_or(NONE);
+            }
+        }
+    }
+
+    // Rows grouped by entity, stable; unattributed rows (NONE) last.
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    perm.par_sort_by_key(|&r| entity[r as usize]);
+    let mut run_entity = Vec::new();
+    let mut run_start = Vec::new();
+    let mut attributed = 0usize;
+    for (i, &r) in perm.iter().enumerate() {
+        let e = entity[r as usize];
+        if e == NONE {
+            break;
+        }
+        attributed = i + 1;
+        if run_entity.last() != Some(&Some(i64::from(e))) {
+            run_entity.push(Some(i64::from(e)));
+            run_start.push(Some(i as i64));
+        }
+    }
+    run_start.push(Some(attributed as i64));
+    let mut b = Vec::new();
+    encode(&ColumnValues::Int(run_entity), &mut b);
+    w.section(&format!("table/{name}/run_entity"), &b)?;
+    b.clear();
+    encode(&ColumnValues::Int(run_start), &mut b);
+    w.section(&format!("table/{name}/run_start"), &b)?;
+
+    if config.kind == TableKind::Identity {
+        let doubtful = RoaringBitmap::from_sorted_iter(
+            perm.iter()
+                .enumerate()
+                .filter(|&(_, &r)| link_of[r as usize].is_some_and(|l| l.doubtful))
+                .map(|(i, _)| i as u32),
+        )
+        .map_err(|e| SnapshotError::Input(e.to_string()))?;
+        w.section(&format!("table/{name}/doubtful"), &serialize(&doubtful))?;
+        b.clear();
+        encode(
+            &ColumnValues::Int(
+                perm.iter()
+                    .map(|&r| link_of[r as usize].map(|l| i64::from(l.confidence)))
+                    .collect(),
+            ),
+            &mut b,
+        );
+        w.section(&format!("table/{name}/link/confidence"), &b)?;
+        b.clear();
+        encode(
+            &ColumnValues::Dict(
+                perm.iter()
+                    .map(|&r| link_of[r as usize].map(|l| METHODS[l.method as usize]))
+                    .collect(),
+            ),
+            &mut b,
+        );
+        w.section(&format!("table/{name}/link/method"), &b)?;
+    } else {
+        w.section(
+            &format!("table/{name}/doubtful"),
+            &serialize(&RoaringBitmap::new()),
+        )?;
+    }
+
+    // Value columns, encoded in parallel, written in schema order.
+    let role_of = |col: &str| -> Option<Role> {
+        let base = col.split('.').next().unwrap_or(col);
+        config
+            .columns
+            .iter()
+            .find(|c| c.name == base)
+            .map(|c| c.role)
+    };
+    let columns: Vec<_> = seg
+        .schema()
+        .iter()
+        .filter(|c| kept(&c.name))
+        .cloned()
+        .collect();
+    type Encoded = (String, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let encoded: Vec<Result<Encoded, SnapshotError>> = columns
+        .par_iter()
+        .map(|col| {
+            let role = role_of(&col.name);
+            let mut values = Vec::new();
+            let mut reference = None;
+            let mut index = None;
+            match col.ty {
+                ColumnType::Int => {
+                    let v = seg.ints(&col.name).map_err(serr)?;
+                    encode(
+                        &ColumnValues::Int(perm.iter().map(|&r| v[r as usize]).collect()),
+                        &mut values,
+                    );
+                }
+                ColumnType::Bytes | ColumnType::Dict => {
+                    let mut v: Vec<Option<&str>> = Vec::with_capacity(n);
+                    seg.for_each_str(&col.name, |_, s| v.push(s))
+                        .map_err(serr)?;
+                    let sorted: Vec<Option<&str>> = perm.iter().map(|&r| v[r as usize]).collect();
+                    if may_reference(role) && !col.name.contains('.') {
+                        let refs: Vec<Option<i64>> = sorted
+                            .iter()
+                            .map(|s| {
+                                s.and_then(|s| entities.by_key.get(s))
+                                    .map(|&e| i64::from(e))
+                            })
+                            .collect();
+                        if refs.iter().any(Option::is_some) {
+                            let mut b = Vec::new();
+                            encode(&ColumnValues::Int(refs), &mut b);
+                            reference = Some(b);
+                        }
+                    }
+                    if col.ty == ColumnType::Dict {
+                        index = Some(equality_index(&sorted, &perm, &entity, attributed));
+                        encode(&ColumnValues::Dict(sorted), &mut values);
+                    } else {
+                        encode(&ColumnValues::Bytes(sorted), &mut values);
+                    }
+                }
+            }
+            Ok((col.name.clone(), values, reference, index))
+        })
+        .collect();
+    let mut schema = String::new();
+    for (col, enc) in columns.iter().zip(encoded) {
+        let (cname, values, reference, index) = enc?;
+        w.section(&format!("table/{name}/col/{cname}"), &values)?;
+        let mut flags = String::from("-");
+        if let Some(r) = reference {
+            w.section(&format!("table/{name}/ref/{cname}"), &r)?;
+            flags.push('r');
+        }
+        if let Some(ix) = index {
+            w.section(&format!("table/{name}/index/{cname}"), &ix)?;
+            flags.push('i');
+        }
+        schema += &format!(
+            "{cname}\t{}\t{}\t{flags}\n",
+            col.ty.as_str(),
+            role_name(role_of(&cname))
+        );
+    }
+    w.section(&format!("table/{name}/schema"), schema.as_bytes())?;
+    Ok(Written {
+        rows: n,
+        attributed,
+    })
+}
+
+/// One entity bitmap per dictionary value (values in sorted order, as the dictionary),
+/// laid out as `u64:n (u64:offset u64:len){n} roaring*`.
+fn equality_index(
+    sorted: &[Option<&str>],
+    perm: &[u32],
+    entity: &[u32],
+    attributed: usize,
+) -> Vec<u8> {
+    let mut dict: Vec<&str> = sorted.iter().flatten().copied().collect();
+    dict.sort_unstable();
+    dict.dedup();
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); dict.len()];
+    for (i, v) in sorted.iter().enumerate().take(attributed) {
+        if let Some(v) = v
+            && let Ok(code) = dict.binary_search(v)
+        {
+            let e = entity[perm[i] as usize];
+            if lists[code].last() != Some(&e) {
+                lists[code].push(e);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&(dict.len() as u64).to_le_bytes());
+    let header = 8 + 16 * dict.len();
+    let blobs: Vec<Vec<u8>> = lists
+        .into_iter()
+        .map(|l| serialize(&RoaringBitmap::from_sorted_iter(l).unwrap_or_default()))
+        .collect();
+    let mut at = header;
+    for b in &blobs {
+        out.extend_from_slice(&(at as u64).to_le_bytes());
+        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        at += b.len().div_ceil(8) * 8;
+    }
+    for b in blobs {
+        out.extend_from_slice(&b);
+        while !out.len().is_multiple_of(8) {
+            out.push(0);
+        }
+    }
+    out
+}

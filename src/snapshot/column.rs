@@ -1,0 +1,460 @@
+//! Column encodings (FORMAT.md, `column`): bit-packed integers with a base (frame of
+//! reference), dictionary codes, and strings with bit-packed offsets; an optional validity
+//! bitmap says which rows have a value. Missing is missing, never zero.
+//!
+//! Readers parse a column's layout once, checking that every part fits its section, so that
+//! later accessors read within bounds whatever the bytes; they return `None` rather than panic
+//! on content that only a checksum would catch (a dictionary code past the dictionary, offsets
+//! out of order): `verify` runs before a snapshot is trusted.
+
+/// Type tags.
+pub const INT: u8 = 0;
+pub const DICT: u8 = 1;
+pub const BYTES: u8 = 2;
+
+/// The bits needed to hold `max`.
+pub fn bits_for(max: u64) -> u8 {
+    (64 - max.leading_zeros()) as u8
+}
+
+fn pad8(out: &mut Vec<u8>) {
+    while !out.len().is_multiple_of(8) {
+        out.push(0);
+    }
+}
+
+/// Appends `values` packed at `width` bits, LSB first, in whole little-endian u64 words.
+pub fn pack(values: impl IntoIterator<Item = u64>, width: u8, out: &mut Vec<u8>) {
+    let width = u32::from(width);
+    let mut word = 0u64;
+    let mut used = 0u32;
+    let mut any = false;
+    if width == 0 {
+        return;
+    }
+    for v in values {
+        any = true;
+        let v = if width == 64 {
+            v
+        } else {
+            v & ((1u64 << width) - 1)
+        };
+        word |= v << used;
+        if used + width >= 64 {
+            out.extend_from_slice(&word.to_le_bytes());
+            let spill = used + width - 64;
+            word = if spill == 0 { 0 } else { v >> (width - spill) };
+            used = spill;
+        } else {
+            used += width;
+        }
+    }
+    if any && used > 0 {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+}
+
+fn packed_bytes(n: usize, width: u8) -> Option<usize> {
+    n.checked_mul(usize::from(width))
+        .map(|bits| bits.div_ceil(64) * 8)
+}
+
+/// Reads 8 bytes little-endian at `at`, `None` past the end.
+pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_le_bytes(a))
+}
+
+/// `len` bit-packed values.
+#[derive(Debug, Clone, Copy)]
+pub struct Packed<'a> {
+    words: &'a [u8],
+    width: u32,
+    len: usize,
+}
+
+impl<'a> Packed<'a> {
+    /// Takes `len` values of `width` bits from the start of `b`; returns them and the bytes
+    /// that follow.
+    pub fn parse(b: &'a [u8], len: usize, width: u8) -> Option<(Packed<'a>, &'a [u8])> {
+        if width > 64 {
+            return None;
+        }
+        let n = packed_bytes(len, width)?;
+        if b.len() < n {
+            return None;
+        }
+        Some((
+            Packed {
+                words: &b[..n],
+                width: u32::from(width),
+                len,
+            },
+            &b[n..],
+        ))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Value `i` (0 past the end).
+    #[inline]
+    pub fn get(&self, i: usize) -> u64 {
+        if self.width == 0 || i >= self.len {
+            return 0;
+        }
+        let bit = i * self.width as usize;
+        let (w, off) = (bit / 64, (bit % 64) as u32);
+        let lo = le_u64(self.words, w * 8).unwrap_or(0);
+        let mut v = lo >> off;
+        if off + self.width > 64 {
+            v |= le_u64(self.words, w * 8 + 8).unwrap_or(0) << (64 - off);
+        }
+        if self.width == 64 {
+            v
+        } else {
+            v & ((1u64 << self.width) - 1)
+        }
+    }
+}
+
+/// Strings: bit-packed offsets and their bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Strings<'a> {
+    offsets: Packed<'a>,
+    data: &'a [u8],
+}
+
+impl<'a> Strings<'a> {
+    fn write<'s>(values: impl Iterator<Item = &'s str> + Clone, out: &mut Vec<u8>) {
+        let total: u64 = values.clone().map(|s| s.len() as u64).sum();
+        let width = bits_for(total);
+        out.push(width);
+        out.extend_from_slice(&[0u8; 7]);
+        let mut at = 0u64;
+        let offsets = std::iter::once(0).chain(values.clone().map(|s| {
+            at += s.len() as u64;
+            at
+        }));
+        pack(offsets, width, out);
+        for s in values {
+            out.extend_from_slice(s.as_bytes());
+        }
+        pad8(out);
+    }
+
+    fn parse(b: &'a [u8], n: usize) -> Option<(Strings<'a>, &'a [u8])> {
+        let width = *b.first()?;
+        let (offsets, rest) = Packed::parse(b.get(8..)?, n.checked_add(1)?, width)?;
+        let total = usize::try_from(offsets.get(n)).ok()?;
+        let data = rest.get(..total)?;
+        let after = rest.get(total.div_ceil(8) * 8..).unwrap_or(&[]);
+        Some((Strings { offsets, data }, after))
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// String `i`; `None` past the end or on bytes that are not a string we wrote.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        if i >= self.len() {
+            return None;
+        }
+        let (s, e) = (
+            self.offsets.get(i) as usize,
+            self.offsets.get(i + 1) as usize,
+        );
+        std::str::from_utf8(self.data.get(s..e)?).ok()
+    }
+}
+
+/// Values to encode as one column.
+#[derive(Debug)]
+pub enum ColumnValues<'s> {
+    Int(Vec<Option<i64>>),
+    /// Dictionary-encoded strings: few distinct values.
+    Dict(Vec<Option<&'s str>>),
+    Bytes(Vec<Option<&'s str>>),
+}
+
+/// Encodes a column section.
+pub fn encode(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
+    let (ty, rows, valid): (u8, usize, Vec<bool>) = match values {
+        ColumnValues::Int(v) => (INT, v.len(), v.iter().map(Option::is_some).collect()),
+        ColumnValues::Dict(v) => (DICT, v.len(), v.iter().map(Option::is_some).collect()),
+        ColumnValues::Bytes(v) => (BYTES, v.len(), v.iter().map(Option::is_some).collect()),
+    };
+    let all_valid = valid.iter().all(|&v| v);
+    out.push(ty);
+    out.push(u8::from(!all_valid));
+    out.extend_from_slice(&[0u8; 6]);
+    out.extend_from_slice(&(rows as u64).to_le_bytes());
+    if !all_valid {
+        for chunk in valid.chunks(64) {
+            let mut w = 0u64;
+            for (i, &v) in chunk.iter().enumerate() {
+                w |= u64::from(v) << i;
+            }
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+    match values {
+        ColumnValues::Int(v) => {
+            let base = v.iter().flatten().copied().min().unwrap_or(0);
+            let max = v
+                .iter()
+                .flatten()
+                .map(|&x| x.wrapping_sub(base) as u64)
+                .max()
+                .unwrap_or(0);
+            let width = bits_for(max);
+            out.extend_from_slice(&base.to_le_bytes());
+            out.push(width);
+            out.extend_from_slice(&[0u8; 7]);
+            pack(
+                v.iter()
+                    .map(|x| x.map_or(0, |x| x.wrapping_sub(base) as u64)),
+                width,
+                out,
+            );
+        }
+        ColumnValues::Dict(v) => {
+            let mut dict: Vec<&str> = v.iter().flatten().copied().collect();
+            dict.sort_unstable();
+            dict.dedup();
+            out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+            out.extend_from_slice(&[0u8; 4]);
+            Strings::write(dict.iter().copied(), out);
+            let width = bits_for(dict.len().saturating_sub(1) as u64);
+            out.push(width);
+            out.extend_from_slice(&[0u8; 7]);
+            pack(
+                v.iter()
+                    .map(|x| x.and_then(|s| dict.binary_search(&s).ok()).unwrap_or(0) as u64),
+                width,
+                out,
+            );
+        }
+        ColumnValues::Bytes(v) => Strings::write(v.iter().map(|x| x.unwrap_or("")), out),
+    }
+    pad8(out);
+}
+
+/// A column read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct Column<'a> {
+    rows: usize,
+    validity: Option<&'a [u8]>,
+    body: Body<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Body<'a> {
+    Int {
+        base: i64,
+        values: Packed<'a>,
+    },
+    Dict {
+        dict: Strings<'a>,
+        codes: Packed<'a>,
+    },
+    Bytes(Strings<'a>),
+}
+
+/// One value, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Missing,
+    Int(i64),
+    Str(&'a str),
+}
+
+impl<'a> Column<'a> {
+    /// Parses a column section; `None` when its layout does not fit.
+    pub fn parse(b: &'a [u8]) -> Option<Column<'a>> {
+        let ty = *b.first()?;
+        let has_validity = *b.get(1)? != 0;
+        let rows = usize::try_from(le_u64(b, 8)?).ok()?;
+        let mut rest = b.get(16..)?;
+        let validity = if has_validity {
+            let n = rows.div_ceil(64) * 8;
+            let v = rest.get(..n)?;
+            rest = &rest[n..];
+            Some(v)
+        } else {
+            None
+        };
+        let body = match ty {
+            INT => {
+                let base = le_u64(rest, 0)? as i64;
+                let width = *rest.get(8)?;
+                let (values, _) = Packed::parse(rest.get(16..)?, rows, width)?;
+                Body::Int { base, values }
+            }
+            DICT => {
+                let n = le_u64(rest, 0)? as u32 as usize;
+                let (dict, after) = Strings::parse(rest.get(8..)?, n)?;
+                let width = *after.first()?;
+                let (codes, _) = Packed::parse(after.get(8..)?, rows, width)?;
+                Body::Dict { dict, codes }
+            }
+            BYTES => Body::Bytes(Strings::parse(rest, rows)?.0),
+            _ => return None,
+        };
+        Some(Column {
+            rows,
+            validity,
+            body,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self.body {
+            Body::Int { .. } => "int",
+            Body::Dict { .. } => "dict",
+            Body::Bytes(_) => "bytes",
+        }
+    }
+
+    #[inline]
+    pub fn is_valid(&self, row: usize) -> bool {
+        if row >= self.rows {
+            return false;
+        }
+        match self.validity {
+            None => true,
+            Some(v) => le_u64(v, (row / 64) * 8).is_some_and(|w| w >> (row % 64) & 1 == 1),
+        }
+    }
+
+    /// An int column's value at `row`.
+    #[inline]
+    pub fn int(&self, row: usize) -> Option<i64> {
+        match self.body {
+            Body::Int { base, values } if self.is_valid(row) => {
+                Some(base.wrapping_add(values.get(row) as i64))
+            }
+            _ => None,
+        }
+    }
+
+    /// A dictionary column's code at `row`.
+    #[inline]
+    pub fn code(&self, row: usize) -> Option<u32> {
+        match self.body {
+            Body::Dict { codes, .. } if self.is_valid(row) => Some(codes.get(row) as u32),
+            _ => None,
+        }
+    }
+
+    /// The dictionary of a dictionary column, in code order (sorted).
+    pub fn dict(&self) -> Vec<&'a str> {
+        match self.body {
+            Body::Dict { dict, .. } => (0..dict.len()).filter_map(|i| dict.get(i)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The code of `value` in a dictionary column.
+    pub fn code_of(&self, value: &str) -> Option<u32> {
+        match self.body {
+            Body::Dict { dict, .. } => {
+                let (mut lo, mut hi) = (0usize, dict.len());
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    match dict.get(mid)?.cmp(value) {
+                        std::cmp::Ordering::Less => lo = mid + 1,
+                        std::cmp::Ordering::Greater => hi = mid,
+                        std::cmp::Ordering::Equal => return Some(mid as u32),
+                    }
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A string or dictionary column's value at `row`.
+    #[inline]
+    pub fn str(&self, row: usize) -> Option<&'a str> {
+        if !self.is_valid(row) {
+            return None;
+        }
+        match self.body {
+            Body::Dict { dict, codes } => dict.get(codes.get(row) as usize),
+            Body::Bytes(s) => s.get(row),
+            Body::Int { .. } => None,
+        }
+    }
+
+    pub fn value(&self, row: usize) -> Value<'a> {
+        match self.body {
+            Body::Int { .. } => self.int(row).map_or(Value::Missing, Value::Int),
+            _ => self.str(row).map_or(Value::Missing, Value::Str),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn ints_round_trip(v in proptest::collection::vec(proptest::option::of(any::<i64>()), 0..300)) {
+            let mut b = Vec::new();
+            encode(&ColumnValues::Int(v.clone()), &mut b);
+            prop_assert_eq!(b.len() % 8, 0);
+            let c = Column::parse(&b).unwrap();
+            prop_assert_eq!(c.rows(), v.len());
+            for (i, x) in v.iter().enumerate() {
+                prop_assert_eq!(c.int(i), *x);
+            }
+            prop_assert_eq!(c.int(v.len()), None);
+        }
+
+        #[test]
+        fn strings_round_trip(
+            v in proptest::collection::vec(proptest::option::of("[a-c正常死亡]{0,4}"), 0..200),
+            dict in any::<bool>(),
+        ) {
+            let refs: Vec<Option<&str>> = v.iter().map(|s| s.as_deref()).collect();
+            let mut b = Vec::new();
+            encode(&if dict { ColumnValues::Dict(refs) } else { ColumnValues::Bytes(refs) }, &mut b);
+            let c = Column::parse(&b).unwrap();
+            for (i, x) in v.iter().enumerate() {
+                prop_assert_eq!(c.str(i), x.as_deref());
+                if dict {
+                    prop_assert_eq!(c.code(i).map(|k| c.dict()[k as usize]), x.as_deref());
+                    if let Some(x) = x {
+                        prop_assert_eq!(c.code_of(x), c.code(i));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), row in 0usize..100) {
+            if let Some(c) = Column::parse(&b) {
+                let _ = (c.int(row), c.str(row), c.code(row), c.dict(), c.value(row));
+            }
+        }
+    }
+}

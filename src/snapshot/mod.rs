@@ -1,0 +1,386 @@
+//! Snapshots: one immutable, memory-mapped generation of everything the policy engine and the
+//! server read (DESIGN.md §3.5; the byte layout is in `FORMAT.md` beside this file).
+//!
+//! - [`container`]: header, aligned sections, footer with xxh3 per section, atomic publish.
+//! - [`column`]: bit-packed, dictionary and string column encodings with validity.
+//! - [`build`]: ingested segments + a resolve build → a snapshot: every table's rows grouped by
+//!   entity, references resolved to entities, equality indexes, universes, the key map.
+//! - this module: the reader. `Snapshot::open` is constant work (header, trailer, footer,
+//!   section table, a few small sections); `verify` checks every checksum.
+//!
+//! Entities have dense `u32` ids (their row in the resolve build's `entities.csv`), shared by
+//! persons, households and enterprises; each kind's ids form its universe bitmap.
+
+pub mod build;
+pub mod column;
+pub mod container;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use roaring::RoaringBitmap;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::error::SnapshotError;
+use column::Column;
+use container::Container;
+
+/// The snapshot file inside a snapshot folder.
+pub const FILE_NAME: &str = "snapshot.msnap";
+
+/// Entity kinds, by their code in `entities/kind`.
+pub const KINDS: [&str; 3] = ["person", "household", "enterprise"];
+
+/// The code of a kind name.
+pub fn kind_code(kind: &str) -> Option<u8> {
+    KINDS.iter().position(|k| *k == kind).map(|k| k as u8)
+}
+
+/// One column of a table, as the schema section lists it.
+#[derive(Debug, Clone)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// `int`, `dict` or `bytes`.
+    pub ty: String,
+    /// The column's role in the source config (`date`, `amount`, `category`, …).
+    pub role: String,
+    /// Whether a `ref/` section resolves the values to entities.
+    pub reference: bool,
+    /// Whether an `index/` section holds one entity bitmap per dictionary value.
+    pub indexed: bool,
+}
+
+/// A table's description.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// `DEPT.table`.
+    pub name: String,
+    /// `identity`, `event` or `reference`.
+    pub kind: String,
+    /// The kind of entity its rows are about.
+    pub subject: String,
+    pub rows: usize,
+    /// Rows attributed to an entity; they come first, grouped by entity.
+    pub attributed: usize,
+    pub as_of: Option<String>,
+    pub columns: Vec<ColumnInfo>,
+}
+
+impl TableInfo {
+    pub fn column(&self, name: &str) -> Option<&ColumnInfo> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// An open snapshot.
+#[derive(Debug)]
+pub struct Snapshot {
+    dir: PathBuf,
+    c: Container,
+    meta: Vec<(String, String)>,
+    tables: Vec<TableInfo>,
+    entities: usize,
+}
+
+/// Parses `key\tvalue` lines.
+fn parse_tsv(b: &[u8]) -> Option<Vec<Vec<String>>> {
+    let text = std::str::from_utf8(b).ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect(),
+    )
+}
+
+impl Snapshot {
+    /// Opens `dir/snapshot.msnap` (or a snapshot file given directly): checks the structure
+    /// and reads the table directory; constant work whatever the size.
+    pub fn open(dir: &Path) -> Result<Snapshot, SnapshotError> {
+        let path = if dir.is_dir() {
+            dir.join(FILE_NAME)
+        } else {
+            dir.to_path_buf()
+        };
+        let c = Container::open(&path)?;
+        Snapshot::from_container(dir, c)
+    }
+
+    /// Opens a snapshot held in memory (tests: arbitrary bytes must never panic).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Snapshot, SnapshotError> {
+        let c = Container::from_bytes(Path::new("<memory>"), bytes)?;
+        Snapshot::from_container(Path::new("<memory>"), c)
+    }
+
+    fn from_container(dir: &Path, c: Container) -> Result<Snapshot, SnapshotError> {
+        let meta = parse_tsv(c.section("meta")?)
+            .ok_or_else(|| c.corrupt("meta", "not UTF-8 text"))?
+            .into_iter()
+            .filter_map(|mut f| (f.len() == 2).then(|| (f.remove(0), f.remove(0))))
+            .collect();
+        let lines =
+            parse_tsv(c.section("tables")?).ok_or_else(|| c.corrupt("tables", "not UTF-8 text"))?;
+        let mut tables = Vec::with_capacity(lines.len());
+        for f in lines {
+            let [name, kind, subject, rows, attributed, as_of] = f.as_slice() else {
+                return Err(c.corrupt("tables", "a line without six fields"));
+            };
+            let num = |s: &str| {
+                s.parse::<usize>()
+                    .map_err(|_| c.corrupt("tables", format!("{name}: bad count {s:?}")))
+            };
+            let schema = format!("table/{name}/schema");
+            let columns = parse_tsv(c.section(&schema)?)
+                .ok_or_else(|| c.corrupt(&schema, "not UTF-8 text"))?
+                .into_iter()
+                .map(|f| match f.as_slice() {
+                    [n, t, r, flags] => Ok(ColumnInfo {
+                        name: n.clone(),
+                        ty: t.clone(),
+                        role: r.clone(),
+                        reference: flags.contains('r'),
+                        indexed: flags.contains('i'),
+                    }),
+                    _ => Err(c.corrupt(&schema, "a line without four fields")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            tables.push(TableInfo {
+                name: name.clone(),
+                kind: kind.clone(),
+                subject: subject.clone(),
+                rows: num(rows)?,
+                attributed: num(attributed)?,
+                as_of: (!as_of.is_empty()).then(|| as_of.clone()),
+                columns,
+            });
+        }
+        let kinds = Column::parse(c.section("entities/kind")?)
+            .ok_or_else(|| c.corrupt("entities/kind", "column layout does not fit"))?;
+        Ok(Snapshot {
+            dir: dir.to_path_buf(),
+            entities: kinds.rows(),
+            c,
+            meta,
+            tables,
+        })
+    }
+
+    /// Checks every section's checksum; the error names the section at fault.
+    pub fn verify(&self) -> Result<(), SnapshotError> {
+        self.c.verify()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn container(&self) -> &Container {
+        &self.c
+    }
+
+    /// A provenance or summary value (`generation`, `built_at`, `as_of.GA.person`, …).
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn meta_all(&self) -> &[(String, String)] {
+        &self.meta
+    }
+
+    /// The generation number: 1 for the first build into a folder, then one more per build.
+    pub fn generation(&self) -> u64 {
+        self.meta("generation")
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn entity_count(&self) -> usize {
+        self.entities
+    }
+
+    pub fn tables(&self) -> &[TableInfo] {
+        &self.tables
+    }
+
+    fn column_section(&self, name: &str) -> Result<Column<'_>, SnapshotError> {
+        Column::parse(self.c.section(name)?)
+            .ok_or_else(|| self.c.corrupt(name, "column layout does not fit"))
+    }
+
+    fn bitmap_section(&self, name: &str) -> Result<RoaringBitmap, SnapshotError> {
+        RoaringBitmap::deserialize_from(self.c.section(name)?)
+            .map_err(|e| self.c.corrupt(name, format!("not a roaring bitmap: {e}")))
+    }
+
+    /// The kind of entity `e` (`person`, `household`, `enterprise`).
+    pub fn kind(&self, e: u32) -> Option<&'static str> {
+        let k = self.column_section("entities/kind").ok()?.int(e as usize)?;
+        KINDS.get(usize::try_from(k).ok()?).copied()
+    }
+
+    /// The stable key of entity `e`.
+    pub fn key(&self, e: u32) -> Option<&str> {
+        self.column_section("entities/key").ok()?.str(e as usize)
+    }
+
+    /// The entity with stable key `key`: a binary search over key hashes.
+    pub fn entity_of_key(&self, key: &str) -> Result<Option<u32>, SnapshotError> {
+        let hashes = self.column_section("entities/key_hash")?;
+        let order = self.column_section("entities/key_order")?;
+        let keys = self.column_section("entities/key")?;
+        let h = xxh3_64(key.as_bytes()) as i64;
+        let n = hashes.rows();
+        let at = |i: usize| hashes.int(i).unwrap_or(i64::MAX);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if at(mid) < h {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        while lo < n && at(lo) == h {
+            if let Some(e) = order.int(lo).and_then(|e| u32::try_from(e).ok())
+                && keys.str(e as usize) == Some(key)
+            {
+                return Ok(Some(e));
+            }
+            lo += 1;
+        }
+        Ok(None)
+    }
+
+    /// Every entity of a kind.
+    pub fn universe(&self, kind: &str) -> Result<RoaringBitmap, SnapshotError> {
+        self.bitmap_section(&format!("universe/{kind}"))
+    }
+
+    /// Entities whose stable key is an identifier (id number, USCC, household number) rather
+    /// than a minted key.
+    pub fn identified(&self) -> Result<RoaringBitmap, SnapshotError> {
+        self.bitmap_section("entities/identified")
+    }
+
+    /// A table by `DEPT.table` name.
+    pub fn table(&self, name: &str) -> Result<Table<'_>, SnapshotError> {
+        let info = self
+            .tables
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| SnapshotError::Input(format!("the snapshot has no table {name}")))?;
+        let runs_entity = self.column_section(&format!("table/{name}/run_entity"))?;
+        let runs_start = self.column_section(&format!("table/{name}/run_start"))?;
+        Ok(Table {
+            snap: self,
+            info,
+            runs_entity,
+            runs_start,
+        })
+    }
+}
+
+/// One table of a snapshot: rows grouped by entity (attributed rows first, in entity order).
+#[derive(Debug, Clone, Copy)]
+pub struct Table<'a> {
+    snap: &'a Snapshot,
+    pub info: &'a TableInfo,
+    runs_entity: Column<'a>,
+    runs_start: Column<'a>,
+}
+
+impl<'a> Table<'a> {
+    /// The rows of entity `e` (empty when it has none).
+    pub fn rows_of(&self, e: u32) -> Range<usize> {
+        let n = self.runs_entity.rows();
+        let at = |i: usize| self.runs_entity.int(i).unwrap_or(i64::MAX);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if at(mid) < i64::from(e) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < n && at(lo) == i64::from(e) {
+            let s = self.runs_start.int(lo).unwrap_or(0) as usize;
+            let t = self.runs_start.int(lo + 1).unwrap_or(0) as usize;
+            s..t.max(s)
+        } else {
+            0..0
+        }
+    }
+
+    /// Entity runs: `(entity, rows)` in entity order.
+    pub fn runs(&self) -> impl Iterator<Item = (u32, Range<usize>)> + '_ {
+        (0..self.runs_entity.rows()).map(move |i| {
+            let e = self.runs_entity.int(i).unwrap_or(0) as u32;
+            let s = self.runs_start.int(i).unwrap_or(0) as usize;
+            let t = self.runs_start.int(i + 1).unwrap_or(0) as usize;
+            (e, s..t.max(s))
+        })
+    }
+
+    /// The entity of every row, in row order (`None` for rows nothing joined).
+    pub fn row_entities(&self) -> Vec<Option<u32>> {
+        let mut out = vec![None; self.info.rows];
+        for (e, rows) in self.runs() {
+            for r in rows {
+                if let Some(x) = out.get_mut(r) {
+                    *x = Some(e);
+                }
+            }
+        }
+        out
+    }
+
+    /// A value column.
+    pub fn column(&self, name: &str) -> Result<Column<'a>, SnapshotError> {
+        self.snap
+            .column_section(&format!("table/{}/col/{name}", self.info.name))
+    }
+
+    /// A reference column: the entity each row's value names.
+    pub fn reference(&self, name: &str) -> Result<Column<'a>, SnapshotError> {
+        self.snap
+            .column_section(&format!("table/{}/ref/{name}", self.info.name))
+    }
+
+    /// Rows whose link to their entity is doubtful.
+    pub fn doubtful(&self) -> Result<RoaringBitmap, SnapshotError> {
+        self.snap
+            .bitmap_section(&format!("table/{}/doubtful", self.info.name))
+    }
+
+    /// The entities having a row with `value` in dictionary column `column`.
+    pub fn entities_with(&self, column: &str, value: &str) -> Result<RoaringBitmap, SnapshotError> {
+        let col = self.column(column)?;
+        let Some(code) = col.code_of(value) else {
+            return Ok(RoaringBitmap::new());
+        };
+        let name = format!("table/{}/index/{column}", self.info.name);
+        let b = self.snap.c.section(&name)?;
+        let corrupt = || self.snap.c.corrupt(&name, "offsets run past the section");
+        let n = column::le_u64(b, 0).ok_or_else(corrupt)? as usize;
+        if code as usize >= n {
+            return Err(corrupt());
+        }
+        let at = 8 + code as usize * 16;
+        let (off, len) = (
+            column::le_u64(b, at).ok_or_else(corrupt)? as usize,
+            column::le_u64(b, at + 8).ok_or_else(corrupt)? as usize,
+        );
+        let bytes = b
+            .get(off..off.checked_add(len).ok_or_else(corrupt)?)
+            .ok_or_else(corrupt)?;
+        RoaringBitmap::deserialize_from(bytes).map_err(|e| {
+            self.snap
+                .c
+                .corrupt(&name, format!("not a roaring bitmap: {e}"))
+        })
+    }
+}
