@@ -29,6 +29,7 @@ pub mod ids;
 pub mod ingest;
 pub mod mmap;
 pub mod pipeline;
+pub mod policy;
 pub mod profile;
 pub mod resolve;
 pub mod snapshot;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use mianshen::ingest::{self, IngestOptions};
 use mianshen::pipeline;
+use mianshen::policy;
 use mianshen::resolve::{self, ResolveOptions};
 use mianshen::snapshot::Snapshot;
 
@@ -25,6 +26,34 @@ use mianshen::source::city::{self, CityParams};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum PoliciesCommand {
+    /// Parse and check every `*.policy` file of a folder (unknown fields, types, parameters,
+    /// bands, cycles), then run every policy's case tests. Errors name file, line and column.
+    Check {
+        /// The catalogue folder.
+        #[arg(default_value = "datasets/policies")]
+        dir: PathBuf,
+        /// Check fields against this snapshot instead of the synthetic city's source configs.
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+    },
+}
+
+/// Options shared by the policy commands.
+#[derive(Debug, clap::Args)]
+struct PolicyArgs {
+    /// The policy catalogue folder.
+    #[arg(long, default_value = "datasets/policies")]
+    catalogue: PathBuf,
+    /// The as-of date (YYYY-MM-DD) conditions are evaluated at.
+    #[arg(long, default_value = "2025-12-31")]
+    as_of: String,
+    /// Override a parameter: `--set min_age=85` (numbers, dates, true/false, or text).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    set: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +202,50 @@ enum Command {
         /// No progress lines.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Policy catalogues: `policies check DIR` parses and checks every policy file and runs
+    /// every policy's case tests.
+    Policies {
+        #[command(subcommand)]
+        command: PoliciesCommand,
+    },
+    /// Evaluate policies over a snapshot: candidates, to-verify, near-miss, amounts, the first
+    /// candidates.
+    Match {
+        /// The snapshot folder.
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Policy ids (like M01), or `all` for the whole catalogue.
+        #[arg(required = true)]
+        policies: Vec<String>,
+        #[command(flatten)]
+        common: PolicyArgs,
+        /// Candidates to print per policy.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
+    /// Explain one policy for one entity: every condition's state and the values that decided
+    /// it, and the amount.
+    Explain {
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// The policy id.
+        policy: String,
+        /// The entity's key: id number, USCC, household number or minted key.
+        key: String,
+        #[command(flatten)]
+        common: PolicyArgs,
+    },
+    /// What if: a changed policy file (or a catalogue policy id with --set overrides) against
+    /// the saved version: counts, amounts, breakdowns, newly (in)eligible, the condition that
+    /// excludes the most, overlaps with other policies.
+    Whatif {
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// A policy file, or the id of a catalogue policy.
+        policy: String,
+        #[command(flatten)]
+        common: PolicyArgs,
     },
     /// Check every checksum of a snapshot; on failure, name the section at fault.
     Verify {
@@ -331,6 +404,66 @@ fn main() -> Result<()> {
             print!("{}", summary.render());
             Ok(())
         }
+        Command::Policies {
+            command: PoliciesCommand::Check { dir, snapshot },
+        } => policies_check(&dir, snapshot.as_deref()),
+        Command::Match {
+            snapshot,
+            policies,
+            common,
+            limit,
+        } => run_match(&snapshot, &policies, &common, limit),
+        Command::Explain {
+            snapshot,
+            policy,
+            key,
+            common,
+        } => {
+            let snap = Snapshot::open(&snapshot)?;
+            let (mut engine, overrides) = engine_for(&snap, &common)?;
+            let x = policy::explain::explain(&mut engine, &policy, &key, &overrides)?;
+            print!("{}", x.render());
+            Ok(())
+        }
+        Command::Whatif {
+            snapshot,
+            policy,
+            common,
+        } => {
+            let snap = Snapshot::open(&snapshot)?;
+            let (mut engine, overrides) = engine_for(&snap, &common)?;
+            let new = if Path::new(&policy).is_file() {
+                let text = std::fs::read_to_string(&policy)?;
+                // Check the new text together with the catalogue (relations, references).
+                let mut files = catalogue_texts(&common.catalogue)?;
+                // The new text replaces the catalogue policies with the same ids.
+                let new_ids: Vec<String> = policy::parse::parse(&text)
+                    .map(|f| f.policies.into_iter().map(|p| p.id).collect())
+                    .unwrap_or_default();
+                files.retain(|(_, t)| {
+                    policy::parse::parse(t)
+                        .map(|f| !f.policies.iter().any(|p| new_ids.contains(&p.id)))
+                        .unwrap_or(true)
+                });
+                files.push((PathBuf::from(&policy), text));
+                let schema = policy::schema::Schema::of_snapshot(&snap);
+                let cat = policy::check::load_texts(&files, &schema).map_err(diagnostics)?;
+                cat.policies
+                    .iter()
+                    .find(|c| c.file == Path::new(&policy))
+                    .map(|c| c.policy.clone())
+                    .context("the file holds no policy")?
+            } else {
+                engine
+                    .cat
+                    .get(&policy)
+                    .map(|c| c.policy.clone())
+                    .with_context(|| format!("{policy} is neither a file nor a catalogue policy"))?
+            };
+            let w = policy::whatif::what_if(&mut engine, &new, &overrides)?;
+            print!("{}", w.render(&snap));
+            Ok(())
+        }
         Command::Verify { snapshot } => {
             let t = std::time::Instant::now();
             let snap = Snapshot::open(&snapshot)?;
@@ -408,6 +541,173 @@ fn demo(persons: u64, seed: u64, work: &Path) -> Result<()> {
     println!("links against the generator's ground truth (pairwise):");
     print!("{}", eval.render());
     println!("links, entities and the model in {}", resolved.display());
+    Ok(())
+}
+
+/// The texts of a catalogue folder's `*.policy` files.
+fn catalogue_texts(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the policy catalogue {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "policy"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let t = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            Ok((f, t))
+        })
+        .collect()
+}
+
+fn diagnostics(d: Vec<policy::check::Diagnostic>) -> anyhow::Error {
+    let lines: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+    anyhow::anyhow!("{} problem(s) in the policies:\n{}", d.len(), lines.join("\n"))
+}
+
+/// Parses `--set name=value` overrides.
+fn overrides(set: &[String]) -> Result<std::collections::HashMap<String, policy::ast::Lit>> {
+    use policy::ast::Lit;
+    let mut out = std::collections::HashMap::new();
+    for s in set {
+        let (k, v) = s
+            .split_once('=')
+            .with_context(|| format!("--set {s}: expected NAME=VALUE"))?;
+        let v = v.trim();
+        let lit = if let Ok(n) = v.parse::<f64>() {
+            Lit::Num(n)
+        } else if v == "true" || v == "false" {
+            Lit::Bool(v == "true")
+        } else if let Some(d) = parse_date(v) {
+            Lit::Date(d.0)
+        } else {
+            Lit::Str(v.trim_matches('"').to_string())
+        };
+        out.insert(k.trim().to_string(), lit);
+    }
+    Ok(out)
+}
+
+fn parse_date(s: &str) -> Option<mianshen::date::Date> {
+    let mut it = s.split('-');
+    let (y, m, d) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    mianshen::date::Date::from_ymd(y, m, d)
+}
+
+/// The engine over a snapshot with the checked catalogue, and the overrides.
+fn engine_for<'s>(
+    snap: &'s Snapshot,
+    common: &PolicyArgs,
+) -> Result<(policy::engine::Engine<'s>, std::collections::HashMap<String, policy::ast::Lit>)> {
+    let schema = policy::schema::Schema::of_snapshot(snap);
+    let cat = policy::check::load_dir(&common.catalogue, &schema).map_err(diagnostics)?;
+    let as_of = parse_date(&common.as_of).with_context(|| format!("--as-of {}: expected YYYY-MM-DD", common.as_of))?;
+    Ok((policy::engine::Engine::new(snap, cat, as_of), overrides(&common.set)?))
+}
+
+fn policies_check(dir: &Path, snapshot: Option<&Path>) -> Result<()> {
+    let snap = snapshot.map(Snapshot::open).transpose()?;
+    let schema = match &snap {
+        Some(s) => policy::schema::Schema::of_snapshot(s),
+        None => policy::schema::Schema::of_city(),
+    };
+    let cat = policy::check::load_dir(dir, &schema).map_err(diagnostics)?;
+    let results = policy::cases::run_cases(&cat, &schema).map_err(|e| anyhow::anyhow!(e))?;
+    let mut failed = 0;
+    for c in &cat.policies {
+        let p = &c.policy;
+        let mine: Vec<_> = results.iter().filter(|r| r.policy == p.id).collect();
+        let bad = mine.iter().filter(|r| !r.failures.is_empty()).count();
+        println!(
+            "{:<4} {:<28} {:<10} {:<6} {:<8} {:>2} conditions, {} cases{}",
+            p.id,
+            p.name,
+            p.subject,
+            p.domain,
+            p.mode,
+            p.conditions.len(),
+            mine.len(),
+            if bad > 0 { format!(", {bad} FAILED") } else { String::new() }
+        );
+        for r in mine.iter().filter(|r| !r.failures.is_empty()) {
+            for f in &r.failures {
+                println!("     case {:?}: {f}", r.case);
+            }
+        }
+        failed += bad;
+    }
+    println!(
+        "{} policies, {} relations, {} cases: {}",
+        cat.policies.len(),
+        cat.relations.len(),
+        results.len(),
+        if failed == 0 { "all pass".to_string() } else { format!("{failed} failed") }
+    );
+    if failed > 0 {
+        bail!("{failed} case(s) failed");
+    }
+    Ok(())
+}
+
+fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize) -> Result<()> {
+    let t = std::time::Instant::now();
+    let snap = Snapshot::open(snapshot)?;
+    let (mut engine, overrides) = engine_for(&snap, common)?;
+    let ids: Vec<String> = if ids.iter().any(|i| i == "all") {
+        engine.cat.policies.iter().map(|p| p.policy.id.clone()).collect()
+    } else {
+        ids.to_vec()
+    };
+    let opened = t.elapsed();
+    println!(
+        "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9}",
+        "id", "name", "subject", "candidates", "to verify", "near miss", "amount", "ms"
+    );
+    let mut runs = Vec::new();
+    for id in &ids {
+        let run = engine.run(id, &overrides)?;
+        println!(
+            "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9.2}",
+            run.id,
+            run.name,
+            run.subject,
+            run.candidates.len(),
+            run.to_verify.len(),
+            run.near_miss.len(),
+            policy::eval::fmt_num(run.total),
+            run.seconds * 1e3
+        );
+        runs.push(run);
+    }
+    // Warm: the same policies again, every condition from the cache.
+    let warm = std::time::Instant::now();
+    for id in &ids {
+        engine.run(id, &overrides)?;
+    }
+    let warm = warm.elapsed();
+    for run in &runs {
+        if limit == 0 || run.candidates.is_empty() {
+            continue;
+        }
+        println!("{} first candidates:", run.id);
+        for e in run.candidates.iter().take(limit) {
+            println!(
+                "  {:<20} {:>12}",
+                snap.key(e).unwrap_or("?"),
+                run.amount_of(e).map_or("–".into(), policy::eval::fmt_num)
+            );
+        }
+    }
+    println!(
+        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; warm (cached conditions) {:.2} ms; {} cached atoms",
+        runs.len(),
+        engine.as_of(),
+        opened.as_secs_f64() * 1e3,
+        runs.iter().map(|r| r.seconds).sum::<f64>() * 1e3,
+        warm.as_secs_f64() * 1e3,
+        engine.cached()
+    );
     Ok(())
 }
 

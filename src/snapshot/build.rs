@@ -649,3 +649,140 @@ fn equality_index(
     }
     out
 }
+
+/// A table given in memory (case tests, property tests): rows in any order.
+#[derive(Debug, Clone, Default)]
+pub struct MemTable {
+    pub name: String,
+    /// `identity`, `event` or `reference`.
+    pub kind: String,
+    pub subject: String,
+    /// Each row's entity (`NONE`: unattributed).
+    pub entity: Vec<u32>,
+    pub doubtful: Vec<bool>,
+    pub columns: Vec<MemColumn>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemColumn {
+    pub name: String,
+    /// The source role (`date`, `amount`, `category`, …).
+    pub role: String,
+    pub values: MemValues,
+    /// The entity each value names, for reference columns.
+    pub refs: Option<Vec<Option<u32>>>,
+}
+
+#[derive(Debug, Clone)]
+pub enum MemValues {
+    Int(Vec<Option<i64>>),
+    /// Dictionary-encoded strings.
+    Dict(Vec<Option<String>>),
+}
+
+/// Writes a snapshot of in-memory entities `(key, kind)` and tables to `dest` (a file path).
+pub fn write_memory(dest: &Path, entities: &[(String, String)], tables: &[MemTable]) -> Result<u64, SnapshotError> {
+    let mut ents = Entities {
+        keys: Vec::new(),
+        kinds: Vec::new(),
+        identified: Vec::new(),
+        by_key: HashMap::new(),
+    };
+    for (key, kind) in entities {
+        let k = kind_code(kind).ok_or_else(|| SnapshotError::Input(format!("unknown kind {kind}")))?;
+        ents.by_key.insert(key.clone(), ents.keys.len() as u32);
+        ents.keys.push(key.clone());
+        ents.kinds.push(k);
+        ents.identified.push(true);
+    }
+    let mut w = ContainerWriter::create(dest)?;
+    let mut lines = String::new();
+    for t in tables {
+        let n = t.entity.len();
+        let mut perm: Vec<u32> = (0..n as u32).collect();
+        perm.sort_by_key(|&r| t.entity[r as usize]);
+        let mut run_entity = Vec::new();
+        let mut run_start = Vec::new();
+        let mut attributed = 0usize;
+        for (i, &r) in perm.iter().enumerate() {
+            let e = t.entity[r as usize];
+            if e == NONE {
+                break;
+            }
+            attributed = i + 1;
+            if run_entity.last() != Some(&Some(i64::from(e))) {
+                run_entity.push(Some(i64::from(e)));
+                run_start.push(Some(i as i64));
+            }
+        }
+        run_start.push(Some(attributed as i64));
+        let name = &t.name;
+        let mut b = Vec::new();
+        encode(&ColumnValues::Int(run_entity), &mut b);
+        w.section(&format!("table/{name}/run_entity"), &b)?;
+        b.clear();
+        encode(&ColumnValues::Int(run_start), &mut b);
+        w.section(&format!("table/{name}/run_start"), &b)?;
+        let doubtful = RoaringBitmap::from_sorted_iter(
+            perm.iter()
+                .enumerate()
+                .filter(|&(_, &r)| t.doubtful.get(r as usize).copied().unwrap_or(false))
+                .map(|(i, _)| i as u32),
+        )
+        .map_err(|e| SnapshotError::Input(e.to_string()))?;
+        w.section(&format!("table/{name}/doubtful"), &serialize(&doubtful))?;
+        let mut schema = String::new();
+        for c in &t.columns {
+            let mut flags = String::from("-");
+            b.clear();
+            let ty = match &c.values {
+                MemValues::Int(v) => {
+                    encode(
+                        &ColumnValues::Int(perm.iter().map(|&r| v.get(r as usize).copied().flatten()).collect()),
+                        &mut b,
+                    );
+                    "int"
+                }
+                MemValues::Dict(v) => {
+                    let sorted: Vec<Option<&str>> = perm
+                        .iter()
+                        .map(|&r| v.get(r as usize).and_then(|s| s.as_deref()))
+                        .collect();
+                    let ix = equality_index(&sorted, &perm, &t.entity, attributed);
+                    encode(&ColumnValues::Dict(sorted), &mut b);
+                    w.section(&format!("table/{name}/col/{}", c.name), &b)?;
+                    w.section(&format!("table/{name}/index/{}", c.name), &ix)?;
+                    flags.push('i');
+                    b.clear();
+                    "dict"
+                }
+            };
+            if ty == "int" {
+                w.section(&format!("table/{name}/col/{}", c.name), &b)?;
+            }
+            if let Some(refs) = &c.refs {
+                b.clear();
+                encode(
+                    &ColumnValues::Int(
+                        perm.iter()
+                            .map(|&r| refs.get(r as usize).copied().flatten().map(i64::from))
+                            .collect(),
+                    ),
+                    &mut b,
+                );
+                w.section(&format!("table/{name}/ref/{}", c.name), &b)?;
+                flags.push('r');
+            }
+            schema += &format!("{}\t{ty}\t{}\t{flags}\n", c.name, c.role);
+        }
+        w.section(&format!("table/{name}/schema"), schema.as_bytes())?;
+        lines += &format!("{name}\t{}\t{}\t{n}\t{attributed}\t\n", t.kind, t.subject);
+    }
+    w.section("tables", lines.as_bytes())?;
+    write_entities(&mut w, &ents)?;
+    w.section(
+        "meta",
+        format!("generation\t1\nresolver_version\tin-memory\nentities\t{}\n", ents.keys.len()).as_bytes(),
+    )?;
+    w.finish()
+}

@@ -1,0 +1,500 @@
+//! The bitmap engine: every condition as TRUE / UNKNOWN sets of entities (FALSE is the rest of
+//! the subject's universe), combined with set algebra; atoms cached and shared across policies.
+//!
+//! A condition's boolean structure (`and`, `or`, `not`) is evaluated on sets:
+//! `and`: T = Ta ∩ Tb, U = (Ta ∪ Ua) ∩ (Tb ∪ Ub) − T; `or`: T = Ta ∪ Tb, U = (Ua ∪ Ub) − T;
+//! `not`: T = universe − Ta − Ua, U = Ua. Everything else is an atom, computed once per
+//! snapshot, as-of date and parameter values, and cached under its compiled text:
+//! - an atom that reads one table is a scan of that table's entity runs (each entity's primary
+//!   row), and one evaluation for all entities that have no row there;
+//! - any other atom (relations, several tables) is evaluated entity by entity over the
+//!   universe, in parallel;
+//! - `policy(X)` is X's result.
+//!
+//! A policy's results: candidates (every condition TRUE), to-verify (none FALSE, some
+//! UNKNOWN), near-miss (exactly one FALSE), and the amount of every candidate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+
+use super::ast::{Lit, Period, Policy, Tri};
+use super::check::Catalogue;
+use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, Node, NoTrace, V, primary_row};
+use crate::date::Date;
+use crate::snapshot::Snapshot;
+
+/// TRUE and UNKNOWN entities of a condition (FALSE: the universe minus both).
+#[derive(Debug, Clone, Default)]
+pub struct Sets {
+    pub t: RoaringBitmap,
+    pub u: RoaringBitmap,
+}
+
+/// One condition's outcome over the subject universe.
+#[derive(Debug, Clone)]
+pub struct CondResult {
+    pub name: String,
+    pub sets: Arc<Sets>,
+    pub false_count: u64,
+    /// Entities failing this condition and no other.
+    pub sole_blocker: u64,
+}
+
+/// A policy evaluated over a snapshot.
+#[derive(Debug, Clone)]
+pub struct PolicyRun {
+    pub id: String,
+    pub name: String,
+    pub version: u32,
+    pub subject: String,
+    pub period: Option<Period>,
+    pub universe: u64,
+    pub conditions: Vec<CondResult>,
+    pub candidates: RoaringBitmap,
+    pub to_verify: RoaringBitmap,
+    pub near_miss: RoaringBitmap,
+    /// `(entity, amount)` for each candidate whose amount is known, in entity order.
+    pub amounts: Vec<(u32, f64)>,
+    /// Candidates whose amount could not be computed (missing inputs).
+    pub amount_missing: u64,
+    pub total: f64,
+    /// Atoms computed for this run (the rest came from the cache).
+    pub computed: usize,
+    pub seconds: f64,
+}
+
+impl PolicyRun {
+    pub fn amount_of(&self, e: u32) -> Option<f64> {
+        self.amounts
+            .binary_search_by_key(&e, |&(x, _)| x)
+            .ok()
+            .map(|i| self.amounts[i].1)
+    }
+}
+
+/// Why a policy could not be run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("no policy {0} in the catalogue")]
+    NoPolicy(String),
+    #[error("policy {id}: {msg}")]
+    Compile { id: String, msg: String },
+    #[error("parameter override {0}")]
+    Param(String),
+}
+
+/// Policies evaluated against one snapshot at one as-of date.
+#[derive(Debug)]
+pub struct Engine<'s> {
+    pub env: Env<'s>,
+    pub cat: Catalogue,
+    universes: HashMap<String, RoaringBitmap>,
+    cache: HashMap<String, Arc<Sets>>,
+    /// Results of the policies run so far, by id (the latest run of each).
+    pub runs: HashMap<String, PolicyRun>,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub conditions: Vec<(String, Node)>,
+    pub amount: Option<Node>,
+}
+
+impl<'s> Engine<'s> {
+    pub fn new(snap: &'s Snapshot, cat: Catalogue, as_of: Date) -> Engine<'s> {
+        Engine {
+            env: Env::new(snap, as_of),
+            cat,
+            universes: HashMap::new(),
+            cache: HashMap::new(),
+            runs: HashMap::new(),
+        }
+    }
+
+    pub fn as_of(&self) -> Date {
+        self.env.as_of
+    }
+
+    /// Cached atoms.
+    pub fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub fn universe(&mut self, kind: &str) -> RoaringBitmap {
+        if let Some(u) = self.universes.get(kind) {
+            return u.clone();
+        }
+        let u = self.env.snap.universe(kind).unwrap_or_default();
+        self.universes.insert(kind.to_string(), u.clone());
+        u
+    }
+
+    /// The parameter values of `p` with `overrides` applied (`name → value`).
+    pub fn params(p: &Policy, overrides: &HashMap<String, Lit>) -> Result<HashMap<String, Lit>, EngineError> {
+        let mut out = HashMap::new();
+        for prm in &p.params {
+            let v = match &prm.value.kind {
+                super::ast::ExprKind::Lit(l) => l.clone(),
+                super::ast::ExprKind::Neg(x) => match &x.kind {
+                    super::ast::ExprKind::Lit(Lit::Num(n)) => Lit::Num(-n),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            out.insert(prm.name.clone(), v);
+        }
+        for (k, v) in overrides {
+            let Some(old) = out.get(k) else {
+                return Err(EngineError::Param(format!(
+                    "`{k}`: policy {} has no such parameter (it has: {})",
+                    p.id,
+                    p.params.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            };
+            if std::mem::discriminant(old) != std::mem::discriminant(v) {
+                return Err(EngineError::Param(format!(
+                    "`{k}` = {v}: the parameter is {old}, a different type"
+                )));
+            }
+            out.insert(k.clone(), v.clone());
+        }
+        Ok(out)
+    }
+
+    /// Compiles a policy against the snapshot.
+    pub fn compile(&mut self, p: &Policy, overrides: &HashMap<String, Lit>) -> Result<Compiled, EngineError> {
+        let params = Self::params(p, overrides)?;
+        let err = |e: CompileError| EngineError::Compile {
+            id: p.id.clone(),
+            msg: e.0,
+        };
+        let mut conditions: Vec<(String, Node)> = Vec::new();
+        for c in &p.conditions {
+            let n = self
+                .env
+                .compile(&c.expr, p, &params, &self.cat, &conditions)
+                .map_err(err)?;
+            conditions.push((c.name.clone(), n));
+        }
+        let amount = p
+            .amount
+            .as_ref()
+            .map(|(e, _)| self.env.compile(e, p, &params, &self.cat, &conditions))
+            .transpose()
+            .map_err(err)?;
+        Ok(Compiled { conditions, amount })
+    }
+
+    /// Runs the catalogue policy `id` (and, first, the policies it refers to).
+    pub fn run(&mut self, id: &str, overrides: &HashMap<String, Lit>) -> Result<PolicyRun, EngineError> {
+        let checked = self
+            .cat
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::NoPolicy(id.to_string()))?;
+        for d in &checked.depends {
+            if !self.runs.contains_key(d) {
+                self.run(d, &HashMap::new())?;
+            }
+        }
+        let run = self.run_policy(&checked.policy, overrides)?;
+        if overrides.is_empty() {
+            self.publish(&run);
+        }
+        Ok(run)
+    }
+
+    /// Runs every policy of the catalogue, in dependency order.
+    pub fn run_all(&mut self) -> Result<Vec<PolicyRun>, EngineError> {
+        let ids: Vec<String> = self.cat.policies.iter().map(|p| p.policy.id.clone()).collect();
+        ids.iter().map(|id| self.run(id, &HashMap::new())).collect()
+    }
+
+    fn publish(&mut self, run: &PolicyRun) {
+        self.env
+            .policy_states
+            .insert(run.id.clone(), (run.candidates.clone(), run.to_verify.clone()));
+        self.runs.insert(run.id.clone(), run.clone());
+    }
+
+    /// Runs a policy given as text or a modified catalogue policy; policies it refers to must
+    /// have been run (or are run now from the catalogue).
+    pub fn run_policy(&mut self, p: &Policy, overrides: &HashMap<String, Lit>) -> Result<PolicyRun, EngineError> {
+        let started = Instant::now();
+        for d in policy_refs(p) {
+            if !self.env.policy_states.contains_key(&d) && self.cat.get(&d).is_some() {
+                self.run(&d, &HashMap::new())?;
+            }
+        }
+        let compiled = self.compile(p, overrides)?;
+        let universe = self.universe(&p.subject);
+        let before = self.cache.len();
+        let mut conditions = Vec::with_capacity(compiled.conditions.len());
+        for (name, node) in &compiled.conditions {
+            let sets = self.sets(node, &p.subject, &universe);
+            conditions.push((name.clone(), sets));
+        }
+        let computed = self.cache.len() - before;
+
+        // Candidates: intersect the most selective first.
+        let mut order: Vec<usize> = (0..conditions.len()).collect();
+        order.sort_by_key(|&i| conditions[i].1.t.len());
+        let mut candidates = universe.clone();
+        let mut possible = universe.clone();
+        for &i in &order {
+            candidates &= &conditions[i].1.t;
+            possible &= &(&conditions[i].1.t | &conditions[i].1.u);
+        }
+        let to_verify = &possible - &candidates;
+        // Exactly one FALSE: entities in "at least one" but not "at least two".
+        let mut one = RoaringBitmap::new();
+        let mut two = RoaringBitmap::new();
+        let falses: Vec<RoaringBitmap> = conditions
+            .iter()
+            .map(|(_, s)| &(&universe - &s.t) - &s.u)
+            .collect();
+        for f in &falses {
+            two |= &(&one & f);
+            one |= f;
+        }
+        let near_miss = &one - &two;
+        let conditions: Vec<CondResult> = conditions
+            .into_iter()
+            .zip(&falses)
+            .map(|((name, sets), f)| CondResult {
+                name,
+                sets,
+                false_count: f.len(),
+                sole_blocker: f.intersection_len(&near_miss),
+            })
+            .collect();
+
+        // Amounts of the candidates.
+        let mut amounts = Vec::new();
+        let mut amount_missing = 0;
+        if let Some(node) = &compiled.amount {
+            let ev = Evaluator::new(&self.env);
+            let ids: Vec<u32> = candidates.iter().collect();
+            let vals: Vec<Option<f64>> = ids
+                .par_iter()
+                .map(|&e| match ev.val(node, At::entity(e), &mut NoTrace).v {
+                    V::Num(l, h) if l == h && l.is_finite() => Some(l),
+                    _ => None,
+                })
+                .collect();
+            for (e, v) in ids.into_iter().zip(vals) {
+                match v {
+                    Some(v) => amounts.push((e, v)),
+                    None => amount_missing += 1,
+                }
+            }
+        }
+        let total = amounts.iter().map(|a| a.1).sum();
+        Ok(PolicyRun {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            version: p.version,
+            subject: p.subject.clone(),
+            period: p.amount.as_ref().map(|a| a.1),
+            universe: universe.len(),
+            conditions,
+            candidates,
+            to_verify,
+            near_miss,
+            amounts,
+            amount_missing,
+            total,
+            computed,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The TRUE / UNKNOWN sets of a boolean node.
+    fn sets(&mut self, n: &Node, kind: &str, universe: &RoaringBitmap) -> Arc<Sets> {
+        match n {
+            Node::And(a, b) => {
+                let (x, y) = (self.sets(a, kind, universe), self.sets(b, kind, universe));
+                let t = &x.t & &y.t;
+                let u = &(&(&x.t | &x.u) & &(&y.t | &y.u)) - &t;
+                Arc::new(Sets { t, u })
+            }
+            Node::Or(a, b) => {
+                let (x, y) = (self.sets(a, kind, universe), self.sets(b, kind, universe));
+                let t = &x.t | &y.t;
+                let u = &(&x.u | &y.u) - &t;
+                Arc::new(Sets { t, u })
+            }
+            Node::Not(a) => {
+                let x = self.sets(a, kind, universe);
+                Arc::new(Sets {
+                    t: &(universe - &x.t) - &x.u,
+                    u: x.u.clone(),
+                })
+            }
+            Node::Policy(id) => {
+                let (t, u) = self
+                    .env
+                    .policy_states
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| (RoaringBitmap::new(), universe.clone()));
+                Arc::new(Sets {
+                    t: &t & universe,
+                    u: &u & universe,
+                })
+            }
+            atom => {
+                let key = format!("{kind}|{atom:?}");
+                if let Some(s) = self.cache.get(&key) {
+                    return s.clone();
+                }
+                let s = Arc::new(atom_sets(&self.env, atom, universe));
+                self.cache.insert(key, s.clone());
+                s
+            }
+        }
+    }
+
+    /// Drops cached atoms (after the as-of date changes, say).
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+}
+
+/// `policy(X)` references of a policy.
+fn policy_refs(p: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &p.conditions {
+        c.expr.visit(&mut |e| {
+            if let super::ast::ExprKind::Policy(id) = &e.kind {
+                out.push(id.clone());
+            }
+        });
+    }
+    out
+}
+
+/// The one table an atom reads, if it reads exactly one and follows no relation.
+fn single_table(n: &Node) -> Option<usize> {
+    fn walk(n: &Node, t: &mut Option<usize>, ok: &mut bool) {
+        let mut note = |x: usize, t: &mut Option<usize>| match t {
+            Some(y) if *y != x => *ok = false,
+            _ => *t = Some(x),
+        };
+        match n {
+            Node::Field { table, .. } => note(*table, t),
+            Node::TableAgg { table, .. } => note(*table, t),
+            Node::RelAgg { .. } | Node::Policy(_) => *ok = false,
+            Node::Const(_) => {}
+            Node::Not(x) | Node::Neg(x) | Node::Offset(x, _) => walk(x, t, ok),
+            Node::And(a, b) | Node::Or(a, b) | Node::Cmp(_, a, b) | Node::Arith(_, a, b) => {
+                walk(a, t, ok);
+                walk(b, t, ok);
+            }
+            Node::InSet(x, items) => {
+                walk(x, t, ok);
+                items.iter().for_each(|i| walk(i, t, ok));
+            }
+            Node::InRange(x, lo, hi) => {
+                walk(x, t, ok);
+                for b in [lo, hi].into_iter().flatten() {
+                    walk(b, t, ok);
+                }
+            }
+            Node::Call(_, args) => args.iter().for_each(|a| walk(a, t, ok)),
+            Node::If(c, a, b) => {
+                walk(c, t, ok);
+                walk(a, t, ok);
+                walk(b, t, ok);
+            }
+            Node::Band { of, arms } => {
+                walk(of, t, ok);
+                arms.iter().for_each(|a| walk(&a.2, t, ok));
+            }
+        }
+    }
+    let mut t = None;
+    let mut ok = true;
+    walk(n, &mut t, &mut ok);
+    if ok { t } else { None }
+}
+
+fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
+    let mut t = RoaringBitmap::new();
+    let mut u = RoaringBitmap::new();
+    for (pt, pu) in parts {
+        // Parts come in ascending entity order.
+        let _ = t.append(pt);
+        let _ = u.append(pu);
+    }
+    Sets { t, u }
+}
+
+/// Computes an atom's sets over `universe`.
+fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
+    let ev = Evaluator::new(env);
+    match single_table(atom) {
+        Some(ti) => {
+            let table = &env.tables[ti];
+            let runs: Vec<(u32, std::ops::Range<usize>)> = table.t.runs().collect();
+            let parts: Vec<(Vec<u32>, Vec<u32>)> = runs
+                .par_chunks(4096)
+                .map(|chunk| {
+                    let (mut t, mut u) = (Vec::new(), Vec::new());
+                    for (e, _) in chunk {
+                        if !universe.contains(*e) {
+                            continue;
+                        }
+                        let at = match primary_row(table, *e) {
+                            Some((r, doubt)) => At {
+                                e: *e,
+                                row: Some((ti, r)),
+                                row_doubt: doubt,
+                            },
+                            None => At::entity(*e),
+                        };
+                        match ev.tri(atom, at, &mut NoTrace) {
+                            Tri::True => t.push(*e),
+                            Tri::Unknown => u.push(*e),
+                            Tri::False => {}
+                        }
+                    }
+                    (t, u)
+                })
+                .collect();
+            let mut s = collect(parts);
+            // Entities with no row in the table all evaluate alike.
+            let with_rows: RoaringBitmap = runs.iter().map(|(e, _)| *e).collect();
+            let without = universe - &with_rows;
+            match ev.tri(atom, At::entity(NO_ENTITY), &mut NoTrace) {
+                Tri::True => s.t |= without,
+                Tri::Unknown => s.u |= without,
+                Tri::False => {}
+            }
+            s
+        }
+        None => {
+            let ids: Vec<u32> = universe.iter().collect();
+            let parts: Vec<(Vec<u32>, Vec<u32>)> = ids
+                .par_chunks(4096)
+                .map(|chunk| {
+                    let (mut t, mut u) = (Vec::new(), Vec::new());
+                    for &e in chunk {
+                        match ev.tri(atom, At::entity(e), &mut NoTrace) {
+                            Tri::True => t.push(e),
+                            Tri::Unknown => u.push(e),
+                            Tri::False => {}
+                        }
+                    }
+                    (t, u)
+                })
+                .collect();
+            collect(parts)
+        }
+    }
+}

@@ -1,0 +1,1214 @@
+//! Compiling checked expressions against a snapshot, and evaluating them for one entity.
+//!
+//! Compilation resolves every field to a column handle, every relation to an adjacency array,
+//! substitutes parameters and the as-of date, inlines earlier conditions, and turns windows
+//! into ranges. What remains is a tree the engine can key its cache on (its `Debug` text
+//! identifies it) and evaluate entity by entity.
+//!
+//! Semantics, three-valued (TRUE / FALSE / UNKNOWN):
+//! - a bare field is the value in the entity's *primary row* of its table: the first row whose
+//!   link is not doubtful, else the first row (then the value is doubtful). No row, or no
+//!   value: missing. A comparison with a missing value is UNKNOWN; with a doubtful one, a
+//!   definite answer becomes UNKNOWN.
+//! - `exists(T where c)`: TRUE if a row satisfies c (a doubtful row only makes it UNKNOWN),
+//!   FALSE if no row can; `count` is an interval [rows that surely count, rows that may];
+//!   comparisons with intervals are TRUE or FALSE only when every value in them agrees.
+//! - `sum`, `min`, `max` skip missing values; over an entity with no rows at all they are
+//!   missing, never zero.
+//! - relations: `any` / `all` / `count` over the related entities; an edge from a doubtful row
+//!   makes that member uncertain.
+//! - `and`, `or`, `not`: Kleene's logic.
+
+use std::collections::HashMap;
+
+use roaring::RoaringBitmap;
+
+use super::ast::*;
+use super::check::Catalogue;
+use super::schema::{Scale, Schema, Ty};
+use crate::date::{Date, Month};
+use crate::snapshot::column::Column;
+use crate::snapshot::{Snapshot, Table};
+
+/// A compiled expression.
+#[derive(Debug, Clone)]
+pub enum Node {
+    Const(ConstVal),
+    Field {
+        table: usize,
+        col: usize,
+    },
+    Not(Box<Node>),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Cmp(CmpOp, Box<Node>, Box<Node>),
+    InSet(Box<Node>, Vec<Node>),
+    InRange(Box<Node>, Option<Box<Node>>, Option<Box<Node>>),
+    Arith(ArithOp, Box<Node>, Box<Node>),
+    Neg(Box<Node>),
+    Call(Func, Vec<Node>),
+    Offset(Box<Node>, Unit),
+    TableAgg {
+        agg: Agg,
+        table: usize,
+        col: Option<usize>,
+        filter: Option<Box<Node>>,
+    },
+    RelAgg {
+        agg: Agg,
+        rel: usize,
+        body: Option<Box<Node>>,
+    },
+    Policy(String),
+    If(Box<Node>, Box<Node>, Box<Node>),
+    Band {
+        of: Box<Node>,
+        arms: Vec<(Option<f64>, Option<f64>, Node)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConstVal {
+    Num(f64),
+    Str(String),
+    Bool(bool),
+    Date(i32),
+    Month(i32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    Age,
+    Year,
+    Month,
+    Min,
+    Max,
+    Round,
+    Floor,
+    Ceil,
+    MonthsBetween,
+    IsMissing,
+}
+
+/// A value during evaluation. Numbers are intervals `[lo, hi]` (equal when exact).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum V<'a> {
+    Missing,
+    Num(f64, f64),
+    Str(&'a str),
+    Bool(bool),
+    Date(i32),
+    Month(i32),
+    Offset(f64, Unit),
+}
+
+/// A value and whether it comes from a doubtful link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Val<'a> {
+    pub v: V<'a>,
+    pub doubt: bool,
+}
+
+impl<'a> Val<'a> {
+    fn of(v: V<'a>) -> Val<'a> {
+        Val { v, doubt: false }
+    }
+    fn missing() -> Val<'a> {
+        Val::of(V::Missing)
+    }
+}
+
+impl std::fmt::Display for V<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            V::Missing => write!(f, "missing"),
+            V::Num(lo, hi) if lo == hi => write!(f, "{}", fmt_num(*lo)),
+            V::Num(lo, hi) => write!(f, "{}..{}", fmt_num(*lo), fmt_num(*hi)),
+            V::Str(s) => write!(f, "{s:?}"),
+            V::Bool(b) => write!(f, "{b}"),
+            V::Date(d) => write!(f, "{}", Date(*d)),
+            V::Month(m) => write!(f, "{}", Month(*m)),
+            V::Offset(n, u) => write!(f, "{n} {u:?}"),
+        }
+    }
+}
+
+/// A number as a person writes it: no trailing `.0`, at most two decimals.
+pub fn fmt_num(x: f64) -> String {
+    if x.is_infinite() {
+        return if x > 0.0 { "∞".into() } else { "-∞".into() };
+    }
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// A resolved column.
+#[derive(Debug, Clone, Copy)]
+pub struct ColRef<'s> {
+    pub table: usize,
+    pub name_idx: usize,
+    pub col: Column<'s>,
+    pub ty: Ty,
+    pub scale: Scale,
+}
+
+/// A resolved table.
+#[derive(Debug)]
+pub struct TableRef<'s> {
+    pub name: String,
+    pub t: Table<'s>,
+    pub doubtful: RoaringBitmap,
+}
+
+/// A relation as an adjacency array: the related entities of every entity.
+#[derive(Debug)]
+pub struct RelIndex {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    /// `offsets[e]..offsets[e+1]` index `targets`.
+    pub offsets: Vec<u32>,
+    /// `(related entity, edge comes from a doubtful row)`.
+    pub targets: Vec<(u32, bool)>,
+}
+
+impl RelIndex {
+    pub fn of(&self, e: u32) -> &[(u32, bool)] {
+        let (Some(&s), Some(&t)) = (
+            self.offsets.get(e as usize),
+            self.offsets.get(e as usize + 1),
+        ) else {
+            return &[];
+        };
+        &self.targets[s as usize..t as usize]
+    }
+}
+
+/// Everything expressions are compiled against: resolved tables, columns and relations.
+#[derive(Debug)]
+pub struct Env<'s> {
+    pub snap: &'s Snapshot,
+    pub schema: Schema,
+    pub tables: Vec<TableRef<'s>>,
+    pub cols: Vec<(String, ColRef<'s>)>,
+    pub rels: Vec<RelIndex>,
+    pub as_of: Date,
+    /// States of other policies, for `policy(X)`: (TRUE, UNKNOWN) sets.
+    pub policy_states: HashMap<String, (RoaringBitmap, RoaringBitmap)>,
+}
+
+/// A compile error: a checked policy that does not fit this snapshot (a table the catalogue's
+/// schema has but the snapshot lacks).
+#[derive(Debug, Clone)]
+pub struct CompileError(pub String);
+
+impl<'s> Env<'s> {
+    pub fn new(snap: &'s Snapshot, as_of: Date) -> Env<'s> {
+        Env {
+            snap,
+            schema: Schema::of_snapshot(snap),
+            tables: Vec::new(),
+            cols: Vec::new(),
+            rels: Vec::new(),
+            as_of,
+            policy_states: HashMap::new(),
+        }
+    }
+
+    fn table_idx(&mut self, name: &str) -> Result<usize, CompileError> {
+        if let Some(i) = self.tables.iter().position(|t| t.name == name) {
+            return Ok(i);
+        }
+        let t = self
+            .snap
+            .table(name)
+            .map_err(|e| CompileError(format!("{name}: {e}")))?;
+        let doubtful = t
+            .doubtful()
+            .map_err(|e| CompileError(format!("{name}: {e}")))?;
+        self.tables.push(TableRef {
+            name: name.to_string(),
+            t,
+            doubtful,
+        });
+        Ok(self.tables.len() - 1)
+    }
+
+    fn col_idx(&mut self, table: &str, column: &str) -> Result<usize, CompileError> {
+        let key = format!("{table}.{column}");
+        if let Some(i) = self.cols.iter().position(|(k, _)| *k == key) {
+            return Ok(i);
+        }
+        let ti = self.table_idx(table)?;
+        let cs = self
+            .schema
+            .column(table, column)
+            .cloned()
+            .ok_or_else(|| CompileError(format!("the snapshot has no field {key}")))?;
+        let col = self.tables[ti]
+            .t
+            .column(column)
+            .map_err(|e| CompileError(format!("{key}: {e}")))?;
+        let name_idx = self.cols.len();
+        self.cols.push((
+            key,
+            ColRef {
+                table: ti,
+                name_idx,
+                col,
+                ty: cs.ty,
+                scale: cs.scale,
+            },
+        ));
+        Ok(name_idx)
+    }
+
+    fn rel_idx(&mut self, r: &Relation) -> Result<usize, CompileError> {
+        if let Some(i) = self.rels.iter().position(|x| x.name == r.name) {
+            return Ok(i);
+        }
+        let ti = self.table_idx(&r.table)?;
+        let t = &self.tables[ti];
+        let refs = t
+            .t
+            .reference(&r.column)
+            .map_err(|e| CompileError(format!("relation {}: {e}", r.name)))?;
+        let n = self.snap.entity_count();
+        // Edges (from, to, doubtful) in the relation's direction.
+        let mut edges: Vec<(u32, u32, bool)> = Vec::new();
+        for (e, rows) in t.t.runs() {
+            for row in rows {
+                if let Some(x) = refs.int(row).and_then(|x| u32::try_from(x).ok())
+                    && (x as usize) < n
+                {
+                    let d = t.doubtful.contains(row as u32);
+                    match r.direction {
+                        Direction::Out => edges.push((e, x, d)),
+                        Direction::In => edges.push((x, e, d)),
+                    }
+                }
+            }
+        }
+        edges.sort_unstable();
+        edges.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        let mut offsets = vec![0u32; n + 1];
+        for &(f, _, _) in &edges {
+            offsets[f as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        let targets = edges.iter().map(|&(_, t, d)| (t, d)).collect();
+        self.rels.push(RelIndex {
+            name: r.name.clone(),
+            from: r.from.clone(),
+            to: r.to.clone(),
+            offsets,
+            targets,
+        });
+        Ok(self.rels.len() - 1)
+    }
+
+    /// Compiles an expression of `policy`, with `params` (overrides already applied).
+    pub fn compile(
+        &mut self,
+        e: &Expr,
+        policy: &Policy,
+        params: &HashMap<String, Lit>,
+        cat: &Catalogue,
+        earlier: &[(String, Node)],
+    ) -> Result<Node, CompileError> {
+        let mut c = |x: &Expr| self.compile(x, policy, params, cat, earlier);
+        let bx = |n: Node| Box::new(n);
+        Ok(match &e.kind {
+            ExprKind::Lit(l) => Node::Const(lit(l)),
+            ExprKind::Name(n) if n == "as_of" => Node::Const(ConstVal::Date(self.as_of.0)),
+            ExprKind::Name(n) => {
+                if let Some(v) = params.get(n) {
+                    Node::Const(lit(v))
+                } else if let Some((_, node)) = earlier.iter().find(|(k, _)| k == n) {
+                    node.clone()
+                } else {
+                    return Err(CompileError(format!("`{n}` has no value")));
+                }
+            }
+            ExprKind::Field { table, column } => {
+                let col = self.col_idx(table, column)?;
+                Node::Field {
+                    table: self.cols[col].1.table,
+                    col,
+                }
+            }
+            ExprKind::Not(x) => Node::Not(bx(c(x)?)),
+            ExprKind::And(a, b) => Node::And(bx(c(a)?), bx(c(b)?)),
+            ExprKind::Or(a, b) => Node::Or(bx(c(a)?), bx(c(b)?)),
+            ExprKind::Cmp(op, a, b) => Node::Cmp(*op, bx(c(a)?), bx(c(b)?)),
+            ExprKind::InSet(x, items) => {
+                let x = c(x)?;
+                let items = items.iter().map(&mut c).collect::<Result<Vec<_>, _>>()?;
+                Node::InSet(bx(x), items)
+            }
+            ExprKind::InRange(x, lo, hi) => {
+                let x = c(x)?;
+                let lo = lo.as_ref().map(|b| c(b)).transpose()?.map(bx);
+                let hi = hi.as_ref().map(|b| c(b)).transpose()?.map(bx);
+                Node::InRange(bx(x), lo, hi)
+            }
+            ExprKind::Within(x, n, unit) => {
+                // as_of − n unit < x ≤ as_of.
+                let x = c(x)?;
+                let n = c(n)?;
+                let ConstVal::Num(len) = const_of(&n)
+                    .ok_or_else(|| CompileError("a window's length must be a constant".into()))?
+                else {
+                    return Err(CompileError("a window's length must be a number".into()));
+                };
+                let (lo, hi) = window(self.as_of, len, *unit);
+                Node::And(
+                    bx(Node::Cmp(CmpOp::Gt, bx(x.clone()), bx(Node::Const(lo)))),
+                    bx(Node::Cmp(CmpOp::Le, bx(x), bx(Node::Const(hi)))),
+                )
+            }
+            ExprKind::Arith(op, a, b) => Node::Arith(*op, bx(c(a)?), bx(c(b)?)),
+            ExprKind::Neg(x) => Node::Neg(bx(c(x)?)),
+            ExprKind::Offset(x, u) => Node::Offset(bx(c(x)?), *u),
+            ExprKind::Call(name, args) => {
+                let f = match name.as_str() {
+                    "age" => Func::Age,
+                    "year" => Func::Year,
+                    "month" => Func::Month,
+                    "min" => Func::Min,
+                    "max" => Func::Max,
+                    "round" => Func::Round,
+                    "floor" => Func::Floor,
+                    "ceil" => Func::Ceil,
+                    "months_between" => Func::MonthsBetween,
+                    "is_missing" => Func::IsMissing,
+                    _ => return Err(CompileError(format!("unknown function {name}"))),
+                };
+                let args = args.iter().map(&mut c).collect::<Result<Vec<_>, _>>()?;
+                Node::Call(f, args)
+            }
+            ExprKind::TableAgg {
+                agg,
+                table,
+                column,
+                filter,
+            } => {
+                let ti = self.table_idx(table)?;
+                let col = column
+                    .as_ref()
+                    .map(|col| self.col_idx(table, col))
+                    .transpose()?;
+                let filter = filter
+                    .as_ref()
+                    .map(|f| self.compile(f, policy, params, cat, &[]))
+                    .transpose()?
+                    .map(bx);
+                Node::TableAgg {
+                    agg: *agg,
+                    table: ti,
+                    col,
+                    filter,
+                }
+            }
+            ExprKind::RelAgg {
+                agg,
+                relation,
+                body,
+            } => {
+                let r = cat
+                    .relations
+                    .get(relation)
+                    .ok_or_else(|| CompileError(format!("unknown relation {relation}")))?;
+                let rel = self.rel_idx(r)?;
+                let body = body
+                    .as_ref()
+                    .map(|b| self.compile(b, policy, params, cat, &[]))
+                    .transpose()?
+                    .map(bx);
+                Node::RelAgg {
+                    agg: *agg,
+                    rel,
+                    body,
+                }
+            }
+            ExprKind::Policy(id) => Node::Policy(id.clone()),
+            ExprKind::If(cond, a, b) => Node::If(bx(c(cond)?), bx(c(a)?), bx(c(b)?)),
+            ExprKind::Band { of, arms } => {
+                let of = c(of)?;
+                let mut out = Vec::new();
+                for a in arms {
+                    let bound = |b: &Option<Expr>, this: &mut Self| -> Result<Option<f64>, CompileError> {
+                        b.as_ref()
+                            .map(|x| {
+                                let n = this.compile(x, policy, params, cat, earlier)?;
+                                match const_of(&n) {
+                                    Some(ConstVal::Num(v)) => Ok(v),
+                                    Some(ConstVal::Date(d)) => Ok(f64::from(d)),
+                                    _ => Err(CompileError("a band bound must be constant".into())),
+                                }
+                            })
+                            .transpose()
+                    };
+                    let lo = bound(&a.lo, self)?;
+                    let hi = bound(&a.hi, self)?;
+                    let v = self.compile(&a.value, policy, params, cat, earlier)?;
+                    out.push((lo, hi, v));
+                }
+                Node::Band {
+                    of: bx(of),
+                    arms: out,
+                }
+            }
+        })
+    }
+}
+
+fn lit(l: &Lit) -> ConstVal {
+    match l {
+        Lit::Num(n) => ConstVal::Num(*n),
+        Lit::Str(s) => ConstVal::Str(s.clone()),
+        Lit::Date(d) => ConstVal::Date(*d),
+        Lit::Bool(b) => ConstVal::Bool(*b),
+    }
+}
+
+fn const_of(n: &Node) -> Option<ConstVal> {
+    match n {
+        Node::Const(c) => Some(c.clone()),
+        Node::Neg(x) => match const_of(x)? {
+            ConstVal::Num(v) => Some(ConstVal::Num(-v)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The bounds of `within len unit` at `as_of`: (exclusive start, inclusive end).
+fn window(as_of: Date, len: f64, unit: Unit) -> (ConstVal, ConstVal) {
+    let n = len.round() as i32;
+    let start = shift(as_of, -n, unit);
+    (ConstVal::Date(start.0), ConstVal::Date(as_of.0))
+}
+
+/// `d` moved by `n` units (month ends clamp: 31 March − 1 month = 28/29 February).
+pub fn shift(d: Date, n: i32, unit: Unit) -> Date {
+    match unit {
+        Unit::Days => Date(d.0 + n),
+        Unit::Years => d.add_years(n).unwrap_or(d),
+        Unit::Months => {
+            let (y, m, day) = d.ymd();
+            let total = y * 12 + m as i32 - 1 + n;
+            let (ty, tm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
+            let last = crate::date::days_in_month(ty, tm);
+            Date::from_ymd(ty, tm, day.min(last)).unwrap_or(d)
+        }
+    }
+}
+
+/// Receives what an evaluation looked at (for `explain`); the no-op one costs nothing.
+pub trait Trace {
+    fn on(&self) -> bool {
+        false
+    }
+    fn note(&mut self, _what: String) {}
+}
+
+/// No tracing.
+#[derive(Debug)]
+pub struct NoTrace;
+impl Trace for NoTrace {}
+
+impl Trace for Vec<String> {
+    fn on(&self) -> bool {
+        true
+    }
+    fn note(&mut self, what: String) {
+        self.push(what);
+    }
+}
+
+/// Where an expression is evaluated: an entity, and perhaps one row of one table.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub e: u32,
+    /// `(table, row)`: fields of that table read this row.
+    pub row: Option<(usize, usize)>,
+    /// Whether that row's link is doubtful (a primary row chosen by a scan).
+    pub row_doubt: bool,
+}
+
+/// An entity id no entity has: evaluates as "no rows anywhere".
+pub const NO_ENTITY: u32 = u32::MAX;
+
+impl At {
+    pub fn entity(e: u32) -> At {
+        At {
+            e,
+            row: None,
+            row_doubt: false,
+        }
+    }
+
+    fn row(e: u32, table: usize, r: usize) -> At {
+        At {
+            e,
+            row: Some((table, r)),
+            row_doubt: false,
+        }
+    }
+}
+
+/// The primary row of `e` in a table: first non-doubtful, else first.
+pub fn primary_row(t: &TableRef<'_>, e: u32) -> Option<(usize, bool)> {
+    let rows = t.t.rows_of(e);
+    let first = rows.start;
+    for r in rows.clone() {
+        if !t.doubtful.contains(r as u32) {
+            return Some((r, false));
+        }
+    }
+    (!rows.is_empty()).then_some((first, true))
+}
+
+fn read<'s>(c: &ColRef<'s>, row: usize) -> V<'s> {
+    match c.ty {
+        Ty::Str => c.col.str(row).map_or(V::Missing, V::Str),
+        _ => match c.col.int(row) {
+            None => V::Missing,
+            Some(x) => match c.ty {
+                Ty::Date => V::Date(x as i32),
+                Ty::Month => V::Month(x as i32),
+                Ty::Bool => V::Bool(x != 0),
+                _ => {
+                    let f = match c.scale {
+                        Scale::One => x as f64,
+                        Scale::Money => x as f64 / 100.0,
+                        Scale::Milli => x as f64 / 1000.0,
+                    };
+                    V::Num(f, f)
+                }
+            },
+        },
+    }
+}
+
+/// Kleene logic on `Tri`.
+pub fn and3(a: Tri, b: Tri) -> Tri {
+    match (a, b) {
+        (Tri::False, _) | (_, Tri::False) => Tri::False,
+        (Tri::True, Tri::True) => Tri::True,
+        _ => Tri::Unknown,
+    }
+}
+
+pub fn or3(a: Tri, b: Tri) -> Tri {
+    match (a, b) {
+        (Tri::True, _) | (_, Tri::True) => Tri::True,
+        (Tri::False, Tri::False) => Tri::False,
+        _ => Tri::Unknown,
+    }
+}
+
+pub fn not3(a: Tri) -> Tri {
+    match a {
+        Tri::True => Tri::False,
+        Tri::False => Tri::True,
+        Tri::Unknown => Tri::Unknown,
+    }
+}
+
+fn tri_of(b: bool) -> Tri {
+    if b { Tri::True } else { Tri::False }
+}
+
+/// Compares two values.
+fn compare(op: CmpOp, a: V<'_>, b: V<'_>) -> Tri {
+    use std::cmp::Ordering;
+    let ord = |o: Ordering| match op {
+        CmpOp::Eq => o == Ordering::Equal,
+        CmpOp::Ne => o != Ordering::Equal,
+        CmpOp::Lt => o == Ordering::Less,
+        CmpOp::Le => o != Ordering::Greater,
+        CmpOp::Gt => o == Ordering::Greater,
+        CmpOp::Ge => o != Ordering::Less,
+    };
+    let month_of = |d: i32| Date(d).month().0;
+    match (a, b) {
+        (V::Missing, _) | (_, V::Missing) => Tri::Unknown,
+        (V::Num(l1, h1), V::Num(l2, h2)) => {
+            // TRUE when every pair of values agrees, FALSE when none does.
+            let corners = [
+                l1.total_cmp(&l2),
+                l1.total_cmp(&h2),
+                h1.total_cmp(&l2),
+                h1.total_cmp(&h2),
+            ];
+            if l1 == h1 && l2 == h2 {
+                return tri_of(ord(corners[0]));
+            }
+            let overlap = l1 <= h2 && l2 <= h1;
+            match op {
+                CmpOp::Eq => {
+                    if !overlap {
+                        Tri::False
+                    } else {
+                        Tri::Unknown
+                    }
+                }
+                CmpOp::Ne => {
+                    if !overlap {
+                        Tri::True
+                    } else {
+                        Tri::Unknown
+                    }
+                }
+                _ => {
+                    let all = corners.iter().all(|&o| ord(o));
+                    let none = corners.iter().all(|&o| !ord(o));
+                    if all {
+                        Tri::True
+                    } else if none {
+                        Tri::False
+                    } else {
+                        Tri::Unknown
+                    }
+                }
+            }
+        }
+        (V::Str(x), V::Str(y)) => tri_of(ord(x.cmp(y))),
+        (V::Bool(x), V::Bool(y)) => tri_of(ord(x.cmp(&y))),
+        (V::Date(x), V::Date(y)) => tri_of(ord(x.cmp(&y))),
+        (V::Month(x), V::Month(y)) => tri_of(ord(x.cmp(&y))),
+        (V::Month(x), V::Date(y)) => tri_of(ord(x.cmp(&month_of(y)))),
+        (V::Date(x), V::Month(y)) => tri_of(ord(month_of(x).cmp(&y))),
+        _ => Tri::Unknown,
+    }
+}
+
+/// A definite answer drawn from a doubtful link is UNKNOWN.
+fn with_doubt(t: Tri, doubt: bool) -> Tri {
+    if doubt { Tri::Unknown } else { t }
+}
+
+/// Evaluates compiled nodes.
+#[derive(Debug)]
+pub struct Evaluator<'e, 's> {
+    pub env: &'e Env<'s>,
+}
+
+impl<'e, 's> Evaluator<'e, 's> {
+    pub fn new(env: &'e Env<'s>) -> Self {
+        Evaluator { env }
+    }
+
+    /// The truth of a boolean node for `at`.
+    pub fn tri<T: Trace>(&self, n: &'e Node, at: At, tr: &mut T) -> Tri {
+        match n {
+            Node::Not(x) => not3(self.tri(x, at, tr)),
+            Node::And(a, b) => {
+                let l = self.tri(a, at, tr);
+                if l == Tri::False && !tr.on() {
+                    return Tri::False;
+                }
+                and3(l, self.tri(b, at, tr))
+            }
+            Node::Or(a, b) => {
+                let l = self.tri(a, at, tr);
+                if l == Tri::True && !tr.on() {
+                    return Tri::True;
+                }
+                or3(l, self.tri(b, at, tr))
+            }
+            Node::Cmp(op, a, b) => {
+                let (x, y) = (self.val(a, at, tr), self.val(b, at, tr));
+                with_doubt(compare(*op, x.v, y.v), x.doubt || y.doubt)
+            }
+            Node::InSet(x, items) => {
+                let x = self.val(x, at, tr);
+                let mut t = Tri::False;
+                for it in items {
+                    let y = self.val(it, at, tr);
+                    t = or3(t, with_doubt(compare(CmpOp::Eq, x.v, y.v), y.doubt));
+                }
+                with_doubt(t, x.doubt)
+            }
+            Node::InRange(x, lo, hi) => {
+                let x = self.val(x, at, tr);
+                let mut t = Tri::True;
+                if let Some(lo) = lo {
+                    let l = self.val(lo, at, tr);
+                    t = and3(t, compare(CmpOp::Ge, x.v, l.v));
+                }
+                if let Some(hi) = hi {
+                    let h = self.val(hi, at, tr);
+                    t = and3(t, compare(CmpOp::Lt, x.v, h.v));
+                }
+                with_doubt(t, x.doubt)
+            }
+            Node::TableAgg {
+                agg: Agg::Exists,
+                table,
+                filter,
+                ..
+            } => {
+                let (lo, hi) = self.count_rows(*table, filter.as_deref(), at, tr);
+                let t = if lo > 0 {
+                    Tri::True
+                } else if hi > 0 {
+                    Tri::Unknown
+                } else {
+                    Tri::False
+                };
+                if tr.on() {
+                    tr.note(format!(
+                        "exists {} rows: {} sure, {} possible → {}",
+                        self.env.tables[*table].name,
+                        lo,
+                        hi,
+                        t.as_str()
+                    ));
+                }
+                t
+            }
+            Node::RelAgg {
+                agg: agg @ (Agg::Any | Agg::All | Agg::Exists),
+                rel,
+                body,
+            } => self.rel_bool(*agg, *rel, body.as_deref(), at, tr),
+            Node::Policy(id) => {
+                let t = match self.env.policy_states.get(id) {
+                    Some((t, _)) if t.contains(at.e) => Tri::True,
+                    Some((_, u)) if u.contains(at.e) => Tri::Unknown,
+                    Some(_) => Tri::False,
+                    None => Tri::Unknown,
+                };
+                if tr.on() {
+                    tr.note(format!("policy {id} → {}", t.as_str()));
+                }
+                t
+            }
+            other => {
+                let v = self.val(other, at, tr);
+                match v.v {
+                    V::Bool(b) => with_doubt(tri_of(b), v.doubt),
+                    _ => Tri::Unknown,
+                }
+            }
+        }
+    }
+
+    fn rel_bool<T: Trace>(&self, agg: Agg, rel: usize, body: Option<&'e Node>, at: At, tr: &mut T) -> Tri {
+        let r = &self.env.rels[rel];
+        let mut any_t = false;
+        let mut any_u = false;
+        let mut any_f = false;
+        for &(x, doubtful) in r.of(at.e) {
+            let t = body.map_or(Tri::True, |b| self.tri(b, At::entity(x), &mut NoTrace));
+            match (t, doubtful) {
+                (Tri::True, false) => any_t = true,
+                (Tri::False, false) => any_f = true,
+                (Tri::False, true) => {
+                    if agg == Agg::All {
+                        any_u = true
+                    }
+                }
+                _ => any_u = true,
+            }
+        }
+        let t = match agg {
+            Agg::All => {
+                if any_f {
+                    Tri::False
+                } else if any_u {
+                    Tri::Unknown
+                } else {
+                    Tri::True
+                }
+            }
+            _ => {
+                if any_t {
+                    Tri::True
+                } else if any_u {
+                    Tri::Unknown
+                } else {
+                    Tri::False
+                }
+            }
+        };
+        if tr.on() {
+            tr.note(format!(
+                "{}({}): {} related → {}",
+                agg.name(),
+                r.name,
+                r.of(at.e).len(),
+                t.as_str()
+            ));
+        }
+        t
+    }
+
+    /// Rows of `table` for `at.e` that surely / possibly pass `filter`.
+    fn count_rows<T: Trace>(&self, table: usize, filter: Option<&'e Node>, at: At, _tr: &mut T) -> (u64, u64) {
+        let t = &self.env.tables[table];
+        let (mut lo, mut hi) = (0u64, 0u64);
+        for r in t.t.rows_of(at.e) {
+            let pass = match filter {
+                None => Tri::True,
+                Some(f) => self.tri(f, At::row(at.e, table, r), &mut NoTrace),
+            };
+            let pass = if t.doubtful.contains(r as u32) && pass == Tri::True {
+                Tri::Unknown
+            } else {
+                pass
+            };
+            match pass {
+                Tri::True => {
+                    lo += 1;
+                    hi += 1;
+                }
+                Tri::Unknown => hi += 1,
+                Tri::False => {}
+            }
+        }
+        (lo, hi)
+    }
+
+    /// The value of a node for `at`.
+    pub fn val<T: Trace>(&self, n: &'e Node, at: At, tr: &mut T) -> Val<'e> {
+        match n {
+            Node::Const(c) => Val::of(match c {
+                ConstVal::Num(x) => V::Num(*x, *x),
+                ConstVal::Str(s) => V::Str(s.as_str()),
+                ConstVal::Bool(b) => V::Bool(*b),
+                ConstVal::Date(d) => V::Date(*d),
+                ConstVal::Month(m) => V::Month(*m),
+            }),
+            Node::Field { table, col } => {
+                let c = &self.env.cols[*col].1;
+                let (row, doubt) = match at.row {
+                    Some((t, r)) if t == *table => (Some(r), at.row_doubt),
+                    _ => match primary_row(&self.env.tables[*table], at.e) {
+                        Some((r, d)) => (Some(r), d),
+                        None => (None, false),
+                    },
+                };
+                let v = row.map_or(V::Missing, |r| read(c, r));
+                if tr.on() && at.row.is_none() {
+                    tr.note(format!(
+                        "{} = {v}{}",
+                        self.env.cols[*col].0,
+                        if doubt { " (doubtful link)" } else { "" }
+                    ));
+                }
+                Val { v, doubt }
+            }
+            Node::Arith(op, a, b) => {
+                let (x, y) = (self.val(a, at, tr), self.val(b, at, tr));
+                Val {
+                    v: arith(*op, x.v, y.v),
+                    doubt: x.doubt || y.doubt,
+                }
+            }
+            Node::Neg(x) => {
+                let x = self.val(x, at, tr);
+                Val {
+                    v: match x.v {
+                        V::Num(l, h) => V::Num(-h, -l),
+                        _ => V::Missing,
+                    },
+                    doubt: x.doubt,
+                }
+            }
+            Node::Offset(x, u) => {
+                let x = self.val(x, at, tr);
+                Val {
+                    v: match x.v {
+                        V::Num(l, h) if l == h => V::Offset(l, *u),
+                        _ => V::Missing,
+                    },
+                    doubt: x.doubt,
+                }
+            }
+            Node::Call(f, args) => {
+                let vals: Vec<Val<'e>> = args.iter().map(|a| self.val(a, at, tr)).collect();
+                let doubt = vals.iter().any(|v| v.doubt);
+                let v = call(*f, &vals, self.env.as_of);
+                if tr.on() && *f == Func::Age {
+                    tr.note(format!("age on {} = {v}", self.env.as_of));
+                }
+                Val {
+                    v,
+                    doubt: doubt && *f != Func::IsMissing,
+                }
+            }
+            Node::TableAgg {
+                agg: Agg::Count,
+                table,
+                filter,
+                ..
+            } => {
+                let (lo, hi) = self.count_rows(*table, filter.as_deref(), at, tr);
+                if tr.on() {
+                    tr.note(format!(
+                        "count {} rows = {}",
+                        self.env.tables[*table].name,
+                        V::Num(lo as f64, hi as f64)
+                    ));
+                }
+                Val::of(V::Num(lo as f64, hi as f64))
+            }
+            Node::TableAgg {
+                agg,
+                table,
+                col: Some(col),
+                filter,
+            } => {
+                let v = self.fold_rows(*agg, *table, *col, filter.as_deref(), at);
+                if tr.on() {
+                    tr.note(format!("{}({}) = {v}", agg.name(), self.env.cols[*col].0));
+                }
+                Val::of(v)
+            }
+            Node::RelAgg {
+                agg: Agg::Count,
+                rel,
+                body,
+            } => {
+                let r = &self.env.rels[*rel];
+                let (mut lo, mut hi) = (0u64, 0u64);
+                for &(x, doubtful) in r.of(at.e) {
+                    let t = body.as_deref().map_or(Tri::True, |b| {
+                        self.tri(b, At::entity(x), &mut NoTrace)
+                    });
+                    match (t, doubtful) {
+                        (Tri::True, false) => {
+                            lo += 1;
+                            hi += 1;
+                        }
+                        (Tri::False, _) => {}
+                        _ => hi += 1,
+                    }
+                }
+                let v = V::Num(lo as f64, hi as f64);
+                if tr.on() {
+                    tr.note(format!("count({}) = {v} of {}", r.name, r.of(at.e).len()));
+                }
+                Val::of(v)
+            }
+            Node::If(cond, a, b) => match self.tri(cond, at, tr) {
+                Tri::True => self.val(a, at, tr),
+                Tri::False => self.val(b, at, tr),
+                Tri::Unknown => {
+                    let (x, y) = (self.val(a, at, tr), self.val(b, at, tr));
+                    if x.v == y.v { x } else { Val::missing() }
+                }
+            },
+            Node::Band { of, arms } => {
+                let x = self.val(of, at, tr);
+                let num = |v: V<'_>| match v {
+                    V::Num(l, h) => Some((l, h)),
+                    V::Date(d) => Some((f64::from(d), f64::from(d))),
+                    _ => None,
+                };
+                let Some((l, h)) = num(x.v) else {
+                    return Val::missing();
+                };
+                let arm = |v: f64| {
+                    arms.iter().position(|(lo, hi, _)| {
+                        lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v < hi)
+                    })
+                };
+                match (arm(l), arm(h)) {
+                    (Some(a), Some(b)) if a == b => {
+                        let v = self.val(&arms[a].2, at, tr);
+                        Val {
+                            v: v.v,
+                            doubt: v.doubt || x.doubt,
+                        }
+                    }
+                    _ => Val::missing(),
+                }
+            }
+            // Boolean nodes as values.
+            other => {
+                let t = self.tri(other, at, tr);
+                match t {
+                    Tri::True => Val::of(V::Bool(true)),
+                    Tri::False => Val::of(V::Bool(false)),
+                    Tri::Unknown => Val::missing(),
+                }
+            }
+        }
+    }
+
+    fn fold_rows(&self, agg: Agg, table: usize, col: usize, filter: Option<&'e Node>, at: At) -> V<'e> {
+        let t = &self.env.tables[table];
+        let c = &self.env.cols[col].1;
+        let rows = t.t.rows_of(at.e);
+        if rows.is_empty() {
+            return V::Missing;
+        }
+        let (mut lo, mut hi) = (0.0f64, 0.0f64);
+        let mut sure: Option<(f64, f64)> = None; // min, max over sure rows
+        let mut maybe: Option<(f64, f64)> = None; // over sure and possible rows
+        let mut kind = V::Num(0.0, 0.0);
+        for r in rows {
+            let pass = match filter {
+                None => Tri::True,
+                Some(f) => self.tri(f, At::row(at.e, table, r), &mut NoTrace),
+            };
+            let pass = if pass == Tri::True && t.doubtful.contains(r as u32) {
+                Tri::Unknown
+            } else {
+                pass
+            };
+            if pass == Tri::False {
+                continue;
+            }
+            let v = read(c, r);
+            let x = match v {
+                V::Num(x, _) => x,
+                V::Date(d) | V::Month(d) => {
+                    kind = v;
+                    f64::from(d)
+                }
+                _ => continue,
+            };
+            let widen = |m: &mut Option<(f64, f64)>| {
+                *m = Some(m.map_or((x, x), |(a, b)| (a.min(x), b.max(x))));
+            };
+            widen(&mut maybe);
+            if pass == Tri::True {
+                widen(&mut sure);
+                lo += x;
+                hi += x;
+            } else {
+                lo += x.min(0.0);
+                hi += x.max(0.0);
+            }
+        }
+        let wrap = |a: f64, b: f64| match kind {
+            V::Date(_) if a == b => V::Date(a as i32),
+            V::Month(_) if a == b => V::Month(a as i32),
+            V::Date(_) | V::Month(_) => V::Missing,
+            _ => V::Num(a, b),
+        };
+        match agg {
+            Agg::Sum => V::Num(lo, hi),
+            Agg::Min => match (sure, maybe) {
+                (Some((s, _)), Some((m, _))) => wrap(m, s),
+                // Only possible rows: the minimum is at least theirs, at most unbounded.
+                (None, Some((m, _))) => wrap(m, f64::INFINITY),
+                _ => V::Missing,
+            },
+            Agg::Max => match (sure, maybe) {
+                (Some((_, s)), Some((_, m))) => wrap(s, m),
+                (None, Some((_, m))) => wrap(f64::NEG_INFINITY, m),
+                _ => V::Missing,
+            },
+            _ => V::Missing,
+        }
+    }
+}
+
+fn arith<'a>(op: ArithOp, a: V<'a>, b: V<'a>) -> V<'a> {
+    match (op, a, b) {
+        (_, V::Num(l1, h1), V::Num(l2, h2)) => match op {
+            ArithOp::Add => V::Num(l1 + l2, h1 + h2),
+            ArithOp::Sub => V::Num(l1 - h2, h1 - l2),
+            ArithOp::Mul => {
+                let c = [l1 * l2, l1 * h2, h1 * l2, h1 * h2];
+                let c: Vec<f64> = c.iter().map(|x| if x.is_nan() { 0.0 } else { *x }).collect();
+                V::Num(
+                    c.iter().copied().fold(f64::INFINITY, f64::min),
+                    c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                )
+            }
+            ArithOp::Div => {
+                if l2 <= 0.0 && h2 >= 0.0 {
+                    V::Missing
+                } else {
+                    let c = [l1 / l2, l1 / h2, h1 / l2, h1 / h2];
+                    V::Num(
+                        c.iter().copied().fold(f64::INFINITY, f64::min),
+                        c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                    )
+                }
+            }
+        },
+        (ArithOp::Add, V::Date(d), V::Offset(n, u)) => V::Date(shift(Date(d), n as i32, u).0),
+        (ArithOp::Sub, V::Date(d), V::Offset(n, u)) => V::Date(shift(Date(d), -(n as i32), u).0),
+        (ArithOp::Add | ArithOp::Sub, V::Month(m), V::Offset(n, u)) => {
+            let k = match u {
+                Unit::Months => n as i32,
+                Unit::Years => n as i32 * 12,
+                Unit::Days => return V::Missing,
+            };
+            V::Month(if op == ArithOp::Add { m + k } else { m - k })
+        }
+        (ArithOp::Sub, V::Date(x), V::Date(y)) => V::Num(f64::from(x - y), f64::from(x - y)),
+        (ArithOp::Sub, V::Month(x), V::Month(y)) => V::Num(f64::from(x - y), f64::from(x - y)),
+        _ => V::Missing,
+    }
+}
+
+fn call<'a>(f: Func, args: &[Val<'a>], as_of: Date) -> V<'a> {
+    let a = args.first().map_or(V::Missing, |v| v.v);
+    let b = args.get(1).map_or(V::Missing, |v| v.v);
+    let month = |v: V<'_>| match v {
+        V::Date(d) => Some(Date(d).month().0),
+        V::Month(m) => Some(m),
+        _ => None,
+    };
+    match f {
+        Func::IsMissing => V::Bool(a == V::Missing),
+        Func::Age => match a {
+            V::Date(d) => {
+                let age = f64::from(Date(d).age_on(as_of));
+                V::Num(age, age)
+            }
+            _ => V::Missing,
+        },
+        Func::Year => match a {
+            V::Date(d) => {
+                let y = f64::from(Date(d).year());
+                V::Num(y, y)
+            }
+            V::Month(m) => {
+                let y = f64::from(Month(m).year());
+                V::Num(y, y)
+            }
+            _ => V::Missing,
+        },
+        Func::Month => month(a).map_or(V::Missing, V::Month),
+        Func::MonthsBetween => match (month(a), month(b)) {
+            (Some(x), Some(y)) => V::Num(f64::from(y - x), f64::from(y - x)),
+            _ => V::Missing,
+        },
+        Func::Min | Func::Max => {
+            let pick = |x: f64, y: f64| if f == Func::Min { x.min(y) } else { x.max(y) };
+            match (a, b) {
+                (V::Num(l1, h1), V::Num(l2, h2)) => V::Num(pick(l1, l2), pick(h1, h2)),
+                (V::Date(x), V::Date(y)) => V::Date(pick(f64::from(x), f64::from(y)) as i32),
+                (V::Month(x), V::Month(y)) => V::Month(pick(f64::from(x), f64::from(y)) as i32),
+                _ => V::Missing,
+            }
+        }
+        Func::Round | Func::Floor | Func::Ceil => match a {
+            V::Num(l, h) => {
+                let g = |x: f64| match f {
+                    Func::Round => x.round(),
+                    Func::Floor => x.floor(),
+                    _ => x.ceil(),
+                };
+                V::Num(g(l), g(h))
+            }
+            _ => V::Missing,
+        },
+    }
+}

@@ -1,0 +1,25 @@
+//! Policies: a text language analysts can read, checked at load, compiled into set operations
+//! over a snapshot's entities (DESIGN.md §3.6, §5; the grammar is in
+//! `datasets/policies/README.md`).
+//!
+//! - [`ast`], [`parse`]: the syntax tree and the recursive-descent parser (errors with line and
+//!   column);
+//! - [`schema`]: what fields exist and their types, from a snapshot or from source configs;
+//! - [`check`]: static checks of a catalogue (unknown fields, types, parameters, bands,
+//!   cycles) and its dependency order;
+//! - [`eval`]: compilation against a snapshot and the three-valued evaluation of one entity;
+//! - [`engine`]: conditions as TRUE / UNKNOWN bitmaps, cached and shared; candidates,
+//!   to-verify, near-miss, amounts;
+//! - [`explain`], [`whatif`]: one entity's reasons; a changed policy against the saved one;
+//! - [`cases`]: each policy's case tests, run against a snapshot built from the case.
+
+pub mod ast;
+pub mod cases;
+pub mod check;
+pub mod engine;
+pub mod eval;
+pub mod explain;
+pub mod parse;
+pub mod render;
+pub mod schema;
+pub mod whatif;

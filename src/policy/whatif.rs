@@ -1,0 +1,231 @@
+//! What-if: a parameter override or a new policy text, against the saved version.
+//!
+//! Reports the count and total amount, the breakdown by district, industry and enterprise type
+//! (or size), newly eligible and newly ineligible entities, the condition that excludes the
+//! most, and the overlap with the catalogue's other policies on the same subjects. Only atoms
+//! whose compiled text changed are computed; the rest come from the engine's cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+use std::time::Instant;
+
+use roaring::RoaringBitmap;
+
+use super::ast::{Lit, Policy};
+use super::engine::{Engine, EngineError, PolicyRun};
+use super::eval::fmt_num;
+use crate::ids::division_name;
+use crate::snapshot::Snapshot;
+
+/// A breakdown dimension: `(value, candidates, amount)` rows.
+#[derive(Debug, Clone)]
+pub struct Breakdown {
+    pub dimension: String,
+    pub rows: Vec<(String, u64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WhatIf {
+    pub base: PolicyRun,
+    pub new: PolicyRun,
+    pub newly_eligible: RoaringBitmap,
+    pub newly_ineligible: RoaringBitmap,
+    pub breakdowns: Vec<Breakdown>,
+    /// `(condition, sole blocker count, false count)` of the condition that excludes the most.
+    pub most_excluding: Option<(String, u64, u64)>,
+    /// `(policy, candidates in common)`.
+    pub overlaps: Vec<(String, u64)>,
+    pub seconds: f64,
+}
+
+/// Runs `new` (a changed policy, or the saved one with `overrides`) against the catalogue's
+/// saved version of the same id (when there is one).
+pub fn what_if(
+    engine: &mut Engine<'_>,
+    new: &Policy,
+    overrides: &HashMap<String, Lit>,
+) -> Result<WhatIf, EngineError> {
+    let base = match engine.cat.get(&new.id) {
+        Some(_) => match engine.runs.get(&new.id) {
+            Some(r) => r.clone(),
+            None => engine.run(&new.id, &HashMap::new())?,
+        },
+        None => {
+            // A new policy: compare with nobody eligible.
+            let mut empty = engine.run_policy(new, overrides)?;
+            empty.candidates.clear();
+            empty.amounts.clear();
+            empty.total = 0.0;
+            empty
+        }
+    };
+    let started = Instant::now();
+    let run = engine.run_policy(new, overrides)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let newly_eligible = &run.candidates - &base.candidates;
+    let newly_ineligible = &base.candidates - &run.candidates;
+    let most_excluding = run
+        .conditions
+        .iter()
+        .max_by_key(|c| (c.sole_blocker, c.false_count))
+        .map(|c| (c.name.clone(), c.sole_blocker, c.false_count));
+    // Overlap with every other catalogue policy of the same subject.
+    let others: Vec<String> = engine
+        .cat
+        .policies
+        .iter()
+        .filter(|p| p.policy.subject == new.subject && p.policy.id != new.id)
+        .map(|p| p.policy.id.clone())
+        .collect();
+    let mut overlaps = Vec::new();
+    for id in others {
+        let r = match engine.runs.get(&id) {
+            Some(r) => r.candidates.clone(),
+            None => engine.run(&id, &HashMap::new())?.candidates,
+        };
+        overlaps.push((id, run.candidates.intersection_len(&r)));
+    }
+    overlaps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let breakdowns = breakdowns(engine.env.snap, &run);
+    Ok(WhatIf {
+        base,
+        new: run,
+        newly_eligible,
+        newly_ineligible,
+        breakdowns,
+        most_excluding,
+        overlaps,
+        seconds,
+    })
+}
+
+/// One string-valued attribute of each candidate, read from the primary rows of a table.
+fn attribute(snap: &Snapshot, table: &str, column: &str, who: &RoaringBitmap, f: impl Fn(&str) -> String) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    let Ok(t) = snap.table(table) else {
+        return out;
+    };
+    let Ok(c) = t.column(column) else {
+        return out;
+    };
+    for e in who {
+        let rows = t.rows_of(e);
+        if let Some(r) = rows.clone().next() {
+            let v = match c.int(r) {
+                Some(i) => f(&i.to_string()),
+                None => match c.str(r) {
+                    Some(s) => f(s),
+                    None => continue,
+                },
+            };
+            out.insert(e, v);
+        }
+    }
+    out
+}
+
+fn district(code: &str) -> String {
+    code.get(..6)
+        .and_then(|c| c.parse::<u32>().ok())
+        .and_then(division_name)
+        .map_or_else(|| format!("other ({code})"), str::to_string)
+}
+
+fn breakdowns(snap: &Snapshot, run: &PolicyRun) -> Vec<Breakdown> {
+    let who = &run.candidates;
+    let mut dims: Vec<(String, HashMap<u32, String>)> = Vec::new();
+    match run.subject.as_str() {
+        "person" => {
+            dims.push(("district".into(), attribute(snap, "GA.person", "hukou_region", who, district)));
+            dims.push(("hukou type".into(), attribute(snap, "GA.person", "hukou_type", who, str::to_string)));
+        }
+        "household" => {
+            dims.push(("district".into(), attribute(snap, "GA.household", "region", who, district)));
+        }
+        _ => {
+            dims.push(("district".into(), attribute(snap, "SC.ent", "region", who, district)));
+            dims.push((
+                "industry".into(),
+                attribute(snap, "SC.ent", "industry_code", who, |s| s.chars().take(1).collect()),
+            ));
+            dims.push(("enterprise type".into(), attribute(snap, "SC.ent", "type", who, str::to_string)));
+        }
+    }
+    let amount: HashMap<u32, f64> = run.amounts.iter().copied().collect();
+    dims.into_iter()
+        .map(|(dimension, values)| {
+            let mut rows: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+            for e in who {
+                let k = values.get(&e).cloned().unwrap_or_else(|| "unknown".into());
+                let r = rows.entry(k).or_default();
+                r.0 += 1;
+                r.1 += amount.get(&e).copied().unwrap_or(0.0);
+            }
+            let mut rows: Vec<(String, u64, f64)> = rows.into_iter().map(|(k, (n, a))| (k, n, a)).collect();
+            rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            Breakdown { dimension, rows }
+        })
+        .collect()
+}
+
+impl WhatIf {
+    pub fn render(&self, snap: &Snapshot) -> String {
+        let mut s = String::new();
+        let n = &self.new;
+        let b = &self.base;
+        let _ = writeln!(
+            s,
+            "{} {}: {} candidates (saved: {}), total {} (saved: {}); to verify {}, near miss {}",
+            n.id,
+            n.name,
+            n.candidates.len(),
+            b.candidates.len(),
+            fmt_num(n.total),
+            fmt_num(b.total),
+            n.to_verify.len(),
+            n.near_miss.len()
+        );
+        let _ = writeln!(
+            s,
+            "newly eligible {}, newly ineligible {}; evaluated in {:.2} ms ({} atoms computed, the rest cached)",
+            self.newly_eligible.len(),
+            self.newly_ineligible.len(),
+            self.seconds * 1e3,
+            n.computed
+        );
+        let sample = |set: &RoaringBitmap| {
+            set.iter()
+                .take(5)
+                .filter_map(|e| snap.key(e).map(str::to_string))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !self.newly_eligible.is_empty() {
+            let _ = writeln!(s, "  e.g. newly eligible: {}", sample(&self.newly_eligible));
+        }
+        if !self.newly_ineligible.is_empty() {
+            let _ = writeln!(s, "  e.g. newly ineligible: {}", sample(&self.newly_ineligible));
+        }
+        if let Some((c, sole, f)) = &self.most_excluding {
+            let _ = writeln!(s, "excludes the most: `{c}` (the only failing condition for {sole}; false for {f})");
+        }
+        for bd in &self.breakdowns {
+            let _ = writeln!(s, "by {}:", bd.dimension);
+            for (k, count, amount) in bd.rows.iter().take(12) {
+                let _ = writeln!(s, "  {k:<20} {count:>9} {:>16}", fmt_num(*amount));
+            }
+        }
+        let overlapping: Vec<String> = self
+            .overlaps
+            .iter()
+            .filter(|o| o.1 > 0)
+            .map(|(id, k)| format!("{id} {k}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "overlap with other policies: {}",
+            if overlapping.is_empty() { "none".into() } else { overlapping.join(", ") }
+        );
+        s
+    }
+}
