@@ -555,7 +555,8 @@ fn catalogue_texts(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
     files
         .into_iter()
         .map(|f| {
-            let t = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            let t =
+                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
             Ok((f, t))
         })
         .collect()
@@ -563,7 +564,11 @@ fn catalogue_texts(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
 
 fn diagnostics(d: Vec<policy::check::Diagnostic>) -> anyhow::Error {
     let lines: Vec<String> = d.iter().map(|x| x.to_string()).collect();
-    anyhow::anyhow!("{} problem(s) in the policies:\n{}", d.len(), lines.join("\n"))
+    anyhow::anyhow!(
+        "{} problem(s) in the policies:\n{}",
+        d.len(),
+        lines.join("\n")
+    )
 }
 
 /// Parses `--set name=value` overrides.
@@ -591,7 +596,11 @@ fn overrides(set: &[String]) -> Result<std::collections::HashMap<String, policy:
 
 fn parse_date(s: &str) -> Option<mianshen::date::Date> {
     let mut it = s.split('-');
-    let (y, m, d) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    let (y, m, d) = (
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    );
     mianshen::date::Date::from_ymd(y, m, d)
 }
 
@@ -599,11 +608,18 @@ fn parse_date(s: &str) -> Option<mianshen::date::Date> {
 fn engine_for<'s>(
     snap: &'s Snapshot,
     common: &PolicyArgs,
-) -> Result<(policy::engine::Engine<'s>, std::collections::HashMap<String, policy::ast::Lit>)> {
+) -> Result<(
+    policy::engine::Engine<'s>,
+    std::collections::HashMap<String, policy::ast::Lit>,
+)> {
     let schema = policy::schema::Schema::of_snapshot(snap);
     let cat = policy::check::load_dir(&common.catalogue, &schema).map_err(diagnostics)?;
-    let as_of = parse_date(&common.as_of).with_context(|| format!("--as-of {}: expected YYYY-MM-DD", common.as_of))?;
-    Ok((policy::engine::Engine::new(snap, cat, as_of), overrides(&common.set)?))
+    let as_of = parse_date(&common.as_of)
+        .with_context(|| format!("--as-of {}: expected YYYY-MM-DD", common.as_of))?;
+    Ok((
+        policy::engine::Engine::new(snap, cat, as_of),
+        overrides(&common.set)?,
+    ))
 }
 
 fn policies_check(dir: &Path, snapshot: Option<&Path>) -> Result<()> {
@@ -628,7 +644,11 @@ fn policies_check(dir: &Path, snapshot: Option<&Path>) -> Result<()> {
             p.mode,
             p.conditions.len(),
             mine.len(),
-            if bad > 0 { format!(", {bad} FAILED") } else { String::new() }
+            if bad > 0 {
+                format!(", {bad} FAILED")
+            } else {
+                String::new()
+            }
         );
         for r in mine.iter().filter(|r| !r.failures.is_empty()) {
             for f in &r.failures {
@@ -642,7 +662,11 @@ fn policies_check(dir: &Path, snapshot: Option<&Path>) -> Result<()> {
         cat.policies.len(),
         cat.relations.len(),
         results.len(),
-        if failed == 0 { "all pass".to_string() } else { format!("{failed} failed") }
+        if failed == 0 {
+            "all pass".to_string()
+        } else {
+            format!("{failed} failed")
+        }
     );
     if failed > 0 {
         bail!("{failed} case(s) failed");
@@ -655,7 +679,12 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
     let snap = Snapshot::open(snapshot)?;
     let (mut engine, overrides) = engine_for(&snap, common)?;
     let ids: Vec<String> = if ids.iter().any(|i| i == "all") {
-        engine.cat.policies.iter().map(|p| p.policy.id.clone()).collect()
+        engine
+            .cat
+            .policies
+            .iter()
+            .map(|p| p.policy.id.clone())
+            .collect()
     } else {
         ids.to_vec()
     };

@@ -262,14 +262,18 @@ fn run_case(p: &Policy, case: &Case, cat: &Catalogue, schema: &Schema, dir: &Pat
     let path = match build_case(p, case, cat, schema, dir) {
         Ok(path) => path,
         Err(e) => {
-            result.failures.push(format!("the case cannot be built: {e}"));
+            result
+                .failures
+                .push(format!("the case cannot be built: {e}"));
             return result;
         }
     };
     let snap = match Snapshot::open(&path) {
         Ok(s) => s,
         Err(e) => {
-            result.failures.push(format!("the case snapshot does not open: {e}"));
+            result
+                .failures
+                .push(format!("the case snapshot does not open: {e}"));
             return result;
         }
     };

@@ -83,7 +83,10 @@ pub fn load_dir(dir: &Path, schema: &Schema) -> Result<Catalogue, Vec<Diagnostic
 }
 
 /// Parses and checks policy texts given as `(file name, text)`.
-pub fn load_texts(files: &[(PathBuf, String)], schema: &Schema) -> Result<Catalogue, Vec<Diagnostic>> {
+pub fn load_texts(
+    files: &[(PathBuf, String)],
+    schema: &Schema,
+) -> Result<Catalogue, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut parsed: Vec<(PathBuf, ParsedFile)> = Vec::new();
     for (file, text) in files {
@@ -108,7 +111,9 @@ pub fn load_texts(files: &[(PathBuf, String)], schema: &Schema) -> Result<Catalo
             };
             for k in [&r.from, &r.to] {
                 if !SUBJECTS.contains(&k.as_str()) {
-                    d(format!("`{k}` is not a subject kind: person, household or enterprise"));
+                    d(format!(
+                        "`{k}` is not a subject kind: person, household or enterprise"
+                    ));
                 }
             }
             match schema.column(&r.table, &r.column) {
@@ -176,7 +181,10 @@ pub fn load_texts(files: &[(PathBuf, String)], schema: &Schema) -> Result<Catalo
             diags.push(Diagnostic {
                 file: first.file.clone(),
                 pos: first.policy.pos,
-                msg: format!("policies refer to each other in a cycle: {}", path.join(" → ")),
+                msg: format!(
+                    "policies refer to each other in a cycle: {}",
+                    path.join(" → ")
+                ),
             });
             (0..checked.len()).collect()
         }
@@ -293,38 +301,76 @@ impl Checker<'_> {
     fn policy(&mut self) {
         let p = self.policy;
         if !SUBJECTS.contains(&p.subject.as_str()) {
-            self.err(p.pos, format!("policy {}: subject must be person, household or enterprise, not `{}`", p.id, p.subject));
+            self.err(
+                p.pos,
+                format!(
+                    "policy {}: subject must be person, household or enterprise, not `{}`",
+                    p.id, p.subject
+                ),
+            );
             return;
         }
         if !MODES.contains(&p.mode.as_str()) {
-            self.err(p.pos, format!("policy {}: mode must be direct, confirm or push, not `{}`", p.id, p.mode));
+            self.err(
+                p.pos,
+                format!(
+                    "policy {}: mode must be direct, confirm or push, not `{}`",
+                    p.id, p.mode
+                ),
+            );
         }
         if !DOMAINS.contains(&p.domain.as_str()) {
-            self.err(p.pos, format!("policy {}: domain must be one of {}, not `{}`", p.id, DOMAINS.join(", "), p.domain));
+            self.err(
+                p.pos,
+                format!(
+                    "policy {}: domain must be one of {}, not `{}`",
+                    p.id,
+                    DOMAINS.join(", "),
+                    p.domain
+                ),
+            );
         }
         if p.lead.is_empty() {
-            self.err(p.pos, format!("policy {}: no lead department (`lead MZ`)", p.id));
+            self.err(
+                p.pos,
+                format!("policy {}: no lead department (`lead MZ`)", p.id),
+            );
         }
         if p.article.is_empty() {
-            self.err(p.pos, format!("policy {}: no article (`article \"…\"`)", p.id));
+            self.err(
+                p.pos,
+                format!("policy {}: no article (`article \"…\"`)", p.id),
+            );
         }
         if p.conditions.is_empty() {
-            self.err(p.pos, format!("policy {}: no conditions (`when name: …`)", p.id));
+            self.err(
+                p.pos,
+                format!("policy {}: no conditions (`when name: …`)", p.id),
+            );
         }
         if let Some((a, b)) = p.valid
             && a > b
         {
-            self.err(p.pos, format!("policy {}: validity ends before it starts", p.id));
+            self.err(
+                p.pos,
+                format!("policy {}: validity ends before it starts", p.id),
+            );
         }
         let mut seen = HashSet::new();
         for prm in &p.params {
             if !seen.insert(prm.name.as_str()) {
-                self.err(prm.pos, format!("parameter `{}` is declared twice", prm.name));
+                self.err(
+                    prm.pos,
+                    format!("parameter `{}` is declared twice", prm.name),
+                );
             }
             if !matches!(prm.value.kind, ExprKind::Lit(_))
                 && !matches!(&prm.value.kind, ExprKind::Neg(e) if matches!(e.kind, ExprKind::Lit(Lit::Num(_))))
             {
-                self.err(prm.pos, format!("parameter `{}` must be a literal value", prm.name));
+                self.err(
+                    prm.pos,
+                    format!("parameter `{}` must be a literal value", prm.name),
+                );
             }
         }
         let ctx = Ctx {
@@ -337,14 +383,20 @@ impl Checker<'_> {
                 self.err(c.pos, format!("condition `{}` is declared twice", c.name));
             }
             if p.params.iter().any(|q| q.name == c.name) {
-                self.err(c.pos, format!("`{}` is both a parameter and a condition", c.name));
+                self.err(
+                    c.pos,
+                    format!("`{}` is both a parameter and a condition", c.name),
+                );
             }
             // A condition may use the conditions before it, by name.
             let earlier: Vec<&str> = p.conditions[..i].iter().map(|c| c.name.as_str()).collect();
             if let Some(t) = self.ty(&c.expr, ctx, &earlier)
                 && t != Ty::Bool
             {
-                self.err(c.expr.pos, format!("condition `{}` is {}, not true/false", c.name, t.as_str()));
+                self.err(
+                    c.expr.pos,
+                    format!("condition `{}` is {}, not true/false", c.name, t.as_str()),
+                );
             }
         }
         let all: Vec<&str> = p.conditions.iter().map(|c| c.name.as_str()).collect();
@@ -363,30 +415,54 @@ impl Checker<'_> {
         let p = self.policy;
         for (pos, cond, _) in &case.expect {
             if !p.conditions.iter().any(|c| &c.name == cond) {
-                self.err(*pos, format!("case {:?}: policy {} has no condition `{cond}`", case.name, p.id));
+                self.err(
+                    *pos,
+                    format!(
+                        "case {:?}: policy {} has no condition `{cond}`",
+                        case.name, p.id
+                    ),
+                );
             }
         }
-        let rows = case.rows.iter().chain(case.related.iter().flat_map(|(_, r)| r));
+        let rows = case
+            .rows
+            .iter()
+            .chain(case.related.iter().flat_map(|(_, r)| r));
         for row in rows {
             let Some(t) = self.schema.tables.get(&row.table) else {
-                self.err(row.pos, format!("case {:?}: unknown table {}", case.name, row.table));
+                self.err(
+                    row.pos,
+                    format!("case {:?}: unknown table {}", case.name, row.table),
+                );
                 continue;
             };
             for (col, _) in &row.values {
                 if !t.columns.contains_key(col) {
                     let hint = suggest(col, t.columns.keys());
-                    self.err(row.pos, format!("case {:?}: {} has no column `{col}`{hint}", case.name, row.table));
+                    self.err(
+                        row.pos,
+                        format!(
+                            "case {:?}: {} has no column `{col}`{hint}",
+                            case.name, row.table
+                        ),
+                    );
                 }
             }
         }
         for (rel, _) in &case.related {
             if !self.relations.contains_key(rel) {
-                self.err(case.pos, format!("case {:?}: unknown relation `{rel}`", case.name));
+                self.err(
+                    case.pos,
+                    format!("case {:?}: unknown relation `{rel}`", case.name),
+                );
             }
         }
         for (id, _) in &case.policies {
             if !self.subjects.contains_key(id) {
-                self.err(case.pos, format!("case {:?}: unknown policy {id}", case.name));
+                self.err(
+                    case.pos,
+                    format!("case {:?}: unknown policy {id}", case.name),
+                );
             }
         }
     }
@@ -399,7 +475,10 @@ impl Checker<'_> {
         };
         let Some(c) = t.columns.get(column) else {
             let hint = suggest(column, t.columns.keys());
-            self.err(pos, format!("unknown field {table}.{column}: {table} has no column `{column}`{hint}"));
+            self.err(
+                pos,
+                format!("unknown field {table}.{column}: {table} has no column `{column}`{hint}"),
+            );
             return None;
         };
         match ctx.row_of {
@@ -410,7 +489,10 @@ impl Checker<'_> {
             Some(_) => {}
             None => {
                 if !t.serves(ctx.kind) {
-                    self.err(pos, format!("{table} rows are about {}s, not {}s", t.subject, ctx.kind));
+                    self.err(
+                        pos,
+                        format!("{table} rows are about {}s, not {}s", t.subject, ctx.kind),
+                    );
                     return None;
                 }
                 if !t.per_entity() {
@@ -444,9 +526,15 @@ impl Checker<'_> {
                 }
                 let hint = suggest(
                     n,
-                    p.params.iter().map(|q| &q.name).chain(p.conditions.iter().map(|c| &c.name)),
+                    p.params
+                        .iter()
+                        .map(|q| &q.name)
+                        .chain(p.conditions.iter().map(|c| &c.name)),
                 );
-                self.err(e.pos, format!("`{n}` is not a declared parameter or an earlier condition{hint}"));
+                self.err(
+                    e.pos,
+                    format!("`{n}` is not a declared parameter or an earlier condition{hint}"),
+                );
                 None
             }
             ExprKind::Field { table, column } => self.field(e.pos, table, column, ctx),
@@ -463,7 +551,10 @@ impl Checker<'_> {
                 let (ta, tb) = (self.ty(a, ctx, conds), self.ty(b, ctx, conds));
                 let (ta, tb) = (ta?, tb?);
                 if !comparable(ta, tb) {
-                    self.err(e.pos, format!("cannot compare {} with {}", ta.as_str(), tb.as_str()));
+                    self.err(
+                        e.pos,
+                        format!("cannot compare {} with {}", ta.as_str(), tb.as_str()),
+                    );
                     return None;
                 }
                 if matches!(op, CmpOp::Lt | CmpOp::Le | CmpOp::Gt | CmpOp::Ge) && ta == Ty::Bool {
@@ -478,7 +569,10 @@ impl Checker<'_> {
                     if let Some(ti) = self.ty(it, ctx, conds)
                         && !comparable(tx, ti)
                     {
-                        self.err(it.pos, format!("a set of {} cannot hold {}", tx.as_str(), ti.as_str()));
+                        self.err(
+                            it.pos,
+                            format!("a set of {} cannot hold {}", tx.as_str(), ti.as_str()),
+                        );
                     }
                 }
                 Some(Ty::Bool)
@@ -489,7 +583,14 @@ impl Checker<'_> {
                     if let Some(tb) = self.ty(b, ctx, conds)
                         && !comparable(tx, tb)
                     {
-                        self.err(b.pos, format!("a range of {} cannot have a bound of {}", tx.as_str(), tb.as_str()));
+                        self.err(
+                            b.pos,
+                            format!(
+                                "a range of {} cannot have a bound of {}",
+                                tx.as_str(),
+                                tb.as_str()
+                            ),
+                        );
                     }
                 }
                 Some(Ty::Bool)
@@ -497,7 +598,10 @@ impl Checker<'_> {
             ExprKind::Within(x, n, _) => {
                 let tx = self.ty(x, ctx, conds)?;
                 if !matches!(tx, Ty::Date | Ty::Month) {
-                    self.err(e.pos, format!("`within` needs a date or a month, not {}", tx.as_str()));
+                    self.err(
+                        e.pos,
+                        format!("`within` needs a date or a month, not {}", tx.as_str()),
+                    );
                 }
                 self.want(n, ctx, conds, Ty::Num, "a window's length is a number")?;
                 Some(Ty::Bool)
@@ -511,7 +615,10 @@ impl Checker<'_> {
                     (ArithOp::Sub, Ty::Date, Ty::Date) => Some(Ty::Num),
                     (ArithOp::Sub, Ty::Month, Ty::Month) => Some(Ty::Num),
                     _ => {
-                        self.err(e.pos, format!("no arithmetic between {} and {}", ta.as_str(), tb.as_str()));
+                        self.err(
+                            e.pos,
+                            format!("no arithmetic between {} and {}", ta.as_str(), tb.as_str()),
+                        );
                         None
                     }
                 }
@@ -531,9 +638,15 @@ impl Checker<'_> {
                     ("age", [Ty::Date]) => Some(Ty::Num),
                     ("year", [Ty::Date | Ty::Month]) => Some(Ty::Num),
                     ("month", [Ty::Date]) => Some(Ty::Month),
-                    ("min" | "max", [a, b]) if a == b && matches!(a, Ty::Num | Ty::Date | Ty::Month) => Some(*a),
+                    ("min" | "max", [a, b])
+                        if a == b && matches!(a, Ty::Num | Ty::Date | Ty::Month) =>
+                    {
+                        Some(*a)
+                    }
                     ("round" | "floor" | "ceil", [Ty::Num]) => Some(Ty::Num),
-                    ("months_between", [Ty::Date | Ty::Month, Ty::Date | Ty::Month]) => Some(Ty::Num),
+                    ("months_between", [Ty::Date | Ty::Month, Ty::Date | Ty::Month]) => {
+                        Some(Ty::Num)
+                    }
                     ("is_missing", [_]) => Some(Ty::Bool),
                     _ => {
                         self.err(e.pos, format!(
@@ -544,21 +657,35 @@ impl Checker<'_> {
                     }
                 }
             }
-            ExprKind::TableAgg { agg, table, column, filter } => {
+            ExprKind::TableAgg {
+                agg,
+                table,
+                column,
+                filter,
+            } => {
                 let Some(t) = self.schema.tables.get(table) else {
                     let hint = suggest(table, self.schema.tables.keys());
                     self.err(e.pos, format!("unknown table {table}{hint}"));
                     return None;
                 };
                 if ctx.row_of.is_some() {
-                    self.err(e.pos, "aggregates cannot be nested inside another aggregate's `where`");
+                    self.err(
+                        e.pos,
+                        "aggregates cannot be nested inside another aggregate's `where`",
+                    );
                     return None;
                 }
                 if !t.serves(ctx.kind) {
-                    self.err(e.pos, format!("{table} rows are about {}s, not {}s", t.subject, ctx.kind));
+                    self.err(
+                        e.pos,
+                        format!("{table} rows are about {}s, not {}s", t.subject, ctx.kind),
+                    );
                     return None;
                 }
-                let inner = Ctx { kind: ctx.kind, row_of: Some(table) };
+                let inner = Ctx {
+                    kind: ctx.kind,
+                    row_of: Some(table),
+                };
                 if let Some(f) = filter {
                     self.want(f, inner, &[], Ty::Bool, "a `where` filter is true/false")?;
                 }
@@ -571,7 +698,10 @@ impl Checker<'_> {
                             (Agg::Sum, Ty::Num) => Some(Ty::Num),
                             (Agg::Min | Agg::Max, Ty::Num | Ty::Date | Ty::Month) => Some(tc),
                             _ => {
-                                self.err(e.pos, format!("{}() over {} is not defined", agg.name(), tc.as_str()));
+                                self.err(
+                                    e.pos,
+                                    format!("{}() over {} is not defined", agg.name(), tc.as_str()),
+                                );
                                 None
                             }
                         }
@@ -579,24 +709,46 @@ impl Checker<'_> {
                     _ => None,
                 }
             }
-            ExprKind::RelAgg { agg, relation, body } => {
+            ExprKind::RelAgg {
+                agg,
+                relation,
+                body,
+            } => {
                 let Some(r) = self.relations.get(relation) else {
                     let hint = suggest(relation, self.relations.keys());
                     self.err(e.pos, format!("unknown relation `{relation}`{hint}"));
                     return None;
                 };
                 if ctx.row_of.is_some() {
-                    self.err(e.pos, "relations cannot be followed inside an aggregate's `where`");
+                    self.err(
+                        e.pos,
+                        "relations cannot be followed inside an aggregate's `where`",
+                    );
                     return None;
                 }
                 if r.from != ctx.kind {
-                    self.err(e.pos, format!("relation `{relation}` starts from a {}, not a {}", r.from, ctx.kind));
+                    self.err(
+                        e.pos,
+                        format!(
+                            "relation `{relation}` starts from a {}, not a {}",
+                            r.from, ctx.kind
+                        ),
+                    );
                     return None;
                 }
                 let target = self.relation_target(r)?;
                 if let Some(b) = body {
-                    let inner = Ctx { kind: target, row_of: None };
-                    self.want(b, inner, &[], Ty::Bool, "a relation's condition is true/false")?;
+                    let inner = Ctx {
+                        kind: target,
+                        row_of: None,
+                    };
+                    self.want(
+                        b,
+                        inner,
+                        &[],
+                        Ty::Bool,
+                        "a relation's condition is true/false",
+                    )?;
                 }
                 match agg {
                     Agg::Count => Some(Ty::Num),
@@ -611,7 +763,10 @@ impl Checker<'_> {
                         return None;
                     }
                     Some(s) if s != ctx.kind => {
-                        self.err(e.pos, format!("policy {id} is about {s}s, not {}s", ctx.kind));
+                        self.err(
+                            e.pos,
+                            format!("policy {id} is about {s}s, not {}s", ctx.kind),
+                        );
                         return None;
                     }
                     Some(_) => {}
@@ -630,7 +785,14 @@ impl Checker<'_> {
                 self.want(c, ctx, conds, Ty::Bool, "`if` takes a true/false condition")?;
                 let (ta, tb) = (self.ty(a, ctx, conds)?, self.ty(b, ctx, conds)?);
                 if ta != tb {
-                    self.err(e.pos, format!("`then` gives {} but `else` gives {}", ta.as_str(), tb.as_str()));
+                    self.err(
+                        e.pos,
+                        format!(
+                            "`then` gives {} but `else` gives {}",
+                            ta.as_str(),
+                            tb.as_str()
+                        ),
+                    );
                     return None;
                 }
                 Some(ta)
@@ -652,10 +814,20 @@ impl Checker<'_> {
         Some(t)
     }
 
-    fn band(&mut self, e: &Expr, of: &Expr, arms: &[BandArm], ctx: Ctx<'_>, conds: &[&str]) -> Option<Ty> {
+    fn band(
+        &mut self,
+        e: &Expr,
+        of: &Expr,
+        arms: &[BandArm],
+        ctx: Ctx<'_>,
+        conds: &[&str],
+    ) -> Option<Ty> {
         let t = self.ty(of, ctx, conds)?;
         if !matches!(t, Ty::Num | Ty::Date) {
-            self.err(of.pos, format!("bands partition numbers or dates, not {}", t.as_str()));
+            self.err(
+                of.pos,
+                format!("bands partition numbers or dates, not {}", t.as_str()),
+            );
             return None;
         }
         if arms.is_empty() {
@@ -671,7 +843,10 @@ impl Checker<'_> {
                     Some(x) => match this.constant(x) {
                         Some(v) => Some(Some(v)),
                         None => {
-                            this.err(x.pos, "a band bound must be a number, a date or a parameter");
+                            this.err(
+                                x.pos,
+                                "a band bound must be a number, a date or a parameter",
+                            );
                             None
                         }
                     },
@@ -690,16 +865,26 @@ impl Checker<'_> {
             if let (Some(l), Some(h)) = (lo, hi)
                 && l >= h
             {
-                self.err(*pos, "this band is empty: its lower bound is not below its upper bound");
+                self.err(
+                    *pos,
+                    "this band is empty: its lower bound is not below its upper bound",
+                );
             }
             if i + 1 < bounds.len() {
                 let (npos, nlo, _) = bounds[i + 1];
                 match (hi, nlo) {
                     (None, _) | (_, None) => {
-                        self.err(npos, "bands overlap: an open-ended band already covers this one");
+                        self.err(
+                            npos,
+                            "bands overlap: an open-ended band already covers this one",
+                        );
                     }
-                    (Some(h), Some(n)) if n < *h => self.err(npos, format!("bands overlap between {n} and {h}")),
-                    (Some(h), Some(n)) if n > *h => self.err(npos, format!("bands leave a gap between {h} and {n}")),
+                    (Some(h), Some(n)) if n < *h => {
+                        self.err(npos, format!("bands overlap between {n} and {h}"))
+                    }
+                    (Some(h), Some(n)) if n > *h => {
+                        self.err(npos, format!("bands leave a gap between {h} and {n}"))
+                    }
                     _ => {}
                 }
             }

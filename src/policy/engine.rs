@@ -23,7 +23,7 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Lit, Period, Policy, Tri};
 use super::check::Catalogue;
-use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, Node, NoTrace, V, primary_row};
+use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, V, primary_row};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
 
@@ -135,7 +135,10 @@ impl<'s> Engine<'s> {
     }
 
     /// The parameter values of `p` with `overrides` applied (`name → value`).
-    pub fn params(p: &Policy, overrides: &HashMap<String, Lit>) -> Result<HashMap<String, Lit>, EngineError> {
+    pub fn params(
+        p: &Policy,
+        overrides: &HashMap<String, Lit>,
+    ) -> Result<HashMap<String, Lit>, EngineError> {
         let mut out = HashMap::new();
         for prm in &p.params {
             let v = match &prm.value.kind {
@@ -153,7 +156,11 @@ impl<'s> Engine<'s> {
                 return Err(EngineError::Param(format!(
                     "`{k}`: policy {} has no such parameter (it has: {})",
                     p.id,
-                    p.params.iter().map(|q| q.name.as_str()).collect::<Vec<_>>().join(", ")
+                    p.params
+                        .iter()
+                        .map(|q| q.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             };
             if std::mem::discriminant(old) != std::mem::discriminant(v) {
@@ -167,7 +174,11 @@ impl<'s> Engine<'s> {
     }
 
     /// Compiles a policy against the snapshot.
-    pub fn compile(&mut self, p: &Policy, overrides: &HashMap<String, Lit>) -> Result<Compiled, EngineError> {
+    pub fn compile(
+        &mut self,
+        p: &Policy,
+        overrides: &HashMap<String, Lit>,
+    ) -> Result<Compiled, EngineError> {
         let params = Self::params(p, overrides)?;
         let err = |e: CompileError| EngineError::Compile {
             id: p.id.clone(),
@@ -177,21 +188,25 @@ impl<'s> Engine<'s> {
         for c in &p.conditions {
             let n = self
                 .env
-                .compile(&c.expr, p, &params, &self.cat, &conditions)
+                .compile(&c.expr, &params, &self.cat, &conditions)
                 .map_err(err)?;
             conditions.push((c.name.clone(), n));
         }
         let amount = p
             .amount
             .as_ref()
-            .map(|(e, _)| self.env.compile(e, p, &params, &self.cat, &conditions))
+            .map(|(e, _)| self.env.compile(e, &params, &self.cat, &conditions))
             .transpose()
             .map_err(err)?;
         Ok(Compiled { conditions, amount })
     }
 
     /// Runs the catalogue policy `id` (and, first, the policies it refers to).
-    pub fn run(&mut self, id: &str, overrides: &HashMap<String, Lit>) -> Result<PolicyRun, EngineError> {
+    pub fn run(
+        &mut self,
+        id: &str,
+        overrides: &HashMap<String, Lit>,
+    ) -> Result<PolicyRun, EngineError> {
         let checked = self
             .cat
             .get(id)
@@ -211,20 +226,30 @@ impl<'s> Engine<'s> {
 
     /// Runs every policy of the catalogue, in dependency order.
     pub fn run_all(&mut self) -> Result<Vec<PolicyRun>, EngineError> {
-        let ids: Vec<String> = self.cat.policies.iter().map(|p| p.policy.id.clone()).collect();
+        let ids: Vec<String> = self
+            .cat
+            .policies
+            .iter()
+            .map(|p| p.policy.id.clone())
+            .collect();
         ids.iter().map(|id| self.run(id, &HashMap::new())).collect()
     }
 
     fn publish(&mut self, run: &PolicyRun) {
-        self.env
-            .policy_states
-            .insert(run.id.clone(), (run.candidates.clone(), run.to_verify.clone()));
+        self.env.policy_states.insert(
+            run.id.clone(),
+            (run.candidates.clone(), run.to_verify.clone()),
+        );
         self.runs.insert(run.id.clone(), run.clone());
     }
 
     /// Runs a policy given as text or a modified catalogue policy; policies it refers to must
     /// have been run (or are run now from the catalogue).
-    pub fn run_policy(&mut self, p: &Policy, overrides: &HashMap<String, Lit>) -> Result<PolicyRun, EngineError> {
+    pub fn run_policy(
+        &mut self,
+        p: &Policy,
+        overrides: &HashMap<String, Lit>,
+    ) -> Result<PolicyRun, EngineError> {
         let started = Instant::now();
         for d in policy_refs(p) {
             if !self.env.policy_states.contains_key(&d) && self.cat.get(&d).is_some() {

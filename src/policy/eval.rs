@@ -272,10 +272,9 @@ impl<'s> Env<'s> {
         }
         let ti = self.table_idx(&r.table)?;
         let t = &self.tables[ti];
-        let refs = t
-            .t
-            .reference(&r.column)
-            .map_err(|e| CompileError(format!("relation {}: {e}", r.name)))?;
+        let refs =
+            t.t.reference(&r.column)
+                .map_err(|e| CompileError(format!("relation {}: {e}", r.name)))?;
         let n = self.snap.entity_count();
         // Edges (from, to, doubtful) in the relation's direction.
         let mut edges: Vec<(u32, u32, bool)> = Vec::new();
@@ -312,16 +311,16 @@ impl<'s> Env<'s> {
         Ok(self.rels.len() - 1)
     }
 
-    /// Compiles an expression of `policy`, with `params` (overrides already applied).
+    /// Compiles an expression with the policy's `params` (overrides already applied) and the
+    /// conditions compiled before it (`earlier`, for references by name).
     pub fn compile(
         &mut self,
         e: &Expr,
-        policy: &Policy,
         params: &HashMap<String, Lit>,
         cat: &Catalogue,
         earlier: &[(String, Node)],
     ) -> Result<Node, CompileError> {
-        let mut c = |x: &Expr| self.compile(x, policy, params, cat, earlier);
+        let mut c = |x: &Expr| self.compile(x, params, cat, earlier);
         let bx = |n: Node| Box::new(n);
         Ok(match &e.kind {
             ExprKind::Lit(l) => Node::Const(lit(l)),
@@ -405,7 +404,7 @@ impl<'s> Env<'s> {
                     .transpose()?;
                 let filter = filter
                     .as_ref()
-                    .map(|f| self.compile(f, policy, params, cat, &[]))
+                    .map(|f| self.compile(f, params, cat, &[]))
                     .transpose()?
                     .map(bx);
                 Node::TableAgg {
@@ -427,7 +426,7 @@ impl<'s> Env<'s> {
                 let rel = self.rel_idx(r)?;
                 let body = body
                     .as_ref()
-                    .map(|b| self.compile(b, policy, params, cat, &[]))
+                    .map(|b| self.compile(b, params, cat, &[]))
                     .transpose()?
                     .map(bx);
                 Node::RelAgg {
@@ -442,10 +441,12 @@ impl<'s> Env<'s> {
                 let of = c(of)?;
                 let mut out = Vec::new();
                 for a in arms {
-                    let bound = |b: &Option<Expr>, this: &mut Self| -> Result<Option<f64>, CompileError> {
+                    let bound = |b: &Option<Expr>,
+                                 this: &mut Self|
+                     -> Result<Option<f64>, CompileError> {
                         b.as_ref()
                             .map(|x| {
-                                let n = this.compile(x, policy, params, cat, earlier)?;
+                                let n = this.compile(x, params, cat, earlier)?;
                                 match const_of(&n) {
                                     Some(ConstVal::Num(v)) => Ok(v),
                                     Some(ConstVal::Date(d)) => Ok(f64::from(d)),
@@ -456,7 +457,7 @@ impl<'s> Env<'s> {
                     };
                     let lo = bound(&a.lo, self)?;
                     let hi = bound(&a.hi, self)?;
-                    let v = self.compile(&a.value, policy, params, cat, earlier)?;
+                    let v = self.compile(&a.value, params, cat, earlier)?;
                     out.push((lo, hi, v));
                 }
                 Node::Band {
@@ -802,7 +803,14 @@ impl<'e, 's> Evaluator<'e, 's> {
         }
     }
 
-    fn rel_bool<T: Trace>(&self, agg: Agg, rel: usize, body: Option<&'e Node>, at: At, tr: &mut T) -> Tri {
+    fn rel_bool<T: Trace>(
+        &self,
+        agg: Agg,
+        rel: usize,
+        body: Option<&'e Node>,
+        at: At,
+        tr: &mut T,
+    ) -> Tri {
         let r = &self.env.rels[rel];
         let mut any_t = false;
         let mut any_u = false;
@@ -853,7 +861,13 @@ impl<'e, 's> Evaluator<'e, 's> {
     }
 
     /// Rows of `table` for `at.e` that surely / possibly pass `filter`.
-    fn count_rows<T: Trace>(&self, table: usize, filter: Option<&'e Node>, at: At, _tr: &mut T) -> (u64, u64) {
+    fn count_rows<T: Trace>(
+        &self,
+        table: usize,
+        filter: Option<&'e Node>,
+        at: At,
+        _tr: &mut T,
+    ) -> (u64, u64) {
         let t = &self.env.tables[table];
         let (mut lo, mut hi) = (0u64, 0u64);
         for r in t.t.rows_of(at.e) {
@@ -982,9 +996,9 @@ impl<'e, 's> Evaluator<'e, 's> {
                 let r = &self.env.rels[*rel];
                 let (mut lo, mut hi) = (0u64, 0u64);
                 for &(x, doubtful) in r.of(at.e) {
-                    let t = body.as_deref().map_or(Tri::True, |b| {
-                        self.tri(b, At::entity(x), &mut NoTrace)
-                    });
+                    let t = body
+                        .as_deref()
+                        .map_or(Tri::True, |b| self.tri(b, At::entity(x), &mut NoTrace));
                     match (t, doubtful) {
                         (Tri::True, false) => {
                             lo += 1;
@@ -1046,7 +1060,14 @@ impl<'e, 's> Evaluator<'e, 's> {
         }
     }
 
-    fn fold_rows(&self, agg: Agg, table: usize, col: usize, filter: Option<&'e Node>, at: At) -> V<'e> {
+    fn fold_rows(
+        &self,
+        agg: Agg,
+        table: usize,
+        col: usize,
+        filter: Option<&'e Node>,
+        at: At,
+    ) -> V<'e> {
         let t = &self.env.tables[table];
         let c = &self.env.cols[col].1;
         let rows = t.t.rows_of(at.e);
@@ -1123,7 +1144,10 @@ fn arith<'a>(op: ArithOp, a: V<'a>, b: V<'a>) -> V<'a> {
             ArithOp::Sub => V::Num(l1 - h2, h1 - l2),
             ArithOp::Mul => {
                 let c = [l1 * l2, l1 * h2, h1 * l2, h1 * h2];
-                let c: Vec<f64> = c.iter().map(|x| if x.is_nan() { 0.0 } else { *x }).collect();
+                let c: Vec<f64> = c
+                    .iter()
+                    .map(|x| if x.is_nan() { 0.0 } else { *x })
+                    .collect();
                 V::Num(
                     c.iter().copied().fold(f64::INFINITY, f64::min),
                     c.iter().copied().fold(f64::NEG_INFINITY, f64::max),

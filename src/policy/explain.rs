@@ -147,12 +147,14 @@ pub fn explain(
         }
     };
     let mut amount_note = Vec::new();
-    let amount = compiled.amount.as_ref().and_then(|n| {
-        match ev.val(n, At::entity(e), &mut amount_note).v {
-            V::Num(l, h) if l == h && l.is_finite() => Some(l),
-            _ => None,
-        }
-    });
+    let amount =
+        compiled
+            .amount
+            .as_ref()
+            .and_then(|n| match ev.val(n, At::entity(e), &mut amount_note).v {
+                V::Num(l, h) if l == h && l.is_finite() => Some(l),
+                _ => None,
+            });
     Ok(Explanation {
         policy: p.id.clone(),
         version: p.version,

@@ -970,7 +970,8 @@ policy E03 "旅行社质量保证金暂退" {
 
     #[test]
     fn errors_name_line_and_column() {
-        let e = parse("policy X \"x\" {\n  subject person\n  when a: GA.person.status == \n}").unwrap_err();
+        let e = parse("policy X \"x\" {\n  subject person\n  when a: GA.person.status == \n}")
+            .unwrap_err();
         assert_eq!(e.pos, Pos { line: 4, col: 1 });
         assert!(e.msg.contains("expected a value"), "{}", e.msg);
         let e = parse("policy X \"x\" {\n  colour red\n}").unwrap_err();

@@ -100,7 +100,13 @@ pub fn what_if(
 }
 
 /// One string-valued attribute of each candidate, read from the primary rows of a table.
-fn attribute(snap: &Snapshot, table: &str, column: &str, who: &RoaringBitmap, f: impl Fn(&str) -> String) -> HashMap<u32, String> {
+fn attribute(
+    snap: &Snapshot,
+    table: &str,
+    column: &str,
+    who: &RoaringBitmap,
+    f: impl Fn(&str) -> String,
+) -> HashMap<u32, String> {
     let mut out = HashMap::new();
     let Ok(t) = snap.table(table) else {
         return out;
@@ -136,19 +142,36 @@ fn breakdowns(snap: &Snapshot, run: &PolicyRun) -> Vec<Breakdown> {
     let mut dims: Vec<(String, HashMap<u32, String>)> = Vec::new();
     match run.subject.as_str() {
         "person" => {
-            dims.push(("district".into(), attribute(snap, "GA.person", "hukou_region", who, district)));
-            dims.push(("hukou type".into(), attribute(snap, "GA.person", "hukou_type", who, str::to_string)));
+            dims.push((
+                "district".into(),
+                attribute(snap, "GA.person", "hukou_region", who, district),
+            ));
+            dims.push((
+                "hukou type".into(),
+                attribute(snap, "GA.person", "hukou_type", who, str::to_string),
+            ));
         }
         "household" => {
-            dims.push(("district".into(), attribute(snap, "GA.household", "region", who, district)));
+            dims.push((
+                "district".into(),
+                attribute(snap, "GA.household", "region", who, district),
+            ));
         }
         _ => {
-            dims.push(("district".into(), attribute(snap, "SC.ent", "region", who, district)));
+            dims.push((
+                "district".into(),
+                attribute(snap, "SC.ent", "region", who, district),
+            ));
             dims.push((
                 "industry".into(),
-                attribute(snap, "SC.ent", "industry_code", who, |s| s.chars().take(1).collect()),
+                attribute(snap, "SC.ent", "industry_code", who, |s| {
+                    s.chars().take(1).collect()
+                }),
             ));
-            dims.push(("enterprise type".into(), attribute(snap, "SC.ent", "type", who, str::to_string)));
+            dims.push((
+                "enterprise type".into(),
+                attribute(snap, "SC.ent", "type", who, str::to_string),
+            ));
         }
     }
     let amount: HashMap<u32, f64> = run.amounts.iter().copied().collect();
@@ -161,7 +184,8 @@ fn breakdowns(snap: &Snapshot, run: &PolicyRun) -> Vec<Breakdown> {
                 r.0 += 1;
                 r.1 += amount.get(&e).copied().unwrap_or(0.0);
             }
-            let mut rows: Vec<(String, u64, f64)> = rows.into_iter().map(|(k, (n, a))| (k, n, a)).collect();
+            let mut rows: Vec<(String, u64, f64)> =
+                rows.into_iter().map(|(k, (n, a))| (k, n, a)).collect();
             rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             Breakdown { dimension, rows }
         })
@@ -204,10 +228,17 @@ impl WhatIf {
             let _ = writeln!(s, "  e.g. newly eligible: {}", sample(&self.newly_eligible));
         }
         if !self.newly_ineligible.is_empty() {
-            let _ = writeln!(s, "  e.g. newly ineligible: {}", sample(&self.newly_ineligible));
+            let _ = writeln!(
+                s,
+                "  e.g. newly ineligible: {}",
+                sample(&self.newly_ineligible)
+            );
         }
         if let Some((c, sole, f)) = &self.most_excluding {
-            let _ = writeln!(s, "excludes the most: `{c}` (the only failing condition for {sole}; false for {f})");
+            let _ = writeln!(
+                s,
+                "excludes the most: `{c}` (the only failing condition for {sole}; false for {f})"
+            );
         }
         for bd in &self.breakdowns {
             let _ = writeln!(s, "by {}:", bd.dimension);
@@ -224,7 +255,11 @@ impl WhatIf {
         let _ = writeln!(
             s,
             "overlap with other policies: {}",
-            if overlapping.is_empty() { "none".into() } else { overlapping.join(", ") }
+            if overlapping.is_empty() {
+                "none".into()
+            } else {
+                overlapping.join(", ")
+            }
         );
         s
     }

@@ -681,7 +681,11 @@ pub enum MemValues {
 }
 
 /// Writes a snapshot of in-memory entities `(key, kind)` and tables to `dest` (a file path).
-pub fn write_memory(dest: &Path, entities: &[(String, String)], tables: &[MemTable]) -> Result<u64, SnapshotError> {
+pub fn write_memory(
+    dest: &Path,
+    entities: &[(String, String)],
+    tables: &[MemTable],
+) -> Result<u64, SnapshotError> {
     let mut ents = Entities {
         keys: Vec::new(),
         kinds: Vec::new(),
@@ -689,7 +693,8 @@ pub fn write_memory(dest: &Path, entities: &[(String, String)], tables: &[MemTab
         by_key: HashMap::new(),
     };
     for (key, kind) in entities {
-        let k = kind_code(kind).ok_or_else(|| SnapshotError::Input(format!("unknown kind {kind}")))?;
+        let k =
+            kind_code(kind).ok_or_else(|| SnapshotError::Input(format!("unknown kind {kind}")))?;
         ents.by_key.insert(key.clone(), ents.keys.len() as u32);
         ents.keys.push(key.clone());
         ents.kinds.push(k);
@@ -738,7 +743,11 @@ pub fn write_memory(dest: &Path, entities: &[(String, String)], tables: &[MemTab
             let ty = match &c.values {
                 MemValues::Int(v) => {
                     encode(
-                        &ColumnValues::Int(perm.iter().map(|&r| v.get(r as usize).copied().flatten()).collect()),
+                        &ColumnValues::Int(
+                            perm.iter()
+                                .map(|&r| v.get(r as usize).copied().flatten())
+                                .collect(),
+                        ),
                         &mut b,
                     );
                     "int"
@@ -782,7 +791,11 @@ pub fn write_memory(dest: &Path, entities: &[(String, String)], tables: &[MemTab
     write_entities(&mut w, &ents)?;
     w.section(
         "meta",
-        format!("generation\t1\nresolver_version\tin-memory\nentities\t{}\n", ents.keys.len()).as_bytes(),
+        format!(
+            "generation\t1\nresolver_version\tin-memory\nentities\t{}\n",
+            ents.keys.len()
+        )
+        .as_bytes(),
     )?;
     w.finish()
 }

@@ -311,6 +311,7 @@ impl City {
             enterprises: Vec::new(),
         };
         city.enterprises = build_enterprises(&city);
+        convert_individual_businesses(&mut city);
         assign_employment(&mut city);
         city
     }
@@ -573,7 +574,13 @@ fn people_chunk(
             if age < 18 && rng.chance(0.002) {
                 p.flags |= flag::UNSUPPORTED_CHILD;
             }
-            if (25..=50).contains(&age) && rng.chance(0.02) {
+            // Recent home buyers; talents the cities court buy far more often (T03).
+            let p_buy = if p.flags & flag::HIGH_TALENT != 0 {
+                0.3
+            } else {
+                0.02
+            };
+            if (25..=50).contains(&age) && rng.chance(p_buy) {
                 p.flags |= flag::HOME_BUYER;
             }
             if age >= 18 && rng.chance(0.003) {
@@ -802,6 +809,58 @@ fn build_enterprises(city: &City) -> Vec<Enterprise> {
         .collect()
 }
 
+/// 个转企: some companies founded in the last year take over an individual business that their
+/// legal representative operated, deregistered within six months of the company's founding.
+/// The company insures its staff (E08's conditions).
+fn convert_individual_businesses(city: &mut City) {
+    let as_of = city.params.as_of;
+    let mut rng = Rng::new(city.params.seed, label("conversions"), 0);
+    let individuals: Vec<usize> = city
+        .enterprises
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e.kind == ENT_INDIVIDUAL && e.closed == i32::MIN && e.est.0 < as_of.0 - 720
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let young: Vec<usize> = city
+        .enterprises
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            e.kind != ENT_INDIVIDUAL
+                && e.kind != ENT_COOP
+                && e.closed == i32::MIN
+                && e.est.year() == as_of.year()
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if individuals.is_empty() || young.is_empty() {
+        return;
+    }
+    // About 3% of new companies come from an individual business (at least ~20 in a demo city).
+    let p = (20.0 / young.len() as f64).clamp(0.03, 0.5);
+    let mut next = 0usize;
+    let start = rng.below(individuals.len() as u64) as usize;
+    for &c in &young {
+        if !rng.chance(p) || next >= individuals.len() {
+            continue;
+        }
+        let i = individuals[(start + next * 7919) % individuals.len()];
+        next += 1;
+        let (rep, est) = (city.enterprises[c].rep, city.enterprises[c].est);
+        let closed = (est.0 + rng.range(-150, 150) as i32).min(as_of.0 - 1);
+        let ind = &mut city.enterprises[i];
+        ind.rep = rep;
+        ind.status = 3;
+        ind.closed = closed.max(ind.est.0 + 30);
+        let co = &mut city.enterprises[c];
+        co.flags |= eflag::UI_EMPLOYER;
+        co.size_target = co.size_target.max(rng.range(2, 12) as u32);
+    }
+}
+
 /// Formal employment: working-age people are placed with insured employers in proportion to
 /// each employer's size, each person by their own random stream.
 fn assign_employment(city: &mut City) {
@@ -833,7 +892,13 @@ fn assign_employment(city: &mut City) {
     city.persons.par_iter_mut().enumerate().for_each(|(i, p)| {
         let mut rng = Rng::new(seed, label("employment"), i as u64);
         let age = p.age_on(as_of);
-        if p.alive() && p.status != 3 && (18..=60).contains(&age) && rng.chance(p_formal) {
+        // High-level talents are nearly all in formal, insured employment (T03).
+        let p_job = if p.flags & flag::HIGH_TALENT != 0 {
+            0.9
+        } else {
+            p_formal
+        };
+        if p.alive() && p.status != 3 && (18..=60).contains(&age) && rng.chance(p_job) {
             p.employer = employers[rng.weighted(&cum)] + 1;
             if rng.chance(0.5) {
                 p.flags |= flag::GJJ;
