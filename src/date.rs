@@ -40,7 +40,16 @@ impl Date {
     /// The date `year-month-day`, or `None` when no such day exists or the year is outside
     /// [`MIN_YEAR`]..=[`MAX_YEAR`].
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Date> {
-        if !(MIN_YEAR..=MAX_YEAR).contains(&year) || !(1..=12).contains(&month) {
+        if !(MIN_YEAR..=MAX_YEAR).contains(&year) {
+            return None;
+        }
+        Date::from_ymd_any(year, month, day)
+    }
+
+    /// The date `year-month-day` in any year (date arithmetic may leave the range data can
+    /// hold: a birth date plus 95 years), or `None` when no such day exists.
+    pub fn from_ymd_any(year: i32, month: u32, day: u32) -> Option<Date> {
+        if !(-1_000_000..=1_000_000).contains(&year) || !(1..=12).contains(&month) {
             return None;
         }
         if day == 0 || day > days_in_month(year, month) {

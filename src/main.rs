@@ -33,9 +33,8 @@ enum PoliciesCommand {
     /// Parse and check every `*.policy` file of a folder (unknown fields, types, parameters,
     /// bands, cycles), then run every policy's case tests. Errors name file, line and column.
     Check {
-        /// The catalogue folder.
-        #[arg(default_value = "datasets/policies")]
-        dir: PathBuf,
+        /// The catalogue folder [default: datasets/policies].
+        dir: Option<PathBuf>,
         /// Check fields against this snapshot instead of the synthetic city's source configs.
         #[arg(long)]
         snapshot: Option<PathBuf>,
@@ -45,9 +44,9 @@ enum PoliciesCommand {
 /// Options shared by the policy commands.
 #[derive(Debug, clap::Args)]
 struct PolicyArgs {
-    /// The policy catalogue folder.
-    #[arg(long, default_value = "datasets/policies")]
-    catalogue: PathBuf,
+    /// The policy catalogue folder [default: datasets/policies].
+    #[arg(long)]
+    catalogue: Option<PathBuf>,
     /// The as-of date (YYYY-MM-DD) conditions are evaluated at.
     #[arg(long, default_value = "2025-12-31")]
     as_of: String,
@@ -58,8 +57,9 @@ struct PolicyArgs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate the synthetic demo city into a work folder and ingest it, printing the
-    /// per-source summary.
+    /// The demo city end to end: generate it into a work folder, ingest, resolve (with the
+    /// links' accuracy against the ground truth), build the snapshot and evaluate the policy
+    /// catalogue.
     Demo {
         /// Number of persons in the demo city.
         #[arg(long, default_value_t = 100_000)]
@@ -406,7 +406,7 @@ fn main() -> Result<()> {
         }
         Command::Policies {
             command: PoliciesCommand::Check { dir, snapshot },
-        } => policies_check(&dir, snapshot.as_deref()),
+        } => policies_check(&dir.unwrap_or_else(default_catalogue), snapshot.as_deref()),
         Command::Match {
             snapshot,
             policies,
@@ -435,7 +435,7 @@ fn main() -> Result<()> {
             let new = if Path::new(&policy).is_file() {
                 let text = std::fs::read_to_string(&policy)?;
                 // Check the new text together with the catalogue (relations, references).
-                let mut files = catalogue_texts(&common.catalogue)?;
+                let mut files = catalogue_texts(&catalogue_of(&common))?;
                 // The new text replaces the catalogue policies with the same ids.
                 let new_ids: Vec<String> = policy::parse::parse(&text)
                     .map(|f| f.policies.into_iter().map(|p| p.id).collect())
@@ -541,7 +541,49 @@ fn demo(persons: u64, seed: u64, work: &Path) -> Result<()> {
     println!("links against the generator's ground truth (pairwise):");
     print!("{}", eval.render());
     println!("links, entities and the model in {}", resolved.display());
+
+    let snapdir = work.join("snapshot");
+    println!("building the snapshot {} …", snapdir.display());
+    let summary = pipeline::build(
+        &pipeline::Input::Built {
+            ingested: ingested.clone(),
+            resolved: resolved.clone(),
+        },
+        &snapdir,
+        &work.join("work"),
+        false,
+    )?;
+    print!("{}", summary.render());
+    let common = PolicyArgs {
+        catalogue: Some(default_catalogue()),
+        as_of: "2025-12-31".into(),
+        set: Vec::new(),
+    };
+    println!(
+        "evaluating the policy catalogue {} …",
+        default_catalogue().display()
+    );
+    run_match(&snapdir, &["all".to_string()], &common, 0)?;
+    println!(
+        "next: mianshen explain --snapshot {} M01 <key>, mianshen whatif --snapshot {} M01 --set min_age=85",
+        snapdir.display(),
+        snapdir.display()
+    );
     Ok(())
+}
+
+fn catalogue_of(common: &PolicyArgs) -> PathBuf {
+    common.catalogue.clone().unwrap_or_else(default_catalogue)
+}
+
+/// `datasets/policies` here, or in the source tree the binary was built from.
+fn default_catalogue() -> PathBuf {
+    let here = PathBuf::from("datasets/policies");
+    if here.is_dir() {
+        here
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/policies")
+    }
 }
 
 /// The texts of a catalogue folder's `*.policy` files.
@@ -613,7 +655,7 @@ fn engine_for<'s>(
     std::collections::HashMap<String, policy::ast::Lit>,
 )> {
     let schema = policy::schema::Schema::of_snapshot(snap);
-    let cat = policy::check::load_dir(&common.catalogue, &schema).map_err(diagnostics)?;
+    let cat = policy::check::load_dir(&catalogue_of(&common), &schema).map_err(diagnostics)?;
     let as_of = parse_date(&common.as_of)
         .with_context(|| format!("--as-of {}: expected YYYY-MM-DD", common.as_of))?;
     Ok((

@@ -21,7 +21,10 @@ fn stdout(o: &Output) -> String {
 fn help_explains_every_command_and_flag() {
     let top = mianshen(&["--help"]);
     assert!(top.status.success());
-    for cmd in ["demo", "generate", "ingest", "inspect"] {
+    for cmd in [
+        "demo", "generate", "ingest", "inspect", "resolve", "build", "verify", "policies", "match",
+        "explain", "whatif",
+    ] {
         assert!(stdout(&top).contains(cmd), "{cmd} missing from --help");
         let sub = mianshen(&[cmd, "--help"]);
         assert!(sub.status.success(), "{cmd} --help");
@@ -104,9 +107,101 @@ fn demo_generates_and_ingests_a_city() {
         text.contains("TOTAL") && text.contains("for every source: yes"),
         "{text}"
     );
+    // The demo builds the snapshot and evaluates the whole catalogue.
+    assert!(text.contains("bytes/record, generation 1"), "{text}");
+    assert!(text.contains("27 policies at as-of 2025-12-31"), "{text}");
     // A second run reuses the generated city.
     let again = mianshen(&["demo", "--persons", "600", "--work", work.to_str().unwrap()]);
     assert!(stdout(&again).contains("already generated"));
+
+    // The snapshot it built answers every policy command.
+    let snap = work.join("snapshot");
+    let snap = snap.to_str().unwrap();
+    let v = mianshen(&["verify", snap]);
+    assert!(
+        v.status.success() && stdout(&v).contains(": ok: format version 1, generation 2"),
+        "{}",
+        stdout(&v)
+    );
+    let m = mianshen(&["match", "--snapshot", snap, "M01", "--limit", "1"]);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    let out = stdout(&m);
+    assert!(out.contains("M01  高龄津贴"), "{out}");
+    // Explain the first candidate: it is a candidate, every condition TRUE.
+    let key = out
+        .lines()
+        .skip_while(|l| !l.starts_with("M01 first candidates"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a first candidate")
+        .to_string();
+    let x = mianshen(&["explain", "--snapshot", snap, "M01", &key]);
+    let xs = stdout(&x);
+    assert!(
+        xs.contains(": candidate") && xs.contains("TRUE     old"),
+        "{xs}"
+    );
+    assert!(xs.contains("GA.person.birth_date ="), "{xs}");
+    // What if the age threshold rose to 95: fewer candidates, all "newly ineligible".
+    let w = mianshen(&["whatif", "--snapshot", snap, "M01", "--set", "min_age=95"]);
+    let ws = stdout(&w);
+    assert!(
+        w.status.success() && ws.contains("newly eligible 0"),
+        "{ws}"
+    );
+    assert!(
+        ws.contains("by district:") && ws.contains("excludes the most: `old`"),
+        "{ws}"
+    );
+    let bad = mianshen(&["whatif", "--snapshot", snap, "M01", "--set", "no_such=1"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("has no such parameter"));
+    let unknown = mianshen(&["explain", "--snapshot", snap, "M01", "not-a-key"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no entity has the key"));
+}
+
+#[test]
+fn a_corrupt_snapshot_and_a_broken_policy_are_refused_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/snapshot/v1");
+    let mut bytes = std::fs::read(fixture.join("snapshot.msnap")).unwrap();
+    let path = dir.path().join("snapshot.msnap");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let v = mianshen(&["verify", dir.path().to_str().unwrap()]);
+    assert!(!v.status.success());
+    let err = String::from_utf8_lossy(&v.stderr);
+    assert!(
+        err.contains("checksum mismatch in section") || err.contains("malformed"),
+        "{err}"
+    );
+
+    let pdir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        pdir.path().join("x.policy"),
+        "policy X \"x\" {\n  domain 惠民 subject person lead MZ mode direct article \"a\"\n  when a: GA.person.statu == \"正常\"\n  amount 1\n}\n",
+    )
+    .unwrap();
+    let c = mianshen(&["policies", "check", pdir.path().to_str().unwrap()]);
+    assert!(!c.status.success());
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert!(
+        err.contains("x.policy:3:11: unknown field GA.person.statu"),
+        "{err}"
+    );
+    let ok = mianshen(&["policies", "check"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        stdout(&ok).contains("27 policies, 12 relations"),
+        "{}",
+        stdout(&ok)
+    );
 }
 
 #[test]

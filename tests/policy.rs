@@ -515,3 +515,24 @@ fn doubtful_members_are_uncertain() {
         vec![Tri::Unknown, Tri::True, Tri::False, Tri::Unknown]
     );
 }
+
+/// Regression: a birth date plus 95 years lies past 2100; the shift used to fall back to the
+/// birth date itself, making every child "95 or older".
+#[test]
+fn date_arithmetic_past_2100_is_not_clamped_to_the_input() {
+    let schema = Schema::of_city();
+    let text = r#"
+policy X02 "test" {
+  domain 惠民 subject person lead MZ mode direct article "a"
+  param min_age = 95
+  when old: month(GA.person.birth_date + min_age years) < month(as_of)
+  amount 1
+  case "a child" { row GA.person { birth_date = 2011-12-01 } expect old = false }
+  case "a centenarian" { row GA.person { birth_date = 1925-01-01 } expect old = true }
+}"#;
+    let files = vec![(PathBuf::from("x.policy"), text.to_string())];
+    let cat = load_texts(&files, &schema).unwrap();
+    for r in run_cases(&cat, &schema).unwrap() {
+        assert!(r.failures.is_empty(), "{}: {:?}", r.case, r.failures);
+    }
+}

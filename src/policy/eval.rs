@@ -491,22 +491,27 @@ fn const_of(n: &Node) -> Option<ConstVal> {
 
 /// The bounds of `within len unit` at `as_of`: (exclusive start, inclusive end).
 fn window(as_of: Date, len: f64, unit: Unit) -> (ConstVal, ConstVal) {
-    let n = len.round() as i32;
-    let start = shift(as_of, -n, unit);
+    let n = len.round().clamp(-1e6, 1e6) as i32;
+    let start = shift(as_of, -n, unit).unwrap_or(Date(i32::MIN));
     (ConstVal::Date(start.0), ConstVal::Date(as_of.0))
 }
 
-/// `d` moved by `n` units (month ends clamp: 31 March − 1 month = 28/29 February).
-pub fn shift(d: Date, n: i32, unit: Unit) -> Date {
+/// `d` moved by `n` units. Month ends clamp (31 March − 1 month = 28/29 February) and
+/// 29 February plus a year is 1 March, as for birthdays. `None` far outside any calendar.
+pub fn shift(d: Date, n: i32, unit: Unit) -> Option<Date> {
     match unit {
-        Unit::Days => Date(d.0 + n),
-        Unit::Years => d.add_years(n).unwrap_or(d),
+        Unit::Days => d.0.checked_add(n).map(Date),
+        Unit::Years => {
+            let (y, m, day) = d.ymd();
+            let ty = y.checked_add(n)?;
+            Date::from_ymd_any(ty, m, day).or_else(|| Date::from_ymd_any(ty, 3, 1))
+        }
         Unit::Months => {
             let (y, m, day) = d.ymd();
-            let total = y * 12 + m as i32 - 1 + n;
+            let total = (y * 12 + m as i32 - 1).checked_add(n)?;
             let (ty, tm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
             let last = crate::date::days_in_month(ty, tm);
-            Date::from_ymd(ty, tm, day.min(last)).unwrap_or(d)
+            Date::from_ymd_any(ty, tm, day.min(last))
         }
     }
 }
@@ -1165,8 +1170,12 @@ fn arith<'a>(op: ArithOp, a: V<'a>, b: V<'a>) -> V<'a> {
                 }
             }
         },
-        (ArithOp::Add, V::Date(d), V::Offset(n, u)) => V::Date(shift(Date(d), n as i32, u).0),
-        (ArithOp::Sub, V::Date(d), V::Offset(n, u)) => V::Date(shift(Date(d), -(n as i32), u).0),
+        (ArithOp::Add, V::Date(d), V::Offset(n, u)) => {
+            shift(Date(d), n as i32, u).map_or(V::Missing, |x| V::Date(x.0))
+        }
+        (ArithOp::Sub, V::Date(d), V::Offset(n, u)) => {
+            shift(Date(d), -(n as i32), u).map_or(V::Missing, |x| V::Date(x.0))
+        }
         (ArithOp::Add | ArithOp::Sub, V::Month(m), V::Offset(n, u)) => {
             let k = match u {
                 Unit::Months => n as i32,
