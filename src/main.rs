@@ -655,7 +655,7 @@ fn engine_for<'s>(
     std::collections::HashMap<String, policy::ast::Lit>,
 )> {
     let schema = policy::schema::Schema::of_snapshot(snap);
-    let cat = policy::check::load_dir(&catalogue_of(&common), &schema).map_err(diagnostics)?;
+    let cat = policy::check::load_dir(&catalogue_of(common), &schema).map_err(diagnostics)?;
     let as_of = parse_date(&common.as_of)
         .with_context(|| format!("--as-of {}: expected YYYY-MM-DD", common.as_of))?;
     Ok((
