@@ -23,7 +23,7 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Lit, Period, Policy, Tri};
 use super::check::Catalogue;
-use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, V, primary_row};
+use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, V};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
 
@@ -94,6 +94,11 @@ pub struct Engine<'s> {
     pub cat: Catalogue,
     universes: HashMap<String, RoaringBitmap>,
     cache: HashMap<String, Arc<Sets>>,
+    /// Compiled policies, by policy text and parameter values.
+    compiled: HashMap<String, Arc<Compiled>>,
+    /// Results by compiled policy (and the states of the policies it refers to): a policy
+    /// evaluated again with nothing changed is not recombined.
+    memo: HashMap<String, PolicyRun>,
     /// Results of the policies run so far, by id (the latest run of each).
     pub runs: HashMap<String, PolicyRun>,
 }
@@ -103,6 +108,10 @@ pub struct Engine<'s> {
 pub struct Compiled {
     pub conditions: Vec<(String, Node)>,
     pub amount: Option<Node>,
+    /// Each condition's cache key: the subject kind and the compiled text.
+    pub keys: Vec<String>,
+    /// The whole policy's key: condition keys and amount.
+    pub key: String,
 }
 
 impl<'s> Engine<'s> {
@@ -112,6 +121,8 @@ impl<'s> Engine<'s> {
             cat,
             universes: HashMap::new(),
             cache: HashMap::new(),
+            compiled: HashMap::new(),
+            memo: HashMap::new(),
             runs: HashMap::new(),
         }
     }
@@ -198,7 +209,40 @@ impl<'s> Engine<'s> {
             .map(|(e, _)| self.env.compile(e, &params, &self.cat, &conditions))
             .transpose()
             .map_err(err)?;
-        Ok(Compiled { conditions, amount })
+        let keys: Vec<String> = conditions
+            .iter()
+            .map(|(_, n)| format!("{}|{n:?}", p.subject))
+            .collect();
+        let key = format!("{}|{}|{keys:?}|{amount:?}", p.id, p.version);
+        Ok(Compiled {
+            conditions,
+            amount,
+            keys,
+            key,
+        })
+    }
+
+    /// The compiled form of `p` with `overrides`, compiled once.
+    fn compiled(
+        &mut self,
+        p: &Policy,
+        overrides: &HashMap<String, Lit>,
+    ) -> Result<Arc<Compiled>, EngineError> {
+        let mut o: Vec<String> = overrides
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        o.sort();
+        let key = format!(
+            "{}|{:?}|{:?}|{:?}|{o:?}",
+            p.id, p.params, p.conditions, p.amount
+        );
+        if let Some(c) = self.compiled.get(&key) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(self.compile(p, overrides)?);
+        self.compiled.insert(key, c.clone());
+        Ok(c)
     }
 
     /// Runs the catalogue policy `id` (and, first, the policies it refers to).
@@ -256,12 +300,34 @@ impl<'s> Engine<'s> {
                 self.run(&d, &HashMap::new())?;
             }
         }
-        let compiled = self.compile(p, overrides)?;
+        let compiled = self.compiled(p, overrides)?;
+        // The states of referenced policies are part of what the result depends on.
+        let mut memo_key = compiled.key.clone();
+        for d in policy_refs(p) {
+            if let Some((t, u)) = self.env.policy_states.get(&d) {
+                memo_key += &format!("|{d}:{}:{}", t.len(), u.len());
+            }
+        }
+        if let Some(r) = self.memo.get(&memo_key) {
+            let mut r = r.clone();
+            r.computed = 0;
+            r.seconds = started.elapsed().as_secs_f64();
+            return Ok(r);
+        }
         let universe = self.universe(&p.subject);
         let before = self.cache.len();
         let mut conditions = Vec::with_capacity(compiled.conditions.len());
-        for (name, node) in &compiled.conditions {
-            let sets = self.sets(node, &p.subject, &universe);
+        for ((name, node), key) in compiled.conditions.iter().zip(&compiled.keys) {
+            let sets = match self.cache.get(key) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = self.sets(node, &p.subject, &universe);
+                    if !matches!(node, Node::Policy(_)) && !contains_policy(node) {
+                        self.cache.insert(key.clone(), s.clone());
+                    }
+                    s
+                }
+            };
             conditions.push((name.clone(), sets));
         }
         let computed = self.cache.len() - before;
@@ -320,7 +386,7 @@ impl<'s> Engine<'s> {
             }
         }
         let total = amounts.iter().map(|a| a.1).sum();
-        Ok(PolicyRun {
+        let run = PolicyRun {
             id: p.id.clone(),
             name: p.name.clone(),
             version: p.version,
@@ -336,7 +402,15 @@ impl<'s> Engine<'s> {
             total,
             computed,
             seconds: started.elapsed().as_secs_f64(),
-        })
+        };
+        self.memo.insert(memo_key, run.clone());
+        Ok(run)
+    }
+
+    /// Forgets whole-policy results (condition sets stay cached): the next run of each policy
+    /// recombines its conditions and recomputes its amounts.
+    pub fn forget_results(&mut self) {
+        self.memo.clear();
     }
 
     /// The TRUE / UNKNOWN sets of a boolean node.
@@ -385,9 +459,11 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// Drops cached atoms (after the as-of date changes, say).
+    /// Drops cached atoms and results (after the as-of date changes, say).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
+        self.memo.clear();
+        self.compiled.clear();
     }
 }
 
@@ -404,6 +480,16 @@ fn policy_refs(p: &Policy) -> Vec<String> {
     out
 }
 
+/// Whether a compiled condition depends on another policy's result.
+fn contains_policy(n: &Node) -> bool {
+    match n {
+        Node::Policy(_) => true,
+        Node::Not(x) => contains_policy(x),
+        Node::And(a, b) | Node::Or(a, b) => contains_policy(a) || contains_policy(b),
+        _ => false,
+    }
+}
+
 /// The one table an atom reads, if it reads exactly one and follows no relation.
 fn single_table(n: &Node) -> Option<usize> {
     fn walk(n: &Node, t: &mut Option<usize>, ok: &mut bool) {
@@ -412,7 +498,7 @@ fn single_table(n: &Node) -> Option<usize> {
             _ => *t = Some(x),
         };
         match n {
-            Node::Field { table, .. } => note(*table, t),
+            Node::Field { table, .. } | Node::DictIn { table, .. } => note(*table, t),
             Node::TableAgg { table, .. } => note(*table, t),
             Node::RelAgg { .. } | Node::Policy(_) => *ok = false,
             Node::Const(_) => {}
@@ -471,17 +557,25 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
                 .par_chunks(4096)
                 .map(|chunk| {
                     let (mut t, mut u) = (Vec::new(), Vec::new());
-                    for (e, _) in chunk {
+                    for (e, rows) in chunk {
                         if !universe.contains(*e) {
                             continue;
                         }
-                        let at = match primary_row(table, *e) {
-                            Some((r, doubt)) => At {
+                        // The run is the entity's rows: its primary row is the first whose
+                        // link is not doubtful, else the first (doubtful).
+                        let first_sure = rows.clone().find(|&r| !table.doubtful.contains(r as u32));
+                        let at = match (first_sure, rows.is_empty()) {
+                            (Some(r), _) => At {
                                 e: *e,
                                 row: Some((ti, r)),
-                                row_doubt: doubt,
+                                row_doubt: false,
                             },
-                            None => At::entity(*e),
+                            (None, false) => At {
+                                e: *e,
+                                row: Some((ti, rows.start)),
+                                row_doubt: true,
+                            },
+                            (None, true) => At::entity(*e),
                         };
                         match ev.tri(atom, at, &mut NoTrace) {
                             Tri::True => t.push(*e),

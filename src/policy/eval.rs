@@ -61,6 +61,14 @@ pub enum Node {
     },
     Policy(String),
     If(Box<Node>, Box<Node>, Box<Node>),
+    /// A dictionary column compared with constant strings, as codes: `in` the set (or not,
+    /// for `!=`). Codes are sorted.
+    DictIn {
+        table: usize,
+        col: usize,
+        codes: Vec<u32>,
+        negate: bool,
+    },
     Band {
         of: Box<Node>,
         arms: Vec<(Option<f64>, Option<f64>, Node)>,
@@ -344,11 +352,33 @@ impl<'s> Env<'s> {
             ExprKind::Not(x) => Node::Not(bx(c(x)?)),
             ExprKind::And(a, b) => Node::And(bx(c(a)?), bx(c(b)?)),
             ExprKind::Or(a, b) => Node::Or(bx(c(a)?), bx(c(b)?)),
-            ExprKind::Cmp(op, a, b) => Node::Cmp(*op, bx(c(a)?), bx(c(b)?)),
+            ExprKind::Cmp(op, a, b) => {
+                let (a, b) = (c(a)?, c(b)?);
+                match (op, &a, &b) {
+                    (CmpOp::Eq | CmpOp::Ne, x, Node::Const(k))
+                    | (CmpOp::Eq | CmpOp::Ne, Node::Const(k), x)
+                        if self.dict_field(x).is_some() =>
+                    {
+                        self.dict_in(x, std::slice::from_ref(k), *op == CmpOp::Ne)
+                            .unwrap_or(Node::Cmp(*op, bx(a.clone()), bx(b.clone())))
+                    }
+                    _ => Node::Cmp(*op, bx(a), bx(b)),
+                }
+            }
             ExprKind::InSet(x, items) => {
                 let x = c(x)?;
                 let items = items.iter().map(&mut c).collect::<Result<Vec<_>, _>>()?;
-                Node::InSet(bx(x), items)
+                let consts: Option<Vec<ConstVal>> = items
+                    .iter()
+                    .map(|n| match n {
+                        Node::Const(k) => Some(k.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                match consts.and_then(|k| self.dict_in(&x, &k, false)) {
+                    Some(n) => n,
+                    None => Node::InSet(bx(x), items),
+                }
             }
             ExprKind::InRange(x, lo, hi) => {
                 let x = c(x)?;
@@ -465,6 +495,40 @@ impl<'s> Env<'s> {
                     arms: out,
                 }
             }
+        })
+    }
+}
+
+impl Env<'_> {
+    /// `(table, col)` when `n` is a field of a dictionary column.
+    fn dict_field(&self, n: &Node) -> Option<(usize, usize)> {
+        match n {
+            Node::Field { table, col } if self.cols[*col].1.col.type_name() == "dict" => {
+                Some((*table, *col))
+            }
+            _ => None,
+        }
+    }
+
+    /// A dictionary field compared with constant strings, as a code set.
+    fn dict_in(&self, x: &Node, values: &[ConstVal], negate: bool) -> Option<Node> {
+        let (table, col) = self.dict_field(x)?;
+        let column = &self.cols[col].1.col;
+        let mut codes = Vec::new();
+        for v in values {
+            let ConstVal::Str(s) = v else { return None };
+            // A value the dictionary lacks matches no row.
+            if let Some(code) = column.code_of(s) {
+                codes.push(code);
+            }
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        Some(Node::DictIn {
+            table,
+            col,
+            codes,
+            negate,
         })
     }
 }
@@ -786,6 +850,30 @@ impl<'e, 's> Evaluator<'e, 's> {
                 rel,
                 body,
             } => self.rel_bool(*agg, *rel, body.as_deref(), at, tr),
+            Node::DictIn {
+                table,
+                col,
+                codes,
+                negate,
+            } => {
+                let (row, doubt) = self.row_of(*table, at);
+                let c = &self.env.cols[*col];
+                let code = row.and_then(|r| c.1.col.code(r));
+                if tr.on() && at.row.is_none() {
+                    let v = row.and_then(|r| c.1.col.str(r)).map_or(V::Missing, V::Str);
+                    tr.note(format!(
+                        "{} = {v}{}",
+                        c.0,
+                        if doubt { " (doubtful link)" } else { "" }
+                    ));
+                }
+                match code {
+                    None => Tri::Unknown,
+                    Some(k) => {
+                        with_doubt(tri_of(codes.binary_search(&k).is_ok() != *negate), doubt)
+                    }
+                }
+            }
             Node::Policy(id) => {
                 let t = match self.env.policy_states.get(id) {
                     Some((t, _)) if t.contains(at.e) => Tri::True,
@@ -805,6 +893,17 @@ impl<'e, 's> Evaluator<'e, 's> {
                     _ => Tri::Unknown,
                 }
             }
+        }
+    }
+
+    /// The row of `table` that fields read for `at`, and whether its link is doubtful.
+    fn row_of(&self, table: usize, at: At) -> (Option<usize>, bool) {
+        match at.row {
+            Some((t, r)) if t == table => (Some(r), at.row_doubt),
+            _ => match primary_row(&self.env.tables[table], at.e) {
+                Some((r, d)) => (Some(r), d),
+                None => (None, false),
+            },
         }
     }
 
@@ -909,13 +1008,7 @@ impl<'e, 's> Evaluator<'e, 's> {
             }),
             Node::Field { table, col } => {
                 let c = &self.env.cols[*col].1;
-                let (row, doubt) = match at.row {
-                    Some((t, r)) if t == *table => (Some(r), at.row_doubt),
-                    _ => match primary_row(&self.env.tables[*table], at.e) {
-                        Some((r, d)) => (Some(r), d),
-                        None => (None, false),
-                    },
-                };
+                let (row, doubt) = self.row_of(*table, at);
                 let v = row.map_or(V::Missing, |r| read(c, r));
                 if tr.on() && at.row.is_none() {
                     tr.note(format!(

@@ -130,6 +130,34 @@ fn attribute(
     out
 }
 
+/// Size class by employees in the latest annual report (微型 < 10, 小型 < 100, 中型 < 300, else
+/// 大型; employee counts only, a simplification of the 工信部 rules by industry).
+fn enterprise_size(snap: &Snapshot, who: &RoaringBitmap) -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    let Ok(t) = snap.table("SC.annual_report") else {
+        return out;
+    };
+    let (Ok(year), Ok(employees)) = (t.column("year"), t.column("employees")) else {
+        return out;
+    };
+    for e in who {
+        let latest = t
+            .rows_of(e)
+            .filter_map(|r| Some((year.int(r)?, employees.int(r)?)))
+            .max();
+        if let Some((_, n)) = latest {
+            let class = match n {
+                ..10 => "微型",
+                10..100 => "小型",
+                100..300 => "中型",
+                _ => "大型",
+            };
+            out.insert(e, class.to_string());
+        }
+    }
+    out
+}
+
 fn district(code: &str) -> String {
     code.get(..6)
         .and_then(|c| c.parse::<u32>().ok())
@@ -172,6 +200,7 @@ fn breakdowns(snap: &Snapshot, run: &PolicyRun) -> Vec<Breakdown> {
                 "enterprise type".into(),
                 attribute(snap, "SC.ent", "type", who, str::to_string),
             ));
+            dims.push(("enterprise size".into(), enterprise_size(snap, who)));
         }
     }
     let amount: HashMap<u32, f64> = run.amounts.iter().copied().collect();

@@ -1,0 +1,225 @@
+//! The policy engine over a snapshot of a synthetic city (SNAPSHOT_PERSONS persons, default
+//! 20,000, seed 7), built once into `target/bench-data/` and reused by later runs.
+//!
+//! - `catalogue/cold`: a new engine evaluates the whole catalogue: every condition computed
+//!   from the snapshot's columns, then combined, with amounts.
+//! - `catalogue/recombine`: every condition's sets cached; each policy's candidates,
+//!   to-verify, near-miss and amounts recomputed (what a new as-of-independent run costs).
+//! - `catalogue/cached`: nothing changed since the last run: results from the memo.
+//! - `whatif/numeric`: M01 with a new age threshold: one single-table condition computed,
+//!   the rest cached.
+//! - `whatif/relation`: E10 with a new threshold on a relation count.
+//! - `new_policy/3_conditions`: a policy text whose three conditions are all new.
+//! - `random/6418`: 6,418 random policies, each a combination of 2-5 catalogue conditions
+//!   (cached), compiled and combined.
+//!
+//! Run: `cargo bench --bench policy` (`SNAPSHOT_PERSONS=100000` for the demo city's size).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mianshen::date::Date;
+use mianshen::pipeline::{Input, build};
+use mianshen::policy::ast::{Lit, Policy};
+use mianshen::policy::check::{Catalogue, load_dir, load_texts};
+use mianshen::policy::engine::Engine;
+use mianshen::policy::schema::Schema;
+use mianshen::snapshot::Snapshot;
+use mianshen::source::city::{CityParams, generate_files};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn snapshot_dir() -> PathBuf {
+    let persons: u64 = std::env::var("SNAPSHOT_PERSONS")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(20_000);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
+    let snap = root.join(format!("policy-{persons}"));
+    if Snapshot::open(&snap).is_err() {
+        let sources = root.join(format!("city-{persons}"));
+        let _ = std::fs::remove_dir_all(&sources);
+        generate_files(&CityParams::new(persons, 7), &sources, false).unwrap();
+        build(
+            &Input::Sources(sources.clone()),
+            &snap,
+            &snap.join("work"),
+            false,
+        )
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&sources);
+    }
+    snap
+}
+
+fn catalogue(snap: &Snapshot) -> Catalogue {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/policies");
+    load_dir(&dir, &Schema::of_snapshot(snap)).unwrap()
+}
+
+fn as_of() -> Date {
+    Date::from_ymd(2025, 12, 31).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = snapshot_dir();
+    let snap = Snapshot::open(&dir).unwrap();
+    let cat = catalogue(&snap);
+    let none = HashMap::new();
+
+    let mut g = c.benchmark_group("catalogue");
+    g.sample_size(10);
+    g.bench_function("cold", |b| {
+        b.iter(|| {
+            let mut e = Engine::new(&snap, cat.clone(), as_of());
+            e.run_all().unwrap().len()
+        })
+    });
+    let mut engine = Engine::new(&snap, cat.clone(), as_of());
+    engine.run_all().unwrap();
+    g.sample_size(30);
+    g.bench_function("recombine", |b| {
+        b.iter(|| {
+            engine.forget_results();
+            engine
+                .run_all()
+                .unwrap()
+                .iter()
+                .map(|r| r.candidates.len())
+                .sum::<u64>()
+        })
+    });
+    g.bench_function("cached", |b| {
+        b.iter(|| {
+            engine
+                .run_all()
+                .unwrap()
+                .iter()
+                .map(|r| r.candidates.len())
+                .sum::<u64>()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("whatif");
+    g.sample_size(20);
+    let m01 = cat.get("M01").unwrap().policy.clone();
+    let mut k = 0u32;
+    g.bench_function("numeric", |b| {
+        b.iter(|| {
+            // A threshold not seen before, so its condition is computed.
+            k += 1;
+            let set = HashMap::from([(
+                "min_age".to_string(),
+                Lit::Num(60.0 + f64::from(k % 40) + f64::from(k / 40) * 1e-6),
+            )]);
+            engine.run_policy(&m01, &set).unwrap().candidates.len()
+        })
+    });
+    let e10 = cat.get("E10").unwrap().policy.clone();
+    g.bench_function("relation", |b| {
+        b.iter(|| {
+            k += 1;
+            let set =
+                HashMap::from([("min_hires".to_string(), Lit::Num(1.0 + f64::from(k) * 1e-6))]);
+            engine.run_policy(&e10, &set).unwrap().candidates.len()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("new_policy");
+    g.sample_size(20);
+    let relations = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets/policies/relations.policy"),
+    )
+    .unwrap();
+    let schema = Schema::of_snapshot(&snap);
+    g.bench_function("3_conditions", |b| {
+        b.iter(|| {
+            k += 1;
+            let text = format!(
+                "policy N{k} \"new\" {{ domain 惠民 subject person lead MZ mode direct article \"a\"\n\
+                 when a: age(GA.person.birth_date) >= {}\n\
+                 when b: GA.person.hukou_type == \"农业\" and GA.person.status == \"正常\" and GA.person.hukou_region != {}\n\
+                 when c: not exists(CL.cert where CL.cert.grade >= {})\n amount 1 }}",
+                50 + k % 40,
+                400000 + k,
+                k % 5
+            );
+            let files = vec![
+                (PathBuf::from("r.policy"), relations.clone()),
+                (PathBuf::from("n.policy"), text),
+            ];
+            let cat = load_texts(&files, &schema).unwrap();
+            let p = cat.policies.iter().find(|p| p.policy.id.starts_with('N')).unwrap();
+            engine.run_policy(&p.policy, &none).unwrap().candidates.len()
+        })
+    });
+    g.finish();
+
+    // 6,418 policies from the catalogue's own conditions, combined at random.
+    let mut pool: HashMap<String, Vec<Policy>> = HashMap::new();
+    for c in &cat.policies {
+        pool.entry(c.policy.subject.clone())
+            .or_default()
+            .push(c.policy.clone());
+    }
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let subjects: Vec<&String> = pool.keys().collect();
+    let mut random = Vec::with_capacity(6418);
+    for i in 0..6418 {
+        let subject = subjects[next(subjects.len())];
+        let ps = &pool[subject];
+        let base = &ps[next(ps.len())];
+        let mut p = base.clone();
+        p.id = format!("R{i}");
+        p.conditions.clear();
+        p.cases.clear();
+        let n = 2 + next(4);
+        for _ in 0..n {
+            let from = &ps[next(ps.len())];
+            // Conditions that refer to earlier conditions by name need them: take whole
+            // policies' conditions only when they stand alone.
+            let c = &from.conditions[next(from.conditions.len())];
+            if !p.conditions.iter().any(|x| x.name == c.name) {
+                p.params.extend(
+                    from.params
+                        .iter()
+                        .filter(|q| !base.params.iter().any(|b| b.name == q.name))
+                        .cloned(),
+                );
+                p.conditions.push(c.clone());
+            }
+        }
+        p.amount = None;
+        random.push(p);
+    }
+    let mut g = c.benchmark_group("random");
+    g.sample_size(10);
+    for p in &random {
+        engine.run_policy(p, &none).unwrap();
+    }
+    g.bench_function("6418", |b| {
+        b.iter(|| {
+            engine.forget_results();
+            random
+                .iter()
+                .map(|p| engine.run_policy(p, &none).unwrap().candidates.len())
+                .sum::<u64>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
