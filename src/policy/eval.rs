@@ -288,8 +288,10 @@ impl<'s> Env<'s> {
         let mut edges: Vec<(u32, u32, bool)> = Vec::new();
         for (e, rows) in t.t.runs() {
             for row in rows {
+                // Ids outside the entity table (a damaged snapshot) join nothing.
                 if let Some(x) = refs.int(row).and_then(|x| u32::try_from(x).ok())
                     && (x as usize) < n
+                    && (e as usize) < n
                 {
                     let d = t.doubtful.contains(row as u32);
                     match r.direction {

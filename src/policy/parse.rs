@@ -522,28 +522,28 @@ impl Parser {
 
     // Expressions, loosest first.
     fn expr(&mut self) -> R<Expr> {
-        let mut l = self.and()?;
-        while self.is_word("or") {
-            let pos = self.pos();
-            self.bump();
-            let r = self.and()?;
-            l = Expr {
-                pos,
-                kind: ExprKind::Or(Box::new(l), Box::new(r)),
-            };
-        }
-        Ok(l)
+        self.logic(Self::and, "or", ExprKind::Or)
     }
 
     fn and(&mut self) -> R<Expr> {
-        let mut l = self.not()?;
-        while self.is_word("and") {
+        self.logic(Self::not, "and", ExprKind::And)
+    }
+
+    /// A left-associative chain of `next` joined by the word `word`.
+    fn logic(
+        &mut self,
+        next: fn(&mut Self) -> R<Expr>,
+        word: &str,
+        make: fn(Box<Expr>, Box<Expr>) -> ExprKind,
+    ) -> R<Expr> {
+        let mut l = next(self)?;
+        while self.is_word(word) {
             let pos = self.pos();
             self.bump();
-            let r = self.not()?;
+            let r = next(self)?;
             l = Expr {
                 pos,
-                kind: ExprKind::And(Box::new(l), Box::new(r)),
+                kind: make(Box::new(l), Box::new(r)),
             };
         }
         Ok(l)
@@ -644,38 +644,23 @@ impl Parser {
     }
 
     fn sum(&mut self) -> R<Expr> {
-        let mut l = self.prod()?;
-        loop {
-            let pos = self.pos();
-            let op = if self.is_sym("+") {
-                ArithOp::Add
-            } else if self.is_sym("-") {
-                ArithOp::Sub
-            } else {
-                return Ok(l);
-            };
-            self.bump();
-            let r = self.prod()?;
-            l = Expr {
-                pos,
-                kind: ExprKind::Arith(op, Box::new(l), Box::new(r)),
-            };
-        }
+        self.binary(Self::prod, &[("+", ArithOp::Add), ("-", ArithOp::Sub)])
     }
 
     fn prod(&mut self) -> R<Expr> {
-        let mut l = self.unary()?;
+        self.binary(Self::unary, &[("*", ArithOp::Mul), ("/", ArithOp::Div)])
+    }
+
+    /// A left-associative chain of `next` joined by the operators `ops`.
+    fn binary(&mut self, next: fn(&mut Self) -> R<Expr>, ops: &[(&str, ArithOp)]) -> R<Expr> {
+        let mut l = next(self)?;
         loop {
             let pos = self.pos();
-            let op = if self.is_sym("*") {
-                ArithOp::Mul
-            } else if self.is_sym("/") {
-                ArithOp::Div
-            } else {
+            let Some(&(_, op)) = ops.iter().find(|(s, _)| self.is_sym(s)) else {
                 return Ok(l);
             };
             self.bump();
-            let r = self.unary()?;
+            let r = next(self)?;
             l = Expr {
                 pos,
                 kind: ExprKind::Arith(op, Box::new(l), Box::new(r)),
@@ -966,6 +951,20 @@ policy E03 "旅行社质量保证金暂退" {
             p.conditions[3].expr.kind,
             ExprKind::Cmp(CmpOp::Eq, ..)
         ));
+    }
+
+    proptest::proptest! {
+        /// Bad policy files get an error, never a panic: arbitrary text, and the catalogue's own
+        /// syntax cut and spliced at random.
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,200}", cut in 0usize..400, splice in "[a-z{}()<>=.:,\" 0-9-]{0,12}") {
+            let _ = parse(&text);
+            let sample = "policy M \"x\" { subject person when a: count(T.t where T.t.c within 3 months) >= 1 and band age(GA.p.b) { 1 .. 2 => 3 } amount if a then 1 else 2 case \"c\" { row T.t { c = 2025-01-01 } expect a = true } }";
+            let chars: Vec<char> = sample.chars().collect();
+            let at = cut.min(chars.len());
+            let mixed: String = chars[..at].iter().collect::<String>() + &splice + &chars[at..].iter().collect::<String>();
+            let _ = parse(&mixed);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::snapshot::Snapshot;
-use crate::source::config::{Role, SourceConfig, Subject, TableKind};
+use crate::source::config::{Role, SourceConfig};
 
 /// The type of a value in a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,23 +90,6 @@ pub fn column_type(role: &str, ty: &str) -> (Ty, Scale) {
     }
 }
 
-fn role_str(role: Role) -> String {
-    toml::Value::try_from(role)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
-fn subject_str(s: Subject) -> &'static str {
-    match s {
-        Subject::Person => "person",
-        Subject::Enterprise => "enterprise",
-        Subject::Household => "household",
-        Subject::Party => "party",
-        Subject::Other => "other",
-    }
-}
-
 impl Schema {
     /// The schema of a built snapshot.
     pub fn of_snapshot(s: &Snapshot) -> Schema {
@@ -160,7 +143,7 @@ impl Schema {
                     Role::Address => ("bytes", true),
                     _ => ("bytes", false),
                 };
-                let role = role_str(col.role);
+                let role = col.role.name();
                 let (ty, scale) = column_type(&role, stored);
                 let reference = matches!(
                     col.role,
@@ -188,13 +171,8 @@ impl Schema {
             tables.insert(
                 c.source_name(),
                 TableSchema {
-                    kind: match c.kind {
-                        TableKind::Identity => "identity",
-                        TableKind::Event => "event",
-                        TableKind::Reference => "reference",
-                    }
-                    .into(),
-                    subject: subject_str(c.subject).into(),
+                    kind: c.kind.as_str().into(),
+                    subject: c.subject.as_str().into(),
                     columns,
                 },
             );

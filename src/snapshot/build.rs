@@ -214,12 +214,6 @@ fn may_reference(role: Option<Role>) -> bool {
     )
 }
 
-fn role_name(role: Option<Role>) -> String {
-    role.and_then(|r| toml::Value::try_from(r).ok())
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "derived".into())
-}
-
 /// Options of a snapshot build.
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotOptions {
@@ -252,8 +246,8 @@ pub fn write_snapshot(
         let name = src.config.source_name();
         table_lines += &format!(
             "{name}\t{}\t{}\t{}\t{}\t{}\n",
-            role_name_kind(src.config.kind),
-            subject_name(src.config.subject),
+            src.config.kind.as_str(),
+            src.config.subject.as_str(),
             t.rows,
             t.attributed,
             src.config.as_of.clone().unwrap_or_default()
@@ -318,25 +312,6 @@ fn model_fingerprint(resolved: &Path) -> String {
         .unwrap_or_else(|_| "no model".into())
 }
 
-fn role_name_kind(k: TableKind) -> &'static str {
-    match k {
-        TableKind::Identity => "identity",
-        TableKind::Event => "event",
-        TableKind::Reference => "reference",
-    }
-}
-
-fn subject_name(s: crate::source::config::Subject) -> &'static str {
-    use crate::source::config::Subject;
-    match s {
-        Subject::Person => "person",
-        Subject::Enterprise => "enterprise",
-        Subject::Household => "household",
-        Subject::Party => "party",
-        Subject::Other => "other",
-    }
-}
-
 fn write_entities(w: &mut ContainerWriter, e: &Entities) -> Result<(), SnapshotError> {
     let mut b = Vec::new();
     encode(
@@ -385,6 +360,39 @@ fn write_entities(w: &mut ContainerWriter, e: &Entities) -> Result<(), SnapshotE
         bitmap(&format!("universe/{name}"), &|i| e.kinds[i] as usize == k)?;
     }
     Ok(())
+}
+
+/// Orders rows by entity (stable; rows of no entity last) and writes the entity runs.
+/// Returns the order (new row → source row) and the number of attributed rows.
+fn write_runs(
+    w: &mut ContainerWriter,
+    name: &str,
+    entity: &[u32],
+) -> Result<(Vec<u32>, usize), SnapshotError> {
+    let mut perm: Vec<u32> = (0..entity.len() as u32).collect();
+    perm.par_sort_by_key(|&r| entity[r as usize]);
+    let mut run_entity = Vec::new();
+    let mut run_start = Vec::new();
+    let mut attributed = 0usize;
+    for (i, &r) in perm.iter().enumerate() {
+        let e = entity[r as usize];
+        if e == NONE {
+            break;
+        }
+        attributed = i + 1;
+        if run_entity.last() != Some(&Some(i64::from(e))) {
+            run_entity.push(Some(i64::from(e)));
+            run_start.push(Some(i as i64));
+        }
+    }
+    run_start.push(Some(attributed as i64));
+    let mut b = Vec::new();
+    encode(&ColumnValues::Int(run_entity), &mut b);
+    w.section(&format!("table/{name}/run_entity"), &b)?;
+    b.clear();
+    encode(&ColumnValues::Int(run_start), &mut b);
+    w.section(&format!("table/{name}/run_start"), &b)?;
+    Ok((perm, attributed))
 }
 
 struct Written {
@@ -458,30 +466,8 @@ fn write_table(
         }
     }
 
-    // Rows grouped by entity, stable; unattributed rows (NONE) last.
-    let mut perm: Vec<u32> = (0..n as u32).collect();
-    perm.par_sort_by_key(|&r| entity[r as usize]);
-    let mut run_entity = Vec::new();
-    let mut run_start = Vec::new();
-    let mut attributed = 0usize;
-    for (i, &r) in perm.iter().enumerate() {
-        let e = entity[r as usize];
-        if e == NONE {
-            break;
-        }
-        attributed = i + 1;
-        if run_entity.last() != Some(&Some(i64::from(e))) {
-            run_entity.push(Some(i64::from(e)));
-            run_start.push(Some(i as i64));
-        }
-    }
-    run_start.push(Some(attributed as i64));
+    let (perm, attributed) = write_runs(w, &name, &entity)?;
     let mut b = Vec::new();
-    encode(&ColumnValues::Int(run_entity), &mut b);
-    w.section(&format!("table/{name}/run_entity"), &b)?;
-    b.clear();
-    encode(&ColumnValues::Int(run_start), &mut b);
-    w.section(&format!("table/{name}/run_start"), &b)?;
 
     if config.kind == TableKind::Identity {
         let doubtful = RoaringBitmap::from_sorted_iter(
@@ -596,7 +582,7 @@ fn write_table(
         schema += &format!(
             "{cname}\t{}\t{}\t{flags}\n",
             col.ty.as_str(),
-            role_name(role_of(&cname))
+            role_of(&cname).map_or_else(|| "derived".to_string(), Role::name)
         );
     }
     w.section(&format!("table/{name}/schema"), schema.as_bytes())?;
@@ -704,30 +690,9 @@ pub fn write_memory(
     let mut lines = String::new();
     for t in tables {
         let n = t.entity.len();
-        let mut perm: Vec<u32> = (0..n as u32).collect();
-        perm.sort_by_key(|&r| t.entity[r as usize]);
-        let mut run_entity = Vec::new();
-        let mut run_start = Vec::new();
-        let mut attributed = 0usize;
-        for (i, &r) in perm.iter().enumerate() {
-            let e = t.entity[r as usize];
-            if e == NONE {
-                break;
-            }
-            attributed = i + 1;
-            if run_entity.last() != Some(&Some(i64::from(e))) {
-                run_entity.push(Some(i64::from(e)));
-                run_start.push(Some(i as i64));
-            }
-        }
-        run_start.push(Some(attributed as i64));
         let name = &t.name;
+        let (perm, attributed) = write_runs(&mut w, name, &t.entity)?;
         let mut b = Vec::new();
-        encode(&ColumnValues::Int(run_entity), &mut b);
-        w.section(&format!("table/{name}/run_entity"), &b)?;
-        b.clear();
-        encode(&ColumnValues::Int(run_start), &mut b);
-        w.section(&format!("table/{name}/run_start"), &b)?;
         let doubtful = RoaringBitmap::from_sorted_iter(
             perm.iter()
                 .enumerate()

@@ -87,7 +87,39 @@ pub enum Role {
     Ignore,
 }
 
+impl TableKind {
+    /// The name used in configs and snapshots (`identity`, `event`, `reference`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Identity => "identity",
+            TableKind::Event => "event",
+            TableKind::Reference => "reference",
+        }
+    }
+}
+
+impl Subject {
+    /// The name used in configs and snapshots (`person`, `party`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subject::Person => "person",
+            Subject::Enterprise => "enterprise",
+            Subject::Household => "household",
+            Subject::Party => "party",
+            Subject::Other => "other",
+        }
+    }
+}
+
 impl Role {
+    /// The name used in configs (`person_id`, `birth_date`, …).
+    pub fn name(self) -> String {
+        toml::Value::try_from(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     /// Whether values of this role are identifiers validated as id numbers or USCCs.
     pub fn is_identifier(self) -> bool {
         matches!(
