@@ -1,9 +1,9 @@
 //! Snapshots: one immutable, memory-mapped generation of everything the policy engine and the
 //! server read (DESIGN.md §3.5; the byte layout is in `FORMAT.md` beside this file).
 //!
-//! - [`container`]: header, aligned sections, footer with xxh3 per section, atomic publish.
-//! - [`column`]: bit-packed, dictionary and string column encodings with validity.
-//! - [`build`]: ingested segments + a resolve build → a snapshot: every table's rows grouped by
+//! - [`container`](mod@container): header, aligned sections, footer with xxh3 per section, atomic publish.
+//! - [`column`](mod@column): bit-packed, dictionary and string column encodings with validity.
+//! - [`build`](mod@build): ingested segments + a resolve build → a snapshot: every table's rows grouped by
 //!   entity, references resolved to entities, equality indexes, universes, the key map.
 //! - this module: the reader. `Snapshot::open` is constant work (header, trailer, footer,
 //!   section table, a few small sections); `verify` checks every checksum.
