@@ -215,6 +215,8 @@ pub struct Container {
     bytes: FileBytes,
     version: u32,
     sections: Vec<SectionEntry>,
+    /// Section name → index in `sections`.
+    index: std::collections::HashMap<String, usize>,
     footer_offset: u64,
 }
 
@@ -329,11 +331,17 @@ impl Container {
                 xxh3,
             });
         }
+        let index = sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         Ok(Container {
             path: path.to_path_buf(),
             bytes,
             version,
             sections,
+            index,
             footer_offset: foff,
         })
     }
@@ -360,7 +368,7 @@ impl Container {
 
     /// The bytes of a section, if there is one by that name.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        let s = self.sections.iter().find(|s| s.name == name)?;
+        let s = &self.sections[*self.index.get(name)?];
         self.bytes
             .get(s.offset as usize..(s.offset + s.len) as usize)
     }
