@@ -32,7 +32,6 @@ pub enum Input {
 pub struct BuildSummary {
     /// `(stage, seconds)`.
     pub stages: Vec<(&'static str, f64)>,
-    pub records_ingested: u64,
     pub entities: usize,
     pub snapshot: SnapshotReport,
 }
@@ -66,7 +65,6 @@ pub fn build(
     progress: bool,
 ) -> Result<BuildSummary, BuildError> {
     let mut stages = Vec::new();
-    let mut records_ingested = 0;
     let (ingested, resolved) = match input {
         Input::Built { ingested, resolved } => (ingested.clone(), resolved.clone()),
         Input::Sources(_) | Input::City(_) => {
@@ -96,7 +94,6 @@ pub fn build(
                         .join("\n"),
                 });
             }
-            records_ingested = report.sources.iter().map(|s| s.accepted).sum();
             stages.push(("ingest", t.elapsed().as_secs_f64()));
             let t = Instant::now();
             if progress {
@@ -121,7 +118,6 @@ pub fn build(
     stages.push(("snapshot", t.elapsed().as_secs_f64()));
     Ok(BuildSummary {
         stages,
-        records_ingested,
         entities: snapshot.entities,
         snapshot,
     })

@@ -31,6 +31,50 @@ struct Own {
     gender: Option<Gender>,
 }
 
+/// The segment columns a column of `role` becomes, as `(suffix, type)` (suffix "" for the
+/// normalized value itself, then raw text, validation status, address components …).
+pub fn stored_columns(role: Role) -> Vec<(&'static str, ColumnType)> {
+    use ColumnType::{Bytes, Dict, Int};
+    match role {
+        Role::PersonId | Role::PersonRef | Role::EnterpriseId | Role::EnterpriseRef => {
+            vec![("", Bytes), ("raw", Bytes), ("status", Dict)]
+        }
+        Role::PartyId | Role::PartyRef => {
+            vec![
+                ("", Bytes),
+                ("raw", Bytes),
+                ("status", Dict),
+                ("kind", Dict),
+            ]
+        }
+        Role::Phone => vec![("", Bytes), ("raw", Bytes)],
+        Role::Address => std::iter::once(("", Bytes))
+            .chain(ADDRESS_PARTS.iter().map(|p| (*p, Bytes)))
+            .chain([("region", Int)])
+            .collect(),
+        Role::Region => vec![("", Int), ("raw", Bytes)],
+        Role::Gender | Role::Category => vec![("", Dict)],
+        Role::BirthDate
+        | Role::Date
+        | Role::Month
+        | Role::Amount
+        | Role::Quantity
+        | Role::Integer
+        | Role::Flag => vec![("", Int)],
+        Role::RecordId
+        | Role::Name
+        | Role::Surname
+        | Role::GivenName
+        | Role::OrgName
+        | Role::AddressLine
+        | Role::Locality
+        | Role::Postcode
+        | Role::Key
+        | Role::Text => vec![("", Bytes)],
+        Role::Ignore => Vec::new(),
+    }
+}
+
 /// Why a row was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
@@ -103,66 +147,18 @@ impl Plan {
                 continue;
             }
             let out = schema.len();
-            let mut add = |suffix: &str, ty| {
+            for (suffix, ty) in stored_columns(c.role) {
                 let name = if suffix.is_empty() {
                     c.name.clone()
                 } else {
                     format!("{}.{suffix}", c.name)
                 };
                 schema.push(ColumnSchema { name, ty });
-            };
-            let mut id_slot = None;
-            match c.role {
-                Role::PersonId | Role::PersonRef | Role::EnterpriseId | Role::EnterpriseRef => {
-                    add("", ColumnType::Bytes);
-                    add("raw", ColumnType::Bytes);
-                    add("status", ColumnType::Dict);
-                    id_slot = Some(id_columns.len());
-                    id_columns.push(c.name.clone());
-                }
-                Role::PartyId | Role::PartyRef => {
-                    add("", ColumnType::Bytes);
-                    add("raw", ColumnType::Bytes);
-                    add("status", ColumnType::Dict);
-                    add("kind", ColumnType::Dict);
-                    id_slot = Some(id_columns.len());
-                    id_columns.push(c.name.clone());
-                }
-                Role::Phone => {
-                    add("", ColumnType::Bytes);
-                    add("raw", ColumnType::Bytes);
-                }
-                Role::Address => {
-                    add("", ColumnType::Bytes);
-                    for part in ADDRESS_PARTS {
-                        add(part, ColumnType::Bytes);
-                    }
-                    add("region", ColumnType::Int);
-                }
-                Role::Region => {
-                    add("", ColumnType::Int);
-                    add("raw", ColumnType::Bytes);
-                }
-                Role::Gender | Role::Category => add("", ColumnType::Dict),
-                Role::BirthDate
-                | Role::Date
-                | Role::Month
-                | Role::Amount
-                | Role::Quantity
-                | Role::Integer
-                | Role::Flag => add("", ColumnType::Int),
-                Role::RecordId
-                | Role::Name
-                | Role::Surname
-                | Role::GivenName
-                | Role::OrgName
-                | Role::AddressLine
-                | Role::Locality
-                | Role::Postcode
-                | Role::Key
-                | Role::Text => add("", ColumnType::Bytes),
-                Role::Ignore => {}
             }
+            let id_slot = c.role.is_identifier().then(|| {
+                id_columns.push(c.name.clone());
+                id_columns.len() - 1
+            });
             if c.role == Role::BirthDate {
                 birth = Some(header_idx);
             }

@@ -97,6 +97,20 @@ pub enum Agg {
 }
 
 impl Agg {
+    pub fn from_name(name: &str) -> Option<Agg> {
+        [
+            Agg::Exists,
+            Agg::Count,
+            Agg::Sum,
+            Agg::Min,
+            Agg::Max,
+            Agg::Any,
+            Agg::All,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Agg::Exists => "exists",
@@ -107,6 +121,55 @@ impl Agg {
             Agg::Any => "any",
             Agg::All => "all",
         }
+    }
+}
+
+/// The functions of the language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Func {
+    Age,
+    Year,
+    Month,
+    Min,
+    Max,
+    Round,
+    Floor,
+    Ceil,
+    MonthsBetween,
+    IsMissing,
+}
+
+impl Func {
+    pub const ALL: [Func; 10] = [
+        Func::Age,
+        Func::Year,
+        Func::Month,
+        Func::Min,
+        Func::Max,
+        Func::Round,
+        Func::Floor,
+        Func::Ceil,
+        Func::MonthsBetween,
+        Func::IsMissing,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Age => "age",
+            Func::Year => "year",
+            Func::Month => "month",
+            Func::Min => "min",
+            Func::Max => "max",
+            Func::Round => "round",
+            Func::Floor => "floor",
+            Func::Ceil => "ceil",
+            Func::MonthsBetween => "months_between",
+            Func::IsMissing => "is_missing",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Func> {
+        Func::ALL.into_iter().find(|f| f.name() == name)
     }
 }
 
@@ -139,7 +202,7 @@ pub enum ExprKind {
     Arith(ArithOp, Box<Expr>, Box<Expr>),
     Neg(Box<Expr>),
     /// `age(date)`, `year(date)`, `min(a, b)`, …
-    Call(String, Vec<Expr>),
+    Call(Func, Vec<Expr>),
     /// `N years` etc. (a date offset, only in date arithmetic).
     Offset(Box<Expr>, Unit),
     /// `exists(T where c)`, `count(T where c)`, `sum(T.col where c)`, `max(T.col)`.

@@ -634,23 +634,24 @@ impl Checker<'_> {
                     return None;
                 }
                 let tys: Vec<Ty> = tys.into_iter().flatten().collect();
-                match (name.as_str(), tys.as_slice()) {
-                    ("age", [Ty::Date]) => Some(Ty::Num),
-                    ("year", [Ty::Date | Ty::Month]) => Some(Ty::Num),
-                    ("month", [Ty::Date]) => Some(Ty::Month),
-                    ("min" | "max", [a, b])
+                match (name, tys.as_slice()) {
+                    (Func::Age, [Ty::Date]) => Some(Ty::Num),
+                    (Func::Year, [Ty::Date | Ty::Month]) => Some(Ty::Num),
+                    (Func::Month, [Ty::Date]) => Some(Ty::Month),
+                    (Func::Min | Func::Max, [a, b])
                         if a == b && matches!(a, Ty::Num | Ty::Date | Ty::Month) =>
                     {
                         Some(*a)
                     }
-                    ("round" | "floor" | "ceil", [Ty::Num]) => Some(Ty::Num),
-                    ("months_between", [Ty::Date | Ty::Month, Ty::Date | Ty::Month]) => {
+                    (Func::Round | Func::Floor | Func::Ceil, [Ty::Num]) => Some(Ty::Num),
+                    (Func::MonthsBetween, [Ty::Date | Ty::Month, Ty::Date | Ty::Month]) => {
                         Some(Ty::Num)
                     }
-                    ("is_missing", [_]) => Some(Ty::Bool),
+                    (Func::IsMissing, [_]) => Some(Ty::Bool),
                     _ => {
                         self.err(e.pos, format!(
-                            "`{name}` does not take ({}): functions are age(date), year(date), month(date), min(a, b), max(a, b), round(x), floor(x), ceil(x), months_between(a, b), is_missing(x)",
+                            "`{}` does not take ({}): functions are age(date), year(date), month(date), min(a, b), max(a, b), round(x), floor(x), ceil(x), months_between(a, b), is_missing(x)",
+                            name.name(),
                             tys.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
                         ));
                         None

@@ -251,21 +251,30 @@ impl<'s> Engine<'s> {
         id: &str,
         overrides: &HashMap<String, Lit>,
     ) -> Result<PolicyRun, EngineError> {
-        let checked = self
-            .cat
-            .get(id)
-            .cloned()
-            .ok_or_else(|| EngineError::NoPolicy(id.to_string()))?;
-        for d in &checked.depends {
-            if !self.runs.contains_key(d) {
-                self.run(d, &HashMap::new())?;
-            }
-        }
-        let run = self.run_policy(&checked.policy, overrides)?;
+        let policy = self.catalogue_policy(id)?;
+        let run = self.run_policy(&policy, overrides)?;
         if overrides.is_empty() {
             self.publish(&run);
         }
         Ok(run)
+    }
+
+    /// A catalogue policy by id.
+    pub fn catalogue_policy(&self, id: &str) -> Result<Policy, EngineError> {
+        self.cat
+            .get(id)
+            .map(|c| c.policy.clone())
+            .ok_or_else(|| EngineError::NoPolicy(id.to_string()))
+    }
+
+    /// Runs the catalogue policies `p` refers to with `policy(X)` that have no result yet.
+    pub fn run_referenced(&mut self, p: &Policy) -> Result<(), EngineError> {
+        for d in policy_refs(p) {
+            if !self.env.policy_states.contains_key(&d) && self.cat.get(&d).is_some() {
+                self.run(&d, &HashMap::new())?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs every policy of the catalogue, in dependency order.
@@ -295,11 +304,7 @@ impl<'s> Engine<'s> {
         overrides: &HashMap<String, Lit>,
     ) -> Result<PolicyRun, EngineError> {
         let started = Instant::now();
-        for d in policy_refs(p) {
-            if !self.env.policy_states.contains_key(&d) && self.cat.get(&d).is_some() {
-                self.run(&d, &HashMap::new())?;
-            }
-        }
+        self.run_referenced(p)?;
         let compiled = self.compiled(p, overrides)?;
         // The states of referenced policies are part of what the result depends on.
         let mut memo_key = compiled.key.clone();

@@ -84,20 +84,6 @@ pub enum ConstVal {
     Month(i32),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Func {
-    Age,
-    Year,
-    Month,
-    Min,
-    Max,
-    Round,
-    Floor,
-    Ceil,
-    MonthsBetween,
-    IsMissing,
-}
-
 /// A value during evaluation. Numbers are intervals `[lo, hi]` (equal when exact).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum V<'a> {
@@ -406,20 +392,8 @@ impl<'s> Env<'s> {
             ExprKind::Arith(op, a, b) => Node::Arith(*op, bx(c(a)?), bx(c(b)?)),
             ExprKind::Neg(x) => Node::Neg(bx(c(x)?)),
             ExprKind::Offset(x, u) => Node::Offset(bx(c(x)?), *u),
-            ExprKind::Call(name, args) => {
-                let f = match name.as_str() {
-                    "age" => Func::Age,
-                    "year" => Func::Year,
-                    "month" => Func::Month,
-                    "min" => Func::Min,
-                    "max" => Func::Max,
-                    "round" => Func::Round,
-                    "floor" => Func::Floor,
-                    "ceil" => Func::Ceil,
-                    "months_between" => Func::MonthsBetween,
-                    "is_missing" => Func::IsMissing,
-                    _ => return Err(CompileError(format!("unknown function {name}"))),
-                };
+            ExprKind::Call(f, args) => {
+                let f = *f;
                 let args = args.iter().map(&mut c).collect::<Result<Vec<_>, _>>()?;
                 Node::Call(f, args)
             }

@@ -99,17 +99,9 @@ pub fn explain(
     key: &str,
     overrides: &HashMap<String, Lit>,
 ) -> Result<Explanation, EngineError> {
-    let checked = engine
-        .cat
-        .get(id)
-        .cloned()
-        .ok_or_else(|| EngineError::NoPolicy(id.to_string()))?;
-    for d in &checked.depends {
-        if !engine.runs.contains_key(d) {
-            engine.run(d, &HashMap::new())?;
-        }
-    }
-    let p = &checked.policy;
+    let policy = engine.catalogue_policy(id)?;
+    engine.run_referenced(&policy)?;
+    let p = &policy;
     let e = engine
         .env
         .snap
@@ -131,7 +123,7 @@ pub fn explain(
         falses += usize::from(state == Tri::False);
         conditions.push(ConditionExplained {
             name: name.clone(),
-            text: source_text(c),
+            text: super::render::expr(&c.expr),
             state,
             because,
         });
@@ -166,9 +158,4 @@ pub fn explain(
         amount,
         amount_note,
     })
-}
-
-/// A condition as the analyst wrote it (re-rendered from the syntax tree).
-fn source_text(c: &super::ast::Condition) -> String {
-    super::render::expr(&c.expr)
 }

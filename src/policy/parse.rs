@@ -755,15 +755,7 @@ impl Parser {
     }
 
     fn call(&mut self, pos: Pos, name: String) -> R<Expr> {
-        let agg = match name.as_str() {
-            "exists" => Some(Agg::Exists),
-            "count" => Some(Agg::Count),
-            "sum" => Some(Agg::Sum),
-            "any" => Some(Agg::Any),
-            "all" => Some(Agg::All),
-            "min" | "max" => None, // decided below: aggregate over a table, or of two values
-            _ => None,
-        };
+        let agg = Agg::from_name(&name);
         if name == "policy" {
             let id = self.ident("a policy id")?;
             self.sym(")")?;
@@ -816,14 +808,7 @@ impl Parser {
             }
             _ => false,
         };
-        if table_agg {
-            let agg = match name.as_str() {
-                "exists" => Agg::Exists,
-                "count" => Agg::Count,
-                "sum" => Agg::Sum,
-                "min" => Agg::Min,
-                _ => Agg::Max,
-            };
+        if let Some(agg) = agg.filter(|_| table_agg) {
             let (table, column) = if matches!(agg, Agg::Exists | Agg::Count) {
                 let dept = self.ident("a table (DEPT.table)")?;
                 self.sym(".")?;
@@ -848,6 +833,16 @@ impl Parser {
                 },
             });
         }
+        let Some(f) = Func::from_name(&name) else {
+            let names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
+            return Err(SyntaxError {
+                pos,
+                msg: format!(
+                    "unknown function `{name}`: functions are {}, and the aggregates exists, count, sum, min, max, any, all",
+                    names.join(", ")
+                ),
+            });
+        };
         let mut args = Vec::new();
         if !self.eat_sym(")") {
             loop {
@@ -860,7 +855,7 @@ impl Parser {
         }
         Ok(Expr {
             pos,
-            kind: ExprKind::Call(name, args),
+            kind: ExprKind::Call(f, args),
         })
     }
 

@@ -45,7 +45,8 @@ pub fn expr(e: &Expr) -> String {
         Arith(op, a, b) => format!("{} {} {}", wrap(a), arith(*op), wrap(b)),
         Neg(x) => format!("-{}", wrap(x)),
         Call(f, args) => format!(
-            "{f}({})",
+            "{}({})",
+            f.name(),
             args.iter().map(expr).collect::<Vec<_>>().join(", ")
         ),
         Offset(x, u) => format!("{} {}", expr(x), unit(*u)),

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::ingest::fields::stored_columns;
 use crate::snapshot::Snapshot;
+use crate::snapshot::build::kept;
 use crate::source::config::{Role, SourceConfig};
 
 /// The type of a value in a policy.
@@ -129,41 +131,28 @@ impl Schema {
         for c in configs {
             let mut columns = BTreeMap::new();
             for col in &c.columns {
-                let (stored, extra_region) = match col.role {
-                    Role::Ignore => continue,
-                    Role::BirthDate
-                    | Role::Date
-                    | Role::Month
-                    | Role::Amount
-                    | Role::Quantity
-                    | Role::Integer
-                    | Role::Flag
-                    | Role::Region => ("int", false),
-                    Role::Gender | Role::Category => ("dict", false),
-                    Role::Address => ("bytes", true),
-                    _ => ("bytes", false),
-                };
                 let role = col.role.name();
-                let (ty, scale) = column_type(&role, stored);
                 let reference = matches!(
                     col.role,
                     Role::PersonRef | Role::EnterpriseRef | Role::PartyRef | Role::Key
                 );
-                columns.insert(
-                    col.name.clone(),
-                    ColSchema {
-                        ty,
-                        scale,
-                        reference,
-                    },
-                );
-                if extra_region {
+                // The columns ingest writes for this role that a snapshot keeps.
+                for (suffix, stored) in stored_columns(col.role) {
+                    let name = if suffix.is_empty() {
+                        col.name.clone()
+                    } else {
+                        format!("{}.{suffix}", col.name)
+                    };
+                    if !kept(&name) {
+                        continue;
+                    }
+                    let (ty, scale) = column_type(&role, stored.as_str());
                     columns.insert(
-                        format!("{}.region", col.name),
+                        name,
                         ColSchema {
-                            ty: Ty::Num,
-                            scale: Scale::One,
-                            reference: false,
+                            ty,
+                            scale,
+                            reference: reference && suffix.is_empty(),
                         },
                     );
                 }

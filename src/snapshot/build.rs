@@ -100,15 +100,28 @@ struct Entities {
     by_key: HashMap<String, u32>,
 }
 
+impl Entities {
+    fn new() -> Entities {
+        Entities {
+            keys: Vec::new(),
+            kinds: Vec::new(),
+            identified: Vec::new(),
+            by_key: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, key: &str, kind: u8, identified: bool) {
+        self.by_key.insert(key.to_string(), self.keys.len() as u32);
+        self.keys.push(key.to_string());
+        self.kinds.push(kind);
+        self.identified.push(identified);
+    }
+}
+
 fn read_entities(resolved: &Path) -> Result<Entities, SnapshotError> {
     let path = resolved.join("entities.csv");
     let f = std::fs::File::open(&path).map_err(io(&path))?;
-    let mut e = Entities {
-        keys: Vec::new(),
-        kinds: Vec::new(),
-        identified: Vec::new(),
-        by_key: HashMap::new(),
-    };
+    let mut e = Entities::new();
     for (i, line) in BufReader::new(f).lines().enumerate() {
         let line = line.map_err(io(&path))?;
         if i == 0 {
@@ -123,10 +136,7 @@ fn read_entities(resolved: &Path) -> Result<Entities, SnapshotError> {
             return Err(bad("entities must be numbered 0, 1, 2, … in order"));
         }
         let kind = kind_code(kind).ok_or_else(|| bad("unknown entity kind"))?;
-        e.by_key.insert(key.clone(), e.keys.len() as u32);
-        e.keys.push(key.clone());
-        e.kinds.push(kind);
-        e.identified.push(identified == "1");
+        e.push(key, kind, identified == "1");
     }
     Ok(e)
 }
@@ -195,7 +205,7 @@ fn read_links(
 }
 
 /// Columns of a segment the snapshot keeps: normalized values, plus an address's region.
-fn kept(name: &str) -> bool {
+pub fn kept(name: &str) -> bool {
     if name.starts_with('_') {
         return false;
     }
@@ -672,19 +682,11 @@ pub fn write_memory(
     entities: &[(String, String)],
     tables: &[MemTable],
 ) -> Result<u64, SnapshotError> {
-    let mut ents = Entities {
-        keys: Vec::new(),
-        kinds: Vec::new(),
-        identified: Vec::new(),
-        by_key: HashMap::new(),
-    };
+    let mut ents = Entities::new();
     for (key, kind) in entities {
         let k =
             kind_code(kind).ok_or_else(|| SnapshotError::Input(format!("unknown kind {kind}")))?;
-        ents.by_key.insert(key.clone(), ents.keys.len() as u32);
-        ents.keys.push(key.clone());
-        ents.kinds.push(k);
-        ents.identified.push(true);
+        ents.push(key, k, true);
     }
     let mut w = ContainerWriter::create(dest)?;
     let mut lines = String::new();
