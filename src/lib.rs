@@ -32,5 +32,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod profile;
 pub mod resolve;
+pub mod server;
 pub mod snapshot;
 pub mod source;
+pub mod workflow;

@@ -434,25 +434,12 @@ fn main() -> Result<()> {
             let (mut engine, overrides) = engine_for(&snap, &common)?;
             let new = if Path::new(&policy).is_file() {
                 let text = std::fs::read_to_string(&policy)?;
-                // Check the new text together with the catalogue (relations, references).
-                let mut files = catalogue_texts(&catalogue_of(&common))?;
-                // The new text replaces the catalogue policies with the same ids.
-                let new_ids: Vec<String> = policy::parse::parse(&text)
-                    .map(|f| f.policies.into_iter().map(|p| p.id).collect())
-                    .unwrap_or_default();
-                files.retain(|(_, t)| {
-                    policy::parse::parse(t)
-                        .map(|f| !f.policies.iter().any(|p| new_ids.contains(&p.id)))
-                        .unwrap_or(true)
-                });
-                files.push((PathBuf::from(&policy), text));
+                // Checked together with the catalogue (relations, references), replacing the
+                // catalogue's policies with the same ids.
+                let files = catalogue_texts(&catalogue_of(&common))?;
                 let schema = policy::schema::Schema::of_snapshot(&snap);
-                let cat = policy::check::load_texts(&files, &schema).map_err(diagnostics)?;
-                cat.policies
-                    .iter()
-                    .find(|c| c.file == Path::new(&policy))
-                    .map(|c| c.policy.clone())
-                    .context("the file holds no policy")?
+                policy::check::check_with_catalogue(&files, Path::new(&policy), &text, &schema)
+                    .map_err(diagnostics)?
             } else {
                 engine
                     .cat
@@ -588,20 +575,7 @@ fn default_catalogue() -> PathBuf {
 
 /// The texts of a catalogue folder's `*.policy` files.
 fn catalogue_texts(dir: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading the policy catalogue {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "policy"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|f| {
-            let t =
-                std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
-            Ok((f, t))
-        })
-        .collect()
+    policy::check::read_dir_texts(dir).map_err(diagnostics)
 }
 
 fn diagnostics(d: Vec<policy::check::Diagnostic>) -> anyhow::Error {
@@ -615,23 +589,12 @@ fn diagnostics(d: Vec<policy::check::Diagnostic>) -> anyhow::Error {
 
 /// Parses `--set name=value` overrides.
 fn overrides(set: &[String]) -> Result<std::collections::HashMap<String, policy::ast::Lit>> {
-    use policy::ast::Lit;
     let mut out = std::collections::HashMap::new();
     for s in set {
         let (k, v) = s
             .split_once('=')
             .with_context(|| format!("--set {s}: expected NAME=VALUE"))?;
-        let v = v.trim();
-        let lit = if let Ok(n) = v.parse::<f64>() {
-            Lit::Num(n)
-        } else if v == "true" || v == "false" {
-            Lit::Bool(v == "true")
-        } else if let Some(d) = parse_date(v) {
-            Lit::Date(d.0)
-        } else {
-            Lit::Str(v.trim_matches('"').to_string())
-        };
-        out.insert(k.trim().to_string(), lit);
+        out.insert(k.trim().to_string(), policy::ast::Lit::parse_value(v));
     }
     Ok(out)
 }

@@ -25,6 +25,36 @@ pub enum Lit {
     Bool(bool),
 }
 
+impl Lit {
+    /// A parameter value as a user writes it on a command line or in a request: a number, a
+    /// date (`YYYY-MM-DD`), `true` / `false`, or text (quotes optional).
+    pub fn parse_value(v: &str) -> Lit {
+        let v = v.trim();
+        if let Ok(n) = v.parse::<f64>() {
+            return Lit::Num(n);
+        }
+        if v == "true" || v == "false" {
+            return Lit::Bool(v == "true");
+        }
+        let mut it = v.split('-');
+        let date = (|| {
+            let (y, m, d) = (
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+            );
+            if it.next().is_some() {
+                return None;
+            }
+            crate::date::Date::from_ymd(y, m, d)
+        })();
+        match date {
+            Some(d) => Lit::Date(d.0),
+            None => Lit::Str(v.trim_matches('"').to_string()),
+        }
+    }
+}
+
 impl fmt::Display for Lit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -52,34 +52,71 @@ pub const DOMAINS: [&str; 5] = ["惠民", "惠企", "惠人才", "惠招商", "�
 
 /// Reads and checks every `*.policy` file under `dir`.
 pub fn load_dir(dir: &Path, schema: &Schema) -> Result<Catalogue, Vec<Diagnostic>> {
+    load_texts(&read_dir_texts(dir)?, schema)
+}
+
+/// The `*.policy` files of a folder, as `(path, text)` in name order.
+pub fn read_dir_texts(dir: &Path) -> Result<Vec<(PathBuf, String)>, Vec<Diagnostic>> {
+    let fail = |file: &Path, msg: String| {
+        vec![Diagnostic {
+            file: file.to_path_buf(),
+            pos: Pos::default(),
+            msg,
+        }]
+    };
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "policy"))
             .collect(),
-        Err(e) => {
-            return Err(vec![Diagnostic {
-                file: dir.to_path_buf(),
-                pos: Pos::default(),
-                msg: format!("cannot read the folder: {e}"),
-            }]);
-        }
+        Err(e) => return Err(fail(dir, format!("cannot read the folder: {e}"))),
     };
     files.sort();
-    let mut sources = Vec::new();
+    let mut out = Vec::new();
     for f in files {
         match std::fs::read_to_string(&f) {
-            Ok(text) => sources.push((f, text)),
-            Err(e) => {
-                return Err(vec![Diagnostic {
-                    file: f,
-                    pos: Pos::default(),
-                    msg: format!("cannot read: {e}"),
-                }]);
-            }
+            Ok(text) => out.push((f, text)),
+            Err(e) => return Err(fail(&f, format!("cannot read: {e}"))),
         }
     }
-    load_texts(&sources, schema)
+    Ok(out)
+}
+
+/// Checks a policy text `text` (named `name`) together with a catalogue's files, whose
+/// relations and policies it may use; it replaces the catalogue's policies with the same ids.
+/// Returns the first policy of the text.
+pub fn check_with_catalogue(
+    catalogue: &[(PathBuf, String)],
+    name: &Path,
+    text: &str,
+    schema: &Schema,
+) -> Result<Policy, Vec<Diagnostic>> {
+    let new_ids: Vec<String> = parse(text)
+        .map(|f| f.policies.into_iter().map(|p| p.id).collect())
+        .unwrap_or_default();
+    let mut files: Vec<(PathBuf, String)> = catalogue
+        .iter()
+        .filter(|(f, t)| {
+            f.as_path() != name
+                && parse(t)
+                    .map(|p| !p.policies.iter().any(|p| new_ids.contains(&p.id)))
+                    .unwrap_or(true)
+        })
+        .cloned()
+        .collect();
+    files.push((name.to_path_buf(), text.to_string()));
+    let cat = load_texts(&files, schema)?;
+    cat.policies
+        .iter()
+        .find(|c| c.file == name)
+        .map(|c| c.policy.clone())
+        .ok_or_else(|| {
+            vec![Diagnostic {
+                file: name.to_path_buf(),
+                pos: Pos::default(),
+                msg: "the text holds no policy".into(),
+            }]
+        })
 }
 
 /// Parses and checks policy texts given as `(file name, text)`.

@@ -260,7 +260,8 @@ impl<'s> Env<'s> {
         Ok(name_idx)
     }
 
-    fn rel_idx(&mut self, r: &Relation) -> Result<usize, CompileError> {
+    /// The adjacency index of relation `r`, built on first use.
+    pub fn rel_idx(&mut self, r: &Relation) -> Result<usize, CompileError> {
         if let Some(i) = self.rels.iter().position(|x| x.name == r.name) {
             return Ok(i);
         }

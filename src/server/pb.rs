@@ -1,0 +1,14 @@
+//! The generated protocol buffer types and services (`proto/`, compiled by `build.rs`).
+
+#![allow(missing_debug_implementations, clippy::all, clippy::pedantic)]
+
+pub mod v1 {
+    tonic::include_proto!("mianshen.v1");
+}
+
+pub mod yardstick {
+    tonic::include_proto!("mianshen.yardstick");
+}
+
+/// The encoded descriptor set of every proto file, for server reflection.
+pub const DESCRIPTOR: &[u8] = tonic::include_file_descriptor_set!("mianshen_descriptor");

@@ -1,0 +1,221 @@
+//! What is being served: one snapshot generation, its policy engine and the catalogue's
+//! results on it, swapped as a whole on reload.
+//!
+//! A [`Served`] is immutable once built, except for the engine's caches (behind a mutex, for
+//! what-if and explanations). Requests take an `Arc` of the current one, so a reload never
+//! pulls a snapshot from under a request: the old generation is dropped (and unmapped) when
+//! its last request finishes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use roaring::RoaringBitmap;
+
+use super::pb::v1 as pb;
+use crate::date::Date;
+use crate::policy::ast::{Policy, Tri};
+use crate::policy::check::{self, Diagnostic};
+use crate::policy::engine::{Engine, PolicyRun};
+use crate::policy::render;
+use crate::policy::schema::Schema;
+use crate::snapshot::Snapshot;
+
+type EngineCell<'s> = Mutex<Engine<'s>>;
+
+self_cell::self_cell!(
+    /// A snapshot and the engine that borrows it.
+    struct Loaded {
+        owner: Snapshot,
+        #[not_covariant]
+        dependent: EngineCell,
+    }
+);
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loaded({})", self.borrow_owner().dir().display())
+    }
+}
+
+/// Why a snapshot or catalogue could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("snapshot {dir}: {msg}")]
+    Snapshot { dir: PathBuf, msg: String },
+    #[error("the policy catalogue does not check against snapshot {dir}:\n{}", diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Catalogue {
+        dir: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+    #[error("evaluating the catalogue on {dir}: {msg}")]
+    Engine { dir: PathBuf, msg: String },
+}
+
+/// One served generation.
+#[derive(Debug)]
+pub struct Served {
+    loaded: Loaded,
+    /// The catalogue's files, kept to check new texts against and to serve the next
+    /// generation with.
+    pub catalogue: Vec<(PathBuf, String)>,
+    /// Catalogue policies in dependency order.
+    pub policies: Vec<Policy>,
+    /// Every catalogue policy's result on this snapshot.
+    pub runs: HashMap<String, PolicyRun>,
+    /// Each policy's conditions as written, by policy id.
+    pub condition_texts: HashMap<String, Vec<String>>,
+    pub generation: u64,
+    pub built_at: String,
+    pub as_of: Date,
+    /// Unix seconds when it started serving.
+    pub serving_since: i64,
+    pub evaluated_seconds: f64,
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Served {
+    /// Opens the snapshot in `dir`, verifies every checksum when `verify`, checks the
+    /// catalogue against it and evaluates every policy.
+    pub fn load(
+        dir: &Path,
+        catalogue: Vec<(PathBuf, String)>,
+        as_of: Date,
+        verify: bool,
+    ) -> Result<Served, LoadError> {
+        let snap_err = |e: crate::error::SnapshotError| LoadError::Snapshot {
+            dir: dir.to_path_buf(),
+            msg: e.to_string(),
+        };
+        let snap = Snapshot::open(dir).map_err(snap_err)?;
+        if verify {
+            snap.verify().map_err(snap_err)?;
+        }
+        let schema = Schema::of_snapshot(&snap);
+        let cat = check::load_texts(&catalogue, &schema).map_err(|d| LoadError::Catalogue {
+            dir: dir.to_path_buf(),
+            diagnostics: d,
+        })?;
+        let policies: Vec<Policy> = cat.policies.iter().map(|c| c.policy.clone()).collect();
+        let generation = snap.generation();
+        let built_at = snap.meta("built_at").unwrap_or_default().to_string();
+        let loaded = Loaded::new(snap, |s| Mutex::new(Engine::new(s, cat, as_of)));
+        let started = Instant::now();
+        let runs = loaded
+            .with_dependent(|_, engine| {
+                let mut engine = engine.lock().unwrap_or_else(|p| p.into_inner());
+                engine.run_all()
+            })
+            .map_err(|e| LoadError::Engine {
+                dir: dir.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        let condition_texts = policies
+            .iter()
+            .map(|p| {
+                let texts = p.conditions.iter().map(|c| render::expr(&c.expr)).collect();
+                (p.id.clone(), texts)
+            })
+            .collect();
+        Ok(Served {
+            loaded,
+            condition_texts,
+            catalogue,
+            policies,
+            runs: runs.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            generation,
+            built_at,
+            as_of,
+            serving_since: unix_now(),
+            evaluated_seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    pub fn snap(&self) -> &Snapshot {
+        self.loaded.borrow_owner()
+    }
+
+    /// Runs `f` with the engine (one caller at a time: what-if and explanations).
+    pub fn with_engine<R>(&self, f: impl for<'s> FnOnce(&mut Engine<'s>) -> R) -> R {
+        self.loaded.with_dependent(|_, engine| {
+            let mut engine = engine.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut engine)
+        })
+    }
+
+    pub fn policy(&self, id: &str) -> Option<&Policy> {
+        self.policies.iter().find(|p| p.id == id)
+    }
+
+    /// The pin of an answer that read `policies`.
+    pub fn pin<'a>(&self, policies: impl IntoIterator<Item = &'a str>) -> pb::Pin {
+        pb::Pin {
+            generation: self.generation,
+            built_at: self.built_at.clone(),
+            as_of: self.as_of.to_string(),
+            policy_versions: policies
+                .into_iter()
+                .map(|id| match self.policy(id) {
+                    Some(p) => format!("{}@{}", p.id, p.version),
+                    None => id.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The entity of a stable key, or of an id number / USCC in any accepted spelling.
+    pub fn entity_of(&self, identifier: &str) -> Option<(u32, String)> {
+        let snap = self.snap();
+        let id = identifier.trim();
+        let mut tries = vec![id.to_string(), id.to_ascii_uppercase()];
+        if id.len() == 15
+            && let Some(p) = crate::ids::upgrade_pid_15(id.as_bytes())
+        {
+            tries.push(String::from_utf8_lossy(&p).into_owned());
+        }
+        tries.into_iter().find_map(|k| {
+            let e = snap.entity_of_key(&k).ok().flatten()?;
+            Some((e, snap.key(e)?.to_string()))
+        })
+    }
+
+    /// The state of every condition of `policy` for entity `e`, from the condition sets.
+    pub fn condition_states(&self, run: &PolicyRun, e: u32) -> Vec<Tri> {
+        run.conditions
+            .iter()
+            .map(|c| {
+                if c.sets.t.contains(e) {
+                    Tri::True
+                } else if c.sets.u.contains(e) {
+                    Tri::Unknown
+                } else {
+                    Tri::False
+                }
+            })
+            .collect()
+    }
+
+    /// The set of `run` a request asks for.
+    pub fn set_of<'r>(&self, run: &'r PolicyRun, set: pb::SetKind) -> &'r RoaringBitmap {
+        match set {
+            pb::SetKind::Candidates => &run.candidates,
+            pb::SetKind::ToVerify => &run.to_verify,
+            pb::SetKind::NearMiss => &run.near_miss,
+        }
+    }
+
+    /// Stable keys of a set of entities.
+    pub fn keys_of(&self, set: &RoaringBitmap) -> BTreeSet<String> {
+        let snap = self.snap();
+        set.iter()
+            .filter_map(|e| snap.key(e).map(str::to_string))
+            .collect()
+    }
+}

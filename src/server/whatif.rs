@@ -1,0 +1,145 @@
+//! WhatIf: a parameter override or a policy text, evaluated on the served generation without
+//! saving it, against the saved version. Analysts see aggregates; the sample of newly
+//! (in)eligible keys is masked unless the role sees personal data.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::auth::Role;
+use super::pb::v1::{self as pb, what_if_request::Policy as Which, what_if_server::WhatIf};
+use super::{Shared, handle, mask, status};
+use crate::policy::ast::{Lit, Policy};
+use crate::policy::check::check_with_catalogue;
+use crate::policy::schema::Schema;
+use crate::policy::whatif::what_if;
+
+#[derive(Debug)]
+pub struct WhatIfService(pub Arc<Shared>);
+
+/// Parameter overrides of a request.
+pub fn overrides(params: &[pb::Param]) -> Result<HashMap<String, Lit>, Status> {
+    let mut out = HashMap::new();
+    for p in params {
+        let name = p.name.trim();
+        if name.is_empty() {
+            return Err(Status::invalid_argument("a parameter override has no name"));
+        }
+        out.insert(name.to_string(), Lit::parse_value(&p.value));
+    }
+    Ok(out)
+}
+
+#[tonic::async_trait]
+impl WhatIf for WhatIfService {
+    async fn evaluate(
+        &self,
+        req: Request<pb::WhatIfRequest>,
+    ) -> Result<Response<pb::WhatIfReply>, Status> {
+        handle(&self.0, "WhatIf/Evaluate", req, |caller, r| async move {
+            caller.require(&[Role::Analyst], "run what-ifs")?;
+            let served = self.0.served();
+            let overrides = overrides(&r.params)?;
+            let policy: Policy = match r.policy {
+                Some(Which::PolicyId(id)) => served.policy(&id).cloned().ok_or_else(|| {
+                    Status::not_found(format!("no policy {id} in the served catalogue"))
+                })?,
+                Some(Which::PolicyText(text)) => {
+                    let schema = Schema::of_snapshot(served.snap());
+                    check_with_catalogue(&served.catalogue, Path::new("request"), &text, &schema)
+                        .map_err(|d| status::diagnostics(&d))?
+                }
+                None => return Err(Status::invalid_argument("give policy_id or policy_text")),
+            };
+            let _permit = self
+                .0
+                .heavy
+                .acquire()
+                .await
+                .map_err(|_| Status::unavailable("shutting down"))?;
+            let s = served.clone();
+            let w = tokio::task::spawn_blocking(move || {
+                s.with_engine(|engine| what_if(engine, &policy, &overrides))
+            })
+            .await
+            .map_err(status::join)?
+            .map_err(status::engine)?;
+            let personal = caller.sees_personal();
+            let snap = served.snap();
+            let sample = |set: &roaring::RoaringBitmap| -> Vec<String> {
+                set.iter()
+                    .take(r.sample as usize)
+                    .filter_map(|e| snap.key(e))
+                    .map(|k| {
+                        if personal {
+                            k.to_string()
+                        } else {
+                            mask::identifier(k)
+                        }
+                    })
+                    .collect()
+            };
+            if personal && r.sample > 0 {
+                self.0.audit.read(
+                    &caller,
+                    "WhatIf/Evaluate",
+                    &format!("sample of {} newly (in)eligible", w.new.id),
+                    &["key"],
+                );
+            }
+            Ok(pb::WhatIfReply {
+                pin: Some(served.pin([w.new.id.as_str()])),
+                policy: w.new.id.clone(),
+                candidates: w.new.candidates.len(),
+                to_verify: w.new.to_verify.len(),
+                total_amount: w.new.total,
+                base_candidates: w.base.candidates.len(),
+                base_total_amount: w.base.total,
+                newly_eligible: w.newly_eligible.len(),
+                newly_ineligible: w.newly_ineligible.len(),
+                newly_eligible_sample: sample(&w.newly_eligible),
+                newly_ineligible_sample: sample(&w.newly_ineligible),
+                breakdowns: w
+                    .breakdowns
+                    .iter()
+                    .map(|b| pb::Breakdown {
+                        dimension: b.dimension.clone(),
+                        rows: b
+                            .rows
+                            .iter()
+                            .map(|(v, n, a)| pb::BreakdownRow {
+                                value: v.clone(),
+                                candidates: *n,
+                                amount: *a,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                conditions: w
+                    .new
+                    .conditions
+                    .iter()
+                    .map(|c| pb::ConditionImpact {
+                        name: c.name.clone(),
+                        false_count: c.false_count,
+                        sole_blocker: c.sole_blocker,
+                    })
+                    .collect(),
+                most_excluding: w.most_excluding.map(|m| m.0).unwrap_or_default(),
+                overlaps: w
+                    .overlaps
+                    .iter()
+                    .map(|(p, n)| pb::Overlap {
+                        policy: p.clone(),
+                        common: *n,
+                    })
+                    .collect(),
+                computed: w.new.computed as u32,
+                seconds: w.seconds,
+            })
+        })
+        .await
+    }
+}
