@@ -9,6 +9,8 @@ use mianshen::ingest::{self, IngestOptions};
 use mianshen::pipeline;
 use mianshen::policy;
 use mianshen::resolve::{self, ResolveOptions};
+use mianshen::server::ServeOptions;
+use mianshen::server::config::ServerConfig;
 use mianshen::snapshot::Snapshot;
 
 /// Ingest and generation allocate many short strings from several threads; mimalloc handles
@@ -252,6 +254,80 @@ enum Command {
         /// A snapshot folder (or a snapshot file).
         snapshot: PathBuf,
     },
+    /// Serve a snapshot over gRPC: candidate sets, what-if, eligibility, profiles, workflow,
+    /// supervision, admin; health checking, reflection, and Prometheus metrics at /metrics.
+    /// Without --snapshot, the demo city is built first (or reused when already built).
+    Serve {
+        /// The snapshot folder to serve (reload picks up its next generation).
+        #[arg(long)]
+        snapshot: Option<PathBuf>,
+        /// Address to listen on [default: the config's, or 127.0.0.1:50051].
+        #[arg(long)]
+        listen: Option<String>,
+        /// Server configuration (TOML: tokens with roles and departments, limits, data folder).
+        /// Without it the demo's tokens are used (datasets/server/demo.toml): demo only.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Folder of the workflow store and audit log [default: the config's, or
+        /// <work>/server].
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Poll the snapshot folder every N seconds and reload a new generation.
+        #[arg(long)]
+        watch: Option<u64>,
+        /// Demo city size, when no --snapshot is given.
+        #[arg(long, default_value_t = 100_000)]
+        persons: u64,
+        /// Work folder of the demo city.
+        #[arg(long, default_value = "work/demo")]
+        work: PathBuf,
+        /// The policy catalogue folder [default: datasets/policies].
+        #[arg(long)]
+        catalogue: Option<PathBuf>,
+        /// The as-of date (YYYY-MM-DD) conditions are evaluated at.
+        #[arg(long, default_value = "2025-12-31")]
+        as_of: String,
+    },
+    /// Serve the hello-world gRPC service: the yardstick `loadgen --yardstick` compares our
+    /// smallest RPC with.
+    Hello {
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        listen: String,
+    },
+    /// Load a running server with a mix of requests and print throughput and latency
+    /// percentiles per kind.
+    Loadgen {
+        /// The server, `host:port` or `http://host:port`.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        target: String,
+        /// Weights of request kinds: eligibility, stream, whatif, count, hello.
+        #[arg(long, default_value = "eligibility=90,stream=5,whatif=5")]
+        mix: String,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections to spread them over.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Bearer token [default: the demo's admin token].
+        #[arg(long, default_value = "demo-admin-token-0001")]
+        token: String,
+        /// A `mianshen hello` server: after the mix, measure our smallest RPC (Match/Count)
+        /// and the hello-world RPC one after the other, and print the ratio.
+        #[arg(long)]
+        yardstick: Option<String>,
+        /// The policy of `stream` and `count` requests.
+        #[arg(long, default_value = "M01")]
+        stream_policy: String,
+        /// The policy and parameter of `whatif` requests.
+        #[arg(long, default_value = "M01")]
+        whatif_policy: String,
+        #[arg(long, default_value = "min_age=85")]
+        whatif_param: String,
+    },
     /// Print the schema and the first rows of a normalized segment.
     Inspect {
         /// A `.seg` file written by ingest.
@@ -269,7 +345,134 @@ fn main() -> Result<()> {
             persons,
             seed,
             work,
-        } => demo(persons, seed, &work),
+        } => demo(persons, seed, &work, false).map(|_| ()),
+        Command::Serve {
+            snapshot,
+            listen,
+            config,
+            data,
+            watch,
+            persons,
+            work,
+            catalogue,
+            as_of,
+        } => {
+            let mut cfg = match &config {
+                Some(p) => ServerConfig::load(p).map_err(anyhow::Error::msg)?,
+                None => {
+                    eprintln!(
+                        "mianshen serve: no --config: using the demo tokens of datasets/server/demo.toml (demo only)"
+                    );
+                    ServerConfig::demo()
+                }
+            };
+            if let Some(w) = watch {
+                cfg.watch_seconds = w;
+            }
+            let listen = listen
+                .or_else(|| cfg.listen.clone())
+                .unwrap_or_else(|| "127.0.0.1:50051".into());
+            let listen = listen
+                .parse()
+                .with_context(|| format!("--listen {listen}: expected host:port"))?;
+            let snapshot = match snapshot {
+                Some(s) => s,
+                None => demo(persons, 20_251_231, &work, true)?,
+            };
+            let data = data
+                .or_else(|| config.is_none().then(|| work.join("server")))
+                .or_else(|| cfg.data.clone())
+                .unwrap_or_else(|| work.join("server"));
+            let as_of = parse_date(&as_of)
+                .with_context(|| format!("--as-of {as_of}: expected YYYY-MM-DD"))?;
+            let opts = ServeOptions {
+                snapshot,
+                listen,
+                config: cfg,
+                catalogue: catalogue.unwrap_or_else(default_catalogue),
+                as_of,
+                data,
+            };
+            runtime()?.block_on(mianshen::server::serve_until_signal(opts))?;
+            Ok(())
+        }
+        Command::Hello { listen } => {
+            let listen: std::net::SocketAddr = listen
+                .parse()
+                .with_context(|| format!("--listen {listen}: expected host:port"))?;
+            runtime()?
+                .block_on(mianshen::server::yardstick::serve(listen, |a| {
+                    eprintln!("mianshen hello: listening on {a}")
+                }))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Command::Loadgen {
+            target,
+            mix,
+            duration,
+            concurrency,
+            connections,
+            token,
+            yardstick,
+            stream_policy,
+            whatif_policy,
+            whatif_param,
+        } => {
+            use mianshen::server::loadgen::{self, Kind, LoadOptions};
+            let url = |a: &str| {
+                if a.starts_with("http") {
+                    a.to_string()
+                } else {
+                    format!("http://{a}")
+                }
+            };
+            let (pn, pv) = whatif_param
+                .split_once('=')
+                .context("--whatif-param: expected NAME=VALUE")?;
+            let mut o = LoadOptions {
+                target: url(&target),
+                yardstick: yardstick.as_deref().map(url),
+                token,
+                mix: loadgen::parse_mix(&mix).map_err(anyhow::Error::msg)?,
+                duration: std::time::Duration::from_secs(duration.max(1)),
+                concurrency,
+                connections,
+                stream_policy,
+                whatif_policy,
+                whatif_param: (pn.trim().to_string(), pv.trim().to_string()),
+            };
+            let rt = runtime()?;
+            println!(
+                "loadgen: {} for {} s, {} in flight over {} connections",
+                mix, duration, o.concurrency, o.connections
+            );
+            let r = rt.block_on(loadgen::run(&o)).map_err(anyhow::Error::msg)?;
+            print!("{}", r.render());
+            if o.yardstick.is_some() {
+                o.mix = vec![(Kind::Count, 1)];
+                let ours = rt.block_on(loadgen::run(&o)).map_err(anyhow::Error::msg)?;
+                o.mix = vec![(Kind::Hello, 1)];
+                let hello = rt.block_on(loadgen::run(&o)).map_err(anyhow::Error::msg)?;
+                print!("{}", ours.render());
+                print!(
+                    "{}",
+                    hello
+                        .render()
+                        .lines()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                        + "\n"
+                );
+                println!(
+                    "smallest RPC (Match/Count) {:.0} req/s, hello-world {:.0} req/s: hello / ours = {:.2}×",
+                    ours.rate(Kind::Count),
+                    hello.rate(Kind::Hello),
+                    hello.rate(Kind::Hello) / ours.rate(Kind::Count).max(1e-9)
+                );
+            }
+            Ok(())
+        }
         Command::Generate {
             persons,
             seed,
@@ -474,13 +677,31 @@ fn main() -> Result<()> {
     }
 }
 
-fn demo(persons: u64, seed: u64, work: &Path) -> Result<()> {
+/// A multi-threaded tokio runtime for the server commands.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Builds the demo city's snapshot under `work` and evaluates the catalogue; returns the
+/// snapshot folder. With `reuse`, a snapshot already built from the same city is kept.
+fn demo(persons: u64, seed: u64, work: &Path, reuse: bool) -> Result<PathBuf> {
     let sources = work.join("sources");
+    let snapdir = work.join("snapshot");
     let ingested = work.join("ingested");
     let params = CityParams::new(persons, seed);
     let same = std::fs::read_to_string(sources.join("truth").join("city.toml"))
         .ok()
         .is_some_and(|t| t == toml::to_string(&params).unwrap_or_default());
+    if reuse && same && snapdir.join(mianshen::snapshot::FILE_NAME).is_file() {
+        println!(
+            "demo city snapshot {} already built (same parameters)",
+            snapdir.display()
+        );
+        return Ok(snapdir);
+    }
     if same {
         println!(
             "demo city already generated in {} (same parameters)",
@@ -529,7 +750,6 @@ fn demo(persons: u64, seed: u64, work: &Path) -> Result<()> {
     print!("{}", eval.render());
     println!("links, entities and the model in {}", resolved.display());
 
-    let snapdir = work.join("snapshot");
     println!("building the snapshot {} …", snapdir.display());
     let summary = pipeline::build(
         &pipeline::Input::Built {
@@ -556,7 +776,7 @@ fn demo(persons: u64, seed: u64, work: &Path) -> Result<()> {
         snapdir.display(),
         snapdir.display()
     );
-    Ok(())
+    Ok(snapdir)
 }
 
 fn catalogue_of(common: &PolicyArgs) -> PathBuf {

@@ -23,7 +23,7 @@ fn help_explains_every_command_and_flag() {
     assert!(top.status.success());
     for cmd in [
         "demo", "generate", "ingest", "inspect", "resolve", "build", "verify", "policies", "match",
-        "explain", "whatif",
+        "explain", "whatif", "serve", "hello", "loadgen",
     ] {
         assert!(stdout(&top).contains(cmd), "{cmd} missing from --help");
         let sub = mianshen(&[cmd, "--help"]);
@@ -41,6 +41,14 @@ fn help_explains_every_command_and_flag() {
         "--count-only",
     ] {
         assert!(generate.contains(flag), "generate --help lacks {flag}");
+    }
+    let serve = stdout(&mianshen(&["serve", "--help"]));
+    for flag in ["--snapshot", "--listen", "--config", "--data", "--watch"] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
+    let loadgen = stdout(&mianshen(&["loadgen", "--help"]));
+    for flag in ["--target", "--mix", "--duration", "--yardstick"] {
+        assert!(loadgen.contains(flag), "loadgen --help lacks {flag}");
     }
     let ingest = stdout(&mianshen(&["ingest", "--help"]));
     for flag in [
