@@ -322,6 +322,9 @@ enum Command {
         /// The policy of `stream` and `count` requests.
         #[arg(long, default_value = "M01")]
         stream_policy: String,
+        /// The set of `stream` requests: candidates, to-verify or near-miss.
+        #[arg(long, default_value = "candidates")]
+        stream_set: String,
         /// The policy and parameter of `whatif` requests.
         #[arg(long, default_value = "M01")]
         whatif_policy: String,
@@ -415,6 +418,7 @@ fn main() -> Result<()> {
             token,
             yardstick,
             stream_policy,
+            stream_set,
             whatif_policy,
             whatif_param,
         } => {
@@ -438,6 +442,12 @@ fn main() -> Result<()> {
                 concurrency,
                 connections,
                 stream_policy,
+                stream_set: match stream_set.as_str() {
+                    "candidates" => mianshen::server::pb::v1::SetKind::Candidates,
+                    "to-verify" => mianshen::server::pb::v1::SetKind::ToVerify,
+                    "near-miss" => mianshen::server::pb::v1::SetKind::NearMiss,
+                    other => bail!("--stream-set {other}: candidates, to-verify or near-miss"),
+                },
                 whatif_policy,
                 whatif_param: (pn.trim().to_string(), pv.trim().to_string()),
             };

@@ -262,11 +262,13 @@ fn stream_set(
         if set != pb::SetKind::Candidates && run.to_verify.contains(e) {
             flags |= FLAG_TO_VERIFY;
         }
-        if amount.is_none() {
+        if amount.is_none() && set == pb::SetKind::Candidates {
             flags |= FLAG_AMOUNT_UNKNOWN;
         }
         b.entities.push(e);
-        b.amounts.push(amount.unwrap_or(f64::NAN));
+        if set == pb::SetKind::Candidates {
+            b.amounts.push(amount.unwrap_or(f64::NAN));
+        }
         b.flags.push(flags);
         if with_keys {
             b.keys.push(snap.key(e).unwrap_or_default().to_string());

@@ -107,7 +107,10 @@ impl Eligibility for EligibilityService {
                 } else {
                     pb::Outcome::Ineligible
                 };
-                let texts = served.condition_texts.get(&p.id);
+                let texts = served
+                    .condition_texts
+                    .get(&p.id)
+                    .filter(|_| r.with_text || r.explain);
                 let mut why = because.remove(&p.id).unwrap_or_default().into_iter();
                 let conditions = if subject {
                     served

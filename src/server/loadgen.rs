@@ -89,6 +89,8 @@ pub struct LoadOptions {
     pub connections: usize,
     /// The policy streamed (`stream`) and counted (`count`).
     pub stream_policy: String,
+    /// Which of its sets is streamed.
+    pub stream_set: pb::SetKind,
     /// The policy and parameter override of `whatif`.
     pub whatif_policy: String,
     pub whatif_param: (String, String),
@@ -265,6 +267,7 @@ async fn one(
                 .matching
                 .candidates(pb::CandidatesRequest {
                     policy: o.stream_policy.clone(),
+                    set: o.stream_set as i32,
                     batch_size: 65_536,
                     ..Default::default()
                 })

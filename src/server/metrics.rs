@@ -55,7 +55,13 @@ impl Metrics {
     /// Records one request of `rpc` that started at `started` and ended with `code`.
     pub fn observe(&self, rpc: &'static str, started: Instant, code: Code) {
         let secs = started.elapsed().as_secs_f64();
-        let stats = self.rpcs.entry(rpc).or_default();
+        // A shared read lock on the common path; the entry is made once per RPC.
+        if !self.rpcs.contains_key(rpc) {
+            self.rpcs.entry(rpc).or_default();
+        }
+        let Some(stats) = self.rpcs.get(rpc) else {
+            return;
+        };
         let c = (code as usize).min(16);
         stats.codes[c].fetch_add(1, Ordering::Relaxed);
         let b = BUCKETS

@@ -257,7 +257,10 @@ impl Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.wait().await
+        let audit = self.shared.audit.clone();
+        let r = self.wait().await;
+        audit.flush();
+        r
     }
 
     /// Waits until the server stops.

@@ -64,6 +64,8 @@ pub struct Served {
     pub policies: Vec<Policy>,
     /// Every catalogue policy's result on this snapshot.
     pub runs: HashMap<String, PolicyRun>,
+    /// `ID@VERSION` by policy id.
+    pub versions: HashMap<String, String>,
     /// Each policy's conditions as written, by policy id.
     pub condition_texts: HashMap<String, Vec<String>>,
     pub generation: u64,
@@ -124,8 +126,13 @@ impl Served {
                 (p.id.clone(), texts)
             })
             .collect();
+        let versions = policies
+            .iter()
+            .map(|p| (p.id.clone(), format!("{}@{}", p.id, p.version)))
+            .collect();
         Ok(Served {
             loaded,
+            versions,
             condition_texts,
             catalogue,
             policies,
@@ -162,9 +169,11 @@ impl Served {
             as_of: self.as_of.to_string(),
             policy_versions: policies
                 .into_iter()
-                .map(|id| match self.policy(id) {
-                    Some(p) => format!("{}@{}", p.id, p.version),
-                    None => id.to_string(),
+                .map(|id| {
+                    self.versions
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| id.to_string())
                 })
                 .collect(),
         }
