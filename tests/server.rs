@@ -1135,3 +1135,38 @@ async fn kill_9_during_workflow_writes_loses_no_acknowledged_step_and_sigterm_st
     let exited = exited.expect("the server stops within 10 s of SIGTERM");
     assert!(exited.success(), "{exited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_talks_to_the_server() {
+    let has_grpc = std::process::Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_grpc {
+        eprintln!("skipped: python3 with grpcio and grpcio-tools is not installed (CI installs it)");
+        return;
+    }
+    let (running, _) = serve().await;
+    let script = root().join("examples/python/client.py");
+    let target = running.addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .args(["--target", &target, "--token", ADMIN, "--first", "3"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("serving generation 1"), "{stdout}");
+    assert!(stdout.contains("candidate of M01"), "{stdout}");
+    assert!(stdout.contains("OUTCOME_CANDIDATE"), "{stdout}");
+    assert!(stdout.contains("without a token: UNAUTHENTICATED"), "{stdout}");
+    running.stop().await.unwrap();
+}
