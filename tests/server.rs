@@ -1143,7 +1143,9 @@ async fn python_client_talks_to_the_server() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_grpc {
-        eprintln!("skipped: python3 with grpcio and grpcio-tools is not installed (CI installs it)");
+        eprintln!(
+            "skipped: python3 with grpcio and grpcio-tools is not installed (CI installs it)"
+        );
         return;
     }
     let (running, _) = serve().await;
@@ -1167,6 +1169,45 @@ async fn python_client_talks_to_the_server() {
     assert!(stdout.contains("serving generation 1"), "{stdout}");
     assert!(stdout.contains("candidate of M01"), "{stdout}");
     assert!(stdout.contains("OUTCOME_CANDIDATE"), "{stdout}");
-    assert!(stdout.contains("without a token: UNAUTHENTICATED"), "{stdout}");
+    assert!(
+        stdout.contains("without a token: UNAUTHENTICATED"),
+        "{stdout}"
+    );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_cut_off() {
+    let (running, _) = serve().await;
+    let mut analyst = clients(running.addr, Some(ANALYST)).await;
+    // A new policy text must be checked, compiled and run: far longer than a microsecond.
+    let text = "policy X02 \"新\" {\n  domain 惠民 subject person lead MZ mode direct\n  article \"试行\"\n  version 1\n  when old: age(GA.person.birth_date) >= 77\n}\n";
+    let mut req = tonic::Request::new(pb::WhatIfRequest {
+        policy: Some(pb::what_if_request::Policy::PolicyText(text.into())),
+        params: vec![],
+        sample: 0,
+    });
+    req.set_timeout(Duration::from_micros(1));
+    let e = analyst.whatif.evaluate(req).await.unwrap_err();
+    assert!(
+        matches!(e.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{e:?}"
+    );
+    // Without a deadline the same request is answered.
+    let ok = analyst
+        .whatif
+        .evaluate(pb::WhatIfRequest {
+            policy: Some(pb::what_if_request::Policy::PolicyText(text.into())),
+            params: vec![],
+            sample: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ok.candidates > 0);
+    assert_eq!(
+        ok.base_candidates, 0,
+        "a new policy is compared with nobody"
+    );
     running.stop().await.unwrap();
 }

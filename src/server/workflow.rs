@@ -139,6 +139,7 @@ impl Workflow for WorkflowService {
                 generation: served.generation,
             };
             let ledger = self.0.ledger.clone();
+            let pin = served.pin([r.policy.as_str()]);
             let rec = tokio::task::spawn_blocking(move || {
                 ledger.record(&r.policy, r.key.trim(), action, &step)
             })
@@ -149,6 +150,7 @@ impl Workflow for WorkflowService {
                 seq: rec.seq,
                 state: state_pb(rec.state) as i32,
                 replayed: rec.replayed,
+                pin: Some(pin),
             })
         })
         .await
@@ -224,6 +226,7 @@ impl Workflow for WorkflowService {
                 .audit
                 .read(&caller, "Workflow/History", &r.key, &["workflow steps"]);
             Ok(pb::HistoryReply {
+                pin: Some(served.pin([r.policy.as_str()])),
                 steps: steps
                     .into_iter()
                     .map(|s| pb::Step {
