@@ -464,6 +464,23 @@ impl<'s> Engine<'s> {
         }
     }
 
+    /// Keeps a long-lived engine's caches bounded: past `max` entries, whole-policy results
+    /// and then compiled policies and atoms are dropped (they are recomputed on demand; the
+    /// catalogue's published results stay). Returns whether anything was dropped.
+    pub fn trim(&mut self, max: usize) -> bool {
+        let mut trimmed = false;
+        if self.memo.len() > max {
+            self.memo.clear();
+            trimmed = true;
+        }
+        if self.cache.len() > max || self.compiled.len() > max {
+            self.cache.clear();
+            self.compiled.clear();
+            trimmed = true;
+        }
+        trimmed
+    }
+
     /// Drops cached atoms and results (after the as-of date changes, say).
     pub fn clear_cache(&mut self) {
         self.cache.clear();

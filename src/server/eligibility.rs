@@ -113,8 +113,12 @@ impl Eligibility for EligibilityService {
                     .filter(|_| r.with_text || r.explain);
                 let mut why = because.remove(&p.id).unwrap_or_default().into_iter();
                 let conditions = if subject {
-                    served
-                        .condition_states(run, e)
+                    let states = if outcome == pb::Outcome::Candidate {
+                        vec![Tri::True; run.conditions.len()]
+                    } else {
+                        served.condition_states(run, e)
+                    };
+                    states
                         .into_iter()
                         .zip(&run.conditions)
                         .enumerate()

@@ -19,6 +19,9 @@ use crate::policy::whatif::what_if;
 #[derive(Debug)]
 pub struct WhatIfService(pub Arc<Shared>);
 
+/// Cached atoms, compiled policies and results a served engine keeps before trimming.
+const MAX_CACHED: usize = 2048;
+
 /// Parameter overrides of a request.
 pub fn overrides(params: &[pb::Param]) -> Result<HashMap<String, Lit>, Status> {
     let mut out = HashMap::new();
@@ -61,7 +64,12 @@ impl WhatIf for WhatIfService {
                 .map_err(|_| Status::unavailable("shutting down"))?;
             let s = served.clone();
             let w = tokio::task::spawn_blocking(move || {
-                s.with_engine(|engine| what_if(engine, &policy, &overrides))
+                s.with_engine(|engine| {
+                    let w = what_if(engine, &policy, &overrides);
+                    // Every distinct override adds atoms and a result: keep the cache bounded.
+                    engine.trim(MAX_CACHED);
+                    w
+                })
             })
             .await
             .map_err(status::join)?
