@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 
 use mianshen::date::Date;
 use mianshen::pipeline::{Input, build};
+use mianshen::policy::ast::Tri;
 use mianshen::server::config::ServerConfig;
 use mianshen::server::pb::v1 as pb;
 use mianshen::server::{Running, ServeOptions, start};
@@ -1209,5 +1210,33 @@ async fn a_request_past_its_deadline_is_cut_off() {
         ok.base_candidates, 0,
         "a new policy is compared with nobody"
     );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_condition_states_agree_with_the_condition_bitmaps() {
+    let (running, _) = serve().await;
+    let served = running.shared.served();
+    let n = served.snap().entity_count() as u32;
+    let mut compared = 0;
+    for p in &served.policies {
+        let run = &served.runs[&p.id];
+        for e in (0..n).filter(|e| served.snap().kind(*e) == Some(p.subject.as_str())) {
+            let packed = served.condition_states(run, e);
+            assert_eq!(
+                packed,
+                served.condition_states_from_sets(run, e),
+                "{} {e}",
+                p.id
+            );
+            let f = packed.iter().filter(|t| **t == Tri::False).count();
+            let all = packed.iter().all(|t| *t == Tri::True);
+            assert_eq!(all, run.candidates.contains(e), "{} {e}", p.id);
+            assert_eq!(!all && f == 0, run.to_verify.contains(e), "{} {e}", p.id);
+            assert_eq!(f == 1, run.near_miss.contains(e), "{} {e}", p.id);
+            compared += 1;
+        }
+    }
+    assert!(compared > 10_000);
     running.stop().await.unwrap();
 }

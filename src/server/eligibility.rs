@@ -96,13 +96,20 @@ impl Eligibility for EligibilityService {
                     continue;
                 };
                 let subject = p.subject == kind;
+                let states = if subject {
+                    served.condition_states(run, e)
+                } else {
+                    Vec::new()
+                };
+                let falses = states.iter().filter(|t| **t == Tri::False).count();
+                // The same rules as the engine's sets (candidates, to-verify, near-miss).
                 let outcome = if !subject {
                     pb::Outcome::NotSubject
-                } else if run.candidates.contains(e) {
+                } else if states.iter().all(|t| *t == Tri::True) {
                     pb::Outcome::Candidate
-                } else if run.to_verify.contains(e) {
+                } else if falses == 0 {
                     pb::Outcome::ToVerify
-                } else if run.near_miss.contains(e) {
+                } else if falses == 1 {
                     pb::Outcome::NearMiss
                 } else {
                     pb::Outcome::Ineligible
@@ -112,31 +119,22 @@ impl Eligibility for EligibilityService {
                     .get(&p.id)
                     .filter(|_| r.with_text || r.explain);
                 let mut why = because.remove(&p.id).unwrap_or_default().into_iter();
-                let conditions = if subject {
-                    let states = if outcome == pb::Outcome::Candidate {
-                        vec![Tri::True; run.conditions.len()]
-                    } else {
-                        served.condition_states(run, e)
-                    };
-                    states
-                        .into_iter()
-                        .zip(&run.conditions)
-                        .enumerate()
-                        .map(|(i, (t, c))| pb::ConditionOutcome {
-                            name: c.name.clone(),
-                            text: texts.and_then(|t| t.get(i)).cloned().unwrap_or_default(),
-                            state: state(t) as i32,
-                            because: why
-                                .next()
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|b| if personal { b } else { mask::text(&b) })
-                                .collect(),
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let conditions = states
+                    .into_iter()
+                    .zip(&run.conditions)
+                    .enumerate()
+                    .map(|(i, (t, c))| pb::ConditionOutcome {
+                        name: c.name.clone(),
+                        text: texts.and_then(|t| t.get(i)).cloned().unwrap_or_default(),
+                        state: state(t) as i32,
+                        because: why
+                            .next()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|b| if personal { b } else { mask::text(&b) })
+                            .collect(),
+                    })
+                    .collect();
                 policies.push(pb::PolicyOutcome {
                     policy: p.id.clone(),
                     version: p.version,

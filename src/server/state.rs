@@ -53,6 +53,74 @@ pub enum LoadError {
     Engine { dir: PathBuf, msg: String },
 }
 
+/// Every entity's condition states, packed: two bits per condition (0 FALSE, 1 TRUE,
+/// 2 UNKNOWN) of every policy of its kind, one row of `words` words per entity. Built once per
+/// generation from the condition bitmaps, so that one entity's states are a few cache lines
+/// instead of two bitmap probes per condition (each a likely cache miss).
+#[derive(Debug, Default)]
+pub struct StateRows {
+    words: usize,
+    data: Vec<u64>,
+    /// Bit offset of each policy's first condition within a row of its subject kind.
+    offsets: HashMap<String, usize>,
+}
+
+impl StateRows {
+    fn build(policies: &[Policy], runs: &HashMap<String, PolicyRun>, entities: usize) -> StateRows {
+        let mut cursor: HashMap<&str, usize> = HashMap::new();
+        let mut offsets = HashMap::new();
+        for p in policies {
+            let Some(run) = runs.get(&p.id) else { continue };
+            let at = cursor.entry(p.subject.as_str()).or_default();
+            offsets.insert(p.id.clone(), *at);
+            *at += 2 * run.conditions.len();
+        }
+        let bits = cursor.values().copied().max().unwrap_or(0);
+        let words = bits.div_ceil(64);
+        let mut data = vec![0u64; entities * words];
+        for p in policies {
+            let (Some(run), Some(&off)) = (runs.get(&p.id), offsets.get(&p.id)) else {
+                continue;
+            };
+            for (i, c) in run.conditions.iter().enumerate() {
+                let bit = off + 2 * i;
+                for (set, code) in [(&c.sets.t, 1u64), (&c.sets.u, 2u64)] {
+                    for e in set {
+                        if let Some(w) = data.get_mut(e as usize * words + bit / 64) {
+                            *w |= code << (bit % 64);
+                        }
+                    }
+                }
+            }
+        }
+        StateRows {
+            words,
+            data,
+            offsets,
+        }
+    }
+
+    /// The states of `n` conditions of `policy` for entity `e`.
+    fn states(&self, policy: &str, n: usize, e: u32) -> Option<Vec<Tri>> {
+        let off = *self.offsets.get(policy)?;
+        let row = self
+            .data
+            .get(e as usize * self.words..(e as usize + 1) * self.words)?;
+        Some(
+            (0..n)
+                .map(|i| {
+                    let bit = off + 2 * i;
+                    match (row[bit / 64] >> (bit % 64)) & 3 {
+                        1 => Tri::True,
+                        2 => Tri::Unknown,
+                        _ => Tri::False,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
 /// One served generation.
 #[derive(Debug)]
 pub struct Served {
@@ -64,6 +132,8 @@ pub struct Served {
     pub policies: Vec<Policy>,
     /// Every catalogue policy's result on this snapshot.
     pub runs: HashMap<String, PolicyRun>,
+    /// Every entity's condition states.
+    pub states: StateRows,
     /// `ID@VERSION` by policy id.
     pub versions: HashMap<String, String>,
     /// Each policy's conditions as written, by policy id.
@@ -126,6 +196,9 @@ impl Served {
                 (p.id.clone(), texts)
             })
             .collect();
+        let runs: HashMap<String, PolicyRun> =
+            runs.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let states = StateRows::build(&policies, &runs, loaded.borrow_owner().entity_count());
         let versions = policies
             .iter()
             .map(|p| (p.id.clone(), format!("{}@{}", p.id, p.version)))
@@ -136,7 +209,8 @@ impl Served {
             condition_texts,
             catalogue,
             policies,
-            runs: runs.into_iter().map(|r| (r.id.clone(), r)).collect(),
+            runs,
+            states,
             generation,
             built_at,
             as_of,
@@ -195,8 +269,17 @@ impl Served {
         })
     }
 
-    /// The state of every condition of `policy` for entity `e`, from the condition sets.
+    /// The state of every condition of `policy` for entity `e`: from the packed rows, or from
+    /// the condition sets.
     pub fn condition_states(&self, run: &PolicyRun, e: u32) -> Vec<Tri> {
+        match self.states.states(&run.id, run.conditions.len(), e) {
+            Some(s) => s,
+            None => self.condition_states_from_sets(run, e),
+        }
+    }
+
+    /// The state of every condition of `policy` for entity `e`, probing the condition sets.
+    pub fn condition_states_from_sets(&self, run: &PolicyRun, e: u32) -> Vec<Tri> {
         run.conditions
             .iter()
             .map(|c| {
