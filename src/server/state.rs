@@ -253,20 +253,28 @@ impl Served {
         }
     }
 
-    /// The entity of a stable key, or of an id number / USCC in any accepted spelling.
+    /// The entity of a stable key, or of an id number / USCC in any accepted spelling (a
+    /// lower-case check character, a legacy 15-digit id number).
     pub fn entity_of(&self, identifier: &str) -> Option<(u32, String)> {
         let snap = self.snap();
-        let id = identifier.trim();
-        let mut tries = vec![id.to_string(), id.to_ascii_uppercase()];
-        if id.len() == 15
-            && let Some(p) = crate::ids::upgrade_pid_15(id.as_bytes())
-        {
-            tries.push(String::from_utf8_lossy(&p).into_owned());
-        }
-        tries.into_iter().find_map(|k| {
-            let e = snap.entity_of_key(&k).ok().flatten()?;
+        let found = |k: &str| -> Option<(u32, String)> {
+            let e = snap.entity_of_key(k).ok().flatten()?;
             Some((e, snap.key(e)?.to_string()))
-        })
+        };
+        let id = identifier.trim();
+        if let Some(x) = found(id) {
+            return Some(x);
+        }
+        if id.bytes().any(|b| b.is_ascii_lowercase())
+            && let Some(x) = found(&id.to_ascii_uppercase())
+        {
+            return Some(x);
+        }
+        if id.len() == 15 {
+            let p = crate::ids::upgrade_pid_15(id.as_bytes())?;
+            return found(std::str::from_utf8(&p).ok()?);
+        }
+        None
     }
 
     /// The state of every condition of `policy` for entity `e`: from the packed rows, or from
