@@ -1240,3 +1240,91 @@ async fn packed_condition_states_agree_with_the_condition_bitmaps() {
     assert!(compared > 10_000);
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_catalogue_is_loaded_whole_and_a_broken_one_changes_nothing() {
+    let (running, _) = serve().await;
+    let mut admin = clients(running.addr, Some(ADMIN)).await;
+    let count = |c: &pb::CountReply| {
+        c.counts
+            .iter()
+            .find(|x| x.policy == "M01")
+            .unwrap()
+            .candidates
+    };
+    let before = admin
+        .matching
+        .count(pb::CountRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    // The catalogue as files, with M01 raised to 85 and its version bumped.
+    let mut files = Vec::new();
+    for (path, text) in
+        mianshen::policy::check::read_dir_texts(&root().join("datasets/policies")).unwrap()
+    {
+        let text = if text.starts_with("policy M01 ") {
+            text.replace("param min_age = 80", "param min_age = 85")
+                .replace("version 1 ", "version 2 ")
+        } else {
+            text
+        };
+        files.push(pb::PolicyFile {
+            name: path.file_name().unwrap().to_string_lossy().into_owned(),
+            text,
+        });
+    }
+    let broken = {
+        let mut f = files.clone();
+        f.push(pb::PolicyFile {
+            name: "broken.policy".into(),
+            text: "policy Z01 \"坏\" {\n  subject nobody\n}\n".into(),
+        });
+        f
+    };
+    let r = admin
+        .admin
+        .load_policies(pb::PoliciesRequest { files: broken })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.ok);
+    assert!(
+        r.diagnostics.iter().any(|d| d.file == "broken.policy"),
+        "{:?}",
+        r.diagnostics
+    );
+    let same = admin
+        .matching
+        .count(pb::CountRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        count(&same),
+        count(&before),
+        "a broken catalogue changes nothing"
+    );
+    let r = admin
+        .admin
+        .load_policies(pb::PoliciesRequest { files })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.ok, "{:?}", r.diagnostics);
+    assert_eq!(r.policies.len(), 27);
+    let after = admin
+        .matching
+        .count(pb::CountRequest {
+            policies: vec!["M01".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(count(&after) < count(&before));
+    assert_eq!(
+        after.pin.unwrap().policy_versions,
+        vec!["M01@2".to_string()]
+    );
+    running.stop().await.unwrap();
+}
