@@ -14,12 +14,16 @@
 //! - [`profile`]: one entity as the departments know it: records, relations, events.
 //! - [`snapshot`]: the immutable, memory-mapped columnar generation the engine and server
 //!   read; [`pipeline`] runs ingest → resolve → snapshot in one call.
+//! - [`policy`]: the policy language (parser, static checks), the bitmap engine with
+//!   three-valued conditions, explanations, what-if and case tests.
+//! - [`workflow`]: the durable push → confirm → pay ledger (redb).
+//! - [`server`]: the gRPC server (the only module that knows tonic and prost): the served
+//!   generation, one file per service, auth, masking, audit, metrics, the load generator.
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
 //!   shared by every stage.
 //! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place.
 //!
-//! The policy engine and the gRPC server are the next stages (issues 4–5); each will be a
-//! module here, importing only from the stages before it.
+//! Each stage imports only from the stages before it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

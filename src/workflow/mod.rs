@@ -192,6 +192,40 @@ pub struct NewStep {
     pub generation: u64,
 }
 
+impl NewStep {
+    /// The log entry of this step.
+    fn entry(&self, seq: u64, policy: &str, key: &str, action: Action, state: State) -> Step {
+        Step {
+            seq,
+            policy: policy.to_string(),
+            key: key.to_string(),
+            action,
+            state,
+            reason: self.reason.clone(),
+            amount: self.amount,
+            reference: self.reference.clone(),
+            actor: self.actor.clone(),
+            department: self.department.clone(),
+            at: self.at,
+            generation: self.generation,
+        }
+    }
+
+    /// A new item, as this step creates it.
+    fn item(&self, state: State, seq: u64) -> Item {
+        Item {
+            state,
+            pushed_at: self.at,
+            updated_at: self.at,
+            generation: self.generation,
+            first_paid_at: None,
+            paid_total: 0.0,
+            reason: String::new(),
+            last_seq: seq,
+        }
+    }
+}
+
 /// What recording a step did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recorded {
@@ -291,30 +325,8 @@ impl Ledger {
                     already += 1;
                     continue;
                 }
-                let s = Step {
-                    seq,
-                    policy: policy.to_string(),
-                    key: key.clone(),
-                    action: Action::Push,
-                    state: State::Pushed,
-                    reason: String::new(),
-                    amount: 0.0,
-                    reference: step.reference.clone(),
-                    actor: step.actor.clone(),
-                    department: step.department.clone(),
-                    at: step.at,
-                    generation: step.generation,
-                };
-                let item = Item {
-                    state: State::Pushed,
-                    pushed_at: step.at,
-                    updated_at: step.at,
-                    generation: step.generation,
-                    first_paid_at: None,
-                    paid_total: 0.0,
-                    reason: String::new(),
-                    last_seq: seq,
-                };
+                let s = step.entry(seq, policy, key, Action::Push, State::Pushed);
+                let item = step.item(State::Pushed, seq);
                 steps.insert(seq, json(&s)?.as_slice()).map_err(store)?;
                 items
                     .insert(ik.as_str(), json(&item)?.as_slice())
@@ -397,30 +409,8 @@ impl Ledger {
                 .map_err(store)?
                 .map(|v| v.value())
                 .unwrap_or(1);
-            let s = Step {
-                seq,
-                policy: policy.to_string(),
-                key: key.to_string(),
-                action,
-                state,
-                reason: step.reason.clone(),
-                amount: step.amount,
-                reference: step.reference.clone(),
-                actor: step.actor.clone(),
-                department: step.department.clone(),
-                at: step.at,
-                generation: step.generation,
-            };
-            let mut item = current.unwrap_or(Item {
-                state,
-                pushed_at: step.at,
-                updated_at: step.at,
-                generation: step.generation,
-                first_paid_at: None,
-                paid_total: 0.0,
-                reason: String::new(),
-                last_seq: seq,
-            });
+            let s = step.entry(seq, policy, key, action, state);
+            let mut item = current.unwrap_or_else(|| step.item(state, seq));
             item.state = state;
             item.updated_at = step.at;
             item.last_seq = seq;
