@@ -322,6 +322,9 @@ enum Command {
         /// The policy of `stream` and `count` requests.
         #[arg(long, default_value = "M01")]
         stream_policy: String,
+        /// Eligibility lookups ask for the compact reply (states only, no names).
+        #[arg(long)]
+        compact: bool,
         /// The set of `stream` requests: candidates, to-verify or near-miss.
         #[arg(long, default_value = "candidates")]
         stream_set: String,
@@ -419,6 +422,7 @@ fn main() -> Result<()> {
             yardstick,
             stream_policy,
             stream_set,
+            compact,
             whatif_policy,
             whatif_param,
         } => {
@@ -448,6 +452,7 @@ fn main() -> Result<()> {
                     "near-miss" => mianshen::server::pb::v1::SetKind::NearMiss,
                     other => bail!("--stream-set {other}: candidates, to-verify or near-miss"),
                 },
+                compact,
                 whatif_policy,
                 whatif_param: (pn.trim().to_string(), pv.trim().to_string()),
             };

@@ -300,6 +300,7 @@ async fn every_rpc_answers_and_names_its_generation_and_policy_versions() {
             .all(|c| c.state == pb::State::True as i32 && !c.text.is_empty())
     );
     assert!(p.conditions.iter().any(|c| !c.because.is_empty()));
+    let p_conditions = p.conditions.len();
     assert!(e.policies.iter().all(|p| p.outcome != 0));
     // The near-miss entity fails exactly one condition.
     if let Some(k) = near.1.first() {
@@ -321,6 +322,37 @@ async fn every_rpc_answers_and_names_its_generation_and_policy_versions() {
             .filter(|c| c.state == pb::State::False as i32)
             .count();
         assert_eq!(falses, 1);
+    }
+
+    // The compact reply: the same outcomes and states, without names.
+    let full = hotline
+        .eligibility
+        .check(pb::EligibilityRequest {
+            key: key.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let compact = hotline
+        .eligibility
+        .check(pb::EligibilityRequest {
+            key: key.clone(),
+            compact: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(full.policies.len(), compact.policies.len());
+    for (f, c) in full.policies.iter().zip(&compact.policies) {
+        assert_eq!(
+            (f.policy.as_str(), f.outcome, f.amount),
+            (c.policy.as_str(), c.outcome, c.amount)
+        );
+        let states: Vec<i32> = f.conditions.iter().map(|x| x.state).collect();
+        assert_eq!(states, c.states);
+        assert!(c.conditions.is_empty() && c.name.is_empty());
     }
 
     // Profiles: resolve and read, masked for the hotline, unmasked for the lead department.
@@ -556,6 +588,8 @@ async fn every_rpc_answers_and_names_its_generation_and_policy_versions() {
         .unwrap()
         .into_inner();
     assert_eq!(info.policies.len(), 27);
+    let m01_info = info.policies.iter().find(|p| p.id == "M01").unwrap();
+    assert_eq!(m01_info.conditions.len(), p_conditions);
     assert_eq!(info.meta.get("generation").map(String::as_str), Some("1"));
     let v = analyst
         .admin

@@ -69,6 +69,7 @@ impl Admin for AdminService {
                         lead: p.lead.clone(),
                         mode: p.mode.clone(),
                         article: p.article.clone(),
+                        conditions: p.conditions.iter().map(|c| c.name.clone()).collect(),
                     })
                     .collect(),
                 serving_since: s.serving_since,

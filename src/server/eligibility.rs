@@ -119,7 +119,12 @@ impl Eligibility for EligibilityService {
                     .get(&p.id)
                     .filter(|_| r.with_text || r.explain);
                 let mut why = because.remove(&p.id).unwrap_or_default().into_iter();
-                let conditions = states
+                let compact_states: Vec<i32> = if r.compact {
+                    states.iter().map(|t| state(*t) as i32).collect()
+                } else {
+                    Vec::new()
+                };
+                let conditions = if r.compact { Vec::new() } else { states }
                     .into_iter()
                     .zip(&run.conditions)
                     .enumerate()
@@ -135,11 +140,17 @@ impl Eligibility for EligibilityService {
                             .collect(),
                     })
                     .collect();
+                let (name, lead) = if r.compact {
+                    (String::new(), String::new())
+                } else {
+                    (p.name.clone(), p.lead.clone())
+                };
                 policies.push(pb::PolicyOutcome {
                     policy: p.id.clone(),
                     version: p.version,
-                    name: p.name.clone(),
-                    lead: p.lead.clone(),
+                    name,
+                    lead,
+                    states: compact_states,
                     outcome: outcome as i32,
                     amount: if outcome == pb::Outcome::Candidate {
                         run.amount_of(e)
@@ -149,6 +160,7 @@ impl Eligibility for EligibilityService {
                     period: p
                         .amount
                         .as_ref()
+                        .filter(|_| !r.compact)
                         .map(|(_, per)| per.as_str().to_string())
                         .unwrap_or_default(),
                     conditions,

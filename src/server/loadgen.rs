@@ -91,6 +91,8 @@ pub struct LoadOptions {
     pub stream_policy: String,
     /// Which of its sets is streamed.
     pub stream_set: pb::SetKind,
+    /// Eligibility lookups ask for the compact reply.
+    pub compact: bool,
     /// The policy and parameter override of `whatif`.
     pub whatif_policy: String,
     pub whatif_param: (String, String),
@@ -256,6 +258,7 @@ async fn one(
             c.eligibility
                 .check(pb::EligibilityRequest {
                     key,
+                    compact: o.compact,
                     ..Default::default()
                 })
                 .await
