@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::ast::{Lit, Tri};
 use super::engine::{Engine, EngineError};
-use super::eval::{At, Evaluator, V, and3, fmt_num};
+use super::eval::{At, Evaluator, V, fmt_num};
 
 /// Where an entity stands with a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,21 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Where an entity of the policy's subject kind stands, given each condition's state: the
+    /// rules of the engine's candidate, to-verify and near-miss sets.
+    pub fn of(states: &[Tri]) -> Outcome {
+        let falses = states.iter().filter(|t| **t == Tri::False).count();
+        if states.iter().all(|t| *t == Tri::True) {
+            Outcome::Candidate
+        } else if falses == 0 {
+            Outcome::ToVerify
+        } else if falses == 1 {
+            Outcome::NearMiss
+        } else {
+            Outcome::Ineligible
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Candidate => "candidate",
@@ -113,14 +128,10 @@ pub fn explain(
     let compiled = engine.compile(p, overrides)?;
     let ev = Evaluator::new(&engine.env);
     let mut conditions = Vec::new();
-    let mut all = Tri::True;
-    let mut falses = 0;
     for ((name, node), c) in compiled.conditions.iter().zip(&p.conditions) {
         let mut because: Vec<String> = Vec::new();
         let state = ev.tri(node, At::entity(e), &mut because);
         because.dedup();
-        all = and3(all, state);
-        falses += usize::from(state == Tri::False);
         conditions.push(ConditionExplained {
             name: name.clone(),
             text: super::render::expr(&c.expr),
@@ -131,12 +142,8 @@ pub fn explain(
     let outcome = if kind != p.subject {
         Outcome::NotSubject
     } else {
-        match (all, falses) {
-            (Tri::True, _) => Outcome::Candidate,
-            (Tri::Unknown, 0) => Outcome::ToVerify,
-            (_, 1) => Outcome::NearMiss,
-            _ => Outcome::Ineligible,
-        }
+        let states: Vec<Tri> = conditions.iter().map(|c| c.state).collect();
+        Outcome::of(&states)
     };
     let mut amount_note = Vec::new();
     let amount =

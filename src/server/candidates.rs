@@ -104,7 +104,8 @@ impl Match for MatchService {
             caller.require(&[Role::Service], "read candidate sets")?;
             let served = self.0.served();
             let (_, run) = readable(&served, &caller, &r.policy)?;
-            let set = served.set_of(run, set_kind(r.set)?);
+            let kind = set_kind(r.set)?;
+            let set = served.set_of(run, kind);
             let mut bytes = Vec::with_capacity(set.serialized_size());
             set.serialize_into(&mut bytes)
                 .map_err(|e| Status::internal(format!("serializing the bitmap: {e}")))?;
@@ -114,7 +115,7 @@ impl Match for MatchService {
                 &format!(
                     "{} {} of generation {} ({} entities)",
                     r.policy,
-                    set_kind(r.set)?.as_str_name(),
+                    kind.as_str_name(),
                     served.generation,
                     set.len()
                 ),

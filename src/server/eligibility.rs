@@ -14,10 +14,20 @@ use super::auth::Role;
 use super::pb::v1::{self as pb, eligibility_server::Eligibility};
 use super::{Shared, handle, mask};
 use crate::policy::ast::Tri;
-use crate::policy::explain;
+use crate::policy::explain::{self, Outcome};
 
 #[derive(Debug)]
 pub struct EligibilityService(pub Arc<Shared>);
+
+pub fn outcome_pb(o: Outcome) -> pb::Outcome {
+    match o {
+        Outcome::Candidate => pb::Outcome::Candidate,
+        Outcome::ToVerify => pb::Outcome::ToVerify,
+        Outcome::NearMiss => pb::Outcome::NearMiss,
+        Outcome::Ineligible => pb::Outcome::Ineligible,
+        Outcome::NotSubject => pb::Outcome::NotSubject,
+    }
+}
 
 pub fn state(t: Tri) -> pb::State {
     match t {
@@ -101,18 +111,10 @@ impl Eligibility for EligibilityService {
                 } else {
                     Vec::new()
                 };
-                let falses = states.iter().filter(|t| **t == Tri::False).count();
-                // The same rules as the engine's sets (candidates, to-verify, near-miss).
-                let outcome = if !subject {
-                    pb::Outcome::NotSubject
-                } else if states.iter().all(|t| *t == Tri::True) {
-                    pb::Outcome::Candidate
-                } else if falses == 0 {
-                    pb::Outcome::ToVerify
-                } else if falses == 1 {
-                    pb::Outcome::NearMiss
+                let outcome = if subject {
+                    outcome_pb(Outcome::of(&states))
                 } else {
-                    pb::Outcome::Ineligible
+                    pb::Outcome::NotSubject
                 };
                 let texts = served
                     .condition_texts

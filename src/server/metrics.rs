@@ -28,7 +28,6 @@ pub struct Metrics {
     rpcs: DashMap<&'static str, RpcStats>,
     pub reloads_ok: AtomicU64,
     pub reloads_refused: AtomicU64,
-    pub audit_lines: AtomicU64,
 }
 
 const CODE_NAMES: [&str; 17] = [

@@ -191,26 +191,28 @@ impl Shared {
                 s.evaluated_seconds,
             ),
         ];
-        for (name, help, pick) in [
+        type Count = fn(&crate::policy::engine::PolicyRun) -> u64;
+        let per_policy: [(&str, &str, Count); 2] = [
             (
                 "mianshen_policy_candidates",
                 "Candidates per policy in the served generation.",
-                0,
+                |r| r.candidates.len(),
             ),
             (
                 "mianshen_policy_to_verify",
                 "To-verify entities per policy in the served generation.",
-                1,
+                |r| r.to_verify.len(),
             ),
-        ] {
+        ];
+        for (name, help, count) in per_policy {
             for p in &s.policies {
                 if let Some(r) = s.runs.get(&p.id) {
-                    let n = if pick == 0 {
-                        r.candidates.len()
-                    } else {
-                        r.to_verify.len()
-                    };
-                    gauges.push((name, help, format!("{{policy=\"{}\"}}", p.id), n as f64));
+                    gauges.push((
+                        name,
+                        help,
+                        format!("{{policy=\"{}\"}}", p.id),
+                        count(r) as f64,
+                    ));
                 }
             }
         }

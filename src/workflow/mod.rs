@@ -266,6 +266,25 @@ fn history_key(item_key: &str, seq: u64) -> String {
     format!("{item_key}{SEP}{seq:020}")
 }
 
+/// Appends step `s` to the log and its item's history, and stores the item as it now is.
+fn write_step(
+    steps: &mut redb::Table<u64, &[u8]>,
+    items: &mut redb::Table<&str, &[u8]>,
+    history: &mut redb::Table<&str, u64>,
+    item_key: &str,
+    s: &Step,
+    item: &Item,
+) -> Result<(), WorkflowError> {
+    steps.insert(s.seq, json(s)?.as_slice()).map_err(store)?;
+    items
+        .insert(item_key, json(item)?.as_slice())
+        .map_err(store)?;
+    history
+        .insert(history_key(item_key, s.seq).as_str(), s.seq)
+        .map_err(store)?;
+    Ok(())
+}
+
 fn candidates_key(policy: &str, generation: u64) -> String {
     format!("{policy}{SEP}{generation:020}")
 }
@@ -327,13 +346,7 @@ impl Ledger {
                 }
                 let s = step.entry(seq, policy, key, Action::Push, State::Pushed);
                 let item = step.item(State::Pushed, seq);
-                steps.insert(seq, json(&s)?.as_slice()).map_err(store)?;
-                items
-                    .insert(ik.as_str(), json(&item)?.as_slice())
-                    .map_err(store)?;
-                history
-                    .insert(history_key(&ik, seq).as_str(), seq)
-                    .map_err(store)?;
+                write_step(&mut steps, &mut items, &mut history, &ik, &s, &item)?;
                 seq += 1;
                 pushed += 1;
             }
@@ -425,13 +438,7 @@ impl Ledger {
             if matches!(action, Action::Reject | Action::Doubt | Action::Clawback) {
                 item.reason = step.reason.trim().to_string();
             }
-            steps.insert(seq, json(&s)?.as_slice()).map_err(store)?;
-            items
-                .insert(ik.as_str(), json(&item)?.as_slice())
-                .map_err(store)?;
-            history
-                .insert(history_key(&ik, seq).as_str(), seq)
-                .map_err(store)?;
+            write_step(&mut steps, &mut items, &mut history, &ik, &s, &item)?;
             meta.insert("next_seq", seq + 1).map_err(store)?;
             if let Some(r) = &request {
                 requests.insert(r.as_str(), seq).map_err(store)?;
