@@ -73,12 +73,32 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A fresh folder under cargo's target tmp dir. Folders of earlier runs (whose process is
+/// gone) are removed on first use, so runs do not pile up snapshots on the disk.
+fn scratch() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let root = ROOT.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("server-tests");
+        for old in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            let pid = old.file_name().to_string_lossy().into_owned();
+            if !Path::new("/proc").join(&pid).exists() {
+                let _ = std::fs::remove_dir_all(old.path());
+            }
+        }
+        base.join(std::process::id().to_string())
+    });
+    let dir = root.join(NEXT.fetch_add(1, Ordering::Relaxed).to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// A small city built once per test binary: `(snapshot dir, work dir)`; the work dir keeps
 /// the ingested and resolved builds, so that another generation is cheap to write.
 fn city() -> &'static (PathBuf, PathBuf) {
     static CITY: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     CITY.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
+        let dir = scratch();
         let (snap, work) = (dir.join("snapshot"), dir.join("work"));
         build(
             &Input::City(CityParams::new(4000, 20_251_231)),
@@ -93,7 +113,7 @@ fn city() -> &'static (PathBuf, PathBuf) {
 
 /// A copy of the city's snapshot in a folder of its own.
 fn snapshot_copy() -> PathBuf {
-    let dir = tempfile::tempdir().unwrap().keep().join("snapshot");
+    let dir = scratch().join("snapshot");
     std::fs::create_dir_all(&dir).unwrap();
     let file = mianshen::snapshot::FILE_NAME;
     std::fs::copy(city().0.join(file), dir.join(file)).unwrap();
@@ -112,7 +132,7 @@ fn options(snapshot: PathBuf, data: PathBuf) -> ServeOptions {
 }
 
 async fn serve() -> (Running, PathBuf) {
-    let data = tempfile::tempdir().unwrap().keep();
+    let data = scratch();
     let running = start(options(snapshot_copy(), data.clone())).await.unwrap();
     (running, data)
 }
@@ -923,7 +943,7 @@ async fn a_new_generation_is_swapped_in_under_load_and_a_corrupt_one_is_refused(
                 resolved: work.join("resolved"),
             },
             &dir,
-            &tempfile::tempdir().unwrap().keep(),
+            &scratch(),
             false,
         )
         .unwrap();
@@ -941,7 +961,7 @@ async fn a_new_generation_is_swapped_in_under_load_and_a_corrupt_one_is_refused(
     assert_eq!(r.pin.unwrap().generation, 2);
 
     // A corrupt snapshot (one flipped byte in the middle) is refused; generation 2 serves on.
-    let corrupt = tempfile::tempdir().unwrap().keep();
+    let corrupt = scratch();
     let file = mianshen::snapshot::FILE_NAME;
     let mut bytes = std::fs::read(served_dir.join(file)).unwrap();
     let mid = bytes.len() / 2;
@@ -1067,7 +1087,7 @@ async fn spawn_server(snapshot: &Path, data: &Path) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_workflow_writes_loses_no_acknowledged_step_and_sigterm_stops_cleanly() {
     let snapshot = snapshot_copy();
-    let data = tempfile::tempdir().unwrap().keep();
+    let data = scratch();
     let mut server = spawn_server(&snapshot, &data).await;
     let mut mz = clients(server.addr, Some(MZ)).await;
     let (_, keys, _, _) = stream(&mut mz, "M01", pb::SetKind::Candidates)
