@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 
 use mianshen::date::Date;
+use mianshen::policy::ast::Lit;
 use mianshen::policy::ast::Tri;
 use mianshen::policy::cases::run_cases;
 use mianshen::policy::check::{DOMAINS, load_dir, load_texts};
 use mianshen::policy::engine::Engine;
-use mianshen::policy::eval::{At, Evaluator, NoTrace};
+use mianshen::policy::eval::{At, Evaluator, NoTrace, V};
 use mianshen::policy::schema::Schema;
 use mianshen::snapshot::Snapshot;
 use mianshen::snapshot::build::{MemColumn, MemTable, MemValues, write_memory};
@@ -378,7 +379,12 @@ fn policy_text(id: &str, subject: &str, conds: &[String]) -> String {
     for (i, c) in conds.iter().enumerate() {
         s += &format!("  when c{i}: {c}\n");
     }
-    s += "  amount 1\n}\n";
+    // Person amounts read one field (the columnar kernel evaluates them per distinct value).
+    s += if subject == "person" {
+        "  amount band T.reg.age { .. 30 => 1, 30 .. 60 => T.reg.age * 10, 60 .. => 7 }\n}\n"
+    } else {
+        "  amount 1\n}\n"
+    };
     s
 }
 
@@ -455,9 +461,70 @@ proptest! {
                     near_miss.insert(e);
                 }
             }
+            // Amounts: the interpreter's value for each candidate, or counted as missing.
+            let amount = compiled.amount.as_ref().unwrap();
+            let mut want_amounts = Vec::new();
+            let mut want_missing = 0;
+            for &e in &candidates {
+                match ev.val(amount, At::entity(e), &mut NoTrace).v {
+                    V::Num(l, h) if l == h && l.is_finite() => want_amounts.push((e, l)),
+                    _ => want_missing += 1,
+                }
+            }
+            prop_assert_eq!(&run.amounts, &want_amounts, "policy {} amounts", id);
+            prop_assert_eq!(run.amount_missing, want_missing);
             prop_assert_eq!(run.candidates.iter().collect::<BTreeSet<_>>(), candidates);
             prop_assert_eq!(run.to_verify.iter().collect::<BTreeSet<_>>(), to_verify);
             prop_assert_eq!(run.near_miss.iter().collect::<BTreeSet<_>>(), near_miss);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// What-ifs on thresholds reuse kept values and field columns across parameter values:
+    /// every value gives what a fresh engine evaluating entity by entity gives.
+    #[test]
+    fn threshold_what_ifs_agree_with_row_by_row_evaluation(
+        w in world(),
+        ks in proptest::collection::vec(0i64..5, 1..5),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.msnap");
+        write_world(&w, &path);
+        let snap = Snapshot::open(&path).unwrap();
+        let schema = Schema::of_snapshot(&snap);
+        let text = "policy P3 \"thresholds\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
+            param k = 1\n\
+            when few: count(T.ev where T.ev.amount > 300) >= k\n\
+            when old: T.reg.age >= k * 20\n\
+            when rich: sum(T.ev.amount) in k * 500 .. 4000\n\
+            amount k\n}\n";
+        let files = vec![
+            (PathBuf::from("r.policy"), RELATIONS.to_string()),
+            (PathBuf::from("p3.policy"), text.to_string()),
+        ];
+        let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
+        let policy = cat.get("P3").unwrap().policy.clone();
+        let as_of = Date::from_ymd(2025, 12, 31).unwrap();
+        let mut engine = Engine::new(&snap, cat.clone(), as_of);
+        for k in ks {
+            let set = HashMap::from([("k".to_string(), Lit::Num(k as f64))]);
+            let run = engine.run_policy(&policy, &set).unwrap();
+            let mut naive = Engine::new(&snap, cat.clone(), as_of);
+            let compiled = naive.compile(&policy, &set).unwrap();
+            let ev = Evaluator::new(&naive.env);
+            let universe = snap.universe("person").unwrap();
+            for e in &universe {
+                for ((_, n), c) in compiled.conditions.iter().zip(&run.conditions) {
+                    prop_assert_eq!(
+                        tri_set(&c.sets.t, &c.sets.u, e),
+                        ev.tri(n, At::entity(e), &mut NoTrace),
+                        "k {} condition {} entity {}", k, c.name, e
+                    );
+                }
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Lit, Period, Policy, Tri};
 use super::check::Catalogue;
+use super::columns::{self, FieldColumn, ValueColumn};
 use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, V};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
@@ -101,7 +102,16 @@ pub struct Engine<'s> {
     memo: HashMap<String, PolicyRun>,
     /// Results of the policies run so far, by id (the latest run of each).
     pub runs: HashMap<String, PolicyRun>,
+    /// Each universe's entities in order, for the columnar kernels.
+    ids: HashMap<String, Arc<Vec<u32>>>,
+    /// Field columns by column handle (`None`: a column kernels cannot use).
+    fields: HashMap<usize, Option<Arc<FieldColumn>>>,
+    /// Values of expensive expressions by subject kind and compiled text.
+    kept: HashMap<String, Arc<ValueColumn>>,
 }
+
+/// Value columns kept at most (each holds a value per entity of a universe).
+const KEPT_MAX: usize = 32;
 
 /// A compiled policy.
 #[derive(Debug, Clone)]
@@ -124,6 +134,9 @@ impl<'s> Engine<'s> {
             compiled: HashMap::new(),
             memo: HashMap::new(),
             runs: HashMap::new(),
+            ids: HashMap::new(),
+            fields: HashMap::new(),
+            kept: HashMap::new(),
         }
     }
 
@@ -374,15 +387,20 @@ impl<'s> Engine<'s> {
         let mut amounts = Vec::new();
         let mut amount_missing = 0;
         if let Some(node) = &compiled.amount {
-            let ev = Evaluator::new(&self.env);
             let ids: Vec<u32> = candidates.iter().collect();
-            let vals: Vec<Option<f64>> = ids
-                .par_iter()
-                .map(|&e| match ev.val(node, At::entity(e), &mut NoTrace).v {
-                    V::Num(l, h) if l == h && l.is_finite() => Some(l),
-                    _ => None,
-                })
-                .collect();
+            let column = columns::single_field(node).and_then(|(t, c)| self.field_column(t, c));
+            let vals: Vec<Option<f64>> = match column {
+                Some(fc) => columns::field_values(&self.env, node, &fc, &ids),
+                None => {
+                    let ev = Evaluator::new(&self.env);
+                    ids.par_iter()
+                        .map(|&e| match ev.val(node, At::entity(e), &mut NoTrace).v {
+                            V::Num(l, h) if l == h && l.is_finite() => Some(l),
+                            _ => None,
+                        })
+                        .collect()
+                }
+            };
             for (e, v) in ids.into_iter().zip(vals) {
                 match v {
                     Some(v) => amounts.push((e, v)),
@@ -457,11 +475,59 @@ impl<'s> Engine<'s> {
                 if let Some(s) = self.cache.get(&key) {
                     return s.clone();
                 }
-                let s = Arc::new(atom_sets(&self.env, atom, universe));
+                let s = Arc::new(self.atom(atom, kind, universe));
                 self.cache.insert(key, s.clone());
                 s
             }
         }
+    }
+
+    /// An atom's sets: by a columnar kernel when one applies, else entity by entity.
+    fn atom(&mut self, atom: &Node, kind: &str, universe: &RoaringBitmap) -> Sets {
+        if let Some((t, c)) = columns::single_field(atom)
+            && let Some(fc) = self.field_column(t, c)
+        {
+            let ids = self.ids(kind, universe);
+            let (t, u) = columns::field_atom(&self.env, atom, &fc, &ids);
+            return Sets { t, u };
+        }
+        if let Some(x) = columns::kept_comparison(atom) {
+            let key = format!("{kind}|{x:?}");
+            let ids = self.ids(kind, universe);
+            let kept = match self.kept.get(&key) {
+                Some(k) => Some(k.clone()),
+                None => ValueColumn::build(&self.env, x, &ids).map(|k| {
+                    if self.kept.len() >= KEPT_MAX {
+                        self.kept.clear();
+                    }
+                    let k = Arc::new(k);
+                    self.kept.insert(key, k.clone());
+                    k
+                }),
+            };
+            if let Some(k) = kept {
+                let (t, u) = columns::kept_atom(&self.env, atom, &k, &ids);
+                return Sets { t, u };
+            }
+        }
+        atom_sets(&self.env, atom, universe)
+    }
+
+    /// The entities of `kind`'s universe, in order.
+    fn ids(&mut self, kind: &str, universe: &RoaringBitmap) -> Arc<Vec<u32>> {
+        self.ids
+            .entry(kind.to_string())
+            .or_insert_with(|| Arc::new(universe.iter().collect()))
+            .clone()
+    }
+
+    /// The field column of `env.cols[col]`, built on first use.
+    pub fn field_column(&mut self, table: usize, col: usize) -> Option<Arc<FieldColumn>> {
+        let env = &self.env;
+        self.fields
+            .entry(col)
+            .or_insert_with(|| FieldColumn::build(env, table, col).map(Arc::new))
+            .clone()
     }
 
     /// Keeps a long-lived engine's caches bounded: past `max` entries, whole-policy results
@@ -476,6 +542,7 @@ impl<'s> Engine<'s> {
         if self.cache.len() > max || self.compiled.len() > max {
             self.cache.clear();
             self.compiled.clear();
+            self.kept.clear();
             trimmed = true;
         }
         trimmed
@@ -484,6 +551,7 @@ impl<'s> Engine<'s> {
     /// Drops cached atoms and results (after the as-of date changes, say).
     pub fn clear_cache(&mut self) {
         self.cache.clear();
+        self.kept.clear();
         self.memo.clear();
         self.compiled.clear();
     }

@@ -786,16 +786,7 @@ impl<'e, 's> Evaluator<'e, 's> {
             }
             Node::InRange(x, lo, hi) => {
                 let x = self.val(x, at, tr);
-                let mut t = Tri::True;
-                if let Some(lo) = lo {
-                    let l = self.val(lo, at, tr);
-                    t = and3(t, compare(CmpOp::Ge, x.v, l.v));
-                }
-                if let Some(hi) = hi {
-                    let h = self.val(hi, at, tr);
-                    t = and3(t, compare(CmpOp::Lt, x.v, h.v));
-                }
-                with_doubt(t, x.doubt)
+                self.in_range(x, lo.as_deref(), hi.as_deref(), at, tr)
             }
             Node::TableAgg {
                 agg: Agg::Exists,
@@ -870,6 +861,46 @@ impl<'e, 's> Evaluator<'e, 's> {
                     _ => Tri::Unknown,
                 }
             }
+        }
+    }
+
+    fn in_range<T: Trace>(
+        &self,
+        x: Val<'e>,
+        lo: Option<&'e Node>,
+        hi: Option<&'e Node>,
+        at: At,
+        tr: &mut T,
+    ) -> Tri {
+        let mut t = Tri::True;
+        if let Some(lo) = lo {
+            let l = self.val(lo, at, tr);
+            t = and3(t, compare(CmpOp::Ge, x.v, l.v));
+        }
+        if let Some(hi) = hi {
+            let h = self.val(hi, at, tr);
+            t = and3(t, compare(CmpOp::Lt, x.v, h.v));
+        }
+        with_doubt(t, x.doubt)
+    }
+
+    /// The truth of a comparison of one expression with constants (`x op k`, `k op x`, `x in
+    /// lo .. hi`) given the expression's value `x`: what [`tri`](Self::tri) gives for an
+    /// entity whose expression has that value.
+    pub fn tri_with(&self, atom: &'e Node, x: Val<'e>) -> Tri {
+        let at = At::entity(NO_ENTITY);
+        let tr = &mut NoTrace;
+        match atom {
+            Node::Cmp(op, _, b) if matches!(**b, Node::Const(_)) => {
+                let y = self.val(b, at, tr);
+                with_doubt(compare(*op, x.v, y.v), x.doubt || y.doubt)
+            }
+            Node::Cmp(op, a, _) => {
+                let y = self.val(a, at, tr);
+                with_doubt(compare(*op, y.v, x.v), x.doubt || y.doubt)
+            }
+            Node::InRange(_, lo, hi) => self.in_range(x, lo.as_deref(), hi.as_deref(), at, tr),
+            _ => Tri::Unknown,
         }
     }
 

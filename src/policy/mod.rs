@@ -16,6 +16,7 @@
 pub mod ast;
 pub mod cases;
 pub mod check;
+pub mod columns;
 pub mod engine;
 pub mod eval;
 pub mod explain;
