@@ -274,6 +274,20 @@ fn write_world(w: &World, path: &Path) {
                 ),
                 refs: None,
             },
+            // A birth date derived from the age column: a date field for threshold atoms.
+            MemColumn {
+                name: "born".into(),
+                role: "date".into(),
+                values: MemValues::Int(
+                    w.register
+                        .iter()
+                        .map(|r| {
+                            r.1.map(|a| i64::from(Date::from_ymd(1925, 1, 1).unwrap().0) + a)
+                        })
+                        .collect(),
+                ),
+                refs: None,
+            },
             MemColumn {
                 name: "flag".into(),
                 role: "flag".into(),
@@ -524,6 +538,90 @@ proptest! {
                         "k {} condition {} entity {}", k, c.name, e
                     );
                 }
+            }
+        }
+    }
+}
+
+/// A city with many distinct values in one field (ages up to 40,000 days), so that atoms on it
+/// take the columnar kernels' threshold path (binary search over sorted values).
+fn wide_world() -> impl Strategy<Value = World> {
+    (1200usize..1600).prop_flat_map(|persons| {
+        let p = persons as u32;
+        proptest::collection::vec(
+            (
+                0..p,
+                proptest::option::weighted(0.95, 0i64..40_000),
+                proptest::option::weighted(0.9, 0u8..3),
+                proptest::option::weighted(0.8, any::<bool>()),
+                proptest::bool::weighted(0.05),
+            ),
+            persons..persons + persons / 4,
+        )
+        .prop_map(move |register| World {
+            persons,
+            households: 1,
+            register,
+            events: vec![],
+            members: vec![],
+        })
+    })
+}
+
+/// Monotone and non-monotone shapes of one field compared with constants.
+fn threshold_cond() -> impl Strategy<Value = String> {
+    (0usize..12, 0i64..40_000, 0i64..40_000, 0i64..110).prop_map(|(shape, a, b, y)| {
+        let (lo, hi) = (a.min(b), a.max(b));
+        match shape {
+            0 => format!("T.reg.age >= {a}"),
+            1 => format!("T.reg.age * -2 + 7 < {}", -a),
+            2 => format!("T.reg.age in {lo} .. {hi}"),
+            3 => format!("T.reg.age in {{{a}, {b}, {lo}}}"),
+            4 => format!("T.reg.age == {a}"),
+            5 => format!("T.reg.age != {a}"),
+            6 => format!("floor(T.reg.age / 7) <= {}", a / 7),
+            7 => format!("max(T.reg.age, 20000) > {a}"),
+            8 => format!("age(T.reg.born) >= {y}"),
+            9 => format!("month(T.reg.born + {y} years) < month(as_of)"),
+            10 => format!("year(T.reg.born) == {}", 1925 + y),
+            // Not monotone: every value is evaluated.
+            _ => format!("T.reg.age - floor(T.reg.age / 100) * 100 < {}", y),
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+    #[test]
+    fn threshold_kernels_agree_with_row_by_row_evaluation(
+        w in wide_world(),
+        conds in proptest::collection::vec(threshold_cond(), 1..5),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.msnap");
+        write_world(&w, &path);
+        let snap = Snapshot::open(&path).unwrap();
+        let schema = Schema::of_snapshot(&snap);
+        let files = vec![
+            (PathBuf::from("r.policy"), RELATIONS.to_string()),
+            (PathBuf::from("t.policy"), policy_text("T1", "person", &conds)),
+        ];
+        let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
+        let policy = cat.get("T1").unwrap().policy.clone();
+        let as_of = Date::from_ymd(2025, 12, 31).unwrap();
+        let mut engine = Engine::new(&snap, cat.clone(), as_of);
+        let run = engine.run_policy(&policy, &HashMap::new()).unwrap();
+        let mut naive = Engine::new(&snap, cat.clone(), as_of);
+        let compiled = naive.compile(&policy, &HashMap::new()).unwrap();
+        let ev = Evaluator::new(&naive.env);
+        for e in &snap.universe("person").unwrap() {
+            for ((_, n), c) in compiled.conditions.iter().zip(&run.conditions) {
+                prop_assert_eq!(
+                    tri_set(&c.sets.t, &c.sets.u, e),
+                    ev.tri(n, At::entity(e), &mut NoTrace),
+                    "condition {} entity {}", c.name, e
+                );
             }
         }
     }

@@ -38,6 +38,14 @@ pub struct FieldColumn {
     pub ranks: Vec<u32>,
     /// Per rank: a row holding the key, and whether the key is from a doubtful link.
     pub reps: Vec<(usize, bool)>,
+    /// The ranks of sure, present values, in ascending value order (ranks of an int column
+    /// follow its values; of a dictionary column, its sorted dictionary).
+    pub sure: Vec<u32>,
+    /// The entities of each rank, ascending: `entities[starts[r]..starts[r + 1]]`.
+    pub entities: Vec<u32>,
+    pub starts: Vec<u32>,
+    /// Entities with a row in the table.
+    pub with_rows: RoaringBitmap,
 }
 
 impl FieldColumn {
@@ -75,22 +83,38 @@ impl FieldColumn {
                 (key, *e, row)
             })
             .collect();
-        keyed.par_sort_unstable_by_key(|k| k.0);
+        keyed.par_sort_unstable_by_key(|k| (k.0, k.1));
         let mut ranks = vec![NO_ROW; n];
         let mut reps: Vec<(usize, bool)> = Vec::new();
+        let mut sure = Vec::new();
+        let mut entities = Vec::with_capacity(keyed.len());
+        let mut starts = Vec::new();
         let mut last = None;
         for (key, e, row) in keyed {
             if last != Some(key) {
+                if key.0 == 0 && !key.2 {
+                    sure.push(reps.len() as u32);
+                }
+                starts.push(entities.len() as u32);
                 reps.push((row, key.2));
                 last = Some(key);
             }
             ranks[e as usize] = (reps.len() - 1) as u32;
+            entities.push(e);
         }
+        starts.push(entities.len() as u32);
+        let mut with_rows = entities.clone();
+        with_rows.par_sort_unstable();
+        let with_rows = RoaringBitmap::from_sorted_iter(with_rows).ok()?;
         Some(FieldColumn {
             table,
             col,
             ranks,
             reps,
+            sure,
+            entities,
+            starts,
+            with_rows,
         })
     }
 
@@ -104,15 +128,33 @@ impl FieldColumn {
         }
     }
 
+    /// The entities of rank `r`.
+    fn of_rank(&self, r: usize) -> &[u32] {
+        &self.entities[self.starts[r] as usize..self.starts[r + 1] as usize]
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.ranks.len() * 4 + self.reps.len() * 16
+        (self.ranks.len() + self.entities.len() + self.starts.len()) * 4
+            + self.reps.len() * 16
+            + self.with_rows.serialized_size()
     }
 }
 
 /// The one field `(table, col)` a node reads from primary rows, when it reads exactly one and
 /// nothing else that depends on the entity (no rows of other tables, relations or policies).
 pub fn single_field(n: &Node) -> Option<(usize, usize)> {
+    reads(n).flatten()
+}
+
+/// Whether `n` reads nothing of the entity (a constant, maybe not folded: `month(as_of)`).
+fn constant(n: &Node) -> bool {
+    matches!(reads(n), Some(None))
+}
+
+/// What a node reads: `Some(None)` nothing, `Some(Some(field))` one field of primary rows,
+/// `None` anything else.
+fn reads(n: &Node) -> Option<Option<(usize, usize)>> {
     fn walk(n: &Node, f: &mut Option<(usize, usize)>) -> bool {
         let note = |x: (usize, usize), f: &mut Option<(usize, usize)>| match f {
             Some(y) if *y != x => false,
@@ -139,7 +181,7 @@ pub fn single_field(n: &Node) -> Option<(usize, usize)> {
         }
     }
     let mut f = None;
-    if walk(n, &mut f) { f } else { None }
+    walk(n, &mut f).then_some(f)
 }
 
 fn tri_code(t: Tri) -> u8 {
@@ -177,57 +219,297 @@ fn split(ids: &[u32], state: impl Fn(usize, u32) -> u8 + Sync) -> (RoaringBitmap
     (t, u)
 }
 
-/// TRUE and UNKNOWN entities of `ids` (a universe, ascending) for an atom reading only the
-/// field of `fc`.
+/// TRUE and UNKNOWN entities of `universe` for an atom reading only the field of `fc`.
+///
+/// The atom is evaluated per rank (by runs of values when it is a threshold); then the
+/// entities of the two smaller classes (of FALSE, TRUE, UNKNOWN) are gathered from their
+/// ranks' entity lists and the largest is the rest, so a selective threshold costs its
+/// result, not the city.
 pub fn field_atom(
     env: &Env<'_>,
     atom: &Node,
     fc: &FieldColumn,
-    ids: &[u32],
+    universe: &RoaringBitmap,
 ) -> (RoaringBitmap, RoaringBitmap) {
     let ev = Evaluator::new(env);
-    let table: Vec<u8> = (0..fc.reps.len())
-        .into_par_iter()
-        .with_min_len(1024)
-        .map(|r| tri_code(ev.tri(atom, fc.at(r), &mut NoTrace)))
-        .collect();
+    let table = threshold_table(&ev, atom, fc).unwrap_or_else(|| {
+        (0..fc.reps.len())
+            .into_par_iter()
+            .with_min_len(1024)
+            .map(|r| tri_code(ev.tri(atom, fc.at(r), &mut NoTrace)))
+            .collect()
+    });
     let no_row = tri_code(ev.tri(atom, At::entity(NO_ENTITY), &mut NoTrace));
-    split(ids, |_, e| match fc.ranks.get(e as usize) {
-        Some(&r) if r != NO_ROW => table[r as usize],
-        _ => no_row,
-    })
+    // Entities per class (FALSE, TRUE, UNKNOWN) among those with rows.
+    let mut count = [0usize; 3];
+    for (r, &t) in table.iter().enumerate() {
+        count[t as usize] += fc.of_rank(r).len();
+    }
+    let gather = |class: u8| -> RoaringBitmap {
+        // The ranks' lists are each ascending but interleave: set bits, then read them out.
+        let mut bits = vec![0u8; fc.ranks.len().div_ceil(8)];
+        for (r, _) in table.iter().enumerate().filter(|&(_, &t)| t == class) {
+            for &e in fc.of_rank(r) {
+                bits[e as usize >> 3] |= 1 << (e & 7);
+            }
+        }
+        let mut b = RoaringBitmap::from_lsb0_bytes(0, &bits);
+        b &= universe;
+        b
+    };
+    let rest = |a: &RoaringBitmap, b: &RoaringBitmap| -> RoaringBitmap {
+        let mut x = &fc.with_rows & universe;
+        x -= a;
+        x -= b;
+        x
+    };
+    // The two smaller classes are gathered, the largest is the rest.
+    let largest = (0..3u8).max_by_key(|&c| count[c as usize]).unwrap_or(0);
+    let (mut t, mut u) = match largest {
+        0 => (gather(1), gather(2)),
+        1 => {
+            let u = gather(2);
+            (rest(&gather(0), &u), u)
+        }
+        _ => {
+            let t = gather(1);
+            let u = rest(&gather(0), &t);
+            (t, u)
+        }
+    };
+    // Entities without a row all evaluate alike.
+    if no_row != 0 {
+        let none = universe - &fc.with_rows;
+        if no_row == 1 {
+            t |= none;
+        } else {
+            u |= none;
+        }
+    }
+    (t, u)
 }
 
-/// The numeric value of a single-field expression for each of `ids` (ascending), evaluated
-/// once per distinct key among them; `None` where it is missing or not an exact number.
-pub fn field_values(env: &Env<'_>, expr: &Node, fc: &FieldColumn, ids: &[u32]) -> Vec<Option<f64>> {
-    let ev = Evaluator::new(env);
-    let rank = |e: u32| fc.ranks.get(e as usize).copied().unwrap_or(NO_ROW);
-    let mut needed: Vec<u32> = ids.iter().map(|&e| rank(e)).collect();
-    needed.par_sort_unstable();
-    needed.dedup();
-    let exact = |v: Val<'_>| match v.v {
-        V::Num(l, h) if l == h && l.is_finite() => Some(l),
+/// Direction of an expression in its one field, over present values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Flat,
+    Up,
+    Down,
+}
+
+impl Dir {
+    fn flip(self) -> Dir {
+        match self {
+            Dir::Up => Dir::Down,
+            Dir::Down => Dir::Up,
+            Dir::Flat => Dir::Flat,
+        }
+    }
+
+    /// The direction of a sum of two expressions.
+    fn plus(self, o: Dir) -> Option<Dir> {
+        match (self, o) {
+            (Dir::Flat, d) | (d, Dir::Flat) => Some(d),
+            (a, b) if a == b => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `n` is monotone (non-decreasing or non-increasing) in the field it reads, as far as
+/// its structure shows: sums and differences, multiplication and division by constants,
+/// offsets, `age`, `year`, `month`, rounding, `min` and `max`.
+fn direction(n: &Node) -> Option<Dir> {
+    use super::ast::{ArithOp, Func};
+    let constant = |n: &Node| match n {
+        Node::Const(super::eval::ConstVal::Num(k)) => Some(*k),
         _ => None,
     };
-    let values: Vec<Option<f64>> = needed
-        .par_iter()
-        .with_min_len(256)
-        .map(|&r| {
-            let at = if r == NO_ROW {
-                At::entity(NO_ENTITY)
-            } else {
-                fc.at(r as usize)
+    match n {
+        Node::Field { .. } => Some(Dir::Up),
+        Node::Const(_) => Some(Dir::Flat),
+        Node::Offset(x, _) => (direction(x)? == Dir::Flat).then_some(Dir::Flat),
+        Node::Neg(x) => Some(direction(x)?.flip()),
+        Node::Arith(ArithOp::Add, a, b) => direction(a)?.plus(direction(b)?),
+        Node::Arith(ArithOp::Sub, a, b) => direction(a)?.plus(direction(b)?.flip()),
+        Node::Arith(ArithOp::Mul, a, b) => {
+            let (x, k) = match (constant(a), constant(b)) {
+                (_, Some(k)) => (a, k),
+                (Some(k), _) => (b, k),
+                _ => return None,
             };
-            exact(ev.val(expr, at, &mut NoTrace))
-        })
-        .collect();
-    ids.par_iter()
-        .map(|&e| {
-            let i = needed.binary_search(&rank(e)).unwrap_or(0);
-            values.get(i).copied().flatten()
-        })
-        .collect()
+            let d = direction(x)?;
+            Some(if k > 0.0 {
+                d
+            } else if k < 0.0 {
+                d.flip()
+            } else {
+                Dir::Flat
+            })
+        }
+        Node::Arith(ArithOp::Div, a, b) => match constant(b) {
+            Some(k) if k > 0.0 => direction(a),
+            Some(k) if k < 0.0 => Some(direction(a)?.flip()),
+            _ => None,
+        },
+        Node::Call(f, args) => match (f, args.as_slice()) {
+            // Older birth dates, higher ages.
+            (Func::Age, [x]) => Some(direction(x)?.flip()),
+            (Func::Year | Func::Month | Func::Round | Func::Floor | Func::Ceil, [x]) => {
+                direction(x)
+            }
+            (Func::Min | Func::Max, [a, b]) => direction(a)?.plus(direction(b)?),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The truth table of an atom that compares a monotone expression of the field with
+/// constants (`age(birth_date) >= 80`, `month(birth_date + 80 years) < month(as_of)`, `x in lo
+/// .. hi`, `x in {…}`): over the sorted present values, the expression's order against each
+/// constant changes at most twice, found by binary search, so the atom is evaluated once per
+/// run of values instead of once per value. Missing values and doubtful links are evaluated
+/// one by one. `None` when the atom has another shape or a value does not compare.
+fn threshold_table(ev: &Evaluator<'_, '_>, atom: &Node, fc: &FieldColumn) -> Option<Vec<u8>> {
+    use std::cell::Cell;
+    use std::cmp::Ordering;
+    // Small columns gain nothing.
+    if fc.sure.len() < 64 {
+        return None;
+    }
+    let is_const = |n: &Node| constant(n);
+    let (x, consts): (&Node, Vec<&Node>) = match atom {
+        Node::Cmp(_, a, b) if is_const(b) => (a, vec![b]),
+        Node::Cmp(_, a, b) if is_const(a) => (b, vec![a]),
+        Node::InRange(x, lo, hi) => {
+            let bounds: Vec<&Node> = [lo, hi].into_iter().flatten().map(|b| &**b).collect();
+            (x, bounds)
+        }
+        Node::InSet(x, items) => (x, items.iter().collect()),
+        _ => return None,
+    };
+    if !consts.iter().all(|k| is_const(k)) {
+        return None;
+    }
+    let dir = direction(x)?;
+    if dir == Dir::Flat {
+        return None;
+    }
+    let nowhere = At::entity(NO_ENTITY);
+    let failed = Cell::new(false);
+    // The expression's order against `k` at the i-th present value.
+    let order = |i: usize, k: V<'_>| -> Ordering {
+        let v = ev.val(x, fc.at(fc.sure[i] as usize), &mut NoTrace).v;
+        let exact = match v {
+            V::Num(l, h) => l == h,
+            V::Date(_) | V::Month(_) | V::Str(_) | V::Bool(_) => true,
+            _ => false,
+        };
+        let is = |op| super::eval::compare(op, v, k) == Tri::True;
+        use super::ast::CmpOp;
+        if exact && is(CmpOp::Lt) {
+            Ordering::Less
+        } else if exact && is(CmpOp::Gt) {
+            Ordering::Greater
+        } else if exact && is(CmpOp::Eq) {
+            Ordering::Equal
+        } else {
+            failed.set(true);
+            Ordering::Equal
+        }
+    };
+    let n = fc.sure.len();
+    let mut cuts = vec![0, n];
+    for k in consts {
+        let k = ev.val(k, nowhere, &mut NoTrace).v;
+        let (first, last) = match dir {
+            Dir::Up => (Ordering::Less, Ordering::Greater),
+            _ => (Ordering::Greater, Ordering::Less),
+        };
+        cuts.push(partition_point(n, |i| order(i, k) == first));
+        cuts.push(partition_point(n, |i| order(i, k) != last));
+    }
+    if failed.get() {
+        return None;
+    }
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut table = vec![0u8; fc.reps.len()];
+    for w in cuts.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        // Within a run every value orders alike against every constant: the atom agrees at
+        // both ends (checked) and so in between.
+        let at = |i: usize| tri_code(ev.tri(atom, fc.at(fc.sure[i] as usize), &mut NoTrace));
+        let t = at(a);
+        if at(b - 1) != t {
+            return None;
+        }
+        for &r in &fc.sure[a..b] {
+            table[r as usize] = t;
+        }
+    }
+    // Missing values and doubtful links, one by one.
+    let mut is_sure = vec![false; fc.reps.len()];
+    for &r in &fc.sure {
+        is_sure[r as usize] = true;
+    }
+    for (r, slot) in table.iter_mut().enumerate() {
+        if !is_sure[r] {
+            *slot = tri_code(ev.tri(atom, fc.at(r), &mut NoTrace));
+        }
+    }
+    Some(table)
+}
+
+/// The first `i` in `0..n` where `pred` turns false (`pred` holds on a prefix).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// A single-field numeric expression (an amount) evaluated for every rank of its field:
+/// `None` where it is missing or not an exact number.
+#[derive(Debug)]
+pub struct RankValues {
+    per_rank: Vec<Option<f64>>,
+    no_row: Option<f64>,
+}
+
+impl RankValues {
+    pub fn build(env: &Env<'_>, expr: &Node, fc: &FieldColumn) -> RankValues {
+        let ev = Evaluator::new(env);
+        let exact = |v: Val<'_>| match v.v {
+            V::Num(l, h) if l == h && l.is_finite() => Some(l),
+            _ => None,
+        };
+        RankValues {
+            per_rank: (0..fc.reps.len())
+                .into_par_iter()
+                .with_min_len(1024)
+                .map(|r| exact(ev.val(expr, fc.at(r), &mut NoTrace)))
+                .collect(),
+            no_row: exact(ev.val(expr, At::entity(NO_ENTITY), &mut NoTrace)),
+        }
+    }
+
+    /// The value for each of `ids`.
+    pub fn of(&self, fc: &FieldColumn, ids: &[u32]) -> Vec<Option<f64>> {
+        ids.iter()
+            .map(|&e| match fc.ranks.get(e as usize) {
+                Some(&r) if r != NO_ROW => self.per_rank.get(r as usize).copied().flatten(),
+                _ => self.no_row,
+            })
+            .collect()
+    }
 }
 
 /// A value of an expensive expression, kept per entity.

@@ -23,7 +23,7 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Lit, Period, Policy, Tri};
 use super::check::Catalogue;
-use super::columns::{self, FieldColumn, ValueColumn};
+use super::columns::{self, FieldColumn, RankValues, ValueColumn};
 use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, V};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
@@ -108,6 +108,8 @@ pub struct Engine<'s> {
     fields: HashMap<usize, Option<Arc<FieldColumn>>>,
     /// Values of expensive expressions by subject kind and compiled text.
     kept: HashMap<String, Arc<ValueColumn>>,
+    /// Single-field amounts per rank of their field, by compiled text.
+    rank_values: HashMap<String, Arc<RankValues>>,
 }
 
 /// Value columns kept at most (each holds a value per entity of a universe).
@@ -137,6 +139,7 @@ impl<'s> Engine<'s> {
             ids: HashMap::new(),
             fields: HashMap::new(),
             kept: HashMap::new(),
+            rank_values: HashMap::new(),
         }
     }
 
@@ -388,9 +391,8 @@ impl<'s> Engine<'s> {
         let mut amount_missing = 0;
         if let Some(node) = &compiled.amount {
             let ids: Vec<u32> = candidates.iter().collect();
-            let column = columns::single_field(node).and_then(|(t, c)| self.field_column(t, c));
-            let vals: Vec<Option<f64>> = match column {
-                Some(fc) => columns::field_values(&self.env, node, &fc, &ids),
+            let vals: Vec<Option<f64>> = match self.rank_values(node) {
+                Some((fc, values)) => values.of(&fc, &ids),
                 None => {
                     let ev = Evaluator::new(&self.env);
                     ids.par_iter()
@@ -487,8 +489,7 @@ impl<'s> Engine<'s> {
         if let Some((t, c)) = columns::single_field(atom)
             && let Some(fc) = self.field_column(t, c)
         {
-            let ids = self.ids(kind, universe);
-            let (t, u) = columns::field_atom(&self.env, atom, &fc, &ids);
+            let (t, u) = columns::field_atom(&self.env, atom, &fc, universe);
             return Sets { t, u };
         }
         if let Some(x) = columns::kept_comparison(atom) {
@@ -511,6 +512,22 @@ impl<'s> Engine<'s> {
             }
         }
         atom_sets(&self.env, atom, universe)
+    }
+
+    /// A single-field amount's value per rank of its field, computed once.
+    fn rank_values(&mut self, expr: &Node) -> Option<(Arc<FieldColumn>, Arc<RankValues>)> {
+        let (t, c) = columns::single_field(expr)?;
+        let fc = self.field_column(t, c)?;
+        let key = format!("{expr:?}");
+        if let Some(v) = self.rank_values.get(&key) {
+            return Some((fc, v.clone()));
+        }
+        let v = Arc::new(RankValues::build(&self.env, expr, &fc));
+        if self.rank_values.len() >= KEPT_MAX {
+            self.rank_values.clear();
+        }
+        self.rank_values.insert(key, v.clone());
+        Some((fc, v))
     }
 
     /// The entities of `kind`'s universe, in order.
@@ -543,6 +560,7 @@ impl<'s> Engine<'s> {
             self.cache.clear();
             self.compiled.clear();
             self.kept.clear();
+            self.rank_values.clear();
             trimmed = true;
         }
         trimmed
@@ -552,6 +570,7 @@ impl<'s> Engine<'s> {
     pub fn clear_cache(&mut self) {
         self.cache.clear();
         self.kept.clear();
+        self.rank_values.clear();
         self.memo.clear();
         self.compiled.clear();
     }

@@ -674,7 +674,7 @@ fn tri_of(b: bool) -> Tri {
 }
 
 /// Compares two values.
-fn compare(op: CmpOp, a: V<'_>, b: V<'_>) -> Tri {
+pub(crate) fn compare(op: CmpOp, a: V<'_>, b: V<'_>) -> Tri {
     use std::cmp::Ordering;
     let ord = |o: Ordering| match op {
         CmpOp::Eq => o == Ordering::Equal,
@@ -1055,9 +1055,14 @@ impl<'e, 's> Evaluator<'e, 's> {
                 }
             }
             Node::Call(f, args) => {
-                let vals: Vec<Val<'e>> = args.iter().map(|a| self.val(a, at, tr)).collect();
+                // Functions take one or two arguments (the checker makes sure).
+                let mut vals = [Val::missing(); 2];
+                for (slot, a) in vals.iter_mut().zip(args) {
+                    *slot = self.val(a, at, tr);
+                }
+                let vals = &vals[..args.len().min(2)];
                 let doubt = vals.iter().any(|v| v.doubt);
-                let v = call(*f, &vals, self.env.as_of);
+                let v = call(*f, vals, self.env.as_of);
                 if tr.on() && *f == Func::Age {
                     tr.note(format!("age on {} = {v}", self.env.as_of));
                 }
@@ -1249,11 +1254,8 @@ fn arith<'a>(op: ArithOp, a: V<'a>, b: V<'a>) -> V<'a> {
             ArithOp::Add => V::Num(l1 + l2, h1 + h2),
             ArithOp::Sub => V::Num(l1 - h2, h1 - l2),
             ArithOp::Mul => {
-                let c = [l1 * l2, l1 * h2, h1 * l2, h1 * h2];
-                let c: Vec<f64> = c
-                    .iter()
-                    .map(|x| if x.is_nan() { 0.0 } else { *x })
-                    .collect();
+                let c =
+                    [l1 * l2, l1 * h2, h1 * l2, h1 * h2].map(|x| if x.is_nan() { 0.0 } else { x });
                 V::Num(
                     c.iter().copied().fold(f64::INFINITY, f64::min),
                     c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
