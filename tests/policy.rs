@@ -451,6 +451,8 @@ proptest! {
             let mut candidates = BTreeSet::new();
             let mut to_verify = BTreeSet::new();
             let mut near_miss = BTreeSet::new();
+            let mut false_counts = vec![0u64; compiled.conditions.len()];
+            let mut sole_blockers = vec![0u64; compiled.conditions.len()];
             for e in 0..snap.entity_count() as u32 {
                 let states: Vec<Tri> = compiled
                     .conditions
@@ -474,6 +476,14 @@ proptest! {
                 if falses == 1 {
                     near_miss.insert(e);
                 }
+                for (i, st) in states.iter().enumerate() {
+                    if *st == Tri::False {
+                        false_counts[i] += 1;
+                        if falses == 1 {
+                            sole_blockers[i] += 1;
+                        }
+                    }
+                }
             }
             // Amounts: the interpreter's value for each candidate, or counted as missing.
             let amount = compiled.amount.as_ref().unwrap();
@@ -490,6 +500,10 @@ proptest! {
             prop_assert_eq!(run.candidates.iter().collect::<BTreeSet<_>>(), candidates);
             prop_assert_eq!(run.to_verify.iter().collect::<BTreeSet<_>>(), to_verify);
             prop_assert_eq!(run.near_miss.iter().collect::<BTreeSet<_>>(), near_miss);
+            let got: Vec<(u64, u64)> =
+                run.conditions.iter().map(|c| (c.false_count, c.sole_blocker)).collect();
+            let want: Vec<(u64, u64)> = false_counts.into_iter().zip(sole_blockers).collect();
+            prop_assert_eq!(got, want, "policy {} false counts and sole blockers", id);
         }
     }
 }
@@ -514,7 +528,7 @@ proptest! {
             when few: count(T.ev where T.ev.amount > 300) >= k\n\
             when old: T.reg.age >= k * 20\n\
             when rich: sum(T.ev.amount) in k * 500 .. 4000\n\
-            amount k\n}\n";
+            amount k * count(T.ev where T.ev.amount > 300) + 1\n}\n";
         let files = vec![
             (PathBuf::from("r.policy"), RELATIONS.to_string()),
             (PathBuf::from("p3.policy"), text.to_string()),
@@ -539,6 +553,17 @@ proptest! {
                     );
                 }
             }
+            // The amount reads the kept values of `few`'s aggregate.
+            let amount = compiled.amount.as_ref().unwrap();
+            let want: Vec<(u32, f64)> = run
+                .candidates
+                .iter()
+                .filter_map(|e| match ev.val(amount, At::entity(e), &mut NoTrace).v {
+                    V::Num(l, h) if l == h && l.is_finite() => Some((e, l)),
+                    _ => None,
+                })
+                .collect();
+            prop_assert_eq!(&run.amounts, &want, "k {} amounts", k);
         }
     }
 }

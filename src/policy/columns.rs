@@ -618,6 +618,65 @@ fn contains_aggregate(n: &Node) -> bool {
     }
 }
 
+/// The one aggregate an expression reads, when everything else in it is constant
+/// (`per_hire_quarter * count(employees: …)`): the node whose kept values can stand in.
+pub fn aggregate_operand(n: &Node) -> Option<&Node> {
+    if !contains_aggregate(n) {
+        return None;
+    }
+    let children: Vec<&Node> = match n {
+        Node::TableAgg { .. } | Node::RelAgg { .. } => return Some(n),
+        Node::Not(x) | Node::Neg(x) | Node::Offset(x, _) => vec![x],
+        Node::And(a, b) | Node::Or(a, b) | Node::Cmp(_, a, b) | Node::Arith(_, a, b) => {
+            vec![a, b]
+        }
+        Node::Call(_, args) => args.iter().collect(),
+        Node::If(c, a, b) => vec![c, a, b],
+        Node::Band { of, arms } => std::iter::once(&**of)
+            .chain(arms.iter().map(|a| &a.2))
+            .collect(),
+        _ => return None,
+    };
+    let mut operand = None;
+    for c in children {
+        if contains_aggregate(c) {
+            if operand.is_some() {
+                return None;
+            }
+            operand = Some(aggregate_operand(c)?);
+        } else if !constant(c) {
+            return None;
+        }
+    }
+    operand
+}
+
+/// The numeric value of `expr` for each of `who` (ascending, within `ids`), reading its
+/// aggregate operand `x` from `kept` (values for `ids`).
+pub fn kept_values(
+    env: &Env<'_>,
+    expr: &Node,
+    x: &Node,
+    kept: &ValueColumn,
+    ids: &[u32],
+    who: &[u32],
+) -> Vec<Option<f64>> {
+    who.par_iter()
+        .with_min_len(1024)
+        .map(|&e| {
+            let (k, doubt) = ids
+                .binary_search(&e)
+                .ok()
+                .and_then(|i| kept.values.get(i).copied())?;
+            let ev = Evaluator::giving(env, x, Val { v: k.v(), doubt });
+            match ev.val(expr, At::entity(e), &mut NoTrace).v {
+                V::Num(l, h) if l == h && l.is_finite() => Some(l),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// TRUE and UNKNOWN entities of `ids` for a [`kept_comparison`] atom, from the kept values of
 /// its expression: the comparison itself is evaluated by the interpreter on each value.
 pub fn kept_atom(

@@ -353,47 +353,24 @@ impl<'s> Engine<'s> {
         }
         let computed = self.cache.len() - before;
 
-        // Candidates: intersect the most selective first.
-        let mut order: Vec<usize> = (0..conditions.len()).collect();
-        order.sort_by_key(|&i| conditions[i].1.t.len());
-        let mut candidates = universe.clone();
-        let mut possible = universe.clone();
-        for &i in &order {
-            candidates &= &conditions[i].1.t;
-            possible &= &(&conditions[i].1.t | &conditions[i].1.u);
-        }
-        let to_verify = &possible - &candidates;
-        // Exactly one FALSE: entities in "at least one" but not "at least two".
-        let mut one = RoaringBitmap::new();
-        let mut two = RoaringBitmap::new();
-        let falses: Vec<RoaringBitmap> = conditions
-            .iter()
-            .map(|(_, s)| &(&universe - &s.t) - &s.u)
-            .collect();
-        for f in &falses {
-            two |= &(&one & f);
-            one |= f;
-        }
-        let near_miss = &one - &two;
-        let conditions: Vec<CondResult> = conditions
-            .into_iter()
-            .zip(&falses)
-            .map(|((name, sets), f)| CondResult {
-                name,
-                sets,
-                false_count: f.len(),
-                sole_blocker: f.intersection_len(&near_miss),
-            })
-            .collect();
+        let (candidates, to_verify, near_miss, conditions) = combine(&universe, conditions);
 
         // Amounts of the candidates.
         let mut amounts = Vec::new();
         let mut amount_missing = 0;
         if let Some(node) = &compiled.amount {
             let ids: Vec<u32> = candidates.iter().collect();
-            let vals: Vec<Option<f64>> = match self.rank_values(node) {
-                Some((fc, values)) => values.of(&fc, &ids),
-                None => {
+            let kept = columns::aggregate_operand(node).and_then(|x| {
+                let k = self.kept.get(&format!("{}|{x:?}", p.subject))?.clone();
+                Some((x, k))
+            });
+            let vals: Vec<Option<f64>> = match (self.rank_values(node), kept) {
+                (Some((fc, values)), _) => values.of(&fc, &ids),
+                (None, Some((x, k))) => {
+                    let all = self.ids(&p.subject, &universe);
+                    columns::kept_values(&self.env, node, x, &k, &all, &ids)
+                }
+                (None, None) => {
                     let ev = Evaluator::new(&self.env);
                     ids.par_iter()
                         .map(|&e| match ev.val(node, At::entity(e), &mut NoTrace).v {
@@ -547,6 +524,14 @@ impl<'s> Engine<'s> {
             .clone()
     }
 
+    /// The field column of `table.column`, built on first use; `None` when the snapshot lacks
+    /// the field or it is free text.
+    pub fn field_column_named(&mut self, table: &str, column: &str) -> Option<Arc<FieldColumn>> {
+        let col = self.env.col_idx(table, column).ok()?;
+        let t = self.env.cols[col].1.table;
+        self.field_column(t, col)
+    }
+
     /// Keeps a long-lived engine's caches bounded: past `max` entries, whole-policy results
     /// and then compiled policies and atoms are dropped (they are recomputed on demand; the
     /// catalogue's published results stay). Returns whether anything was dropped.
@@ -574,6 +559,87 @@ impl<'s> Engine<'s> {
         self.memo.clear();
         self.compiled.clear();
     }
+}
+
+/// Combines a policy's condition sets: candidates (all TRUE), to-verify (none FALSE, some
+/// UNKNOWN), near-miss (exactly one FALSE), and per condition its FALSE count and how many
+/// entities it alone blocks.
+///
+/// With `P_i = T_i ∪ U_i` (not FALSE), ordered smallest first: the prefix and suffix
+/// intersections give, for each condition, the entities no *other* condition rules out; those
+/// that this one rules out are its sole-blocked entities, and near-miss is their (disjoint)
+/// union. FALSE sets are never built.
+#[allow(clippy::type_complexity)]
+fn combine(
+    universe: &RoaringBitmap,
+    conditions: Vec<(String, Arc<Sets>)>,
+) -> (RoaringBitmap, RoaringBitmap, RoaringBitmap, Vec<CondResult>) {
+    let n = conditions.len();
+    let possible: Vec<std::borrow::Cow<'_, RoaringBitmap>> = conditions
+        .iter()
+        .map(|(_, s)| {
+            if s.u.is_empty() {
+                std::borrow::Cow::Borrowed(&s.t)
+            } else {
+                std::borrow::Cow::Owned(&s.t | &s.u)
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| possible[i].len());
+    // prefix[k]: universe ∩ P of the first k conditions in `order`; suffix[k]: of the rest.
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(universe.clone());
+    for &i in &order {
+        let next = prefix
+            .last()
+            .map_or_else(RoaringBitmap::new, |p| p & &*possible[i]);
+        prefix.push(next);
+    }
+    let mut suffix = Vec::with_capacity(n + 1);
+    suffix.push(universe.clone());
+    for &i in order.iter().rev() {
+        let next = suffix
+            .last()
+            .map_or_else(RoaringBitmap::new, |p| p & &*possible[i]);
+        suffix.push(next);
+    }
+    suffix.reverse();
+    let mut sole = vec![0u64; n];
+    let mut near_miss = RoaringBitmap::new();
+    for (k, &i) in order.iter().enumerate() {
+        let mut blocked = &prefix[k] & &suffix[k + 1];
+        blocked -= &*possible[i];
+        sole[i] = blocked.len();
+        near_miss |= blocked;
+    }
+    // Candidates: intersect the most selective first.
+    let mut by_size: Vec<&RoaringBitmap> = conditions.iter().map(|(_, s)| &s.t).collect();
+    by_size.sort_by_key(|t| t.len());
+    let mut candidates = match by_size.first() {
+        Some(t) => *t & universe,
+        None => universe.clone(),
+    };
+    for t in by_size.iter().skip(1) {
+        candidates &= *t;
+    }
+    let all_possible = prefix.pop().unwrap_or_default();
+    let to_verify = &all_possible - &candidates;
+    let total = universe.len();
+    let not_false: Vec<u64> = possible.iter().map(|p| p.len()).collect();
+    drop(possible);
+    let results = conditions
+        .into_iter()
+        .zip(not_false)
+        .zip(sole)
+        .map(|(((name, sets), not_false), sole_blocker)| CondResult {
+            name,
+            sets,
+            false_count: total - not_false,
+            sole_blocker,
+        })
+        .collect();
+    (candidates, to_verify, near_miss, results)
 }
 
 /// `policy(X)` references of a policy.

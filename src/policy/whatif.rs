@@ -12,6 +12,7 @@ use std::time::Instant;
 use roaring::RoaringBitmap;
 
 use super::ast::{Lit, Policy};
+use super::columns::NO_ROW;
 use super::engine::{Engine, EngineError, PolicyRun};
 use super::eval::fmt_num;
 use crate::ids::division_name;
@@ -86,7 +87,7 @@ pub fn what_if(
         overlaps.push((id, run.candidates.intersection_len(&r)));
     }
     overlaps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let breakdowns = breakdowns(engine.env.snap, &run);
+    let breakdowns = breakdowns(engine, &run);
     Ok(WhatIf {
         base,
         new: run,
@@ -99,35 +100,60 @@ pub fn what_if(
     })
 }
 
-/// One string-valued attribute of each candidate, read from the primary rows of a table.
-fn attribute(
-    snap: &Snapshot,
+/// Candidates and amounts by one attribute of each candidate: the value of `table.column` in
+/// its primary row (`unknown` without one), labelled by `label`. The engine's field column
+/// gives each candidate's value as a rank; labels are made once per rank.
+fn tally(
+    engine: &mut Engine<'_>,
+    run: &PolicyRun,
     table: &str,
     column: &str,
-    who: &RoaringBitmap,
-    f: impl Fn(&str) -> String,
-) -> HashMap<u32, String> {
-    let mut out = HashMap::new();
-    let Ok(t) = snap.table(table) else {
-        return out;
+    label: impl Fn(&str) -> String,
+) -> Vec<(String, u64, f64)> {
+    let unknown = "unknown".to_string();
+    let Some(fc) = engine.field_column_named(table, column) else {
+        return vec![(unknown, run.candidates.len(), run.total)];
     };
-    let Ok(c) = t.column(column) else {
-        return out;
-    };
-    for e in who {
-        let rows = t.rows_of(e);
-        if let Some(r) = rows.clone().next() {
-            let v = match c.int(r) {
-                Some(i) => f(&i.to_string()),
-                None => match c.str(r) {
-                    Some(s) => f(s),
-                    None => continue,
+    let col = &engine.env.cols[fc.col].1.col;
+    let mut labels: Vec<String> = vec![unknown];
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let label_of_rank: Vec<usize> = fc
+        .reps
+        .iter()
+        .map(|&(row, _)| {
+            let text = match col.int(row) {
+                Some(i) => i.to_string(),
+                None => match col.str(row) {
+                    Some(s) => s.to_string(),
+                    None => return 0,
                 },
             };
-            out.insert(e, v);
+            *index.entry(label(&text)).or_insert_with_key(|k| {
+                labels.push(k.clone());
+                labels.len() - 1
+            })
+        })
+        .collect();
+    let mut rows = vec![(0u64, 0.0f64); labels.len()];
+    // Amounts are in entity order, as candidates are: walk both.
+    let mut amounts = run.amounts.iter().peekable();
+    for e in &run.candidates {
+        let l = match fc.ranks.get(e as usize) {
+            Some(&r) if r != NO_ROW => label_of_rank[r as usize],
+            _ => 0,
+        };
+        rows[l].0 += 1;
+        while amounts.next_if(|a| a.0 < e).is_some() {}
+        if let Some(&&(_, a)) = amounts.peek().filter(|a| a.0 == e) {
+            rows[l].1 += a;
         }
     }
-    out
+    labels
+        .into_iter()
+        .zip(rows)
+        .filter(|(_, (n, _))| *n > 0)
+        .map(|(k, (n, a))| (k, n, a))
+        .collect()
 }
 
 /// Size class by employees in the latest annual report (微型 < 10, 小型 < 100, 中型 < 300, else
@@ -165,58 +191,59 @@ fn district(code: &str) -> String {
         .map_or_else(|| format!("other ({code})"), str::to_string)
 }
 
-fn breakdowns(snap: &Snapshot, run: &PolicyRun) -> Vec<Breakdown> {
-    let who = &run.candidates;
-    let mut dims: Vec<(String, HashMap<u32, String>)> = Vec::new();
+fn breakdowns(engine: &mut Engine<'_>, run: &PolicyRun) -> Vec<Breakdown> {
+    let mut dims: Vec<(&str, Vec<(String, u64, f64)>)> = Vec::new();
     match run.subject.as_str() {
         "person" => {
             dims.push((
-                "district".into(),
-                attribute(snap, "GA.person", "hukou_region", who, district),
+                "district",
+                tally(engine, run, "GA.person", "hukou_region", district),
             ));
             dims.push((
-                "hukou type".into(),
-                attribute(snap, "GA.person", "hukou_type", who, str::to_string),
+                "hukou type",
+                tally(engine, run, "GA.person", "hukou_type", str::to_string),
             ));
         }
         "household" => {
             dims.push((
-                "district".into(),
-                attribute(snap, "GA.household", "region", who, district),
+                "district",
+                tally(engine, run, "GA.household", "region", district),
             ));
         }
         _ => {
+            dims.push(("district", tally(engine, run, "SC.ent", "region", district)));
             dims.push((
-                "district".into(),
-                attribute(snap, "SC.ent", "region", who, district),
-            ));
-            dims.push((
-                "industry".into(),
-                attribute(snap, "SC.ent", "industry_code", who, |s| {
+                "industry",
+                tally(engine, run, "SC.ent", "industry_code", |s| {
                     s.chars().take(1).collect()
                 }),
             ));
             dims.push((
-                "enterprise type".into(),
-                attribute(snap, "SC.ent", "type", who, str::to_string),
+                "enterprise type",
+                tally(engine, run, "SC.ent", "type", str::to_string),
             ));
-            dims.push(("enterprise size".into(), enterprise_size(snap, who)));
-        }
-    }
-    let amount: HashMap<u32, f64> = run.amounts.iter().copied().collect();
-    dims.into_iter()
-        .map(|(dimension, values)| {
+            let sizes = enterprise_size(engine.env.snap, &run.candidates);
+            let amount: HashMap<u32, f64> = run.amounts.iter().copied().collect();
             let mut rows: BTreeMap<String, (u64, f64)> = BTreeMap::new();
-            for e in who {
-                let k = values.get(&e).cloned().unwrap_or_else(|| "unknown".into());
+            for e in &run.candidates {
+                let k = sizes.get(&e).cloned().unwrap_or_else(|| "unknown".into());
                 let r = rows.entry(k).or_default();
                 r.0 += 1;
                 r.1 += amount.get(&e).copied().unwrap_or(0.0);
             }
-            let mut rows: Vec<(String, u64, f64)> =
-                rows.into_iter().map(|(k, (n, a))| (k, n, a)).collect();
+            dims.push((
+                "enterprise size",
+                rows.into_iter().map(|(k, (n, a))| (k, n, a)).collect(),
+            ));
+        }
+    }
+    dims.into_iter()
+        .map(|(dimension, mut rows)| {
             rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            Breakdown { dimension, rows }
+            Breakdown {
+                dimension: dimension.to_string(),
+                rows,
+            }
         })
         .collect()
 }
