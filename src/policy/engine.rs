@@ -353,7 +353,12 @@ impl<'s> Engine<'s> {
         }
         let computed = self.cache.len() - before;
 
-        let (candidates, to_verify, near_miss, conditions) = combine(&universe, conditions);
+        let Combined {
+            candidates,
+            to_verify,
+            near_miss,
+            conditions,
+        } = combine(&universe, conditions);
 
         // Amounts of the candidates.
         let mut amounts = Vec::new();
@@ -569,11 +574,7 @@ impl<'s> Engine<'s> {
 /// intersections give, for each condition, the entities no *other* condition rules out; those
 /// that this one rules out are its sole-blocked entities, and near-miss is their (disjoint)
 /// union. FALSE sets are never built.
-#[allow(clippy::type_complexity)]
-fn combine(
-    universe: &RoaringBitmap,
-    conditions: Vec<(String, Arc<Sets>)>,
-) -> (RoaringBitmap, RoaringBitmap, RoaringBitmap, Vec<CondResult>) {
+fn combine(universe: &RoaringBitmap, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
     let n = conditions.len();
     let possible: Vec<std::borrow::Cow<'_, RoaringBitmap>> = conditions
         .iter()
@@ -639,7 +640,20 @@ fn combine(
             sole_blocker,
         })
         .collect();
-    (candidates, to_verify, near_miss, results)
+    Combined {
+        candidates,
+        to_verify,
+        near_miss,
+        conditions: results,
+    }
+}
+
+/// A policy's sets, combined from its conditions'.
+struct Combined {
+    candidates: RoaringBitmap,
+    to_verify: RoaringBitmap,
+    near_miss: RoaringBitmap,
+    conditions: Vec<CondResult>,
 }
 
 /// `policy(X)` references of a policy.

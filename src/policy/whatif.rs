@@ -18,11 +18,14 @@ use super::eval::fmt_num;
 use crate::ids::division_name;
 use crate::snapshot::Snapshot;
 
-/// A breakdown dimension: `(value, candidates, amount)` rows.
+/// `(value, candidates, amount)` rows of a breakdown.
+pub type Rows = Vec<(String, u64, f64)>;
+
+/// A breakdown dimension.
 #[derive(Debug, Clone)]
 pub struct Breakdown {
     pub dimension: String,
-    pub rows: Vec<(String, u64, f64)>,
+    pub rows: Rows,
 }
 
 #[derive(Debug, Clone)]
@@ -109,7 +112,7 @@ fn tally(
     table: &str,
     column: &str,
     label: impl Fn(&str) -> String,
-) -> Vec<(String, u64, f64)> {
+) -> Rows {
     let unknown = "unknown".to_string();
     let Some(fc) = engine.field_column_named(table, column) else {
         return vec![(unknown, run.candidates.len(), run.total)];
@@ -192,7 +195,7 @@ fn district(code: &str) -> String {
 }
 
 fn breakdowns(engine: &mut Engine<'_>, run: &PolicyRun) -> Vec<Breakdown> {
-    let mut dims: Vec<(&str, Vec<(String, u64, f64)>)> = Vec::new();
+    let mut dims: Vec<(&str, Rows)> = Vec::new();
     match run.subject.as_str() {
         "person" => {
             dims.push((
