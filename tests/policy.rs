@@ -495,7 +495,7 @@ proptest! {
                     _ => want_missing += 1,
                 }
             }
-            prop_assert_eq!(&run.amounts, &want_amounts, "policy {} amounts", id);
+            prop_assert_eq!(&*run.amounts, &want_amounts, "policy {} amounts", id);
             prop_assert_eq!(run.amount_missing, want_missing);
             prop_assert_eq!(run.candidates.iter().collect::<BTreeSet<_>>(), candidates);
             prop_assert_eq!(run.to_verify.iter().collect::<BTreeSet<_>>(), to_verify);
@@ -563,7 +563,7 @@ proptest! {
                     _ => None,
                 })
                 .collect();
-            prop_assert_eq!(&run.amounts, &want, "k {} amounts", k);
+            prop_assert_eq!(&*run.amounts, &want, "k {} amounts", k);
         }
     }
 }

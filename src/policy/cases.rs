@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
@@ -298,7 +299,10 @@ fn run_case(p: &Policy, case: &Case, cat: &Catalogue, schema: &Schema, dir: &Pat
             Tri::Unknown => (RoaringBitmap::new(), one),
             Tri::False => (RoaringBitmap::new(), RoaringBitmap::new()),
         };
-        engine.env.policy_states.insert(id.clone(), (t, u));
+        engine
+            .env
+            .policy_states
+            .insert(id.clone(), (Arc::new(t), Arc::new(u)));
     }
     let run = match engine.run_policy(p, &HashMap::new()) {
         Ok(r) => r,

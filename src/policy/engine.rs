@@ -55,11 +55,12 @@ pub struct PolicyRun {
     pub period: Option<Period>,
     pub universe: u64,
     pub conditions: Vec<CondResult>,
-    pub candidates: RoaringBitmap,
-    pub to_verify: RoaringBitmap,
-    pub near_miss: RoaringBitmap,
+    // The sets and amounts are shared: a run memoised, published and returned is one copy.
+    pub candidates: Arc<RoaringBitmap>,
+    pub to_verify: Arc<RoaringBitmap>,
+    pub near_miss: Arc<RoaringBitmap>,
     /// `(entity, amount)` for each candidate whose amount is known, in entity order.
-    pub amounts: Vec<(u32, f64)>,
+    pub amounts: Arc<Vec<(u32, f64)>>,
     /// Candidates whose amount could not be computed (missing inputs).
     pub amount_missing: u64,
     pub total: f64,
@@ -401,10 +402,10 @@ impl<'s> Engine<'s> {
             period: p.amount.as_ref().map(|a| a.1),
             universe: universe.len(),
             conditions,
-            candidates,
-            to_verify,
-            near_miss,
-            amounts,
+            candidates: Arc::new(candidates),
+            to_verify: Arc::new(to_verify),
+            near_miss: Arc::new(near_miss),
+            amounts: Arc::new(amounts),
             amount_missing,
             total,
             computed,
@@ -442,18 +443,17 @@ impl<'s> Engine<'s> {
                     u: x.u.clone(),
                 })
             }
-            Node::Policy(id) => {
-                let (t, u) = self
-                    .env
-                    .policy_states
-                    .get(id)
-                    .cloned()
-                    .unwrap_or_else(|| (RoaringBitmap::new(), universe.clone()));
-                Arc::new(Sets {
-                    t: &t & universe,
-                    u: &u & universe,
-                })
-            }
+            Node::Policy(id) => match self.env.policy_states.get(id) {
+                Some((t, u)) => Arc::new(Sets {
+                    t: &**t & universe,
+                    u: &**u & universe,
+                }),
+                // Not run: unknown for everyone.
+                None => Arc::new(Sets {
+                    t: RoaringBitmap::new(),
+                    u: universe.clone(),
+                }),
+            },
             atom => {
                 let key = format!("{kind}|{atom:?}");
                 if let Some(s) = self.cache.get(&key) {
@@ -588,29 +588,39 @@ fn combine(universe: &RoaringBitmap, conditions: Vec<(String, Arc<Sets>)>) -> Co
         .collect();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| possible[i].len());
-    // prefix[k]: universe ∩ P of the first k conditions in `order`; suffix[k]: of the rest.
-    let mut prefix = Vec::with_capacity(n + 1);
-    prefix.push(universe.clone());
+    // Every P is within the universe, so intersections need not start from it:
+    // prefix[k] = P of the first k + 1 conditions in `order`, suffix[k] = of those from k on.
+    let mut prefix: Vec<RoaringBitmap> = Vec::with_capacity(n);
     for &i in &order {
-        let next = prefix
-            .last()
-            .map_or_else(RoaringBitmap::new, |p| p & &*possible[i]);
+        let next = match prefix.last() {
+            Some(p) => p & &*possible[i],
+            None => possible[i].clone().into_owned(),
+        };
         prefix.push(next);
     }
-    let mut suffix = Vec::with_capacity(n + 1);
-    suffix.push(universe.clone());
+    let mut suffix: Vec<RoaringBitmap> = Vec::with_capacity(n);
     for &i in order.iter().rev() {
-        let next = suffix
-            .last()
-            .map_or_else(RoaringBitmap::new, |p| p & &*possible[i]);
+        let next = match suffix.last() {
+            Some(p) => p & &*possible[i],
+            None => possible[i].clone().into_owned(),
+        };
         suffix.push(next);
     }
     suffix.reverse();
     let mut sole = vec![0u64; n];
     let mut near_miss = RoaringBitmap::new();
     for (k, &i) in order.iter().enumerate() {
-        let mut blocked = &prefix[k] & &suffix[k + 1];
-        blocked -= &*possible[i];
+        // The entities no other condition rules out, less those this one does.
+        let blocked = match (k.checked_sub(1).map(|x| &prefix[x]), suffix.get(k + 1)) {
+            (None, None) => universe - &*possible[i],
+            (Some(p), None) => p - &*possible[i],
+            (None, Some(q)) => q - &*possible[i],
+            (Some(p), Some(q)) => {
+                let mut b = p & q;
+                b -= &*possible[i];
+                b
+            }
+        };
         sole[i] = blocked.len();
         near_miss |= blocked;
     }
@@ -624,8 +634,10 @@ fn combine(universe: &RoaringBitmap, conditions: Vec<(String, Arc<Sets>)>) -> Co
     for t in by_size.iter().skip(1) {
         candidates &= *t;
     }
-    let all_possible = prefix.pop().unwrap_or_default();
-    let to_verify = &all_possible - &candidates;
+    let to_verify = match prefix.last() {
+        Some(all) => all - &candidates,
+        None => universe - &candidates,
+    };
     let total = universe.len();
     let not_false: Vec<u64> = possible.iter().map(|p| p.len()).collect();
     drop(possible);

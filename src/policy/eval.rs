@@ -20,6 +20,7 @@
 //! - `and`, `or`, `not`: Kleene's logic.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
@@ -191,7 +192,7 @@ pub struct Env<'s> {
     pub rels: Vec<RelIndex>,
     pub as_of: Date,
     /// States of other policies, for `policy(X)`: (TRUE, UNKNOWN) sets.
-    pub policy_states: HashMap<String, (RoaringBitmap, RoaringBitmap)>,
+    pub policy_states: HashMap<String, (Arc<RoaringBitmap>, Arc<RoaringBitmap>)>,
 }
 
 /// A compile error: a checked policy that does not fit this snapshot (a table the catalogue's

@@ -57,8 +57,8 @@ pub fn what_if(
         None => {
             // A new policy: compare with nobody eligible.
             let mut empty = engine.run_policy(new, overrides)?;
-            empty.candidates.clear();
-            empty.amounts.clear();
+            empty.candidates = Default::default();
+            empty.amounts = Default::default();
             empty.total = 0.0;
             empty
         }
@@ -66,8 +66,8 @@ pub fn what_if(
     let started = Instant::now();
     let run = engine.run_policy(new, overrides)?;
     let seconds = started.elapsed().as_secs_f64();
-    let newly_eligible = &run.candidates - &base.candidates;
-    let newly_ineligible = &base.candidates - &run.candidates;
+    let newly_eligible = &*run.candidates - &*base.candidates;
+    let newly_ineligible = &*base.candidates - &*run.candidates;
     let most_excluding = run
         .conditions
         .iter()
@@ -140,7 +140,7 @@ fn tally(
     let mut rows = vec![(0u64, 0.0f64); labels.len()];
     // Amounts are in entity order, as candidates are: walk both.
     let mut amounts = run.amounts.iter().peekable();
-    for e in &run.candidates {
+    for e in run.candidates.iter() {
         let l = match fc.ranks.get(e as usize) {
             Some(&r) if r != NO_ROW => label_of_rank[r as usize],
             _ => 0,
@@ -228,7 +228,7 @@ fn breakdowns(engine: &mut Engine<'_>, run: &PolicyRun) -> Vec<Breakdown> {
             let sizes = enterprise_size(engine.env.snap, &run.candidates);
             let amount: HashMap<u32, f64> = run.amounts.iter().copied().collect();
             let mut rows: BTreeMap<String, (u64, f64)> = BTreeMap::new();
-            for e in &run.candidates {
+            for e in run.candidates.iter() {
                 let k = sizes.get(&e).cloned().unwrap_or_else(|| "unknown".into());
                 let r = rows.entry(k).or_default();
                 r.0 += 1;
