@@ -364,6 +364,11 @@ fn person_cond() -> impl Strategy<Value = String> {
         (0i64..3000).prop_map(|k| format!("sum(T.ev.amount) >= {k}")),
         (0i64..1000).prop_map(|k| format!("max(T.ev.amount where T.ev.kind == \"a\") > {k}")),
         Just("exists(T.mem)".to_string()),
+        // A filter whose parts are tabulated (the dictionary field) or not (the wide amounts).
+        (0usize..2, 0i64..1000).prop_map(|(k, a)| format!(
+            "count(T.ev where T.ev.kind == \"{}\" and not (T.ev.amount > {a})) >= 1",
+            KIND[k]
+        )),
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
         prop_oneof![

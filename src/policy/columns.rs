@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::ast::Tri;
-use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, V, Val};
+use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val};
 
 /// An entity with no row in the field's table.
 pub const NO_ROW: u32 = u32::MAX;
@@ -555,7 +555,8 @@ pub struct ValueColumn {
 impl ValueColumn {
     /// Evaluates `expr` for each of `ids`; `None` when some value is not kept (a string).
     pub fn build(env: &Env<'_>, expr: &Node, ids: &[u32]) -> Option<ValueColumn> {
-        let ev = Evaluator::new(env);
+        let filters = RowFilters::of(env, expr);
+        let ev = Evaluator::new(env).with_filters(&filters);
         let values: Option<Vec<(Kept, bool)>> = ids
             .par_iter()
             .with_min_len(1024)

@@ -24,7 +24,7 @@ use roaring::RoaringBitmap;
 use super::ast::{Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
-use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, V};
+use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
 
@@ -377,7 +377,8 @@ impl<'s> Engine<'s> {
                     columns::kept_values(&self.env, node, x, &k, &all, &ids)
                 }
                 (None, None) => {
-                    let ev = Evaluator::new(&self.env);
+                    let filters = RowFilters::of(&self.env, node);
+                    let ev = Evaluator::new(&self.env).with_filters(&filters);
                     ids.par_iter()
                         .map(|&e| match ev.val(node, At::entity(e), &mut NoTrace).v {
                             V::Num(l, h) if l == h && l.is_finite() => Some(l),
@@ -749,7 +750,8 @@ fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
 
 /// Computes an atom's sets over `universe`.
 fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
-    let ev = Evaluator::new(env);
+    let filters = RowFilters::of(env, atom);
+    let ev = Evaluator::new(env).with_filters(&filters);
     match single_table(atom) {
         Some(ti) => {
             let table = &env.tables[ti];

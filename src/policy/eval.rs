@@ -76,6 +76,49 @@ pub enum Node {
     },
 }
 
+impl Node {
+    /// Calls `f` on this node and every node under it.
+    pub fn visit<'a>(&'a self, f: &mut dyn FnMut(&'a Node)) {
+        f(self);
+        match self {
+            Node::Const(_) | Node::Field { .. } | Node::DictIn { .. } | Node::Policy(_) => {}
+            Node::Not(x) | Node::Neg(x) | Node::Offset(x, _) => x.visit(f),
+            Node::And(a, b) | Node::Or(a, b) | Node::Cmp(_, a, b) | Node::Arith(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Node::InSet(x, items) => {
+                x.visit(f);
+                items.iter().for_each(|i| i.visit(f));
+            }
+            Node::InRange(x, lo, hi) => {
+                x.visit(f);
+                [lo, hi].into_iter().flatten().for_each(|b| b.visit(f));
+            }
+            Node::Call(_, args) => args.iter().for_each(|a| a.visit(f)),
+            Node::TableAgg { filter, .. } => {
+                if let Some(x) = filter {
+                    x.visit(f)
+                }
+            }
+            Node::RelAgg { body, .. } => {
+                if let Some(x) = body {
+                    x.visit(f)
+                }
+            }
+            Node::If(c, a, b) => {
+                c.visit(f);
+                a.visit(f);
+                b.visit(f);
+            }
+            Node::Band { of, arms } => {
+                of.visit(f);
+                arms.iter().for_each(|a| a.2.visit(f));
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConstVal {
     Num(f64),
@@ -625,9 +668,20 @@ pub fn primary_row(t: &TableRef<'_>, e: u32) -> Option<(usize, bool)> {
 }
 
 fn read<'s>(c: &ColRef<'s>, row: usize) -> V<'s> {
+    value_of(c, c.col.raw(row), row)
+}
+
+/// The value of raw value `raw` (an int, or a dictionary code) of column `c`; free-text
+/// columns read `row`.
+fn value_of<'s>(c: &ColRef<'s>, raw: Option<i64>, row: usize) -> V<'s> {
     match c.ty {
-        Ty::Str => c.col.str(row).map_or(V::Missing, V::Str),
-        _ => match c.col.int(row) {
+        Ty::Str => match c.col.type_name() {
+            "dict" => raw
+                .and_then(|k| c.col.dict_value(k as u32))
+                .map_or(V::Missing, V::Str),
+            _ => c.col.str(row).map_or(V::Missing, V::Str),
+        },
+        _ => match raw {
             None => V::Missing,
             Some(x) => match c.ty {
                 Ty::Date => V::Date(x as i32),
@@ -750,11 +804,112 @@ pub struct Evaluator<'e, 's> {
     pub env: &'e Env<'s>,
     /// A node (by address) whose value is given instead of computed.
     given: Option<(usize, Val<'e>)>,
+    /// A column (by handle) whose raw value is given instead of read.
+    given_raw: Option<(usize, Option<i64>)>,
+    /// Row filters as lookup tables.
+    filters: Option<&'e RowFilters>,
+}
+
+/// Row filters (`count(RS.contrib where RS.contrib.insurance == "养老" and RS.contrib.month
+/// within 12 months)`) whose parts each read one field of their rows: each part is evaluated
+/// once for every raw value its field can hold, so a scan of event rows reads columns and
+/// small tables instead of interpreting the filter per row.
+#[derive(Debug, Default)]
+pub struct RowFilters {
+    /// By node address: the table, the column, its first raw value, the state of each raw
+    /// value from there, and of a missing value.
+    parts: Vec<(usize, usize, usize, i64, Vec<Tri>, Tri)>,
+}
+
+impl RowFilters {
+    /// Largest domain tabulated (raw values per part).
+    pub const MAX_DOMAIN: u64 = 1 << 16;
+
+    /// Tabulates the parts of the row filters inside `n` (the `and` / `or` / `not` structure
+    /// down to nodes reading one field of the filter's own table) whose field has a small
+    /// domain.
+    pub fn of(env: &Env<'_>, n: &Node) -> RowFilters {
+        let mut out = RowFilters::default();
+        n.visit(&mut |x| {
+            if let Node::TableAgg {
+                table,
+                filter: Some(f),
+                ..
+            } = x
+            {
+                out.tabulate(env, *table, f);
+            }
+        });
+        out
+    }
+
+    fn tabulate(&mut self, env: &Env<'_>, table: usize, f: &Node) {
+        match f {
+            Node::And(a, b) | Node::Or(a, b) => {
+                self.tabulate(env, table, a);
+                self.tabulate(env, table, b);
+            }
+            Node::Not(x) => self.tabulate(env, table, x),
+            _ => {
+                let Some((ft, col)) = crate::policy::columns::single_field(f) else {
+                    return;
+                };
+                let Some((first, count)) = env.cols[col].1.col.raw_domain() else {
+                    return;
+                };
+                if ft != table || count > Self::MAX_DOMAIN {
+                    return;
+                }
+                let state = |raw: Option<i64>| {
+                    let ev = Evaluator {
+                        env,
+                        given: None,
+                        given_raw: Some((col, raw)),
+                        filters: None,
+                    };
+                    ev.tri(f, At::entity(NO_ENTITY), &mut NoTrace)
+                };
+                let states = (0..count as i64).map(|i| state(Some(first + i))).collect();
+                let addr = f as *const Node as usize;
+                self.parts
+                    .push((addr, table, col, first, states, state(None)));
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The state of part `n` on row `row` of `table`, when tabulated.
+    #[inline]
+    fn state(&self, env: &Env<'_>, n: &Node, table: usize, row: usize) -> Option<Tri> {
+        let addr = n as *const Node as usize;
+        let (_, t, col, first, states, missing) = self.parts.iter().find(|p| p.0 == addr)?;
+        if *t != table {
+            return None;
+        }
+        Some(match env.cols[*col].1.col.raw(row) {
+            Some(v) => states.get(usize::try_from(v - first).ok()?).copied()?,
+            None => *missing,
+        })
+    }
 }
 
 impl<'e, 's> Evaluator<'e, 's> {
     pub fn new(env: &'e Env<'s>) -> Self {
-        Evaluator { env, given: None }
+        Evaluator {
+            env,
+            given: None,
+            given_raw: None,
+            filters: None,
+        }
+    }
+
+    /// This evaluator, reading row filters from `filters` where tabulated.
+    pub fn with_filters(mut self, filters: &'e RowFilters) -> Self {
+        self.filters = Some(filters);
+        self
     }
 
     /// An evaluator that takes `x` as the value of the node `n` (that very node of a tree,
@@ -763,11 +918,18 @@ impl<'e, 's> Evaluator<'e, 's> {
         Evaluator {
             env,
             given: Some((n as *const Node as usize, x)),
+            given_raw: None,
+            filters: None,
         }
     }
 
     /// The truth of a boolean node for `at`.
     pub fn tri<T: Trace>(&self, n: &'e Node, at: At, tr: &mut T) -> Tri {
+        if let (Some(f), Some((table, row))) = (self.filters, at.row)
+            && let Some(t) = f.state(self.env, n, table, row)
+        {
+            return t;
+        }
         match n {
             Node::Not(x) => not3(self.tri(x, at, tr)),
             Node::And(a, b) => {
@@ -837,9 +999,15 @@ impl<'e, 's> Evaluator<'e, 's> {
                 codes,
                 negate,
             } => {
-                let (row, doubt) = self.row_of(*table, at);
+                let (row, doubt, code) = match self.given_raw {
+                    Some((g, raw)) if g == *col => (None, false, raw.map(|k| k as u32)),
+                    _ => {
+                        let (row, doubt) = self.row_of(*table, at);
+                        let code = row.and_then(|r| self.env.cols[*col].1.col.code(r));
+                        (row, doubt, code)
+                    }
+                };
                 let c = &self.env.cols[*col];
-                let code = row.and_then(|r| c.1.col.code(r));
                 if tr.on() && at.row.is_none() {
                     let v = row.and_then(|r| c.1.col.str(r)).map_or(V::Missing, V::Str);
                     tr.note(format!(
@@ -1032,6 +1200,10 @@ impl<'e, 's> Evaluator<'e, 's> {
                 ConstVal::Date(d) => V::Date(*d),
                 ConstVal::Month(m) => V::Month(*m),
             }),
+            Node::Field { col, .. } if self.given_raw.is_some_and(|g| g.0 == *col) => {
+                let raw = self.given_raw.and_then(|g| g.1);
+                Val::of(value_of(&self.env.cols[*col].1, raw, 0))
+            }
             Node::Field { table, col } => {
                 let c = &self.env.cols[*col].1;
                 let (row, doubt) = self.row_of(*table, at);

@@ -363,6 +363,34 @@ impl<'a> Column<'a> {
         }
     }
 
+    /// The raw value at `row`: an int column's value or a dictionary column's code.
+    #[inline]
+    pub fn raw(&self, row: usize) -> Option<i64> {
+        match self.body {
+            Body::Int { .. } => self.int(row),
+            Body::Dict { .. } => self.code(row).map(i64::from),
+            Body::Bytes(_) => None,
+        }
+    }
+
+    /// Every raw value the column can hold, `(first, count)`: an int column's packed range,
+    /// a dictionary column's codes; `None` for free text.
+    pub fn raw_domain(&self) -> Option<(i64, u64)> {
+        match self.body {
+            Body::Int { base, values } => Some((base, 1u64.checked_shl(values.width)?)),
+            Body::Dict { dict, .. } => Some((0, dict.len() as u64)),
+            Body::Bytes(_) => None,
+        }
+    }
+
+    /// A dictionary column's value for `code`.
+    pub fn dict_value(&self, code: u32) -> Option<&'a str> {
+        match self.body {
+            Body::Dict { dict, .. } => dict.get(code as usize),
+            _ => None,
+        }
+    }
+
     /// The dictionary of a dictionary column, in code order (sorted).
     pub fn dict(&self) -> Vec<&'a str> {
         match self.body {
