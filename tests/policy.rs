@@ -657,6 +657,49 @@ proptest! {
     }
 }
 
+/// A served engine trims what what-ifs cached but keeps the catalogue's pinned work.
+#[test]
+fn trimming_keeps_pinned_atoms() {
+    let w = World {
+        persons: 3,
+        households: 1,
+        register: vec![
+            (0, Some(85), Some(0), None, false),
+            (1, Some(30), Some(0), None, false),
+        ],
+        events: vec![(0, Some(400), 0), (0, Some(500), 1)],
+        members: vec![],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.msnap");
+    write_world(&w, &path);
+    let snap = Snapshot::open(&path).unwrap();
+    let schema = Schema::of_snapshot(&snap);
+    let text = "policy P4 \"t\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
+        param k = 1\n  when few: count(T.ev where T.ev.amount > 300) >= k\n  when old: T.reg.age >= k * 20\n  amount 1\n}\n";
+    let files = vec![(PathBuf::from("p.policy"), text.to_string())];
+    let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
+    let policy = cat.get("P4").unwrap().policy.clone();
+    let mut engine = Engine::new(&snap, cat, Date::from_ymd(2025, 12, 31).unwrap());
+    engine.run_all().unwrap();
+    engine.pin();
+    let pinned = engine.cached();
+    for k in 2..8 {
+        let set = HashMap::from([("k".to_string(), Lit::Num(f64::from(k)))]);
+        assert!(engine.run_policy(&policy, &set).unwrap().computed > 0);
+    }
+    assert!(engine.cached() > pinned);
+    assert!(engine.trim(1));
+    assert_eq!(engine.cached(), pinned, "only the pinned atoms stay");
+    engine.forget_results();
+    assert_eq!(engine.run("P4", &HashMap::new()).unwrap().computed, 0);
+    let set = HashMap::from([("k".to_string(), Lit::Num(3.0))]);
+    assert!(
+        engine.run_policy(&policy, &set).unwrap().computed > 0,
+        "dropped, so computed again"
+    );
+}
+
 /// Relation semantics worked by hand: a doubtful membership makes a member uncertain.
 #[test]
 fn doubtful_members_are_uncertain() {

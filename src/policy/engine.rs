@@ -111,6 +111,8 @@ pub struct Engine<'s> {
     kept: HashMap<String, Arc<ValueColumn>>,
     /// Single-field amounts per rank of their field, by compiled text.
     rank_values: HashMap<String, Arc<RankValues>>,
+    /// Cache keys [`trim`](Self::trim) keeps.
+    pinned: std::collections::HashSet<String>,
 }
 
 /// Value columns kept at most (each holds a value per entity of a universe).
@@ -141,6 +143,7 @@ impl<'s> Engine<'s> {
             fields: HashMap::new(),
             kept: HashMap::new(),
             rank_values: HashMap::new(),
+            pinned: Default::default(),
         }
     }
 
@@ -538,22 +541,40 @@ impl<'s> Engine<'s> {
         self.field_column(t, col)
     }
 
+    /// Marks everything cached so far (the catalogue's atoms, compiled policies, results,
+    /// kept values) as kept by [`trim`](Self::trim).
+    pub fn pin(&mut self) {
+        self.pinned = self
+            .cache
+            .keys()
+            .chain(self.compiled.keys())
+            .chain(self.memo.keys())
+            .chain(self.kept.keys())
+            .chain(self.rank_values.keys())
+            .cloned()
+            .collect();
+    }
+
     /// Keeps a long-lived engine's caches bounded: past `max` entries, whole-policy results
-    /// and then compiled policies and atoms are dropped (they are recomputed on demand; the
-    /// catalogue's published results stay). Returns whether anything was dropped.
+    /// and then compiled policies and atoms are dropped, all but the pinned ones (they are
+    /// recomputed on demand; the catalogue's published results stay). Returns whether
+    /// anything was dropped.
     pub fn trim(&mut self, max: usize) -> bool {
+        let pinned = std::mem::take(&mut self.pinned);
+        let keep = |k: &String| pinned.contains(k);
         let mut trimmed = false;
         if self.memo.len() > max {
-            self.memo.clear();
+            self.memo.retain(|k, _| keep(k));
             trimmed = true;
         }
         if self.cache.len() > max || self.compiled.len() > max {
-            self.cache.clear();
-            self.compiled.clear();
-            self.kept.clear();
-            self.rank_values.clear();
+            self.cache.retain(|k, _| keep(k));
+            self.compiled.retain(|k, _| keep(k));
+            self.kept.retain(|k, _| keep(k));
+            self.rank_values.retain(|k, _| keep(k));
             trimmed = true;
         }
+        self.pinned = pinned;
         trimmed
     }
 

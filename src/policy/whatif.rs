@@ -39,7 +39,11 @@ pub struct WhatIf {
     pub most_excluding: Option<(String, u64, u64)>,
     /// `(policy, candidates in common)`.
     pub overlaps: Vec<(String, u64)>,
+    /// Evaluating the changed policy.
     pub seconds: f64,
+    /// The whole answer: evaluation, comparison, overlaps and breakdowns (including any
+    /// first use of the other policies and of the breakdowns' columns).
+    pub total_seconds: f64,
 }
 
 /// Runs `new` (a changed policy, or the saved one with `overrides`) against the catalogue's
@@ -91,6 +95,7 @@ pub fn what_if(
     }
     overlaps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let breakdowns = breakdowns(engine, &run);
+    let total_seconds = started.elapsed().as_secs_f64();
     Ok(WhatIf {
         base,
         new: run,
@@ -100,6 +105,7 @@ pub fn what_if(
         most_excluding,
         overlaps,
         seconds,
+        total_seconds,
     })
 }
 
@@ -270,11 +276,12 @@ impl WhatIf {
         );
         let _ = writeln!(
             s,
-            "newly eligible {}, newly ineligible {}; evaluated in {:.2} ms ({} atoms computed, the rest cached)",
+            "newly eligible {}, newly ineligible {}; evaluated in {:.2} ms ({} atoms computed, the rest cached), answered in {:.2} ms",
             self.newly_eligible.len(),
             self.newly_ineligible.len(),
             self.seconds * 1e3,
-            n.computed
+            n.computed,
+            self.total_seconds * 1e3
         );
         let sample = |set: &RoaringBitmap| {
             set.iter()

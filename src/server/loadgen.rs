@@ -291,11 +291,11 @@ async fn one(
                     )),
                     params: vec![pb::Param {
                         name: o.whatif_param.0.clone(),
-                        // Alternate two values so that the result memo does not answer.
-                        value: if r.is_multiple_of(2) {
-                            o.whatif_param.1.clone()
-                        } else {
-                            format!("{}.5", o.whatif_param.1)
+                        // A value not asked before (a millionth apart), so that neither the
+                        // result memo nor the atom cache answers.
+                        value: match o.whatif_param.1.parse::<f64>() {
+                            Ok(v) => format!("{}", v + (r % 1_000_000) as f64 * 1e-6),
+                            Err(_) => o.whatif_param.1.clone(),
                         },
                     }],
                     sample: 0,

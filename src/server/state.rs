@@ -183,7 +183,10 @@ impl Served {
         let runs = loaded
             .with_dependent(|_, engine| {
                 let mut engine = engine.lock().unwrap_or_else(|p| p.into_inner());
-                engine.run_all()
+                let runs = engine.run_all();
+                // What-ifs come and go; the catalogue's own work stays cached.
+                engine.pin();
+                runs
             })
             .map_err(|e| LoadError::Engine {
                 dir: dir.to_path_buf(),
