@@ -5,10 +5,14 @@
 //! `and`: T = Ta ∩ Tb, U = (Ta ∪ Ua) ∩ (Tb ∪ Ub) − T; `or`: T = Ta ∪ Tb, U = (Ua ∪ Ub) − T;
 //! `not`: T = universe − Ta − Ua, U = Ua. Everything else is an atom, computed once per
 //! snapshot, as-of date and parameter values, and cached under its compiled text:
-//! - an atom that reads one table is a scan of that table's entity runs (each entity's primary
-//!   row), and one evaluation for all entities that have no row there;
-//! - any other atom (relations, several tables) is evaluated entity by entity over the
-//!   universe, in parallel;
+//! - an atom that reads one field of primary rows is evaluated per distinct value of that
+//!   field (by binary search when it is a threshold) and mapped onto entities ([`columns`]);
+//! - a comparison of an aggregate or relation count with constants reads the aggregate's kept
+//!   values;
+//! - any other atom that reads one table is a scan of that table's entity runs (each entity's
+//!   primary row), and one evaluation for all entities that have no row there; the rest
+//!   (relations, several tables) is evaluated entity by entity over the universe, in
+//!   parallel; row filters read tabulated parts where they can;
 //! - `policy(X)` is X's result.
 //!
 //! A policy's results: candidates (every condition TRUE), to-verify (none FALSE, some

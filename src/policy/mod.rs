@@ -10,6 +10,8 @@
 //! - [`eval`]: compilation against a snapshot and the three-valued evaluation of one entity;
 //! - [`engine`]: conditions as TRUE / UNKNOWN bitmaps, cached and shared; candidates,
 //!   to-verify, near-miss, amounts;
+//! - [`columns`]: the engine's columnar kernels: atoms and amounts on one field evaluated per
+//!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
 //! - [`explain`], [`whatif`]: one entity's reasons; a changed policy against the saved one;
 //! - [`cases`]: each policy's case tests, run against a snapshot built from the case.
 
