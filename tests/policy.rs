@@ -14,7 +14,7 @@ use mianshen::date::Date;
 use mianshen::policy::ast::Lit;
 use mianshen::policy::ast::Tri;
 use mianshen::policy::cases::run_cases;
-use mianshen::policy::check::{DOMAINS, load_dir, load_texts};
+use mianshen::policy::check::{Catalogue, DOMAINS, load_dir, load_texts};
 use mianshen::policy::engine::Engine;
 use mianshen::policy::eval::{At, Evaluator, NoTrace, V};
 use mianshen::policy::schema::Schema;
@@ -343,6 +343,25 @@ fn write_world(w: &World, path: &Path) {
     write_memory(path, &entities, &[register, events, members]).unwrap();
 }
 
+/// A snapshot of `w` in a temporary folder and a catalogue of `files` (name, text) checked
+/// against it.
+fn world_catalogue(
+    w: &World,
+    files: &[(&str, String)],
+) -> (tempfile::TempDir, Snapshot, Catalogue) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.msnap");
+    write_world(w, &path);
+    let snap = Snapshot::open(&path).unwrap();
+    let schema = Schema::of_snapshot(&snap);
+    let files: Vec<(PathBuf, String)> = files
+        .iter()
+        .map(|(n, t)| (PathBuf::from(n), t.clone()))
+        .collect();
+    let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
+    (dir, snap, cat)
+}
+
 /// A random person-level boolean expression over the world's fields.
 fn person_cond() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
@@ -523,22 +542,16 @@ proptest! {
         w in world(),
         ks in proptest::collection::vec(0i64..5, 1..5),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.msnap");
-        write_world(&w, &path);
-        let snap = Snapshot::open(&path).unwrap();
-        let schema = Schema::of_snapshot(&snap);
         let text = "policy P3 \"thresholds\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
             param k = 1\n\
             when few: count(T.ev where T.ev.amount > 300) >= k\n\
             when old: T.reg.age >= k * 20\n\
             when rich: sum(T.ev.amount) in k * 500 .. 4000\n\
             amount k * count(T.ev where T.ev.amount > 300) + 1\n}\n";
-        let files = vec![
-            (PathBuf::from("r.policy"), RELATIONS.to_string()),
-            (PathBuf::from("p3.policy"), text.to_string()),
-        ];
-        let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
+        let (_dir, snap, cat) = world_catalogue(
+            &w,
+            &[("r.policy", RELATIONS.to_string()), ("p3.policy", text.to_string())],
+        );
         let policy = cat.get("P3").unwrap().policy.clone();
         let as_of = Date::from_ymd(2025, 12, 31).unwrap();
         let mut engine = Engine::new(&snap, cat.clone(), as_of);
@@ -628,16 +641,10 @@ proptest! {
         w in wide_world(),
         conds in proptest::collection::vec(threshold_cond(), 1..5),
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.msnap");
-        write_world(&w, &path);
-        let snap = Snapshot::open(&path).unwrap();
-        let schema = Schema::of_snapshot(&snap);
-        let files = vec![
-            (PathBuf::from("r.policy"), RELATIONS.to_string()),
-            (PathBuf::from("t.policy"), policy_text("T1", "person", &conds)),
-        ];
-        let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
+        let (_dir, snap, cat) = world_catalogue(
+            &w,
+            &[("r.policy", RELATIONS.to_string()), ("t.policy", policy_text("T1", "person", &conds))],
+        );
         let policy = cat.get("T1").unwrap().policy.clone();
         let as_of = Date::from_ymd(2025, 12, 31).unwrap();
         let mut engine = Engine::new(&snap, cat.clone(), as_of);
@@ -670,15 +677,9 @@ fn trimming_keeps_pinned_atoms() {
         events: vec![(0, Some(400), 0), (0, Some(500), 1)],
         members: vec![],
     };
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.msnap");
-    write_world(&w, &path);
-    let snap = Snapshot::open(&path).unwrap();
-    let schema = Schema::of_snapshot(&snap);
     let text = "policy P4 \"t\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
         param k = 1\n  when few: count(T.ev where T.ev.amount > 300) >= k\n  when old: T.reg.age >= k * 20\n  amount 1\n}\n";
-    let files = vec![(PathBuf::from("p.policy"), text.to_string())];
-    let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
+    let (_dir, snap, cat) = world_catalogue(&w, &[("p.policy", text.to_string())]);
     let policy = cat.get("P4").unwrap().policy.clone();
     let mut engine = Engine::new(&snap, cat, Date::from_ymd(2025, 12, 31).unwrap());
     engine.run_all().unwrap();
