@@ -969,13 +969,14 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
         }
     }
     println!(
-        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; warm (cached conditions) {:.2} ms; {} cached atoms",
+        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; warm (cached conditions) {:.2} ms; {} cached atoms; columns {:.1} MB",
         runs.len(),
         engine.as_of(),
         opened.as_secs_f64() * 1e3,
         runs.iter().map(|r| r.seconds).sum::<f64>() * 1e3,
         warm.as_secs_f64() * 1e3,
-        engine.cached()
+        engine.cached(),
+        engine.column_bytes() as f64 / 1e6
     );
     Ok(())
 }

@@ -537,6 +537,16 @@ impl<'s> Engine<'s> {
             .clone()
     }
 
+    /// Bytes held by the columnar kernels' field columns and kept values.
+    pub fn column_bytes(&self) -> usize {
+        self.fields
+            .values()
+            .flatten()
+            .map(|f| f.bytes())
+            .sum::<usize>()
+            + self.kept.values().map(|k| k.bytes()).sum::<usize>()
+    }
+
     /// The field column of `table.column`, built on first use; `None` when the snapshot lacks
     /// the field or it is free text.
     pub fn field_column_named(&mut self, table: &str, column: &str) -> Option<Arc<FieldColumn>> {

@@ -877,10 +877,6 @@ impl RowFilters {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
     /// The state of part `n` on row `row` of `table`, when tabulated.
     #[inline]
     fn state(&self, env: &Env<'_>, n: &Node, table: usize, row: usize) -> Option<Tri> {
