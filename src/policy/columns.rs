@@ -5,14 +5,16 @@
 //!   distinct `(value, link doubtful)` keys, each with a representative row. An atom that reads
 //!   one field and constants (`age(GA.person.birth_date) >= 80`, `status in {…}`, `month(x + k
 //!   years) < month(as_of)`) is evaluated once per distinct key — a few thousand evaluations at
-//!   any city size — and then mapped onto the entities by a table lookup. The same holds for an
+//!   any city size, or a few dozen when the atom is a threshold (binary search over the sorted
+//!   values) — and its entities are gathered from the ranks' lists. The same holds for an
 //!   amount that reads one field (`band age(birth_date) {…}`).
 //! - **Value columns.** The per-entity value of an expensive expression (a relation count, an
 //!   aggregate over a table's rows), kept so that comparing it with a new constant (`count(…) >=
-//!   min_hires`) is one pass over numbers.
+//!   min_hires`) is one pass over numbers, and an amount reading it reads the kept values.
 //!
 //! Both give exactly the interpreter's answer: each key is evaluated by the interpreter itself,
-//! on a row that holds it (the property test in `engine` compares with the row-by-row oracle).
+//! on a row that holds it (the property tests in `tests/policy.rs` compare every kernel with the
+//! row-by-row oracle).
 
 use std::ops::Range;
 use std::sync::Arc;
