@@ -380,10 +380,9 @@ fn threshold_table(ev: &Evaluator<'_, '_>, atom: &Node, fc: &FieldColumn) -> Opt
     if fc.sure.len() < 64 {
         return None;
     }
-    let is_const = |n: &Node| constant(n);
     let (x, consts): (&Node, Vec<&Node>) = match atom {
-        Node::Cmp(_, a, b) if is_const(b) => (a, vec![b]),
-        Node::Cmp(_, a, b) if is_const(a) => (b, vec![a]),
+        Node::Cmp(_, a, b) if constant(b) => (a, vec![b]),
+        Node::Cmp(_, a, b) if constant(a) => (b, vec![a]),
         Node::InRange(x, lo, hi) => {
             let bounds: Vec<&Node> = [lo, hi].into_iter().flatten().map(|b| &**b).collect();
             (x, bounds)
@@ -391,7 +390,7 @@ fn threshold_table(ev: &Evaluator<'_, '_>, atom: &Node, fc: &FieldColumn) -> Opt
         Node::InSet(x, items) => (x, items.iter().collect()),
         _ => return None,
     };
-    if !consts.iter().all(|k| is_const(k)) {
+    if !consts.iter().all(|k| constant(k)) {
         return None;
     }
     let dir = direction(x)?;
@@ -578,7 +577,7 @@ impl ValueColumn {
 /// An atom that compares an expensive expression with constants: the expression (to keep)
 /// and how to finish the comparison from its value.
 pub fn kept_comparison(atom: &Node) -> Option<&Node> {
-    let expensive = |n: &Node| contains_aggregate(n) && !matches!(n, Node::Const(_));
+    let expensive = contains_aggregate;
     match atom {
         Node::Cmp(_, a, b) if expensive(a) && matches!(**b, Node::Const(_)) => Some(a),
         Node::Cmp(_, a, b) if expensive(b) && matches!(**a, Node::Const(_)) => Some(b),
