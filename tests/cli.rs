@@ -127,7 +127,7 @@ fn demo_generates_and_ingests_a_city() {
     let snap = snap.to_str().unwrap();
     let v = mianshen(&["verify", snap]);
     assert!(
-        v.status.success() && stdout(&v).contains(": ok: format version 1, generation 2"),
+        v.status.success() && stdout(&v).contains(": ok: format version 2, generation 2"),
         "{}",
         stdout(&v)
     );
@@ -172,7 +172,7 @@ fn demo_generates_and_ingests_a_city() {
 #[test]
 fn a_corrupt_snapshot_and_a_broken_policy_are_refused_with_their_location() {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/snapshot/v1");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/fixtures/snapshot/v2");
     let mut bytes = std::fs::read(fixture.join("snapshot.msnap")).unwrap();
     let path = dir.path().join("snapshot.msnap");
     let mid = bytes.len() / 2;

@@ -28,7 +28,7 @@ use super::ast::*;
 use super::check::Catalogue;
 use super::schema::{Scale, Schema, Ty};
 use crate::date::{Date, Month};
-use crate::snapshot::column::Column;
+use crate::snapshot::column::{Column, Text};
 use crate::snapshot::{Snapshot, Table};
 
 /// A compiled expression.
@@ -133,7 +133,7 @@ pub enum ConstVal {
 pub enum V<'a> {
     Missing,
     Num(f64, f64),
-    Str(&'a str),
+    Str(Text<'a>),
     Bool(bool),
     Date(i32),
     Month(i32),
@@ -162,7 +162,7 @@ impl std::fmt::Display for V<'_> {
             V::Missing => write!(f, "missing"),
             V::Num(lo, hi) if lo == hi => write!(f, "{}", fmt_num(*lo)),
             V::Num(lo, hi) => write!(f, "{}..{}", fmt_num(*lo), fmt_num(*hi)),
-            V::Str(s) => write!(f, "{s:?}"),
+            V::Str(s) => write!(f, "{:?}", s.to_string()),
             V::Bool(b) => write!(f, "{b}"),
             V::Date(d) => write!(f, "{}", Date(*d)),
             V::Month(m) => write!(f, "{}", Month(*m)),
@@ -678,8 +678,8 @@ fn value_of<'s>(c: &ColRef<'s>, raw: Option<i64>, row: usize) -> V<'s> {
         Ty::Str => match c.col.type_name() {
             "dict" => raw
                 .and_then(|k| c.col.dict_value(k as u32))
-                .map_or(V::Missing, V::Str),
-            _ => c.col.str(row).map_or(V::Missing, V::Str),
+                .map_or(V::Missing, |s| V::Str(Text::Str(s))),
+            _ => c.col.text(row).map_or(V::Missing, V::Str),
         },
         _ => match raw {
             None => V::Missing,
@@ -783,7 +783,7 @@ pub(crate) fn compare(op: CmpOp, a: V<'_>, b: V<'_>) -> Tri {
                 }
             }
         }
-        (V::Str(x), V::Str(y)) => tri_of(ord(x.cmp(y))),
+        (V::Str(x), V::Str(y)) => tri_of(ord(x.cmp(&y))),
         (V::Bool(x), V::Bool(y)) => tri_of(ord(x.cmp(&y))),
         (V::Date(x), V::Date(y)) => tri_of(ord(x.cmp(&y))),
         (V::Month(x), V::Month(y)) => tri_of(ord(x.cmp(&y))),
@@ -1005,7 +1005,7 @@ impl<'e, 's> Evaluator<'e, 's> {
                 };
                 let c = &self.env.cols[*col];
                 if tr.on() && at.row.is_none() {
-                    let v = row.and_then(|r| c.1.col.str(r)).map_or(V::Missing, V::Str);
+                    let v = row.and_then(|r| c.1.col.text(r)).map_or(V::Missing, V::Str);
                     tr.note(format!(
                         "{} = {v}{}",
                         c.0,
@@ -1191,7 +1191,7 @@ impl<'e, 's> Evaluator<'e, 's> {
         match n {
             Node::Const(c) => Val::of(match c {
                 ConstVal::Num(x) => V::Num(*x, *x),
-                ConstVal::Str(s) => V::Str(s.as_str()),
+                ConstVal::Str(s) => V::Str(Text::Str(s.as_str())),
                 ConstVal::Bool(b) => V::Bool(*b),
                 ConstVal::Date(d) => V::Date(*d),
                 ConstVal::Month(m) => V::Month(*m),

@@ -132,7 +132,7 @@ fn tally(
         .map(|&(row, _)| {
             let text = match col.int(row) {
                 Some(i) => i.to_string(),
-                None => match col.str(row) {
+                None => match col.text(row) {
                     Some(s) => s.to_string(),
                     None => return 0,
                 },

@@ -569,7 +569,7 @@ fn write_table(
                         index = Some(equality_index(&sorted, &perm, &entity, attributed));
                         encode(&ColumnValues::Dict(sorted), &mut values);
                     } else {
-                        encode(&ColumnValues::Bytes(sorted), &mut values);
+                        encode(&ColumnValues::Text(sorted), &mut values);
                     }
                 }
             }

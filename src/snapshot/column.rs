@@ -1,6 +1,11 @@
-//! Column encodings (FORMAT.md, `column`): bit-packed integers with a base (frame of
-//! reference), dictionary codes, and strings with bit-packed offsets; an optional validity
-//! bitmap says which rows have a value. Missing is missing, never zero.
+//! Column encodings (FORMAT.md, `column`): integers, dictionary codes and free text, with an
+//! optional validity bitmap saying which rows have a value. Missing is missing, never zero.
+//!
+//! Version 2 stores every column's integers (values, dictionary codes, free text's codes into
+//! its first-occurrence dictionary) as blocked integers ([`blocks`](super::blocks)): each
+//! block of 256 rows in its smallest encoding, every value read in constant time. Version 1's
+//! encodings (one frame of reference for the whole column, free text row by row) are still
+//! read, and written by [`encode_v1`] for tests.
 //!
 //! Readers parse a column's layout once, checking that every part fits its section, so that
 //! later accessors read within bounds whatever the bytes; they return `None` rather than panic
@@ -11,11 +16,39 @@
 pub const INT: u8 = 0;
 pub const DICT: u8 = 1;
 pub const BYTES: u8 = 2;
+/// Version 2: integers in blocks (`blocked`).
+pub const INT_BLOCKED: u8 = 3;
+pub const DICT_BLOCKED: u8 = 4;
+/// Version 2: free text as a first-occurrence dictionary and blocked codes.
+pub const BYTES_BLOCKED: u8 = 5;
+/// Version 2: free text whose every value is a decimal number (invoice numbers, account
+/// numbers), stored as the numbers, blocked.
+pub const DIGITS: u8 = 6;
+
+/// The most digits a decimal text value may have to be stored as a number.
+const MAX_DIGITS: usize = 18;
+
+/// `s` as the number it spells, when it spells one canonically: digits only, no leading
+/// zero (but "0"), at most 18 of them. Its text is then exactly the number's.
+pub fn decimal(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > MAX_DIGITS || (b[0] == b'0' && b.len() > 1) {
+        return None;
+    }
+    if !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    s.parse().ok()
+}
 
 /// The bits needed to hold `max`.
 pub fn bits_for(max: u64) -> u8 {
     (64 - max.leading_zeros()) as u8
 }
+
+use std::collections::HashMap;
+
+use super::blocks::{self, Blocked};
 
 fn pad8(out: &mut Vec<u8>) {
     while !out.len().is_multiple_of(8) {
@@ -186,21 +219,94 @@ pub enum ColumnValues<'s> {
     Int(Vec<Option<i64>>),
     /// Dictionary-encoded strings: few distinct values.
     Dict(Vec<Option<&'s str>>),
+    /// Free text, read back with [`Column::str`].
     Bytes(Vec<Option<&'s str>>),
+    /// Free text read back with [`Column::text`]: stored as numbers when every value is a
+    /// decimal number, as [`ColumnValues::Bytes`] otherwise.
+    Text(Vec<Option<&'s str>>),
 }
 
-/// Encodes a column section.
+/// Integers with missing rows given their previous value (the first value for leading
+/// missing rows), so that a missing row never widens its block.
+fn filled(v: impl Iterator<Item = Option<i64>> + Clone) -> Vec<i64> {
+    let mut last = v.clone().flatten().next().unwrap_or(0);
+    v.map(|x| {
+        if let Some(x) = x {
+            last = x;
+        }
+        last
+    })
+    .collect()
+}
+
+/// Encodes a column section (the current version's encodings: every body's integers
+/// blocked, free text through a first-occurrence dictionary).
 pub fn encode(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
-    let (ty, rows, valid): (u8, usize, Vec<bool>) = match values {
-        ColumnValues::Int(v) => (INT, v.len(), v.iter().map(Option::is_some).collect()),
-        ColumnValues::Dict(v) => (DICT, v.len(), v.iter().map(Option::is_some).collect()),
-        ColumnValues::Bytes(v) => (BYTES, v.len(), v.iter().map(Option::is_some).collect()),
+    if let ColumnValues::Text(v) = values {
+        let numbers: Option<Vec<Option<i64>>> = v
+            .iter()
+            .map(|x| match x {
+                Some(s) => decimal(s).map(Some),
+                None => Some(None),
+            })
+            .collect();
+        match numbers {
+            Some(n) => encode_digits(&n, out),
+            None => encode(&ColumnValues::Bytes(v.clone()), out),
+        }
+        return;
+    }
+    let (ty, valid): (u8, Vec<bool>) = match values {
+        ColumnValues::Int(v) => (INT_BLOCKED, v.iter().map(Option::is_some).collect()),
+        ColumnValues::Dict(v) => (DICT_BLOCKED, v.iter().map(Option::is_some).collect()),
+        ColumnValues::Bytes(v) | ColumnValues::Text(v) => {
+            (BYTES_BLOCKED, v.iter().map(Option::is_some).collect())
+        }
     };
+    header(ty, &valid, out);
+    match values {
+        ColumnValues::Int(v) => blocks::encode(&filled(v.iter().copied()), out),
+        ColumnValues::Dict(v) => {
+            let mut dict: Vec<&str> = v.iter().flatten().copied().collect();
+            dict.sort_unstable();
+            dict.dedup();
+            out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+            out.extend_from_slice(&[0u8; 4]);
+            Strings::write(dict.iter().copied(), out);
+            let codes = v.iter().map(|x| {
+                x.and_then(|s| dict.binary_search(&s).ok())
+                    .map(|c| c as i64)
+            });
+            blocks::encode(&filled(codes), out);
+        }
+        ColumnValues::Bytes(v) | ColumnValues::Text(v) => {
+            let mut seen: HashMap<&str, i64> = HashMap::new();
+            let mut strings: Vec<&str> = Vec::new();
+            let codes: Vec<Option<i64>> = v
+                .iter()
+                .map(|x| {
+                    x.map(|s| {
+                        *seen.entry(s).or_insert_with(|| {
+                            strings.push(s);
+                            strings.len() as i64 - 1
+                        })
+                    })
+                })
+                .collect();
+            out.extend_from_slice(&(strings.len() as u64).to_le_bytes());
+            Strings::write(strings.iter().copied(), out);
+            blocks::encode(&filled(codes.iter().copied()), out);
+        }
+    }
+    pad8(out);
+}
+
+fn header(ty: u8, valid: &[bool], out: &mut Vec<u8>) {
     let all_valid = valid.iter().all(|&v| v);
     out.push(ty);
     out.push(u8::from(!all_valid));
     out.extend_from_slice(&[0u8; 6]);
-    out.extend_from_slice(&(rows as u64).to_le_bytes());
+    out.extend_from_slice(&(valid.len() as u64).to_le_bytes());
     if !all_valid {
         for chunk in valid.chunks(64) {
             let mut w = 0u64;
@@ -210,6 +316,26 @@ pub fn encode(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&w.to_le_bytes());
         }
     }
+}
+
+fn encode_digits(v: &[Option<i64>], out: &mut Vec<u8>) {
+    let valid: Vec<bool> = v.iter().map(Option::is_some).collect();
+    header(DIGITS, &valid, out);
+    blocks::encode(&filled(v.iter().copied()), out);
+}
+
+/// Encodes a column section in the version 1 encodings (one frame of reference for the
+/// whole column, free text stored row by row): what older snapshots hold, kept so that
+/// tests can write them.
+pub fn encode_v1(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
+    let (ty, valid): (u8, Vec<bool>) = match values {
+        ColumnValues::Int(v) => (INT, v.iter().map(Option::is_some).collect()),
+        ColumnValues::Dict(v) => (DICT, v.iter().map(Option::is_some).collect()),
+        ColumnValues::Bytes(v) | ColumnValues::Text(v) => {
+            (BYTES, v.iter().map(Option::is_some).collect())
+        }
+    };
+    header(ty, &valid, out);
     match values {
         ColumnValues::Int(v) => {
             let base = v.iter().flatten().copied().min().unwrap_or(0);
@@ -247,7 +373,9 @@ pub fn encode(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
                 out,
             );
         }
-        ColumnValues::Bytes(v) => Strings::write(v.iter().map(|x| x.unwrap_or("")), out),
+        ColumnValues::Bytes(v) | ColumnValues::Text(v) => {
+            Strings::write(v.iter().map(|x| x.unwrap_or("")), out)
+        }
     }
     pad8(out);
 }
@@ -260,17 +388,50 @@ pub struct Column<'a> {
     body: Body<'a>,
 }
 
+/// Integers of either version: one frame for the column (version 1) or blocked.
+#[derive(Debug, Clone, Copy)]
+enum Ints<'a> {
+    Packed { base: i64, values: Packed<'a> },
+    Blocked(Blocked<'a>),
+}
+
+impl Ints<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Ints::Packed { base, values } => base.wrapping_add(values.get(i) as i64),
+            Ints::Blocked(b) => b.get(i),
+        }
+    }
+
+    /// `(first, count)` of the values the integers can take.
+    fn domain(&self) -> Option<(i64, u64)> {
+        match self {
+            Ints::Packed { base, values } => Some((*base, 1u64.checked_shl(values.width)?)),
+            Ints::Blocked(b) => {
+                let (lo, hi) = b.range();
+                Some((lo, (hi.wrapping_sub(lo) as u64).checked_add(1)?))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Body<'a> {
-    Int {
-        base: i64,
-        values: Packed<'a>,
-    },
+    Int(Ints<'a>),
     Dict {
         dict: Strings<'a>,
-        codes: Packed<'a>,
+        codes: Ints<'a>,
     },
+    /// Version 1: the strings row by row.
     Bytes(Strings<'a>),
+    /// Distinct strings in order of first occurrence, and each row's code.
+    Coded {
+        strings: Strings<'a>,
+        codes: Ints<'a>,
+    },
+    /// Free text whose values are decimal numbers, as the numbers.
+    Digits(Ints<'a>),
 }
 
 /// One value, borrowed.
@@ -278,7 +439,75 @@ enum Body<'a> {
 pub enum Value<'a> {
     Missing,
     Int(i64),
+    Str(Text<'a>),
+}
+
+/// A text value as read: borrowed from the snapshot, or a decimal number that the snapshot
+/// stores as a number. Compares and prints as the text it stands for.
+#[derive(Debug, Clone, Copy)]
+pub enum Text<'a> {
     Str(&'a str),
+    Digits(u64),
+}
+
+impl Text<'_> {
+    /// The text's bytes, written into `buf` when they are a number's.
+    pub fn bytes<'b>(&'b self, buf: &'b mut [u8; 20]) -> &'b [u8] {
+        match *self {
+            Text::Str(s) => s.as_bytes(),
+            Text::Digits(mut n) => {
+                let mut at = buf.len();
+                loop {
+                    at -= 1;
+                    buf[at] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                &buf[at..]
+            }
+        }
+    }
+}
+
+impl Ord for Text<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if let (Text::Str(a), Text::Str(b)) = (self, other) {
+            return a.cmp(b);
+        }
+        let (mut x, mut y) = ([0u8; 20], [0u8; 20]);
+        self.bytes(&mut x).cmp(other.bytes(&mut y))
+    }
+}
+
+impl PartialOrd for Text<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self == Text::Str(other)
+    }
+}
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Text::Str(s) => f.write_str(s),
+            Text::Digits(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 impl<'a> Column<'a> {
@@ -296,21 +525,37 @@ impl<'a> Column<'a> {
         } else {
             None
         };
+        let blocked = |b: &'a [u8]| Blocked::parse(b, rows).map(|(c, _)| Ints::Blocked(c));
         let body = match ty {
             INT => {
                 let base = le_u64(rest, 0)? as i64;
                 let width = *rest.get(8)?;
                 let (values, _) = Packed::parse(rest.get(16..)?, rows, width)?;
-                Body::Int { base, values }
+                Body::Int(Ints::Packed { base, values })
             }
-            DICT => {
+            INT_BLOCKED => Body::Int(blocked(rest)?),
+            DICT | DICT_BLOCKED => {
                 let n = le_u64(rest, 0)? as u32 as usize;
                 let (dict, after) = Strings::parse(rest.get(8..)?, n)?;
-                let width = *after.first()?;
-                let (codes, _) = Packed::parse(after.get(8..)?, rows, width)?;
+                let codes = if ty == DICT {
+                    let width = *after.first()?;
+                    let (values, _) = Packed::parse(after.get(8..)?, rows, width)?;
+                    Ints::Packed { base: 0, values }
+                } else {
+                    blocked(after)?
+                };
                 Body::Dict { dict, codes }
             }
             BYTES => Body::Bytes(Strings::parse(rest, rows)?.0),
+            BYTES_BLOCKED => {
+                let n = usize::try_from(le_u64(rest, 0)?).ok()?;
+                let (strings, after) = Strings::parse(rest.get(8..)?, n)?;
+                Body::Coded {
+                    strings,
+                    codes: blocked(after)?,
+                }
+            }
+            DIGITS => Body::Digits(blocked(rest)?),
             _ => return None,
         };
         Some(Column {
@@ -326,9 +571,9 @@ impl<'a> Column<'a> {
 
     pub fn type_name(&self) -> &'static str {
         match self.body {
-            Body::Int { .. } => "int",
+            Body::Int(_) => "int",
             Body::Dict { .. } => "dict",
-            Body::Bytes(_) => "bytes",
+            Body::Bytes(_) | Body::Coded { .. } | Body::Digits(_) => "bytes",
         }
     }
 
@@ -347,9 +592,7 @@ impl<'a> Column<'a> {
     #[inline]
     pub fn int(&self, row: usize) -> Option<i64> {
         match self.body {
-            Body::Int { base, values } if self.is_valid(row) => {
-                Some(base.wrapping_add(values.get(row) as i64))
-            }
+            Body::Int(values) if self.is_valid(row) => Some(values.get(row)),
             _ => None,
         }
     }
@@ -367,9 +610,9 @@ impl<'a> Column<'a> {
     #[inline]
     pub fn raw(&self, row: usize) -> Option<i64> {
         match self.body {
-            Body::Int { .. } => self.int(row),
+            Body::Int(_) => self.int(row),
             Body::Dict { .. } => self.code(row).map(i64::from),
-            Body::Bytes(_) => None,
+            Body::Bytes(_) | Body::Coded { .. } | Body::Digits(_) => None,
         }
     }
 
@@ -377,9 +620,9 @@ impl<'a> Column<'a> {
     /// a dictionary column's codes; `None` for free text.
     pub fn raw_domain(&self) -> Option<(i64, u64)> {
         match self.body {
-            Body::Int { base, values } => Some((base, 1u64.checked_shl(values.width)?)),
+            Body::Int(values) => values.domain(),
             Body::Dict { dict, .. } => Some((0, dict.len() as u64)),
-            Body::Bytes(_) => None,
+            Body::Bytes(_) | Body::Coded { .. } | Body::Digits(_) => None,
         }
     }
 
@@ -425,16 +668,28 @@ impl<'a> Column<'a> {
             return None;
         }
         match self.body {
-            Body::Dict { dict, codes } => dict.get(codes.get(row) as usize),
+            Body::Dict { dict, codes } => dict.get(usize::try_from(codes.get(row)).ok()?),
             Body::Bytes(s) => s.get(row),
-            Body::Int { .. } => None,
+            Body::Coded { strings, codes } => strings.get(usize::try_from(codes.get(row)).ok()?),
+            Body::Int(_) | Body::Digits(_) => None,
+        }
+    }
+
+    /// A text column's value at `row`, whatever its encoding (the only way to read a column
+    /// written from [`ColumnValues::Text`]).
+    #[inline]
+    pub fn text(&self, row: usize) -> Option<Text<'a>> {
+        match self.body {
+            Body::Digits(n) if self.is_valid(row) => Some(Text::Digits(n.get(row) as u64)),
+            Body::Digits(_) | Body::Int(_) => None,
+            _ => self.str(row).map(Text::Str),
         }
     }
 
     pub fn value(&self, row: usize) -> Value<'a> {
         match self.body {
-            Body::Int { .. } => self.int(row).map_or(Value::Missing, Value::Int),
-            _ => self.str(row).map_or(Value::Missing, Value::Str),
+            Body::Int(_) => self.int(row).map_or(Value::Missing, Value::Int),
+            _ => self.text(row).map_or(Value::Missing, Value::Str),
         }
     }
 }
@@ -446,9 +701,16 @@ mod tests {
 
     proptest! {
         #[test]
-        fn ints_round_trip(v in proptest::collection::vec(proptest::option::of(any::<i64>()), 0..300)) {
+        fn ints_round_trip(
+            v in proptest::collection::vec(proptest::option::of(any::<i64>()), 0..300),
+            v1 in any::<bool>(),
+        ) {
             let mut b = Vec::new();
-            encode(&ColumnValues::Int(v.clone()), &mut b);
+            if v1 {
+                encode_v1(&ColumnValues::Int(v.clone()), &mut b);
+            } else {
+                encode(&ColumnValues::Int(v.clone()), &mut b);
+            }
             prop_assert_eq!(b.len() % 8, 0);
             let c = Column::parse(&b).unwrap();
             prop_assert_eq!(c.rows(), v.len());
@@ -462,10 +724,16 @@ mod tests {
         fn strings_round_trip(
             v in proptest::collection::vec(proptest::option::of("[a-c正常死亡]{0,4}"), 0..200),
             dict in any::<bool>(),
+            v1 in any::<bool>(),
         ) {
             let refs: Vec<Option<&str>> = v.iter().map(|s| s.as_deref()).collect();
             let mut b = Vec::new();
-            encode(&if dict { ColumnValues::Dict(refs) } else { ColumnValues::Bytes(refs) }, &mut b);
+            let values = if dict { ColumnValues::Dict(refs) } else { ColumnValues::Bytes(refs) };
+            if v1 {
+                encode_v1(&values, &mut b);
+            } else {
+                encode(&values, &mut b);
+            }
             let c = Column::parse(&b).unwrap();
             for (i, x) in v.iter().enumerate() {
                 prop_assert_eq!(c.str(i), x.as_deref());

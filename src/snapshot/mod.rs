@@ -11,6 +11,7 @@
 //! Entities have dense `u32` ids (their row in the resolve build's `entities.csv`), shared by
 //! persons, households and enterprises; each kind's ids form its universe bitmap.
 
+pub mod blocks;
 pub mod build;
 pub mod column;
 pub mod container;
