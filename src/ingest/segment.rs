@@ -920,6 +920,254 @@ impl Segment {
     }
 }
 
+/// One group's chunk of a column, its layout parsed and checked.
+#[derive(Debug)]
+enum GroupChunk<'s> {
+    Int {
+        valid: &'s [u8],
+        base: i64,
+        width: u32,
+        data: &'s [u8],
+    },
+    Dict {
+        valid: &'s [u8],
+        codes: &'s [u8],
+    },
+    Bytes {
+        valid: &'s [u8],
+        repeat: &'s [u8],
+        offsets: &'s [u8],
+        data: &'s [u8],
+        /// Stored (valid, not repeated) values before each 64-row word.
+        rank: Vec<u32>,
+    },
+}
+
+/// Random access to one column's values by row, for readers that visit rows in their own
+/// order (the snapshot stage reads them grouped by entity) without materializing the column.
+/// Each group's layout is checked when the reader is made; reads stay within the chunk.
+#[derive(Debug)]
+pub struct ColumnReader<'s> {
+    seg: &'s Segment,
+    name: String,
+    /// First row of each group, then the row count.
+    starts: Vec<u64>,
+    /// Rows per group when every group but the last has the same count.
+    uniform: Option<u64>,
+    chunks: Vec<GroupChunk<'s>>,
+    dict: Option<&'s [String]>,
+}
+
+fn bit(words: &[u8], r: usize) -> bool {
+    words
+        .get((r / 64) * 8..(r / 64) * 8 + 8)
+        .is_some_and(|w| le_u64(w, 0) >> (r % 64) & 1 == 1)
+}
+
+impl Segment {
+    /// A random-access reader of column `name`.
+    pub fn reader(&self, name: &str) -> Result<ColumnReader<'_>, SegmentError> {
+        let col = self.column_index(
+            name,
+            &[ColumnType::Int, ColumnType::Bytes, ColumnType::Dict],
+        )?;
+        let corrupt = |msg: &str| SegmentError::Corrupt {
+            path: self.path.clone(),
+            msg: format!("column {name:?}: {msg}"),
+        };
+        let ty = self.schema[col].ty;
+        let mut starts = vec![0u64];
+        let mut chunks = Vec::with_capacity(self.groups.len());
+        for g in 0..self.groups.len() {
+            let (rows, b) = self.chunk(g, col);
+            starts.push(starts[g] + rows as u64);
+            let words = rows.div_ceil(64) * 8;
+            let short = || corrupt("chunk shorter than its layout");
+            let valid = b.get(..words).ok_or_else(short)?;
+            chunks.push(match ty {
+                ColumnType::Int => {
+                    let head = b.get(words..words + 16).ok_or_else(short)?;
+                    let width = u32::from(head[8]);
+                    if width > 64 {
+                        return Err(corrupt("bit width over 64"));
+                    }
+                    let n = packed_words(rows, width) * 8;
+                    GroupChunk::Int {
+                        valid,
+                        base: le_u64(head, 0) as i64,
+                        width,
+                        data: b.get(words + 16..words + 16 + n).ok_or_else(short)?,
+                    }
+                }
+                ColumnType::Dict => GroupChunk::Dict {
+                    valid,
+                    codes: b.get(words..words + rows * 4).ok_or_else(short)?,
+                },
+                ColumnType::Bytes => {
+                    let repeat = b.get(words..2 * words).ok_or_else(short)?;
+                    let mut rank = Vec::with_capacity(rows.div_ceil(64));
+                    let mut stored = 0u32;
+                    for w in 0..rows.div_ceil(64) {
+                        rank.push(stored);
+                        let v = le_u64(valid, w * 8) & !le_u64(repeat, w * 8);
+                        let live = if (w + 1) * 64 > rows {
+                            v & ((1u64 << (rows - w * 64)) - 1)
+                        } else {
+                            v
+                        };
+                        stored += live.count_ones();
+                    }
+                    let offsets = b
+                        .get(2 * words..2 * words + (stored as usize + 1) * 4)
+                        .ok_or_else(short)?;
+                    GroupChunk::Bytes {
+                        valid,
+                        repeat,
+                        offsets,
+                        data: &b[2 * words + offsets.len()..],
+                        rank,
+                    }
+                }
+            });
+        }
+        let sizes: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        let uniform = match sizes.split_last() {
+            Some((_, init)) if init.iter().all(|&s| s == sizes[0]) && sizes[0] > 0 => {
+                Some(sizes[0])
+            }
+            _ => None,
+        };
+        Ok(ColumnReader {
+            seg: self,
+            name: name.to_string(),
+            starts,
+            uniform,
+            chunks,
+            dict: self.dicts.get(&col).map(Vec::as_slice),
+        })
+    }
+}
+
+impl<'s> ColumnReader<'s> {
+    fn corrupt(&self, msg: &str) -> SegmentError {
+        SegmentError::Corrupt {
+            path: self.seg.path.clone(),
+            msg: format!("column {:?}: {msg}", self.name),
+        }
+    }
+
+    /// The group holding `row` and the row's place in it.
+    #[inline]
+    fn locate(&self, row: usize) -> Option<(usize, usize)> {
+        let row = row as u64;
+        if row >= *self.starts.last()? {
+            return None;
+        }
+        let g = match self.uniform {
+            Some(n) => (row / n) as usize,
+            None => self.starts.partition_point(|&s| s <= row) - 1,
+        };
+        Some((g, (row - self.starts[g]) as usize))
+    }
+
+    /// An int column's value at `row` (`None` where missing, past the end, or not an int
+    /// column).
+    #[inline]
+    pub fn int(&self, row: usize) -> Option<i64> {
+        let (g, r) = self.locate(row)?;
+        let GroupChunk::Int {
+            valid,
+            base,
+            width,
+            data,
+        } = &self.chunks[g]
+        else {
+            return None;
+        };
+        if !bit(valid, r) {
+            return None;
+        }
+        if *width == 0 {
+            return Some(*base);
+        }
+        let at = r * *width as usize;
+        let (w, off) = (at / 64, (at % 64) as u32);
+        let word = |i: usize| data.get(i * 8..i * 8 + 8).map_or(0, |b| le_u64(b, 0));
+        let mut d = word(w) >> off;
+        if off + *width > 64 {
+            d |= word(w + 1) << (64 - off);
+        }
+        if *width < 64 {
+            d &= (1u64 << *width) - 1;
+        }
+        Some(base.wrapping_add(d as i64))
+    }
+
+    /// A bytes or dict column's value at `row` (`None` where missing or past the end).
+    pub fn str(&self, row: usize) -> Result<Option<&'s str>, SegmentError> {
+        let Some((g, r)) = self.locate(row) else {
+            return Ok(None);
+        };
+        match &self.chunks[g] {
+            GroupChunk::Int { .. } => Err(self.corrupt("not a text column")),
+            GroupChunk::Dict { valid, codes } => {
+                if !bit(valid, r) {
+                    return Ok(None);
+                }
+                let code = u32::from_le_bytes([
+                    codes[r * 4],
+                    codes[r * 4 + 1],
+                    codes[r * 4 + 2],
+                    codes[r * 4 + 3],
+                ]) as usize;
+                self.dict
+                    .and_then(|d| d.get(code))
+                    .map(|s| Some(s.as_str()))
+                    .ok_or_else(|| self.corrupt("code outside dictionary"))
+            }
+            GroupChunk::Bytes {
+                valid,
+                repeat,
+                offsets,
+                data,
+                rank,
+            } => {
+                if !bit(valid, r) {
+                    return Ok(None);
+                }
+                // The stored values up to and including row r; a repeated row has the value
+                // of the last stored row before it.
+                let w = le_u64(valid, (r / 64) * 8) & !le_u64(repeat, (r / 64) * 8);
+                let upto = if r % 64 == 63 {
+                    w
+                } else {
+                    w & ((1u64 << (r % 64 + 1)) - 1)
+                };
+                let n = rank[r / 64] as usize + upto.count_ones() as usize;
+                let i = n
+                    .checked_sub(1)
+                    .ok_or_else(|| self.corrupt("a repeat flag without a previous value"))?;
+                let u32_at = |k: usize| {
+                    u32::from_le_bytes([
+                        offsets[k * 4],
+                        offsets[k * 4 + 1],
+                        offsets[k * 4 + 2],
+                        offsets[k * 4 + 3],
+                    ]) as usize
+                };
+                let (s, e) = (u32_at(i), u32_at(i + 1));
+                let bytes = data
+                    .get(s..e)
+                    .filter(|_| s <= e)
+                    .ok_or_else(|| self.corrupt("string offsets out of range"))?;
+                simdutf8::basic::from_utf8(bytes)
+                    .map(Some)
+                    .map_err(|_| self.corrupt("string is not UTF-8"))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -315,55 +315,159 @@ impl<'a> Blocked<'a> {
 
     #[inline]
     fn in_block(&self, b: usize, j: usize, n: usize) -> Option<i64> {
+        let (blk, view) = self.block(b)?;
+        Some(view.value(blk, j, n))
+    }
+
+    /// Block `b`'s bytes (to the end of the blocks) and its parsed head.
+    #[inline]
+    fn block(&self, b: usize) -> Option<(&'a [u8], BlockView)> {
         let start = usize::try_from(self.dir.get(b)).ok()?.checked_mul(8)?;
         let blk = self.blocks.get(start..)?;
-        let head = blk.get(..8)?;
-        let (flags, width, dict_width) = (head[0], head[1], head[2]);
-        let dict_len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
-        let base = le_u64(blk, 8)? as i64;
-        let mut at = 16;
-        let mut step = 0i64;
-        let mut mult = 1u64;
+        Some((blk, BlockView::parse(blk)?))
+    }
+
+    /// Calls `f` with every value of `rows` in order (clamped to the values there are),
+    /// parsing each block's head once.
+    pub fn for_each(&self, rows: std::ops::Range<usize>, mut f: impl FnMut(i64)) {
+        let rows = rows.start.min(self.len)..rows.end.min(self.len);
+        if self.min == self.max {
+            rows.for_each(|_| f(self.min));
+            return;
+        }
+        let size = 1usize << self.log2;
+        let mut i = rows.start;
+        while i < rows.end {
+            let b = i >> self.log2;
+            let first = b << self.log2;
+            let n = (self.len - first).min(size);
+            let end = rows.end.min(first + n);
+            match self.block(b) {
+                Some((blk, view)) => {
+                    (i - first..end - first).for_each(|j| f(view.value(blk, j, n)))
+                }
+                None => (i..end).for_each(|_| f(0)),
+            }
+            i = end;
+        }
+    }
+}
+
+/// A block's head: how its values are found.
+#[derive(Debug, Clone, Copy)]
+struct BlockView {
+    flags: u8,
+    width: u32,
+    dict_width: u32,
+    k: usize,
+    base: i64,
+    step: i64,
+    mult: u64,
+    /// Where the table (DICT, RUNS) or the residuals begin.
+    at: usize,
+    /// Where the codes begin after a table.
+    codes: usize,
+}
+
+impl BlockView {
+    #[inline]
+    fn parse(blk: &[u8]) -> Option<BlockView> {
+        let head = word_at(blk, 0);
+        let flags = head as u8;
+        let dict_width = u32::from((head >> 16) as u8);
+        let k = (head >> 32) as usize;
+        let mut v = BlockView {
+            flags,
+            width: u32::from((head >> 8) as u8),
+            dict_width,
+            k,
+            base: word_at(blk, 8) as i64,
+            step: 0,
+            mult: 1,
+            at: 16,
+            codes: 16,
+        };
         if flags & STEP != 0 {
-            step = le_u64(blk, at)? as i64;
-            at += 8;
+            v.step = word_at(blk, v.at) as i64;
+            v.at += 8;
         }
         if flags & MULT != 0 {
-            mult = le_u64(blk, at)?;
-            at += 8;
+            v.mult = word_at(blk, v.at);
+            v.at += 8;
         }
-        let mut rest = blk.get(at..)?;
-        let mut dict = None;
+        v.codes = v.at;
         if flags & (DICT | RUNS) != 0 {
-            let (d, r) = Packed::parse(rest, dict_len, dict_width)?;
-            dict = Some(d);
-            rest = r;
+            v.codes =
+                v.at.checked_add(k.checked_mul(dict_width as usize)?.div_ceil(64) * 8)?;
         }
-        let r = match dict {
-            Some(values) if flags & RUNS != 0 => {
+        Some(v)
+    }
+
+    /// Value `j` of the block of `n` rows whose bytes begin `blk`.
+    #[inline]
+    fn value(&self, blk: &[u8], j: usize, n: usize) -> i64 {
+        if self.flags == 0 {
+            // Frame of reference: the common case, kept short.
+            return self
+                .base
+                .wrapping_add(bits_at(blk, self.at, j, self.width) as i64);
+        }
+        let x = if self.flags & (DICT | RUNS) == 0 {
+            bits_at(blk, self.at, j, self.width)
+        } else {
+            let i = if self.flags & RUNS != 0 {
                 // The last run starting at or before `j`.
-                let (starts, _) = Packed::parse(rest, dict_len, width)?;
-                let (mut lo, mut hi) = (0usize, dict_len);
+                let (mut lo, mut hi) = (0usize, self.k);
                 while hi - lo > 1 {
                     let mid = (lo + hi) / 2;
-                    if starts.get(mid) <= j as u64 {
+                    if bits_at(blk, self.codes, mid, self.width) <= j as u64 {
                         lo = mid;
                     } else {
                         hi = mid;
                     }
                 }
-                values.get(lo)
-            }
-            Some(d) => {
-                let (codes, _) = Packed::parse(rest, n, width)?;
-                d.get(usize::try_from(codes.get(j)).ok()?)
-            }
-            None => Packed::parse(rest, n, width)?.0.get(j),
+                lo
+            } else {
+                bits_at(blk, self.codes, j.min(n), self.width) as usize
+            };
+            bits_at(blk, self.at, i, self.dict_width)
         };
-        Some(
-            base.wrapping_add(step.wrapping_mul(j as i64))
-                .wrapping_add(mult.wrapping_mul(r) as i64),
-        )
+        self.base
+            .wrapping_add(self.step.wrapping_mul(j as i64))
+            .wrapping_add(self.mult.wrapping_mul(x) as i64)
+    }
+}
+
+/// The little-endian word at byte `at`, 0 past the end.
+#[inline]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    match b.get(at..at.wrapping_add(8)) {
+        Some(s) => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(s);
+            u64::from_le_bytes(a)
+        }
+        None => 0,
+    }
+}
+
+/// Value `j` of `width`-bit values packed from byte `at`.
+#[inline]
+fn bits_at(b: &[u8], at: usize, j: usize, width: u32) -> u64 {
+    if width == 0 || width > 64 {
+        return 0;
+    }
+    let bit = j.wrapping_mul(width as usize);
+    let w = at.wrapping_add((bit / 64) * 8);
+    let off = (bit % 64) as u32;
+    let mut v = word_at(b, w) >> off;
+    if off + width > 64 {
+        v |= word_at(b, w.wrapping_add(8)) << (64 - off);
+    }
+    if width < 64 {
+        v & ((1u64 << width) - 1)
+    } else {
+        v
     }
 }
 
@@ -381,6 +485,11 @@ mod tests {
         assert_eq!(rest, &[7u8; 8]);
         for (i, &x) in v.iter().enumerate() {
             assert_eq!(c.get(i), x, "value {i} of {}", v.len());
+        }
+        for (from, to) in [(0, v.len()), (v.len() / 3, v.len() / 2 + 300), (7, 9)] {
+            let mut got = Vec::new();
+            c.for_each(from..to, |x| got.push(x));
+            assert_eq!(got, v[from.min(v.len())..to.min(v.len())], "{from}..{to}");
         }
         b.len() - 8
     }

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::column::{ColumnValues, encode};
+use super::column::{ColumnValues, encode, encode_flat};
 use super::container::ContainerWriter;
 use super::{FILE_NAME, KINDS, Snapshot, kind_code};
 use crate::date::Date;
@@ -324,7 +324,7 @@ fn model_fingerprint(resolved: &Path) -> String {
 
 fn write_entities(w: &mut ContainerWriter, e: &Entities) -> Result<(), SnapshotError> {
     let mut b = Vec::new();
-    encode(
+    encode_flat(
         &ColumnValues::Int(e.kinds.iter().map(|&k| Some(i64::from(k))).collect()),
         &mut b,
     );
@@ -344,13 +344,13 @@ fn write_entities(w: &mut ContainerWriter, e: &Entities) -> Result<(), SnapshotE
         .collect();
     signed.par_sort_unstable();
     b.clear();
-    encode(
+    encode_flat(
         &ColumnValues::Int(signed.iter().map(|&(h, _)| Some(h)).collect()),
         &mut b,
     );
     w.section("entities/key_hash", &b)?;
     b.clear();
-    encode(
+    encode_flat(
         &ColumnValues::Int(signed.iter().map(|&(_, i)| Some(i64::from(i))).collect()),
         &mut b,
     );
@@ -397,10 +397,10 @@ fn write_runs(
     }
     run_start.push(Some(attributed as i64));
     let mut b = Vec::new();
-    encode(&ColumnValues::Int(run_entity), &mut b);
+    encode_flat(&ColumnValues::Int(run_entity), &mut b);
     w.section(&format!("table/{name}/run_entity"), &b)?;
     b.clear();
-    encode(&ColumnValues::Int(run_start), &mut b);
+    encode_flat(&ColumnValues::Int(run_start), &mut b);
     w.section(&format!("table/{name}/run_start"), &b)?;
     Ok((perm, attributed))
 }

@@ -3,9 +3,10 @@
 //!
 //! Version 2 stores every column's integers (values, dictionary codes, free text's codes into
 //! its first-occurrence dictionary) as blocked integers ([`blocks`](super::blocks)): each
-//! block of 256 rows in its smallest encoding, every value read in constant time. Version 1's
-//! encodings (one frame of reference for the whole column, free text row by row) are still
-//! read, and written by [`encode_v1`] for tests.
+//! block of 256 rows in its smallest encoding, every value read in constant time. The flat
+//! encodings of version 1 (one frame of reference for the whole column, free text row by
+//! row) are still written, by [`encode_flat`], for the small sections that lookups
+//! binary-search.
 //!
 //! Readers parse a column's layout once, checking that every part fits its section, so that
 //! later accessors read within bounds whatever the bytes; they return `None` rather than panic
@@ -324,10 +325,11 @@ fn encode_digits(v: &[Option<i64>], out: &mut Vec<u8>) {
     blocks::encode(&filled(v.iter().copied()), out);
 }
 
-/// Encodes a column section in the version 1 encodings (one frame of reference for the
-/// whole column, free text stored row by row): what older snapshots hold, kept so that
-/// tests can write them.
-pub fn encode_v1(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
+/// Encodes a column section in the flat encodings (types 0–2, all of version 1): one frame
+/// of reference for the whole column, free text row by row. Larger than [`encode`]'s, but a
+/// value is one shift and mask away: for the small sections that lookups binary-search
+/// (entity runs, the key map).
+pub fn encode_flat(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
     let (ty, valid): (u8, Vec<bool>) = match values {
         ColumnValues::Int(v) => (INT, v.iter().map(Option::is_some).collect()),
         ColumnValues::Dict(v) => (DICT, v.iter().map(Option::is_some).collect()),
@@ -401,6 +403,13 @@ impl Ints<'_> {
         match self {
             Ints::Packed { base, values } => base.wrapping_add(values.get(i) as i64),
             Ints::Blocked(b) => b.get(i),
+        }
+    }
+
+    fn for_each(&self, rows: std::ops::Range<usize>, mut f: impl FnMut(i64)) {
+        match self {
+            Ints::Packed { .. } => rows.for_each(|i| f(self.get(i))),
+            Ints::Blocked(b) => b.for_each(rows, f),
         }
     }
 
@@ -616,6 +625,26 @@ impl<'a> Column<'a> {
         }
     }
 
+    /// Appends the raw values (see [`Column::raw`]) of `rows` to `out`, decoding each block
+    /// once: what scans of a run of rows use instead of one `raw` per row.
+    pub fn raws(&self, rows: std::ops::Range<usize>, out: &mut Vec<Option<i64>>) {
+        let rows = rows.start.min(self.rows)..rows.end.min(self.rows);
+        let from = out.len();
+        match self.body {
+            Body::Int(v) | Body::Dict { codes: v, .. } => {
+                v.for_each(rows.clone(), |x| out.push(Some(x)))
+            }
+            _ => out.extend(rows.clone().map(|_| None)),
+        }
+        if self.validity.is_some() {
+            for (slot, r) in out[from..].iter_mut().zip(rows) {
+                if !self.is_valid(r) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
     /// Every raw value the column can hold, `(first, count)`: an int column's packed range,
     /// a dictionary column's codes; `None` for free text.
     pub fn raw_domain(&self) -> Option<(i64, u64)> {
@@ -703,11 +732,11 @@ mod tests {
         #[test]
         fn ints_round_trip(
             v in proptest::collection::vec(proptest::option::of(any::<i64>()), 0..300),
-            v1 in any::<bool>(),
+            flat in any::<bool>(),
         ) {
             let mut b = Vec::new();
-            if v1 {
-                encode_v1(&ColumnValues::Int(v.clone()), &mut b);
+            if flat {
+                encode_flat(&ColumnValues::Int(v.clone()), &mut b);
             } else {
                 encode(&ColumnValues::Int(v.clone()), &mut b);
             }
@@ -717,6 +746,9 @@ mod tests {
             for (i, x) in v.iter().enumerate() {
                 prop_assert_eq!(c.int(i), *x);
             }
+            let mut raws = Vec::new();
+            c.raws(v.len() / 4..v.len() + 3, &mut raws);
+            prop_assert_eq!(&raws[..], &v[v.len() / 4..]);
             prop_assert_eq!(c.int(v.len()), None);
         }
 
@@ -724,13 +756,13 @@ mod tests {
         fn strings_round_trip(
             v in proptest::collection::vec(proptest::option::of("[a-c正常死亡]{0,4}"), 0..200),
             dict in any::<bool>(),
-            v1 in any::<bool>(),
+            flat in any::<bool>(),
         ) {
             let refs: Vec<Option<&str>> = v.iter().map(|s| s.as_deref()).collect();
             let mut b = Vec::new();
             let values = if dict { ColumnValues::Dict(refs) } else { ColumnValues::Bytes(refs) };
-            if v1 {
-                encode_v1(&values, &mut b);
+            if flat {
+                encode_flat(&values, &mut b);
             } else {
                 encode(&values, &mut b);
             }

@@ -2,7 +2,9 @@
 //! server read (DESIGN.md §3.5; the byte layout is in `FORMAT.md` beside this file).
 //!
 //! - [`container`](mod@container): header, aligned sections, footer with xxh3 per section, atomic publish.
-//! - [`column`](mod@column): bit-packed, dictionary and string column encodings with validity.
+//! - [`column`](mod@column): integer, dictionary and text columns with validity; their integers
+//!   are [`blocks`](mod@blocks): 256-row blocks, each in its smallest encoding (frame of
+//!   reference, line, dictionary, runs), every value read in constant time.
 //! - [`build`](mod@build): ingested segments + a resolve build → a snapshot: every table's rows grouped by
 //!   entity, references resolved to entities, equality indexes, universes, the key map.
 //! - this module: the reader. `Snapshot::open` is constant work (header, trailer, footer,
