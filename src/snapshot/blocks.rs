@@ -22,6 +22,8 @@
 //! block that does not fit its section reads as 0 (`verify` runs before a snapshot is
 //! trusted).
 
+use rayon::prelude::*;
+
 use super::column::{Packed, bits_for, le_u64, pack};
 
 /// Rows per block, as a power of two: 256.
@@ -218,28 +220,117 @@ fn write_block(p: &Plan, out: &mut Vec<u8>) {
     pack(p.residuals.iter().copied(), p.width, out);
 }
 
-/// Appends `values` as a blocked section part (8-byte aligned at both ends).
-pub fn encode(values: &[i64], out: &mut Vec<u8>) {
-    debug_assert!(out.len().is_multiple_of(8));
-    let lo = values.iter().copied().min().unwrap_or(0);
-    let hi = values.iter().copied().max().unwrap_or(0);
-    let mut blocks: Vec<u8> = Vec::new();
-    let mut dir: Vec<u64> = vec![0];
-    if lo != hi {
-        for chunk in values.chunks(1 << BLOCK_LOG2) {
-            write_block(&plan(chunk), &mut blocks);
-            dir.push(blocks.len() as u64 / 8);
+/// Rows buffered before their blocks are planned (in parallel).
+const BATCH: usize = 256 << BLOCK_LOG2;
+
+/// Blocked integers written as they come, row by row: only the encoded blocks and one batch
+/// of rows are held, so a column of a billion rows is written in the memory of its encoding.
+///
+/// A missing row (`None`) is stored as the value before it (the block's first present
+/// value for leading missing rows), so that it never widens its block; readers answer
+/// missing from the column's validity bitmap.
+#[derive(Debug, Default)]
+pub struct Writer {
+    pending: Vec<Option<i64>>,
+    /// The last present value before `pending`.
+    carry: Option<i64>,
+    blocks: Vec<u8>,
+    dir: Vec<u64>,
+    len: usize,
+    range: Option<(i64, i64)>,
+}
+
+impl Writer {
+    pub fn new() -> Writer {
+        Writer {
+            dir: vec![0],
+            ..Writer::default()
         }
     }
-    let dir_width = bits_for(dir.last().copied().unwrap_or(0));
-    out.extend_from_slice(&[BLOCK_LOG2, dir_width, 0, 0, 0, 0, 0, 0]);
-    out.extend_from_slice(&(values.len() as u64).to_le_bytes());
-    out.extend_from_slice(&lo.to_le_bytes());
-    out.extend_from_slice(&hi.to_le_bytes());
-    out.extend_from_slice(&((dir.len() - 1) as u64).to_le_bytes());
-    pack(dir.iter().copied(), dir_width, out);
-    out.extend_from_slice(&blocks);
-    pad8(out);
+
+    #[inline]
+    pub fn push(&mut self, v: Option<i64>) {
+        if let Some(x) = v {
+            self.range = Some(self.range.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))));
+        }
+        self.pending.push(v);
+        self.len += 1;
+        if self.pending.len() == BATCH {
+            self.flush();
+        }
+    }
+
+    /// Plans and writes the pending rows' blocks (all of them: `pending` holds whole blocks,
+    /// or the column's last rows).
+    fn flush(&mut self) {
+        let chunks: Vec<(&[Option<i64>], Option<i64>)> = {
+            let mut carry = self.carry;
+            self.pending
+                .chunks(1 << BLOCK_LOG2)
+                .map(|c| {
+                    let before = carry;
+                    if let Some(x) = c.iter().rev().flatten().next() {
+                        carry = Some(*x);
+                    }
+                    (c, before)
+                })
+                .collect()
+        };
+        let encoded: Vec<Vec<u8>> = chunks
+            .par_iter()
+            .map(|&(c, before)| {
+                let mut last = before.or_else(|| c.iter().flatten().next().copied());
+                let values: Vec<i64> = c
+                    .iter()
+                    .map(|v| {
+                        if v.is_some() {
+                            last = *v;
+                        }
+                        last.unwrap_or(0)
+                    })
+                    .collect();
+                let mut b = Vec::new();
+                write_block(&plan(&values), &mut b);
+                b
+            })
+            .collect();
+        if let Some(x) = self.pending.iter().rev().flatten().next() {
+            self.carry = Some(*x);
+        }
+        for b in encoded {
+            self.blocks.extend_from_slice(&b);
+            self.dir.push(self.blocks.len() as u64 / 8);
+        }
+        self.pending.clear();
+    }
+
+    /// Appends the blocked integers (8-byte aligned at both ends).
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        debug_assert!(out.len().is_multiple_of(8));
+        self.flush();
+        let (lo, hi) = self.range.unwrap_or((0, 0));
+        if lo == hi {
+            // Every value is `lo`: no blocks.
+            self.blocks.clear();
+            self.dir.truncate(1);
+        }
+        let dir_width = bits_for(self.dir.last().copied().unwrap_or(0));
+        out.extend_from_slice(&[BLOCK_LOG2, dir_width, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&(self.len as u64).to_le_bytes());
+        out.extend_from_slice(&lo.to_le_bytes());
+        out.extend_from_slice(&hi.to_le_bytes());
+        out.extend_from_slice(&((self.dir.len() - 1) as u64).to_le_bytes());
+        pack(self.dir.iter().copied(), dir_width, out);
+        out.extend_from_slice(&self.blocks);
+        pad8(out);
+    }
+}
+
+/// Appends `values` as blocked integers (8-byte aligned at both ends).
+pub fn encode(values: impl IntoIterator<Item = Option<i64>>, out: &mut Vec<u8>) {
+    let mut w = Writer::new();
+    values.into_iter().for_each(|v| w.push(v));
+    w.finish(out);
 }
 
 /// Blocked integers read in place.
@@ -478,7 +569,7 @@ mod tests {
 
     fn round_trip(v: &[i64]) -> usize {
         let mut b = Vec::new();
-        encode(v, &mut b);
+        encode(v.iter().map(|&x| Some(x)), &mut b);
         assert_eq!(b.len() % 8, 0);
         b.extend_from_slice(&[7u8; 8]);
         let (c, rest) = Blocked::parse(&b, v.len()).unwrap();
@@ -524,6 +615,34 @@ mod tests {
                 let _ = (c.get(i), c.range());
             }
         }
+    }
+
+    #[test]
+    fn a_long_column_with_missing_rows_streams_through_batches() {
+        let n = BATCH * 2 + 1_000;
+        let v: Vec<Option<i64>> = (0..n as i64)
+            .map(|i| (i % 97 != 0).then_some((i / 300) * 1_000 + i % 7))
+            .collect();
+        let mut b = Vec::new();
+        encode(v.iter().copied(), &mut b);
+        let (c, _) = Blocked::parse(&b, n).unwrap();
+        for (i, x) in v.iter().enumerate() {
+            if let Some(x) = x {
+                assert_eq!(c.get(i), *x, "row {i}");
+            }
+        }
+        // Missing rows repeat a neighbour: the blocks stay as narrow as without them.
+        let mut full = Vec::new();
+        encode(
+            (0..n as i64).map(|i| Some((i / 300) * 1_000 + i % 7)),
+            &mut full,
+        );
+        assert!(
+            b.len() <= full.len() * 21 / 20,
+            "{} vs {}",
+            b.len(),
+            full.len()
+        );
     }
 
     #[test]

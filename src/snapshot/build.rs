@@ -13,7 +13,7 @@
 //!
 //! Then the entity table (kind, stable key, key hash index), the universes, and provenance.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,12 +22,12 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::column::{ColumnValues, encode, encode_flat};
+use super::column::{ColumnValues, ColumnWriter, decimal, encode, encode_flat};
 use super::container::ContainerWriter;
 use super::{FILE_NAME, KINDS, Snapshot, kind_code};
 use crate::date::Date;
 use crate::error::SnapshotError;
-use crate::ingest::segment::ColumnType;
+use crate::ingest::segment::{ColumnType, Segment};
 use crate::resolve::eval::split_csv;
 use crate::resolve::records::{NONE, SourceSegment, seg_err, segments_dir};
 use crate::source::config::{Role, TableKind};
@@ -515,7 +515,8 @@ fn write_table(
         )?;
     }
 
-    // Value columns, encoded in parallel, written in schema order.
+    // Value columns, one at a time, each streamed in entity order from the segment: only
+    // the column's encoding is held, whatever the table's size.
     let role_of = |col: &str| -> Option<Role> {
         let base = col.split('.').next().unwrap_or(col);
         config
@@ -524,75 +525,22 @@ fn write_table(
             .find(|c| c.name == base)
             .map(|c| c.role)
     };
-    let columns: Vec<_> = seg
-        .schema()
-        .iter()
-        .filter(|c| kept(&c.name))
-        .cloned()
-        .collect();
-    type Encoded = (String, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
-    let encoded: Vec<Result<Encoded, SnapshotError>> = columns
-        .par_iter()
-        .map(|col| {
-            let role = role_of(&col.name);
-            let mut values = Vec::new();
-            let mut reference = None;
-            let mut index = None;
-            match col.ty {
-                ColumnType::Int => {
-                    let v = seg.ints(&col.name).map_err(serr)?;
-                    encode(
-                        &ColumnValues::Int(perm.iter().map(|&r| v[r as usize]).collect()),
-                        &mut values,
-                    );
-                }
-                ColumnType::Bytes | ColumnType::Dict => {
-                    let mut v: Vec<Option<&str>> = Vec::with_capacity(n);
-                    seg.for_each_str(&col.name, |_, s| v.push(s))
-                        .map_err(serr)?;
-                    let sorted: Vec<Option<&str>> = perm.iter().map(|&r| v[r as usize]).collect();
-                    if may_reference(role) && !col.name.contains('.') {
-                        let refs: Vec<Option<i64>> = sorted
-                            .iter()
-                            .map(|s| {
-                                s.and_then(|s| entities.by_key.get(s))
-                                    .map(|&e| i64::from(e))
-                            })
-                            .collect();
-                        if refs.iter().any(Option::is_some) {
-                            let mut b = Vec::new();
-                            encode(&ColumnValues::Int(refs), &mut b);
-                            reference = Some(b);
-                        }
-                    }
-                    if col.ty == ColumnType::Dict {
-                        index = Some(equality_index(&sorted, &perm, &entity, attributed));
-                        encode(&ColumnValues::Dict(sorted), &mut values);
-                    } else {
-                        encode(&ColumnValues::Text(sorted), &mut values);
-                    }
-                }
-            }
-            Ok((col.name.clone(), values, reference, index))
-        })
-        .collect();
     let mut schema = String::new();
-    for (col, enc) in columns.iter().zip(encoded) {
-        let (cname, values, reference, index) = enc?;
-        w.section(&format!("table/{name}/col/{cname}"), &values)?;
-        let mut flags = String::from("-");
-        if let Some(r) = reference {
-            w.section(&format!("table/{name}/ref/{cname}"), &r)?;
-            flags.push('r');
-        }
-        if let Some(ix) = index {
-            w.section(&format!("table/{name}/index/{cname}"), &ix)?;
-            flags.push('i');
-        }
+    for col in seg.schema().iter().filter(|c| kept(&c.name)) {
+        let role = role_of(&col.name);
+        let column = Stream {
+            table: &name,
+            seg,
+            perm: &perm,
+            entity: &entity,
+            attributed,
+        };
+        let flags = column.write(w, &col.name, col.ty, role, entities, &serr)?;
         schema += &format!(
-            "{cname}\t{}\t{}\t{flags}\n",
+            "{}\t{}\t{}\t{flags}\n",
+            col.name,
             col.ty.as_str(),
-            role_of(&cname).map_or_else(|| "derived".to_string(), Role::name)
+            role.map_or_else(|| "derived".to_string(), Role::name)
         );
     }
     w.section(&format!("table/{name}/schema"), schema.as_bytes())?;
@@ -600,6 +548,131 @@ fn write_table(
         rows: n,
         attributed,
     })
+}
+
+/// Rows streamed from a segment into snapshot columns, in entity order.
+struct Stream<'a> {
+    table: &'a str,
+    seg: &'a Segment,
+    /// The table's rows in entity order, and each row's entity.
+    perm: &'a [u32],
+    entity: &'a [u32],
+    attributed: usize,
+}
+
+/// Rows read from a segment per step (in parallel), then encoded in order.
+const STREAM_ROWS: usize = 1 << 16;
+
+impl Stream<'_> {
+    /// Writes column `cname`'s section, and its `ref/` and `index/` sections when it has
+    /// them; returns its schema flags.
+    fn write(
+        &self,
+        w: &mut ContainerWriter,
+        cname: &str,
+        ty: ColumnType,
+        role: Option<Role>,
+        entities: &Entities,
+        serr: &dyn Fn(crate::error::SegmentError) -> SnapshotError,
+    ) -> Result<String, SnapshotError> {
+        let name = self.table;
+        let reader = self.seg.reader(cname).map_err(serr)?;
+        let mut values = Vec::new();
+        let mut flags = String::from("-");
+        if ty == ColumnType::Int {
+            let mut cw = ColumnWriter::int();
+            let mut buf = Vec::with_capacity(STREAM_ROWS);
+            for chunk in self.perm.chunks(STREAM_ROWS) {
+                chunk
+                    .par_iter()
+                    .map(|&r| reader.int(r as usize))
+                    .collect_into_vec(&mut buf);
+                buf.iter().for_each(|&v| cw.push_int(v));
+            }
+            cw.finish(&mut values);
+            w.section(&format!("table/{name}/col/{cname}"), &values)?;
+            return Ok(flags);
+        }
+
+        // A first pass in row order: a dictionary column's values, or whether free text is
+        // all decimal numbers.
+        let dict = ty == ColumnType::Dict;
+        let mut distinct: HashSet<&str> = HashSet::new();
+        let mut numbers = true;
+        self.seg
+            .for_each_str(cname, |_, v| {
+                if let Some(v) = v {
+                    if dict {
+                        distinct.insert(v);
+                    } else if numbers && decimal(v).is_none() {
+                        numbers = false;
+                    }
+                }
+            })
+            .map_err(serr)?;
+        let mut sorted: Vec<&str> = distinct.into_iter().collect();
+        sorted.sort_unstable();
+        let mut cw = if dict {
+            ColumnWriter::dict(sorted.clone())
+        } else if numbers {
+            ColumnWriter::digits()
+        } else {
+            ColumnWriter::text()
+        };
+        let mut refs = (may_reference(role) && !cname.contains('.')).then(ColumnWriter::int);
+        let mut any_ref = false;
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); if dict { sorted.len() } else { 0 }];
+        let mut buf = Vec::with_capacity(STREAM_ROWS);
+        for (k, chunk) in self.perm.chunks(STREAM_ROWS).enumerate() {
+            chunk
+                .par_iter()
+                .map(|&r| reader.str(r as usize))
+                .collect_into_vec(&mut buf);
+            for (j, v) in buf.drain(..).enumerate() {
+                let v = v.map_err(serr)?;
+                if !cw.push_str(v) {
+                    return Err(SnapshotError::Input(format!(
+                        "{name}.{cname}: the value {v:?} changed between two reads of the segment"
+                    )));
+                }
+                if let Some(rw) = refs.as_mut() {
+                    let e = v
+                        .and_then(|s| entities.by_key.get(s))
+                        .map(|&e| i64::from(e));
+                    any_ref |= e.is_some();
+                    rw.push_int(e);
+                }
+                let i = k * STREAM_ROWS + j;
+                if dict
+                    && i < self.attributed
+                    && let Some(code) = v.and_then(|v| sorted.binary_search(&v).ok())
+                {
+                    let e = self.entity[self.perm[i] as usize];
+                    if lists[code].last() != Some(&e) {
+                        lists[code].push(e);
+                    }
+                }
+            }
+        }
+        cw.finish(&mut values);
+        w.section(&format!("table/{name}/col/{cname}"), &values)?;
+        if let Some(rw) = refs
+            && any_ref
+        {
+            values.clear();
+            rw.finish(&mut values);
+            w.section(&format!("table/{name}/ref/{cname}"), &values)?;
+            flags.push('r');
+        }
+        if dict {
+            w.section(
+                &format!("table/{name}/index/{cname}"),
+                &index_section(lists),
+            )?;
+            flags.push('i');
+        }
+        Ok(flags)
+    }
 }
 
 /// One entity bitmap per dictionary value (values in sorted order, as the dictionary),
@@ -624,9 +697,14 @@ fn equality_index(
             }
         }
     }
+    index_section(lists)
+}
+
+/// The index section of the sorted entity lists of every dictionary value.
+fn index_section(lists: Vec<Vec<u32>>) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&(dict.len() as u64).to_le_bytes());
-    let header = 8 + 16 * dict.len();
+    out.extend_from_slice(&(lists.len() as u64).to_le_bytes());
+    let header = 8 + 16 * lists.len();
     let blobs: Vec<Vec<u8>> = lists
         .into_iter()
         .map(|l| serialize(&RoaringBitmap::from_sorted_iter(l).unwrap_or_default()))

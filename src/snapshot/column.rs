@@ -227,79 +227,161 @@ pub enum ColumnValues<'s> {
     Text(Vec<Option<&'s str>>),
 }
 
-/// Integers with missing rows given their previous value (the first value for leading
-/// missing rows), so that a missing row never widens its block.
-fn filled(v: impl Iterator<Item = Option<i64>> + Clone) -> Vec<i64> {
-    let mut last = v.clone().flatten().next().unwrap_or(0);
-    v.map(|x| {
-        if let Some(x) = x {
-            last = x;
-        }
-        last
-    })
-    .collect()
-}
-
 /// Encodes a column section (the current version's encodings: every body's integers
 /// blocked, free text through a first-occurrence dictionary).
 pub fn encode(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
-    if let ColumnValues::Text(v) = values {
-        let numbers: Option<Vec<Option<i64>>> = v
-            .iter()
-            .map(|x| match x {
-                Some(s) => decimal(s).map(Some),
-                None => Some(None),
-            })
-            .collect();
-        match numbers {
-            Some(n) => encode_digits(&n, out),
-            None => encode(&ColumnValues::Bytes(v.clone()), out),
-        }
-        return;
-    }
-    let (ty, valid): (u8, Vec<bool>) = match values {
-        ColumnValues::Int(v) => (INT_BLOCKED, v.iter().map(Option::is_some).collect()),
-        ColumnValues::Dict(v) => (DICT_BLOCKED, v.iter().map(Option::is_some).collect()),
-        ColumnValues::Bytes(v) | ColumnValues::Text(v) => {
-            (BYTES_BLOCKED, v.iter().map(Option::is_some).collect())
-        }
-    };
-    header(ty, &valid, out);
-    match values {
-        ColumnValues::Int(v) => blocks::encode(&filled(v.iter().copied()), out),
+    let mut w = match values {
+        ColumnValues::Int(_) => ColumnWriter::int(),
         ColumnValues::Dict(v) => {
             let mut dict: Vec<&str> = v.iter().flatten().copied().collect();
             dict.sort_unstable();
             dict.dedup();
-            out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
-            out.extend_from_slice(&[0u8; 4]);
-            Strings::write(dict.iter().copied(), out);
-            let codes = v.iter().map(|x| {
-                x.and_then(|s| dict.binary_search(&s).ok())
-                    .map(|c| c as i64)
-            });
-            blocks::encode(&filled(codes), out);
+            ColumnWriter::dict(dict)
         }
-        ColumnValues::Bytes(v) | ColumnValues::Text(v) => {
-            let mut seen: HashMap<&str, i64> = HashMap::new();
-            let mut strings: Vec<&str> = Vec::new();
-            let codes: Vec<Option<i64>> = v
-                .iter()
-                .map(|x| {
-                    x.map(|s| {
-                        *seen.entry(s).or_insert_with(|| {
-                            strings.push(s);
-                            strings.len() as i64 - 1
-                        })
-                    })
-                })
-                .collect();
-            out.extend_from_slice(&(strings.len() as u64).to_le_bytes());
-            Strings::write(strings.iter().copied(), out);
-            blocks::encode(&filled(codes.iter().copied()), out);
+        ColumnValues::Bytes(_) => ColumnWriter::text(),
+        ColumnValues::Text(v) if v.iter().flatten().all(|s| decimal(s).is_some()) => {
+            ColumnWriter::digits()
+        }
+        ColumnValues::Text(_) => ColumnWriter::text(),
+    };
+    match values {
+        ColumnValues::Int(v) => v.iter().for_each(|&x| w.push_int(x)),
+        ColumnValues::Dict(v) | ColumnValues::Bytes(v) | ColumnValues::Text(v) => {
+            for &x in v {
+                // Every value fits the writer chosen for them.
+                let _ = w.push_str(x);
+            }
         }
     }
-    pad8(out);
+    w.finish(out);
+}
+
+/// One column section written row by row, in the current version's encodings: what the
+/// snapshot stage streams a table's rows through, holding only the encoding.
+#[derive(Debug)]
+pub struct ColumnWriter<'s> {
+    ty: u8,
+    /// Validity words, and how many rows are missing.
+    valid: Vec<u64>,
+    missing: usize,
+    rows: usize,
+    values: blocks::Writer,
+    /// A dictionary column's dictionary, sorted.
+    dict: Vec<&'s str>,
+    /// Free text's distinct values in order of first occurrence, and their codes.
+    strings: Vec<&'s str>,
+    seen: HashMap<&'s str, i64>,
+}
+
+impl<'s> ColumnWriter<'s> {
+    fn of(ty: u8) -> ColumnWriter<'s> {
+        ColumnWriter {
+            ty,
+            valid: Vec::new(),
+            missing: 0,
+            rows: 0,
+            values: blocks::Writer::new(),
+            dict: Vec::new(),
+            strings: Vec::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Integers.
+    pub fn int() -> ColumnWriter<'s> {
+        ColumnWriter::of(INT_BLOCKED)
+    }
+
+    /// Strings from `dict` (sorted, distinct), stored as codes into it.
+    pub fn dict(dict: Vec<&'s str>) -> ColumnWriter<'s> {
+        ColumnWriter {
+            dict,
+            ..ColumnWriter::of(DICT_BLOCKED)
+        }
+    }
+
+    /// Free text, through a dictionary of its distinct values.
+    pub fn text() -> ColumnWriter<'s> {
+        ColumnWriter::of(BYTES_BLOCKED)
+    }
+
+    /// Free text whose every value is a decimal number ([`decimal`]), stored as the numbers.
+    pub fn digits() -> ColumnWriter<'s> {
+        ColumnWriter::of(DIGITS)
+    }
+
+    #[inline]
+    fn mark(&mut self, present: bool) {
+        if self.rows.is_multiple_of(64) {
+            self.valid.push(0);
+        }
+        if present {
+            if let Some(w) = self.valid.last_mut() {
+                *w |= 1 << (self.rows % 64);
+            }
+        } else {
+            self.missing += 1;
+        }
+        self.rows += 1;
+    }
+
+    /// Appends an integer row (an integer column's).
+    #[inline]
+    pub fn push_int(&mut self, v: Option<i64>) {
+        self.mark(v.is_some());
+        self.values.push(v);
+    }
+
+    /// Appends a text row; `false` (and a missing row) when the value does not fit the
+    /// writer: not in a dictionary column's dictionary, not a number in a digits column, or
+    /// text in an integer column.
+    #[inline]
+    pub fn push_str(&mut self, v: Option<&'s str>) -> bool {
+        let (code, fits) = match v {
+            None => (None, true),
+            Some(s) => {
+                let code = match self.ty {
+                    DICT_BLOCKED => self.dict.binary_search(&s).ok().map(|c| c as i64),
+                    BYTES_BLOCKED => Some(*self.seen.entry(s).or_insert_with(|| {
+                        self.strings.push(s);
+                        self.strings.len() as i64 - 1
+                    })),
+                    DIGITS => decimal(s),
+                    _ => None,
+                };
+                (code, code.is_some())
+            }
+        };
+        self.push_int(code);
+        fits
+    }
+
+    /// Appends the column section.
+    pub fn finish(self, out: &mut Vec<u8>) {
+        out.push(self.ty);
+        out.push(u8::from(self.missing > 0));
+        out.extend_from_slice(&[0u8; 6]);
+        out.extend_from_slice(&(self.rows as u64).to_le_bytes());
+        if self.missing > 0 {
+            self.valid
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+        }
+        match self.ty {
+            DICT_BLOCKED => {
+                out.extend_from_slice(&(self.dict.len() as u32).to_le_bytes());
+                out.extend_from_slice(&[0u8; 4]);
+                Strings::write(self.dict.iter().copied(), out);
+            }
+            BYTES_BLOCKED => {
+                out.extend_from_slice(&(self.strings.len() as u64).to_le_bytes());
+                Strings::write(self.strings.iter().copied(), out);
+            }
+            _ => {}
+        }
+        self.values.finish(out);
+        pad8(out);
+    }
 }
 
 fn header(ty: u8, valid: &[bool], out: &mut Vec<u8>) {
@@ -317,12 +399,6 @@ fn header(ty: u8, valid: &[bool], out: &mut Vec<u8>) {
             out.extend_from_slice(&w.to_le_bytes());
         }
     }
-}
-
-fn encode_digits(v: &[Option<i64>], out: &mut Vec<u8>) {
-    let valid: Vec<bool> = v.iter().map(Option::is_some).collect();
-    header(DIGITS, &valid, out);
-    blocks::encode(&filled(v.iter().copied()), out);
 }
 
 /// Encodes a column section in the flat encodings (types 0–2, all of version 1): one frame
