@@ -22,7 +22,8 @@ use mianshen::source::city::{self, CityParams};
 /// mianshen (免申): entity resolution and policy matching for a city's government data.
 ///
 /// Data flows one way: department exports (CSV + source config) → ingest → resolve → profile
-/// → snapshot → policy → server. This build has the first stage and the synthetic city.
+/// → snapshot → policy → server. `mianshen serve` runs the whole of it on a built-in demo
+/// city; `mianshen build` makes a snapshot from department exports or the generated city.
 #[derive(Debug, Parser)]
 #[command(name = "mianshen", version, about, long_about)]
 struct Cli {

@@ -4,7 +4,10 @@
 //! - its rows re-ordered so that each entity's rows are contiguous (stable within an entity),
 //!   attributed rows first; the order is kept as entity runs (`run_entity`, `run_start`);
 //! - its normalized value columns (raw text, validation status and address components other
-//!   than the region are left in the segments), re-encoded bit-packed or by dictionary;
+//!   than the region are left in the segments), re-encoded as blocked integers, dictionaries
+//!   and decimal text (`column`, `blocks`), one column at a time, streamed from the segment in
+//!   entity order: the stage holds a table's row order and one column's encoding, never a
+//!   whole table;
 //! - every identifier or local-key column whose values are entity keys (a spouse's id number,
 //!   an employer's USCC, a person's household number) resolved to entities (`ref/`): the
 //!   relation arrays that policies project through;
