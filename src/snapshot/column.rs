@@ -2,7 +2,7 @@
 //! optional validity bitmap saying which rows have a value. Missing is missing, never zero.
 //!
 //! Version 2 stores every column's integers (values, dictionary codes, free text's codes into
-//! its first-occurrence dictionary) as blocked integers ([`blocks`](super::blocks)): each
+//! its first-occurrence dictionary) as blocked integers ([`blocks`]): each
 //! block of 256 rows in its smallest encoding, every value read in constant time. The flat
 //! encodings of version 1 (one frame of reference for the whole column, free text row by
 //! row) are still written, by [`encode_flat`], for the small sections that lookups
