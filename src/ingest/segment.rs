@@ -1206,6 +1206,47 @@ mod tests {
     }
 
     #[test]
+    fn a_column_reader_reads_any_row_as_the_scans_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.seg");
+        let mut w = SegmentWriter::create(&path, schema()).unwrap();
+        // Groups of uneven sizes; text in runs (stored once, then repeat flags), missing rows
+        // inside runs and at group starts.
+        for (g, rows) in [100usize, 64, 1, 257, 0, 130].into_iter().enumerate() {
+            let mut cols = w.new_group();
+            for r in 0..rows {
+                let i = (g * 1000 + r) as i64;
+                cols[0].push_int((i % 11 != 3).then_some(i * 7 - 500));
+                let text = format!("值{}", r / 9);
+                cols[1].push_str((r % 13 != 5 && r % 64 != 0).then_some(text.as_str()));
+                cols[2].push_str((i % 4 != 1).then_some(["正常", "迁出"][r / 30 % 2]));
+            }
+            w.write_group(&cols).unwrap();
+        }
+        w.finish(&[]).unwrap();
+        let seg = Segment::open(&path).unwrap();
+        let ints = seg.ints("n").unwrap();
+        let n = seg.reader("n").unwrap();
+        for (r, v) in ints.iter().enumerate() {
+            assert_eq!(n.int(r), *v, "n row {r}");
+        }
+        assert_eq!(n.int(ints.len()), None);
+        for col in ["s", "d"] {
+            let strings = seg.strings(col).unwrap();
+            let reader = seg.reader(col).unwrap();
+            // Backwards, so no row is read after its predecessor by accident.
+            for r in (0..strings.len()).rev() {
+                assert_eq!(
+                    reader.str(r).unwrap(),
+                    strings[r].as_deref(),
+                    "{col} row {r}"
+                );
+            }
+            assert_eq!(reader.str(strings.len()).unwrap(), None);
+        }
+    }
+
+    #[test]
     fn round_trips_values_and_missing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.seg");
