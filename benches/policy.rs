@@ -1,5 +1,6 @@
 //! The policy engine over a snapshot of a synthetic city (SNAPSHOT_PERSONS persons, default
-//! 20,000, seed 7), built once into `target/bench-data/` and reused by later runs.
+//! 20,000, seed 7), built once into `target/bench-data/` and reused by later runs (built
+//! again when its format version is not the current one).
 //!
 //! - `catalogue/cold`: a new engine evaluates the whole catalogue: every condition computed
 //!   from the snapshot's columns, then combined, with amounts.
@@ -40,7 +41,10 @@ fn snapshot_dir() -> PathBuf {
         .unwrap_or(20_000);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data");
     let snap = root.join(format!("policy-{persons}"));
-    if Snapshot::open(&snap).is_err() {
+    // Built again when missing or written in an older format version.
+    let current = Snapshot::open(&snap)
+        .is_ok_and(|s| s.container().version() == mianshen::snapshot::container::FORMAT_VERSION);
+    if !current {
         let sources = root.join(format!("city-{persons}"));
         let _ = std::fs::remove_dir_all(&sources);
         generate_files(&CityParams::new(persons, 7), &sources, false).unwrap();
