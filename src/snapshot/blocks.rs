@@ -24,7 +24,7 @@
 
 use rayon::prelude::*;
 
-use super::column::{Packed, bits_for, le_u64, pack};
+use super::column::{Packed, bits_at, bits_for, le_u64, pack, pad8, word_at};
 
 /// Rows per block, as a power of two: 256.
 pub const BLOCK_LOG2: u8 = 8;
@@ -33,12 +33,6 @@ const STEP: u8 = 1;
 const MULT: u8 = 2;
 const DICT: u8 = 4;
 const RUNS: u8 = 8;
-
-fn pad8(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(8) {
-        out.push(0);
-    }
-}
 
 fn words(n: usize, width: u32) -> usize {
     (n * width as usize).div_ceil(64)
@@ -326,13 +320,6 @@ impl Writer {
     }
 }
 
-/// Appends `values` as blocked integers (8-byte aligned at both ends).
-pub fn encode(values: impl IntoIterator<Item = Option<i64>>, out: &mut Vec<u8>) {
-    let mut w = Writer::new();
-    values.into_iter().for_each(|v| w.push(v));
-    w.finish(out);
-}
-
 /// Blocked integers read in place.
 #[derive(Debug, Clone, Copy)]
 pub struct Blocked<'a> {
@@ -416,31 +403,6 @@ impl<'a> Blocked<'a> {
         let start = usize::try_from(self.dir.get(b)).ok()?.checked_mul(8)?;
         let blk = self.blocks.get(start..)?;
         Some((blk, BlockView::parse(blk)?))
-    }
-
-    /// Calls `f` with every value of `rows` in order (clamped to the values there are),
-    /// parsing each block's head once.
-    pub fn for_each(&self, rows: std::ops::Range<usize>, mut f: impl FnMut(i64)) {
-        let rows = rows.start.min(self.len)..rows.end.min(self.len);
-        if self.min == self.max {
-            rows.for_each(|_| f(self.min));
-            return;
-        }
-        let size = 1usize << self.log2;
-        let mut i = rows.start;
-        while i < rows.end {
-            let b = i >> self.log2;
-            let first = b << self.log2;
-            let n = (self.len - first).min(size);
-            let end = rows.end.min(first + n);
-            match self.block(b) {
-                Some((blk, view)) => {
-                    (i - first..end - first).for_each(|j| f(view.value(blk, j, n)))
-                }
-                None => (i..end).for_each(|_| f(0)),
-            }
-            i = end;
-        }
     }
 }
 
@@ -529,43 +491,16 @@ impl BlockView {
     }
 }
 
-/// The little-endian word at byte `at`, 0 past the end.
-#[inline]
-fn word_at(b: &[u8], at: usize) -> u64 {
-    match b.get(at..at.wrapping_add(8)) {
-        Some(s) => {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(s);
-            u64::from_le_bytes(a)
-        }
-        None => 0,
-    }
-}
-
-/// Value `j` of `width`-bit values packed from byte `at`.
-#[inline]
-fn bits_at(b: &[u8], at: usize, j: usize, width: u32) -> u64 {
-    if width == 0 || width > 64 {
-        return 0;
-    }
-    let bit = j.wrapping_mul(width as usize);
-    let w = at.wrapping_add((bit / 64) * 8);
-    let off = (bit % 64) as u32;
-    let mut v = word_at(b, w) >> off;
-    if off + width > 64 {
-        v |= word_at(b, w.wrapping_add(8)) << (64 - off);
-    }
-    if width < 64 {
-        v & ((1u64 << width) - 1)
-    } else {
-        v
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn encode(values: impl IntoIterator<Item = Option<i64>>, out: &mut Vec<u8>) {
+        let mut w = Writer::new();
+        values.into_iter().for_each(|v| w.push(v));
+        w.finish(out);
+    }
 
     fn round_trip(v: &[i64]) -> usize {
         let mut b = Vec::new();
@@ -576,11 +511,6 @@ mod tests {
         assert_eq!(rest, &[7u8; 8]);
         for (i, &x) in v.iter().enumerate() {
             assert_eq!(c.get(i), x, "value {i} of {}", v.len());
-        }
-        for (from, to) in [(0, v.len()), (v.len() / 3, v.len() / 2 + 300), (7, 9)] {
-            let mut got = Vec::new();
-            c.for_each(from..to, |x| got.push(x));
-            assert_eq!(got, v[from.min(v.len())..to.min(v.len())], "{from}..{to}");
         }
         b.len() - 8
     }

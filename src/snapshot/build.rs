@@ -529,16 +529,16 @@ fn write_table(
             .map(|c| c.role)
     };
     let mut schema = String::new();
+    let stream = Stream {
+        table: &name,
+        seg,
+        perm: &perm,
+        entity: &entity,
+        attributed,
+    };
     for col in seg.schema().iter().filter(|c| kept(&c.name)) {
         let role = role_of(&col.name);
-        let column = Stream {
-            table: &name,
-            seg,
-            perm: &perm,
-            entity: &entity,
-            attributed,
-        };
-        let flags = column.write(w, &col.name, col.ty, role, entities, &serr)?;
+        let flags = stream.write(w, &col.name, col.ty, role, entities, &serr)?;
         schema += &format!(
             "{}\t{}\t{}\t{flags}\n",
             col.name,

@@ -13,6 +13,10 @@
 //! on content that only a checksum would catch (a dictionary code past the dictionary, offsets
 //! out of order): `verify` runs before a snapshot is trusted.
 
+use std::collections::HashMap;
+
+use super::blocks::{self, Blocked};
+
 /// Type tags.
 pub const INT: u8 = 0;
 pub const DICT: u8 = 1;
@@ -47,11 +51,7 @@ pub fn bits_for(max: u64) -> u8 {
     (64 - max.leading_zeros()) as u8
 }
 
-use std::collections::HashMap;
-
-use super::blocks::{self, Blocked};
-
-fn pad8(out: &mut Vec<u8>) {
+pub(super) fn pad8(out: &mut Vec<u8>) {
     while !out.len().is_multiple_of(8) {
         out.push(0);
     }
@@ -101,6 +101,39 @@ pub fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+/// The little-endian word at byte `at`, 0 past the end.
+#[inline]
+pub(super) fn word_at(b: &[u8], at: usize) -> u64 {
+    match b.get(at..at.wrapping_add(8)) {
+        Some(s) => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(s);
+            u64::from_le_bytes(a)
+        }
+        None => 0,
+    }
+}
+
+/// Value `j` of `width`-bit values packed from byte `at`.
+#[inline]
+pub(super) fn bits_at(b: &[u8], at: usize, j: usize, width: u32) -> u64 {
+    if width == 0 || width > 64 {
+        return 0;
+    }
+    let bit = j.wrapping_mul(width as usize);
+    let w = at.wrapping_add((bit / 64) * 8);
+    let off = (bit % 64) as u32;
+    let mut v = word_at(b, w) >> off;
+    if off + width > 64 {
+        v |= word_at(b, w.wrapping_add(8)) << (64 - off);
+    }
+    if width < 64 {
+        v & ((1u64 << width) - 1)
+    } else {
+        v
+    }
+}
+
 /// `len` bit-packed values.
 #[derive(Debug, Clone, Copy)]
 pub struct Packed<'a> {
@@ -141,21 +174,10 @@ impl<'a> Packed<'a> {
     /// Value `i` (0 past the end).
     #[inline]
     pub fn get(&self, i: usize) -> u64 {
-        if self.width == 0 || i >= self.len {
+        if i >= self.len {
             return 0;
         }
-        let bit = i * self.width as usize;
-        let (w, off) = (bit / 64, (bit % 64) as u32);
-        let lo = le_u64(self.words, w * 8).unwrap_or(0);
-        let mut v = lo >> off;
-        if off + self.width > 64 {
-            v |= le_u64(self.words, w * 8 + 8).unwrap_or(0) << (64 - off);
-        }
-        if self.width == 64 {
-            v
-        } else {
-            v & ((1u64 << self.width) - 1)
-        }
+        bits_at(self.words, 0, i, self.width)
     }
 }
 
@@ -358,15 +380,12 @@ impl<'s> ColumnWriter<'s> {
 
     /// Appends the column section.
     pub fn finish(self, out: &mut Vec<u8>) {
-        out.push(self.ty);
-        out.push(u8::from(self.missing > 0));
-        out.extend_from_slice(&[0u8; 6]);
-        out.extend_from_slice(&(self.rows as u64).to_le_bytes());
-        if self.missing > 0 {
-            self.valid
-                .iter()
-                .for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
-        }
+        header(
+            self.ty,
+            self.rows,
+            (self.missing > 0).then_some(&self.valid[..]),
+            out,
+        );
         match self.ty {
             DICT_BLOCKED => {
                 out.extend_from_slice(&(self.dict.len() as u32).to_le_bytes());
@@ -384,20 +403,14 @@ impl<'s> ColumnWriter<'s> {
     }
 }
 
-fn header(ty: u8, valid: &[bool], out: &mut Vec<u8>) {
-    let all_valid = valid.iter().all(|&v| v);
+/// A column's head: type, rows and the validity words when some row is missing.
+fn header(ty: u8, rows: usize, validity: Option<&[u64]>, out: &mut Vec<u8>) {
     out.push(ty);
-    out.push(u8::from(!all_valid));
+    out.push(u8::from(validity.is_some()));
     out.extend_from_slice(&[0u8; 6]);
-    out.extend_from_slice(&(valid.len() as u64).to_le_bytes());
-    if !all_valid {
-        for chunk in valid.chunks(64) {
-            let mut w = 0u64;
-            for (i, &v) in chunk.iter().enumerate() {
-                w |= u64::from(v) << i;
-            }
-            out.extend_from_slice(&w.to_le_bytes());
-        }
+    out.extend_from_slice(&(rows as u64).to_le_bytes());
+    for w in validity.unwrap_or_default() {
+        out.extend_from_slice(&w.to_le_bytes());
     }
 }
 
@@ -413,7 +426,16 @@ pub fn encode_flat(values: &ColumnValues<'_>, out: &mut Vec<u8>) {
             (BYTES, v.iter().map(Option::is_some).collect())
         }
     };
-    header(ty, &valid, out);
+    let words: Vec<u64> = valid
+        .chunks(64)
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u64, |w, (i, &v)| w | u64::from(v) << i)
+        })
+        .collect();
+    let all_valid = valid.iter().all(|&v| v);
+    header(ty, valid.len(), (!all_valid).then_some(&words[..]), out);
     match values {
         ColumnValues::Int(v) => {
             let base = v.iter().flatten().copied().min().unwrap_or(0);
@@ -479,13 +501,6 @@ impl Ints<'_> {
         match self {
             Ints::Packed { base, values } => base.wrapping_add(values.get(i) as i64),
             Ints::Blocked(b) => b.get(i),
-        }
-    }
-
-    fn for_each(&self, rows: std::ops::Range<usize>, mut f: impl FnMut(i64)) {
-        match self {
-            Ints::Packed { .. } => rows.for_each(|i| f(self.get(i))),
-            Ints::Blocked(b) => b.for_each(rows, f),
         }
     }
 
@@ -701,26 +716,6 @@ impl<'a> Column<'a> {
         }
     }
 
-    /// Appends the raw values (see [`Column::raw`]) of `rows` to `out`, decoding each block
-    /// once: what scans of a run of rows use instead of one `raw` per row.
-    pub fn raws(&self, rows: std::ops::Range<usize>, out: &mut Vec<Option<i64>>) {
-        let rows = rows.start.min(self.rows)..rows.end.min(self.rows);
-        let from = out.len();
-        match self.body {
-            Body::Int(v) | Body::Dict { codes: v, .. } => {
-                v.for_each(rows.clone(), |x| out.push(Some(x)))
-            }
-            _ => out.extend(rows.clone().map(|_| None)),
-        }
-        if self.validity.is_some() {
-            for (slot, r) in out[from..].iter_mut().zip(rows) {
-                if !self.is_valid(r) {
-                    *slot = None;
-                }
-            }
-        }
-    }
-
     /// Every raw value the column can hold, `(first, count)`: an int column's packed range,
     /// a dictionary column's codes; `None` for free text.
     pub fn raw_domain(&self) -> Option<(i64, u64)> {
@@ -822,9 +817,6 @@ mod tests {
             for (i, x) in v.iter().enumerate() {
                 prop_assert_eq!(c.int(i), *x);
             }
-            let mut raws = Vec::new();
-            c.raws(v.len() / 4..v.len() + 3, &mut raws);
-            prop_assert_eq!(&raws[..], &v[v.len() / 4..]);
             prop_assert_eq!(c.int(v.len()), None);
         }
 
