@@ -7,14 +7,16 @@
 //! segment      := header group* footer trailer
 //! header       := "MSSEGMNT" u32:version u32:0
 //! group        := chunk{ncols}                      -- one chunk per column, in schema order
-//! chunk(int)   := validity i64:base u8:width pad7 u64{ceil(rows*width/64)}
-//!                                                   -- value = base + next `width` bits
-//! chunk(bytes) := validity repeats u32{n+1}:offsets u8*:data pad8
+//! chunk(int)   := validity blocked                  -- a missing row holds its predecessor's value
+//! chunk(dict)  := validity blocked                  -- codes into the column's dictionary
+//! chunk(bytes) := validity u64:0 repeats u32{n+1}:offsets u8*:data pad8
 //!                                                   -- n = valid rows whose repeat bit is 0;
 //!                                                   -- a repeat row has its predecessor's value
-//! chunk(dict)  := validity u32{rows}:codes pad8     -- codes index the column's dictionary
+//!               | validity u64:1 blocked            -- every value is the decimal text of its
+//!                                                   -- number: digits, no leading zero, ≤ 18
 //! validity     := u64{ceil(rows/64)}                -- bit i set = row i has a value
 //! repeats      := u64{ceil(rows/64)}                -- bit i set = row i repeats row i-1
+//! blocked      := the snapshot's blocked integers (src/snapshot/FORMAT.md), `rows` values
 //! footer       := u32:ncols (str:name u8:type){ncols}
 //!                 u32:nmeta (str:key str:value){nmeta}
 //!                 u32:ngroups (u64:rows (u64:offset u64:len u64:xxh3){ncols}){ngroups}
@@ -34,13 +36,15 @@ use std::path::{Path, PathBuf};
 
 use xxhash_rust::xxh3::{Xxh3DefaultBuilder, xxh3_64};
 
+use crate::codec::blocks::{self, Blocked};
+use crate::codec::{Text, decimal};
 use crate::error::SegmentError;
 use crate::mmap::FileBytes;
 
 pub const MAGIC: &[u8; 8] = b"MSSEGMNT";
 pub const END_MAGIC: &[u8; 8] = b"MSSEGEND";
-pub const FORMAT_VERSION: u32 = 3;
-pub const OLDEST_SUPPORTED: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+pub const OLDEST_SUPPORTED: u32 = 4;
 const TRAILER_LEN: usize = 32;
 
 /// A chunk's place in the file: offset, length, xxh3.
@@ -263,58 +267,44 @@ pub struct SegmentWriter {
     schema: Vec<ColumnSchema>,
     groups: Vec<Group>,
     dicts: Vec<Dictionary>,
-    codes: Vec<u32>,
-    packed: Vec<u64>,
     validity_words: Vec<u64>,
     repeat_words: Vec<u64>,
 }
 
-/// Header of a bit-packed int chunk: base (i64) and width in bits (u8), padded to 16 bytes.
-struct Packed {
-    header: [u8; 16],
+/// Chunk modes of a bytes column.
+const TEXT: u64 = 0;
+const DIGITS: u64 = 1;
+
+/// `rows` values as blocked integers ([`blocks`]): missing rows write as their predecessor's
+/// value, so they never widen a block.
+fn blocked(rows: impl Iterator<Item = Option<i64>>) -> Vec<u8> {
+    let mut w = blocks::Writer::new();
+    rows.for_each(|v| w.push(v));
+    let mut out = Vec::new();
+    w.finish(&mut out);
+    out
 }
 
-/// Frame-of-reference bit packing: every valid value minus the chunk's minimum, in the fewest
-/// bits that hold the largest difference; missing values pack as zero.
-fn pack_ints(col: &ColumnData, words: &mut Vec<u64>) -> Packed {
-    let mut min = i64::MAX;
-    let mut max = i64::MIN;
-    for (r, &v) in col.ints.iter().enumerate() {
-        if col.is_valid(r) {
-            min = min.min(v);
-            max = max.max(v);
+/// A bytes column's values as numbers, row by row (a repeat row's value again), when every
+/// stored value is the canonical decimal text of one ([`decimal`]): sequence numbers and
+/// account numbers then cost what numbers cost.
+fn as_digits(col: &ColumnData) -> Option<Vec<Option<i64>>> {
+    let mut out = Vec::with_capacity(col.rows());
+    let mut next = 0usize;
+    let mut cur = None;
+    for r in 0..col.rows() {
+        if !col.is_valid(r) {
+            out.push(None);
+            continue;
         }
-    }
-    if min > max {
-        (min, max) = (0, 0);
-    }
-    let span = max.wrapping_sub(min) as u64;
-    let width = 64 - span.leading_zeros();
-    words.clear();
-    words.resize(packed_words(col.rows(), width), 0);
-    if width > 0 {
-        for (r, &v) in col.ints.iter().enumerate() {
-            let d = if col.is_valid(r) {
-                v.wrapping_sub(min) as u64
-            } else {
-                0
-            };
-            let bit = r * width as usize;
-            let (w, off) = (bit / 64, bit % 64);
-            words[w] |= d << off;
-            if off + width as usize > 64 {
-                words[w + 1] |= d >> (64 - off);
-            }
+        if col.repeat[r] == 0 {
+            let (s, e) = (col.offsets[next] as usize, col.offsets[next + 1] as usize);
+            next += 1;
+            cur = Some(decimal(std::str::from_utf8(&col.data[s..e]).ok()?)?);
         }
+        out.push(cur);
     }
-    let mut header = [0u8; 16];
-    header[..8].copy_from_slice(&min.to_le_bytes());
-    header[8] = width as u8;
-    Packed { header }
-}
-
-fn packed_words(rows: usize, width: u32) -> usize {
-    (rows * width as usize).div_ceil(64)
+    Some(out)
 }
 
 /// Values as little-endian bytes: a view on little-endian machines, a copy elsewhere.
@@ -393,8 +383,6 @@ impl SegmentWriter {
             schema,
             groups: Vec::new(),
             dicts,
-            codes: Vec::new(),
-            packed: Vec::new(),
             validity_words: Vec::new(),
             repeat_words: Vec::new(),
         })
@@ -422,7 +410,6 @@ impl SegmentWriter {
             return Ok(());
         }
         let mut chunks = Vec::with_capacity(columns.len());
-        let mut codes = std::mem::take(&mut self.codes);
         for (i, col) in columns.iter().enumerate() {
             let mut validity_words = std::mem::take(&mut self.validity_words);
             pack_flags(&col.valid, &mut validity_words);
@@ -432,25 +419,30 @@ impl SegmentWriter {
             let validity = le_bytes(&validity_words);
             let chunk = match self.schema[i].ty {
                 ColumnType::Int => {
-                    let mut words = std::mem::take(&mut self.packed);
-                    let packed = pack_ints(col, &mut words);
-                    let chunk = self.emit(&[&validity, &packed.header, &le_bytes(&words)]);
-                    self.packed = words;
-                    chunk?
+                    let values = (0..rows).map(|r| col.is_valid(r).then(|| col.ints[r]));
+                    self.emit(&[&validity, &blocked(values)])?
                 }
-                ColumnType::Bytes => {
-                    let offsets: &[u32] = if col.offsets.is_empty() {
-                        &[0]
-                    } else {
-                        &col.offsets
-                    };
-                    self.emit(&[
+                ColumnType::Bytes => match as_digits(col) {
+                    Some(numbers) => self.emit(&[
                         &validity,
-                        &le_bytes(&repeat_words),
-                        &le_bytes(offsets),
-                        &col.data,
-                    ])?
-                }
+                        &DIGITS.to_le_bytes(),
+                        &blocked(numbers.into_iter()),
+                    ])?,
+                    None => {
+                        let offsets: &[u32] = if col.offsets.is_empty() {
+                            &[0]
+                        } else {
+                            &col.offsets
+                        };
+                        self.emit(&[
+                            &validity,
+                            &TEXT.to_le_bytes(),
+                            &le_bytes(&repeat_words),
+                            &le_bytes(offsets),
+                            &col.data,
+                        ])?
+                    }
+                },
                 ColumnType::Dict => {
                     let Some(local) = col.dict.as_ref() else {
                         return Err(SegmentError::Corrupt {
@@ -473,15 +465,12 @@ impl SegmentWriter {
                             })
                         })
                         .collect();
-                    codes.clear();
-                    codes.extend(col.ints.iter().enumerate().map(|(r, &c)| {
-                        if col.is_valid(r) {
-                            translate.get(c as usize).copied().unwrap_or(0)
-                        } else {
-                            0
-                        }
-                    }));
-                    self.emit(&[&validity, &le_bytes(&codes)])?
+                    let codes = (0..rows).map(|r| {
+                        col.is_valid(r).then(|| {
+                            i64::from(translate.get(col.ints[r] as usize).copied().unwrap_or(0))
+                        })
+                    });
+                    self.emit(&[&validity, &blocked(codes)])?
                 }
             };
             chunks.push(chunk);
@@ -489,7 +478,6 @@ impl SegmentWriter {
             self.validity_words = validity_words;
             self.repeat_words = repeat_words;
         }
-        self.codes = codes;
         self.groups.push((rows as u64, chunks));
         Ok(())
     }
@@ -692,7 +680,7 @@ impl Segment {
         for _ in 0..ngroups {
             let rows = c.u64()?;
             let mut chunks = Vec::with_capacity(ncols);
-            for col in &schema {
+            for _ in &schema {
                 let (off, len, hash) = (c.u64()?, c.u64()?, c.u64()?);
                 let end = off
                     .checked_add(len)
@@ -701,12 +689,8 @@ impl Segment {
                     return Err(corrupt("a chunk points outside the data area"));
                 }
                 let words = rows.div_ceil(64) * 8;
-                let min = match col.ty {
-                    ColumnType::Int => words + 16,
-                    ColumnType::Bytes => 2 * words + 4,
-                    ColumnType::Dict => words + rows * 4,
-                };
-                if len < min {
+                // Validity, then at least a blocked header or a text chunk's mode.
+                if len < words + 8 {
                     return Err(corrupt("a chunk is shorter than its row count needs"));
                 }
                 chunks.push((off, len, hash));
@@ -790,47 +774,86 @@ impl Segment {
         )
     }
 
+    fn corrupt(&self, column: &str, msg: &str) -> SegmentError {
+        SegmentError::Corrupt {
+            path: self.path.clone(),
+            msg: format!("column {column:?}: {msg}"),
+        }
+    }
+
+    /// Column `col`'s chunks, their layouts parsed and checked, and the first row of each
+    /// group followed by the row count.
+    fn chunks(&self, col: usize) -> Result<(Vec<GroupChunk<'_>>, Vec<u64>), SegmentError> {
+        let name = &self.schema[col].name;
+        let short = || self.corrupt(name, "chunk shorter than its layout");
+        let mut starts = vec![0u64];
+        let mut chunks = Vec::with_capacity(self.groups.len());
+        for g in 0..self.groups.len() {
+            let (rows, b) = self.chunk(g, col);
+            starts.push(starts[g] + rows as u64);
+            let words = rows.div_ceil(64) * 8;
+            let valid = b.get(..words).ok_or_else(short)?;
+            let rest = &b[words..];
+            let numbers = |b| match Blocked::parse(b, rows) {
+                Some((values, _)) => Ok(values),
+                None => Err(self.corrupt(name, "blocked integers do not fit their chunk")),
+            };
+            chunks.push(match self.schema[col].ty {
+                ColumnType::Int => GroupChunk::Int {
+                    valid,
+                    values: numbers(rest)?,
+                },
+                ColumnType::Dict => GroupChunk::Dict {
+                    valid,
+                    codes: numbers(rest)?,
+                },
+                ColumnType::Bytes => match le_u64_opt(rest, 0) {
+                    Some(DIGITS) => GroupChunk::Digits {
+                        valid,
+                        values: numbers(&rest[8..])?,
+                    },
+                    Some(TEXT) => {
+                        let rest = &rest[8..];
+                        let repeat = rest.get(..words).ok_or_else(short)?;
+                        let mut rank = Vec::with_capacity(rows.div_ceil(64));
+                        let mut stored = 0u32;
+                        for w in 0..rows.div_ceil(64) {
+                            rank.push(stored);
+                            let v = le_u64(valid, w * 8) & !le_u64(repeat, w * 8);
+                            let live = if (w + 1) * 64 > rows {
+                                v & ((1u64 << (rows - w * 64)) - 1)
+                            } else {
+                                v
+                            };
+                            stored += live.count_ones();
+                        }
+                        let offsets = rest
+                            .get(words..words + (stored as usize + 1) * 4)
+                            .ok_or_else(short)?;
+                        GroupChunk::Bytes {
+                            valid,
+                            repeat,
+                            offsets,
+                            data: &rest[words + offsets.len()..],
+                            rank,
+                        }
+                    }
+                    _ => return Err(self.corrupt(name, "unknown text chunk mode")),
+                },
+            });
+        }
+        Ok((chunks, starts))
+    }
+
     /// All values of an int column, `None` where missing.
     pub fn ints(&self, name: &str) -> Result<Vec<Option<i64>>, SegmentError> {
         let col = self.column_index(name, &[ColumnType::Int])?;
         let mut out = Vec::with_capacity(self.rows() as usize);
-        for g in 0..self.groups.len() {
-            let (rows, b) = self.chunk(g, col);
-            let words = rows.div_ceil(64) * 8;
-            let base = le_u64(b, words) as i64;
-            let width = u32::from(b[words + 8]);
-            let data = words + 16;
-            if width > 64 || b.len() < data + packed_words(rows, width) * 8 {
-                return Err(SegmentError::Corrupt {
-                    path: self.path.clone(),
-                    msg: format!("column {name:?}: bit width {width} does not fit its chunk"),
-                });
-            }
-            let word = |i: usize| le_u64(b, data + i * 8);
-            let mask = if width == 64 {
-                u64::MAX
-            } else {
-                (1u64 << width) - 1
+        for chunk in self.chunks(col)?.0 {
+            let GroupChunk::Int { valid, values } = chunk else {
+                unreachable!("an int column's chunks are int chunks")
             };
-            for r in 0..rows {
-                let valid = le_u64(b, (r / 64) * 8) >> (r % 64) & 1 == 1;
-                if !valid {
-                    out.push(None);
-                    continue;
-                }
-                let d = if width == 0 {
-                    0
-                } else {
-                    let bit = r * width as usize;
-                    let (w, off) = (bit / 64, bit % 64);
-                    let mut d = word(w) >> off;
-                    if off + width as usize > 64 {
-                        d |= word(w + 1) << (64 - off);
-                    }
-                    d & mask
-                };
-                out.push(Some(base.wrapping_add(d as i64)));
-            }
+            out.extend((0..values.len()).map(|r| bit(valid, r).then(|| values.get(r))));
         }
         Ok(out)
     }
@@ -842,82 +865,105 @@ impl Segment {
         Ok(out)
     }
 
-    /// Visits every value of a bytes or dict column in row order, borrowed from the map:
-    /// `f(row, value)`, `None` where missing. Nothing is allocated per row.
-    pub fn for_each_str<'s>(
-        &'s self,
+    /// The dictionary of a dict column: every value it holds, each once.
+    pub fn dictionary(&self, name: &str) -> Result<&[String], SegmentError> {
+        let col = self.column_index(name, &[ColumnType::Dict])?;
+        Ok(self.dicts.get(&col).map_or(&[], Vec::as_slice))
+    }
+
+    /// Visits every value of a bytes or dict column in row order: `f(row, value)`, `None`
+    /// where missing. Nothing is allocated per row: text is borrowed from the map, numbers
+    /// stored for decimal text are written into one buffer.
+    pub fn for_each_str(
+        &self,
         name: &str,
-        mut f: impl FnMut(usize, Option<&'s str>),
+        mut f: impl FnMut(usize, Option<&str>),
     ) -> Result<(), SegmentError> {
         let col = self.column_index(name, &[ColumnType::Bytes, ColumnType::Dict])?;
-        let corrupt = |msg: &str| SegmentError::Corrupt {
-            path: self.path.clone(),
-            msg: format!("column {name:?}: {msg}"),
-        };
+        let dict = self.dicts.get(&col).map_or(&[][..], Vec::as_slice);
         let mut row = 0usize;
-        for g in 0..self.groups.len() {
-            let (rows, b) = self.chunk(g, col);
-            let words = rows.div_ceil(64) * 8;
-            let valid = |r: usize| le_u64(b, (r / 64) * 8) >> (r % 64) & 1 == 1;
-            let u32_at = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-            if self.schema[col].ty == ColumnType::Dict {
-                let dict = self
-                    .dicts
-                    .get(&col)
-                    .ok_or_else(|| corrupt("dictionary missing"))?;
-                for r in 0..rows {
-                    if valid(r) {
-                        let code = u32_at(words + r * 4) as usize;
-                        let v = dict
-                            .get(code)
-                            .ok_or_else(|| corrupt("code outside dictionary"))?;
-                        f(row, Some(v.as_str()));
-                    } else {
-                        f(row, None);
+        let (chunks, starts) = self.chunks(col)?;
+        for (g, chunk) in chunks.iter().enumerate() {
+            let rows = (starts[g + 1] - starts[g]) as usize;
+            match chunk {
+                GroupChunk::Dict { valid, codes } => {
+                    for r in 0..rows {
+                        let v = if bit(valid, r) {
+                            let v = usize::try_from(codes.get(r)).ok().and_then(|c| dict.get(c));
+                            Some(v.ok_or_else(|| self.corrupt(name, "code outside dictionary"))?)
+                        } else {
+                            None
+                        };
+                        f(row + r, v.map(String::as_str));
                     }
-                    row += 1;
                 }
-            } else {
-                // validity, repeat flags, offsets of the stored values, their bytes.
-                let repeat = |r: usize| le_u64(b, words + (r / 64) * 8) >> (r % 64) & 1 == 1;
-                let stored = (0..rows).filter(|&r| valid(r) && !repeat(r)).count();
-                let offsets = 2 * words;
-                let data = offsets + (stored + 1) * 4;
-                if b.len() < data {
-                    return Err(corrupt("offsets run past the chunk"));
-                }
-                let mut cur: Option<&'s str> = None;
-                let mut next = 0usize;
-                for r in 0..rows {
-                    if !valid(r) {
-                        f(row, None);
-                        row += 1;
-                        continue;
+                GroupChunk::Digits { valid, values } => {
+                    let mut buf = [0u8; 20];
+                    for r in 0..rows {
+                        if bit(valid, r) {
+                            let text = Text::Digits(values.get(r) as u64);
+                            let b = text.bytes(&mut buf);
+                            // Digits are ASCII.
+                            f(row + r, std::str::from_utf8(b).ok());
+                        } else {
+                            f(row + r, None);
+                        }
                     }
-                    if !repeat(r) {
-                        let (s, e) = (
-                            u32_at(offsets + next * 4) as usize,
-                            u32_at(offsets + (next + 1) * 4) as usize,
-                        );
-                        next += 1;
-                        let bytes = b
-                            .get(data + s..data + e)
-                            .filter(|_| s <= e)
-                            .ok_or_else(|| corrupt("string offsets out of range"))?;
-                        cur = Some(
-                            simdutf8::basic::from_utf8(bytes)
-                                .map_err(|_| corrupt("string is not UTF-8"))?,
-                        );
-                    } else if r == 0 || !valid(r - 1) {
-                        return Err(corrupt("a repeat flag without a previous value"));
-                    }
-                    f(row, cur);
-                    row += 1;
                 }
+                GroupChunk::Bytes {
+                    valid,
+                    repeat,
+                    offsets,
+                    data,
+                    ..
+                } => {
+                    let mut cur: Option<&str> = None;
+                    let mut next = 0usize;
+                    for r in 0..rows {
+                        if !bit(valid, r) {
+                            f(row + r, None);
+                            continue;
+                        }
+                        if !bit(repeat, r) {
+                            cur = Some(
+                                text_at(offsets, data, next).map_err(|m| self.corrupt(name, m))?,
+                            );
+                            next += 1;
+                        } else if cur.is_none() {
+                            return Err(
+                                self.corrupt(name, "a repeat flag without a previous value")
+                            );
+                        }
+                        f(row + r, cur);
+                    }
+                }
+                GroupChunk::Int { .. } => unreachable!("a text column's chunks are text chunks"),
             }
+            row += rows;
         }
         Ok(())
     }
+}
+
+fn le_u64_opt(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at + 8).map(|w| le_u64(w, 0))
+}
+
+/// Stored value `i` of a text chunk.
+fn text_at<'s>(offsets: &[u8], data: &'s [u8], i: usize) -> Result<&'s str, &'static str> {
+    let u32_at = |k: usize| {
+        offsets
+            .get(k * 4..k * 4 + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let (Some(s), Some(e)) = (u32_at(i), u32_at(i + 1)) else {
+        return Err("offsets run past the chunk");
+    };
+    let bytes = data
+        .get(s..e)
+        .filter(|_| s <= e)
+        .ok_or("string offsets out of range")?;
+    simdutf8::basic::from_utf8(bytes).map_err(|_| "string is not UTF-8")
 }
 
 /// One group's chunk of a column, its layout parsed and checked.
@@ -925,13 +971,16 @@ impl Segment {
 enum GroupChunk<'s> {
     Int {
         valid: &'s [u8],
-        base: i64,
-        width: u32,
-        data: &'s [u8],
+        values: Blocked<'s>,
     },
     Dict {
         valid: &'s [u8],
-        codes: &'s [u8],
+        codes: Blocked<'s>,
+    },
+    /// Decimal text stored as the numbers it spells.
+    Digits {
+        valid: &'s [u8],
+        values: Blocked<'s>,
     },
     Bytes {
         valid: &'s [u8],
@@ -955,7 +1004,7 @@ pub struct ColumnReader<'s> {
     /// Rows per group when every group but the last has the same count.
     uniform: Option<u64>,
     chunks: Vec<GroupChunk<'s>>,
-    dict: Option<&'s [String]>,
+    dict: &'s [String],
 }
 
 fn bit(words: &[u8], r: usize) -> bool {
@@ -971,65 +1020,7 @@ impl Segment {
             name,
             &[ColumnType::Int, ColumnType::Bytes, ColumnType::Dict],
         )?;
-        let corrupt = |msg: &str| SegmentError::Corrupt {
-            path: self.path.clone(),
-            msg: format!("column {name:?}: {msg}"),
-        };
-        let ty = self.schema[col].ty;
-        let mut starts = vec![0u64];
-        let mut chunks = Vec::with_capacity(self.groups.len());
-        for g in 0..self.groups.len() {
-            let (rows, b) = self.chunk(g, col);
-            starts.push(starts[g] + rows as u64);
-            let words = rows.div_ceil(64) * 8;
-            let short = || corrupt("chunk shorter than its layout");
-            let valid = b.get(..words).ok_or_else(short)?;
-            chunks.push(match ty {
-                ColumnType::Int => {
-                    let head = b.get(words..words + 16).ok_or_else(short)?;
-                    let width = u32::from(head[8]);
-                    if width > 64 {
-                        return Err(corrupt("bit width over 64"));
-                    }
-                    let n = packed_words(rows, width) * 8;
-                    GroupChunk::Int {
-                        valid,
-                        base: le_u64(head, 0) as i64,
-                        width,
-                        data: b.get(words + 16..words + 16 + n).ok_or_else(short)?,
-                    }
-                }
-                ColumnType::Dict => GroupChunk::Dict {
-                    valid,
-                    codes: b.get(words..words + rows * 4).ok_or_else(short)?,
-                },
-                ColumnType::Bytes => {
-                    let repeat = b.get(words..2 * words).ok_or_else(short)?;
-                    let mut rank = Vec::with_capacity(rows.div_ceil(64));
-                    let mut stored = 0u32;
-                    for w in 0..rows.div_ceil(64) {
-                        rank.push(stored);
-                        let v = le_u64(valid, w * 8) & !le_u64(repeat, w * 8);
-                        let live = if (w + 1) * 64 > rows {
-                            v & ((1u64 << (rows - w * 64)) - 1)
-                        } else {
-                            v
-                        };
-                        stored += live.count_ones();
-                    }
-                    let offsets = b
-                        .get(2 * words..2 * words + (stored as usize + 1) * 4)
-                        .ok_or_else(short)?;
-                    GroupChunk::Bytes {
-                        valid,
-                        repeat,
-                        offsets,
-                        data: &b[2 * words + offsets.len()..],
-                        rank,
-                    }
-                }
-            });
-        }
+        let (chunks, starts) = self.chunks(col)?;
         let sizes: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
         let uniform = match sizes.split_last() {
             Some((_, init)) if init.iter().all(|&s| s == sizes[0]) && sizes[0] > 0 => {
@@ -1043,17 +1034,14 @@ impl Segment {
             starts,
             uniform,
             chunks,
-            dict: self.dicts.get(&col).map(Vec::as_slice),
+            dict: self.dicts.get(&col).map_or(&[], Vec::as_slice),
         })
     }
 }
 
 impl<'s> ColumnReader<'s> {
     fn corrupt(&self, msg: &str) -> SegmentError {
-        SegmentError::Corrupt {
-            path: self.seg.path.clone(),
-            msg: format!("column {:?}: {msg}", self.name),
-        }
+        self.seg.corrupt(&self.name, msg)
     }
 
     /// The group holding `row` and the row's place in it.
@@ -1075,36 +1063,15 @@ impl<'s> ColumnReader<'s> {
     #[inline]
     pub fn int(&self, row: usize) -> Option<i64> {
         let (g, r) = self.locate(row)?;
-        let GroupChunk::Int {
-            valid,
-            base,
-            width,
-            data,
-        } = &self.chunks[g]
-        else {
-            return None;
-        };
-        if !bit(valid, r) {
-            return None;
+        match &self.chunks[g] {
+            GroupChunk::Int { valid, values } if bit(valid, r) => Some(values.get(r)),
+            _ => None,
         }
-        if *width == 0 {
-            return Some(*base);
-        }
-        let at = r * *width as usize;
-        let (w, off) = (at / 64, (at % 64) as u32);
-        let word = |i: usize| data.get(i * 8..i * 8 + 8).map_or(0, |b| le_u64(b, 0));
-        let mut d = word(w) >> off;
-        if off + *width > 64 {
-            d |= word(w + 1) << (64 - off);
-        }
-        if *width < 64 {
-            d &= (1u64 << *width) - 1;
-        }
-        Some(base.wrapping_add(d as i64))
     }
 
-    /// A bytes or dict column's value at `row` (`None` where missing or past the end).
-    pub fn str(&self, row: usize) -> Result<Option<&'s str>, SegmentError> {
+    /// A bytes or dict column's value at `row` (`None` where missing or past the end): text
+    /// borrowed from the map, or the number that decimal text is stored as.
+    pub fn text(&self, row: usize) -> Result<Option<Text<'s>>, SegmentError> {
         let Some((g, r)) = self.locate(row) else {
             return Ok(None);
         };
@@ -1114,16 +1081,14 @@ impl<'s> ColumnReader<'s> {
                 if !bit(valid, r) {
                     return Ok(None);
                 }
-                let code = u32::from_le_bytes([
-                    codes[r * 4],
-                    codes[r * 4 + 1],
-                    codes[r * 4 + 2],
-                    codes[r * 4 + 3],
-                ]) as usize;
-                self.dict
-                    .and_then(|d| d.get(code))
-                    .map(|s| Some(s.as_str()))
+                usize::try_from(codes.get(r))
+                    .ok()
+                    .and_then(|c| self.dict.get(c))
+                    .map(|s| Some(Text::Str(s.as_str())))
                     .ok_or_else(|| self.corrupt("code outside dictionary"))
+            }
+            GroupChunk::Digits { valid, values } => {
+                Ok(bit(valid, r).then(|| Text::Digits(values.get(r) as u64)))
             }
             GroupChunk::Bytes {
                 valid,
@@ -1147,22 +1112,9 @@ impl<'s> ColumnReader<'s> {
                 let i = n
                     .checked_sub(1)
                     .ok_or_else(|| self.corrupt("a repeat flag without a previous value"))?;
-                let u32_at = |k: usize| {
-                    u32::from_le_bytes([
-                        offsets[k * 4],
-                        offsets[k * 4 + 1],
-                        offsets[k * 4 + 2],
-                        offsets[k * 4 + 3],
-                    ]) as usize
-                };
-                let (s, e) = (u32_at(i), u32_at(i + 1));
-                let bytes = data
-                    .get(s..e)
-                    .filter(|_| s <= e)
-                    .ok_or_else(|| self.corrupt("string offsets out of range"))?;
-                simdutf8::basic::from_utf8(bytes)
-                    .map(Some)
-                    .map_err(|_| self.corrupt("string is not UTF-8"))
+                text_at(offsets, data, i)
+                    .map(|s| Some(Text::Str(s)))
+                    .map_err(|m| self.corrupt(m))
             }
         }
     }
@@ -1237,12 +1189,90 @@ mod tests {
             // Backwards, so no row is read after its predecessor by accident.
             for r in (0..strings.len()).rev() {
                 assert_eq!(
-                    reader.str(r).unwrap(),
-                    strings[r].as_deref(),
+                    reader.text(r).unwrap().map(|t| t.to_string()),
+                    strings[r],
                     "{col} row {r}"
                 );
             }
-            assert_eq!(reader.str(strings.len()).unwrap(), None);
+            assert_eq!(reader.text(strings.len()).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn decimal_text_is_stored_as_numbers_and_read_back_as_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.seg");
+        let schema = vec![ColumnSchema {
+            name: "no".into(),
+            ty: ColumnType::Bytes,
+        }];
+        let mut w = SegmentWriter::create(&path, schema).unwrap();
+        // Group 0: sequence numbers with repeats and gaps (numbers); group 1: a leading zero
+        // and a letter among numbers (text); group 2: 18 digits and "0" (numbers).
+        let groups: [Vec<Option<&str>>; 3] = [
+            (0..3000)
+                .map(|i| (i % 17 != 4).then(|| ["1", "2", "2", "3", "1000"][i % 5]))
+                .collect(),
+            vec![Some("7"), Some("007"), None, Some("12X"), Some("12X")],
+            vec![Some("999999999999999999"), Some("0"), None, Some("0")],
+        ];
+        let mut want = Vec::new();
+        for rows in &groups {
+            let mut cols = w.new_group();
+            for v in rows {
+                cols[0].push_str(*v);
+                want.push(v.map(str::to_string));
+            }
+            w.write_group(&cols).unwrap();
+        }
+        w.finish(&[]).unwrap();
+        let seg = Segment::open(&path).unwrap();
+        seg.verify().unwrap();
+        assert_eq!(seg.strings("no").unwrap(), want);
+        let (chunks, _) = seg.chunks(0).unwrap();
+        let modes: Vec<&str> = chunks
+            .iter()
+            .map(|c| match c {
+                GroupChunk::Digits { .. } => "digits",
+                _ => "text",
+            })
+            .collect();
+        assert_eq!(modes, ["digits", "text", "digits"]);
+        let reader = seg.reader("no").unwrap();
+        assert_eq!(reader.text(1).unwrap(), Some(Text::Digits(2)));
+        for (r, v) in want.iter().enumerate() {
+            assert_eq!(
+                reader.text(r).unwrap().map(|t| t.to_string()),
+                *v,
+                "row {r}"
+            );
+        }
+    }
+
+    #[test]
+    fn reading_corrupt_chunks_never_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.seg");
+        write(&p, 2, 300);
+        let good = std::fs::read(&p).unwrap();
+        // Every byte of the data area, flipped, read without `verify` through every reader.
+        let data_end = good.len() - 2000.min(good.len() / 4);
+        for i in (16..data_end).step_by(3) {
+            let mut bad = good.clone();
+            bad[i] ^= 0xA5;
+            let Ok(seg) = Segment::from_bytes(&p, bad) else {
+                continue;
+            };
+            let _ = seg.ints("n");
+            let _ = seg.strings("s");
+            let _ = seg.strings("d");
+            for col in ["n", "s", "d"] {
+                if let Ok(r) = seg.reader(col) {
+                    for row in [0, 1, 64, 299, 300, 599, 600] {
+                        let _ = (r.int(row), r.text(row));
+                    }
+                }
+            }
         }
     }
 

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::column::{ColumnValues, ColumnWriter, decimal, encode, encode_flat};
+use super::column::{ColumnValues, ColumnWriter, Text, decimal, encode, encode_flat};
 use super::container::ContainerWriter;
 use super::{FILE_NAME, KINDS, Snapshot, kind_code};
 use crate::date::Date;
@@ -600,20 +600,22 @@ impl Stream<'_> {
         // A first pass in row order: a dictionary column's values, or whether free text is
         // all decimal numbers.
         let dict = ty == ColumnType::Dict;
-        let mut distinct: HashSet<&str> = HashSet::new();
+        let mut distinct: HashSet<String> = HashSet::new();
         let mut numbers = true;
         self.seg
             .for_each_str(cname, |_, v| {
                 if let Some(v) = v {
                     if dict {
-                        distinct.insert(v);
+                        if !distinct.contains(v) {
+                            distinct.insert(v.to_string());
+                        }
                     } else if numbers && decimal(v).is_none() {
                         numbers = false;
                     }
                 }
             })
             .map_err(serr)?;
-        let mut sorted: Vec<&str> = distinct.into_iter().collect();
+        let mut sorted: Vec<&str> = distinct.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         let mut cw = if dict {
             ColumnWriter::dict(sorted.clone())
@@ -629,17 +631,20 @@ impl Stream<'_> {
         for (k, chunk) in self.perm.chunks(STREAM_ROWS).enumerate() {
             chunk
                 .par_iter()
-                .map(|&r| reader.str(r as usize))
+                .map(|&r| reader.text(r as usize))
                 .collect_into_vec(&mut buf);
             for (j, v) in buf.drain(..).enumerate() {
                 let v = v.map_err(serr)?;
-                if !cw.push_str(v) {
+                if !cw.push_text(v) {
                     return Err(SnapshotError::Input(format!(
                         "{name}.{cname}: the value {v:?} changed between two reads of the segment"
                     )));
                 }
                 if let Some(rw) = refs.as_mut() {
+                    let mut digits = [0u8; 20];
                     let e = v
+                        .as_ref()
+                        .and_then(|t| std::str::from_utf8(t.bytes(&mut digits)).ok())
                         .and_then(|s| entities.by_key.get(s))
                         .map(|&e| i64::from(e));
                     any_ref |= e.is_some();
@@ -648,7 +653,8 @@ impl Stream<'_> {
                 let i = k * STREAM_ROWS + j;
                 if dict
                     && i < self.attributed
-                    && let Some(code) = v.and_then(|v| sorted.binary_search(&v).ok())
+                    && let Some(code) =
+                        v.and_then(|v| sorted.binary_search_by(|d| Text::Str(d).cmp(&v)).ok())
                 {
                     let e = self.entity[self.perm[i] as usize];
                     if lists[code].last() != Some(&e) {

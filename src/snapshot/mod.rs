@@ -3,7 +3,7 @@
 //!
 //! - [`container`](mod@container): header, aligned sections, footer with xxh3 per section, atomic publish.
 //! - [`column`](mod@column): integer, dictionary and text columns with validity; their integers
-//!   are [`blocks`](mod@blocks): 256-row blocks, each in its smallest encoding (frame of
+//!   are [`blocks`](crate::codec::blocks): 256-row blocks, each in its smallest encoding (frame of
 //!   reference, line, dictionary, runs), every value read in constant time.
 //! - [`build`](mod@build): ingested segments + a resolve build → a snapshot: every table's rows grouped by
 //!   entity, references resolved to entities, equality indexes, universes, the key map.
@@ -13,7 +13,6 @@
 //! Entities have dense `u32` ids (their row in the resolve build's `entities.csv`), shared by
 //! persons, households and enterprises; each kind's ids form its universe bitmap.
 
-pub mod blocks;
 pub mod build;
 pub mod column;
 pub mod container;

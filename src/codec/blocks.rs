@@ -24,7 +24,7 @@
 
 use rayon::prelude::*;
 
-use super::column::{Packed, bits_at, bits_for, le_u64, pack, pad8, word_at};
+use super::{Packed, bits_at, bits_for, le_u64, pack, pad8, word_at};
 
 /// Rows per block, as a power of two: 256.
 pub const BLOCK_LOG2: u8 = 8;
