@@ -196,6 +196,29 @@ fn build_reads_back_what_the_sources_hold() {
             .is_empty()
     );
 
+    // Export: every row with its entity and doubtful flag, dates as the departments write them.
+    let exported = dir.path().join("export");
+    let files = mianshen::snapshot::export::export(&s, &["GA.person".into()], &exported).unwrap();
+    assert_eq!(files[0], ("GA.person.csv".to_string(), ga.info.rows));
+    assert_eq!(files[1], ("entities.csv".to_string(), s.entity_count()));
+    let mut csv = csv::Reader::from_path(exported.join("GA.person.csv")).unwrap();
+    let at = |name: &str, h: &csv::StringRecord| h.iter().position(|x| x == name).unwrap();
+    let headers = csv.headers().unwrap().clone();
+    let (birth_at, status_at) = (at("birth_date", &headers), at("status", &headers));
+    let birth = ga.column("birth_date").unwrap();
+    let doubtful = ga.doubtful().unwrap();
+    let mut rows = 0;
+    for (r, rec) in csv.records().enumerate() {
+        let rec = rec.unwrap();
+        assert_eq!(rec[0].parse::<u32>().ok(), rows_entities[r], "row {r}");
+        assert_eq!(&rec[1] == "1", doubtful.contains(r as u32), "row {r}");
+        let want = birth.int(r).map(|d| mianshen::date::Date(d as i32).to_string());
+        assert_eq!(rec[birth_at], want.unwrap_or_default(), "row {r}");
+        assert_eq!(&rec[status_at], status.str(r).unwrap_or(""), "row {r}");
+        rows += 1;
+    }
+    assert_eq!(rows, ga.info.rows);
+
     // Provenance: as-of per source.
     assert_eq!(s.meta("as_of.GA.person"), Some("2025-12-31"));
 

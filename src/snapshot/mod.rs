@@ -7,6 +7,7 @@
 //!   reference, line, dictionary, runs), every value read in constant time.
 //! - [`build`](mod@build): ingested segments + a resolve build → a snapshot: every table's rows grouped by
 //!   entity, references resolved to entities, equality indexes, universes, the key map.
+//! - [`export`](mod@export): tables as CSV, for other tools (the DuckDB comparison).
 //! - this module: the reader. `Snapshot::open` is constant work (header, trailer, footer,
 //!   section table, a few small sections); `verify` checks every checksum.
 //!
@@ -16,6 +17,7 @@
 pub mod build;
 pub mod column;
 pub mod container;
+pub mod export;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
