@@ -982,7 +982,15 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
     }
     println!(
         "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9} {:>9}",
-        "id", "name", "subject", "candidates", "to verify", "near miss", "amount", "cold ms", "loaded ms"
+        "id",
+        "name",
+        "subject",
+        "candidates",
+        "to verify",
+        "near miss",
+        "amount",
+        "cold ms",
+        "loaded ms"
     );
     for (run, loaded) in runs.iter().zip(&loaded) {
         println!(

@@ -212,7 +212,9 @@ fn build_reads_back_what_the_sources_hold() {
         let rec = rec.unwrap();
         assert_eq!(rec[0].parse::<u32>().ok(), rows_entities[r], "row {r}");
         assert_eq!(&rec[1] == "1", doubtful.contains(r as u32), "row {r}");
-        let want = birth.int(r).map(|d| mianshen::date::Date(d as i32).to_string());
+        let want = birth
+            .int(r)
+            .map(|d| mianshen::date::Date(d as i32).to_string());
         assert_eq!(rec[birth_at], want.unwrap_or_default(), "row {r}");
         assert_eq!(&rec[status_at], status.str(r).unwrap_or(""), "row {r}");
         rows += 1;

@@ -847,15 +847,30 @@ impl Segment {
 
     /// All values of an int column, `None` where missing.
     pub fn ints(&self, name: &str) -> Result<Vec<Option<i64>>, SegmentError> {
-        let col = self.column_index(name, &[ColumnType::Int])?;
         let mut out = Vec::with_capacity(self.rows() as usize);
+        self.for_each_int(name, |_, v| out.push(v))?;
+        Ok(out)
+    }
+
+    /// Visits every value of an int column in row order: `f(row, value)`, `None` where
+    /// missing; nothing is held but one group's parsed layout.
+    pub fn for_each_int(
+        &self,
+        name: &str,
+        mut f: impl FnMut(usize, Option<i64>),
+    ) -> Result<(), SegmentError> {
+        let col = self.column_index(name, &[ColumnType::Int])?;
+        let mut row = 0;
         for chunk in self.chunks(col)?.0 {
             let GroupChunk::Int { valid, values } = chunk else {
                 unreachable!("an int column's chunks are int chunks")
             };
-            out.extend((0..values.len()).map(|r| bit(valid, r).then(|| values.get(r))));
+            for r in 0..values.len() {
+                f(row + r, bit(valid, r).then(|| values.get(r)));
+            }
+            row += values.len();
         }
-        Ok(out)
+        Ok(())
     }
 
     /// All values of a bytes or dict column, `None` where missing.

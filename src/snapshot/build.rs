@@ -381,24 +381,35 @@ fn write_runs(
     w: &mut ContainerWriter,
     name: &str,
     entity: &[u32],
+    entities: usize,
 ) -> Result<(Vec<u32>, usize), SnapshotError> {
-    let mut perm: Vec<u32> = (0..entity.len() as u32).collect();
-    perm.par_sort_by_key(|&r| entity[r as usize]);
+    // A counting sort: stable, linear, and no buffer beside the order itself (a billion-row
+    // table's order is 4 GB; a merge sort would want as much again).
+    // Callers check that every entity is below `entities`; anything else counts as none.
+    let bucket = |e: u32| (e as usize).min(entities);
+    let mut start = vec![0usize; entities + 2];
+    for &e in entity {
+        start[bucket(e) + 1] += 1;
+    }
+    for b in 1..start.len() {
+        start[b] += start[b - 1];
+    }
     let mut run_entity = Vec::new();
     let mut run_start = Vec::new();
-    let mut attributed = 0usize;
-    for (i, &r) in perm.iter().enumerate() {
-        let e = entity[r as usize];
-        if e == NONE {
-            break;
-        }
-        attributed = i + 1;
-        if run_entity.last() != Some(&Some(i64::from(e))) {
-            run_entity.push(Some(i64::from(e)));
-            run_start.push(Some(i as i64));
+    for e in 0..entities {
+        if start[e + 1] > start[e] {
+            run_entity.push(Some(e as i64));
+            run_start.push(Some(start[e] as i64));
         }
     }
+    let attributed = start[entities];
     run_start.push(Some(attributed as i64));
+    let mut perm = vec![0u32; entity.len()];
+    for (r, &e) in entity.iter().enumerate() {
+        let at = &mut start[bucket(e)];
+        perm[*at] = r as u32;
+        *at += 1;
+    }
     let mut b = Vec::new();
     encode_flat(&ColumnValues::Int(run_entity), &mut b);
     w.section(&format!("table/{name}/run_entity"), &b)?;
@@ -468,18 +479,27 @@ fn write_table(
                     ev.rows()
                 )));
             }
-            for (r, v) in ev
-                .ints("entity")
-                .map_err(|e| SnapshotError::from(seg_err(&path)(e)))?
-                .into_iter()
-                .enumerate()
-            {
-                entity[r] = v.and_then(|v| u32::try_from(v).ok()).unwrap_or(NONE);
+            let known = entities.keys.len();
+            let mut unknown = None;
+            ev.for_each_int("entity", |r, v| {
+                if let Some(v) = v {
+                    match usize::try_from(v) {
+                        Ok(e) if e < known => entity[r] = e as u32,
+                        _ => unknown = unknown.or(Some(v)),
+                    }
+                }
+            })
+            .map_err(|e| SnapshotError::from(seg_err(&path)(e)))?;
+            if let Some(v) = unknown {
+                return Err(SnapshotError::Input(format!(
+                    "{}: a row names entity {v}, but entities.csv has {known}: the resolve build is not of these segments",
+                    path.display()
+                )));
             }
         }
     }
 
-    let (perm, attributed) = write_runs(w, &name, &entity)?;
+    let (perm, attributed) = write_runs(w, &name, &entity, entities.keys.len())?;
     let mut b = Vec::new();
 
     if config.kind == TableKind::Identity {
@@ -780,7 +800,17 @@ pub fn write_memory(
     for t in tables {
         let n = t.entity.len();
         let name = &t.name;
-        let (perm, attributed) = write_runs(&mut w, name, &t.entity)?;
+        if let Some(e) = t
+            .entity
+            .iter()
+            .find(|&&e| e != NONE && e as usize >= ents.keys.len())
+        {
+            return Err(SnapshotError::Input(format!(
+                "table {name}: a row names entity {e}, but there are {}",
+                ents.keys.len()
+            )));
+        }
+        let (perm, attributed) = write_runs(&mut w, name, &t.entity, ents.keys.len())?;
         let mut b = Vec::new();
         let doubtful = RoaringBitmap::from_sorted_iter(
             perm.iter()

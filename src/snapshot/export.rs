@@ -54,7 +54,13 @@ impl Format {
                 let sign = if v < 0 { "-" } else { "" };
                 let a = v.unsigned_abs();
                 let s = scale as u64;
-                write!(out, "{sign}{}.{:0width$}", a / s, a % s, width = places as usize)
+                write!(
+                    out,
+                    "{sign}{}.{:0width$}",
+                    a / s,
+                    a % s,
+                    width = places as usize
+                )
             }
         };
     }
