@@ -20,7 +20,8 @@
 //! - [`server`]: the gRPC server (the only module that knows tonic and prost): the served
 //!   generation, one file per service, auth, masking, audit, metrics, the load generator.
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
-//!   shared by every stage.
+//!   shared by every stage; [`codec`]: the blocked integers and bit packing that ingest's
+//!   segments and the snapshot both store.
 //! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place.
 //!
 //! Each stage imports only from the stages before it.
