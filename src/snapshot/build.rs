@@ -383,9 +383,31 @@ fn write_runs(
     entity: &[u32],
     entities: usize,
 ) -> Result<(Vec<u32>, usize), SnapshotError> {
-    // A counting sort: stable, linear, and no buffer beside the order itself (a billion-row
-    // table's order is 4 GB; a merge sort would want as much again).
-    // Callers check that every entity is below `entities`; anything else counts as none.
+    let order = entity_order(entity, entities);
+    let mut b = Vec::new();
+    encode_flat(&ColumnValues::Int(order.run_entity), &mut b);
+    w.section(&format!("table/{name}/run_entity"), &b)?;
+    b.clear();
+    encode_flat(&ColumnValues::Int(order.run_start), &mut b);
+    w.section(&format!("table/{name}/run_start"), &b)?;
+    Ok((order.perm, order.attributed))
+}
+
+/// Rows in entity order, and the runs of each entity's rows.
+struct EntityOrder {
+    /// Row numbers: each entity's rows together in source order, entities ascending, rows of
+    /// no entity last.
+    perm: Vec<u32>,
+    /// Each run's entity, and its first position in `perm` (then `attributed`).
+    run_entity: Vec<Option<i64>>,
+    run_start: Vec<Option<i64>>,
+    attributed: usize,
+}
+
+/// Orders rows by entity with a counting sort: stable, linear, and no buffer beside the order
+/// itself (a billion-row table's order is 4 GB; a merge sort would want as much again). An
+/// entity at or past `entities` (callers refuse them) counts as none.
+fn entity_order(entity: &[u32], entities: usize) -> EntityOrder {
     let bucket = |e: u32| (e as usize).min(entities);
     let mut start = vec![0usize; entities + 2];
     for &e in entity {
@@ -410,13 +432,12 @@ fn write_runs(
         perm[*at] = r as u32;
         *at += 1;
     }
-    let mut b = Vec::new();
-    encode_flat(&ColumnValues::Int(run_entity), &mut b);
-    w.section(&format!("table/{name}/run_entity"), &b)?;
-    b.clear();
-    encode_flat(&ColumnValues::Int(run_start), &mut b);
-    w.section(&format!("table/{name}/run_start"), &b)?;
-    Ok((perm, attributed))
+    EntityOrder {
+        perm,
+        run_entity,
+        run_start,
+        attributed,
+    }
 }
 
 struct Written {
@@ -882,4 +903,45 @@ pub fn write_memory(
         .as_bytes(),
     )?;
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The counting sort is the stable sort by entity, and its runs are the sorted rows'.
+        #[test]
+        fn entity_order_is_the_stable_sort(
+            entities in 1usize..40,
+            rows in proptest::collection::vec(prop_oneof![0u32..40, Just(NONE)], 0..300),
+        ) {
+            let entity: Vec<u32> = rows
+                .iter()
+                .map(|&e| if e != NONE && e as usize >= entities { NONE } else { e })
+                .collect();
+            let order = entity_order(&entity, entities);
+            let mut want: Vec<u32> = (0..entity.len() as u32).collect();
+            want.sort_by_key(|&r| entity[r as usize]);
+            prop_assert_eq!(&order.perm, &want);
+            let attributed = entity.iter().filter(|&&e| e != NONE).count();
+            prop_assert_eq!(order.attributed, attributed);
+            let mut runs = Vec::new();
+            for (i, &r) in want[..attributed].iter().enumerate() {
+                let e = i64::from(entity[r as usize]);
+                if runs.last().map(|&(x, _)| x) != Some(e) {
+                    runs.push((e, i as i64));
+                }
+            }
+            let got: Vec<(i64, i64)> = order
+                .run_entity
+                .iter()
+                .zip(&order.run_start)
+                .map(|(e, s)| (e.unwrap_or(-1), s.unwrap_or(-1)))
+                .collect();
+            prop_assert_eq!(got, runs);
+            prop_assert_eq!(order.run_start.last().copied().flatten(), Some(attributed as i64));
+        }
+    }
 }
