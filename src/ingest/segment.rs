@@ -807,7 +807,7 @@ impl Segment {
                     valid,
                     codes: numbers(rest)?,
                 },
-                ColumnType::Bytes => match le_u64_opt(rest, 0) {
+                ColumnType::Bytes => match crate::codec::le_u64(rest, 0) {
                     Some(DIGITS) => GroupChunk::Digits {
                         valid,
                         values: numbers(&rest[8..])?,
@@ -958,10 +958,6 @@ impl Segment {
         }
         Ok(())
     }
-}
-
-fn le_u64_opt(b: &[u8], at: usize) -> Option<u64> {
-    b.get(at..at + 8).map(|w| le_u64(w, 0))
 }
 
 /// Stored value `i` of a text chunk.

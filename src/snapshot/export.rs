@@ -138,15 +138,7 @@ fn write_table(
         line.push_str(&csv_field(&c.name));
     }
     writeln!(w, "{line}")?;
-    let mut entity_of = vec![None; info.rows];
-    for (e, rows) in table.runs() {
-        for r in rows {
-            if let Some(x) = entity_of.get_mut(r) {
-                *x = Some(e);
-            }
-        }
-    }
-    for (row, e) in entity_of.iter().enumerate() {
+    for (row, e) in table.row_entities().iter().enumerate() {
         line.clear();
         if let Some(e) = e {
             line.push_str(&e.to_string());
