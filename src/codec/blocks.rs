@@ -391,6 +391,37 @@ impl<'a> Blocked<'a> {
         self.in_block(b, j, n).unwrap_or(0)
     }
 
+    /// Values `start..start + out.len()` into `out`, a block at a time (each block's head
+    /// parsed once): the scan that aggregates read. Values past the end, or in a block that
+    /// does not fit, read as 0, as [`Blocked::get`] reads them.
+    pub fn decode(&self, start: usize, out: &mut [i64]) {
+        if self.min == self.max {
+            let n = self.len.saturating_sub(start).min(out.len());
+            out[..n].fill(self.min);
+            out[n..].fill(0);
+            return;
+        }
+        let size = 1usize << self.log2;
+        let mut i = 0;
+        while i < out.len() {
+            let row = start + i;
+            if row >= self.len {
+                out[i..].fill(0);
+                return;
+            }
+            let b = row >> self.log2;
+            let j = row & (size - 1);
+            let n = (self.len - (b << self.log2)).min(size);
+            let take = (n - j).min(out.len() - i);
+            let dst = &mut out[i..i + take];
+            match self.block(b) {
+                Some((blk, view)) => view.decode(blk, j, n, dst),
+                None => dst.fill(0),
+            }
+            i += take;
+        }
+    }
+
     #[inline]
     fn in_block(&self, b: usize, j: usize, n: usize) -> Option<i64> {
         let (blk, view) = self.block(b)?;
@@ -456,6 +487,24 @@ impl BlockView {
         Some(v)
     }
 
+    /// Values `j..j + out.len()` of the block of `n` rows whose bytes begin `blk`.
+    fn decode(&self, blk: &[u8], j: usize, n: usize, out: &mut [i64]) {
+        if self.flags & (DICT | RUNS) == 0 {
+            // Frame of reference or a line: residuals straight from the packed words.
+            let (base, step, mult, width) = (self.base, self.step, self.mult, self.width);
+            for (k, o) in out.iter_mut().enumerate() {
+                let x = bits_at(blk, self.at, j + k, width);
+                *o = base
+                    .wrapping_add(step.wrapping_mul((j + k) as i64))
+                    .wrapping_add(mult.wrapping_mul(x) as i64);
+            }
+        } else {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = self.value(blk, j + k, n);
+            }
+        }
+    }
+
     /// Value `j` of the block of `n` rows whose bytes begin `blk`.
     #[inline]
     fn value(&self, blk: &[u8], j: usize, n: usize) -> i64 {
@@ -512,6 +561,14 @@ mod tests {
         for (i, &x) in v.iter().enumerate() {
             assert_eq!(c.get(i), x, "value {i} of {}", v.len());
         }
+        // Decoded in slices that start and end anywhere, past the end included.
+        for (start, len) in [(0, v.len()), (1, 300), (255, 258), (v.len() / 3, 1000)] {
+            let mut out = vec![-1; len];
+            c.decode(start, &mut out);
+            for (k, got) in out.iter().enumerate() {
+                assert_eq!(*got, v.get(start + k).copied().unwrap_or(0), "{start}+{k}");
+            }
+        }
         b.len() - 8
     }
 
@@ -543,6 +600,12 @@ mod tests {
         ) {
             if let Some((c, _)) = Blocked::parse(&b, len) {
                 let _ = (c.get(i), c.range());
+                let mut out = vec![0; 600];
+                c.decode(i, &mut out);
+                // The slice reads what value by value reads.
+                for (k, x) in out.iter().enumerate() {
+                    prop_assert_eq!(*x, c.get(i + k));
+                }
             }
         }
     }

@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::ast::Tri;
+use super::scan::AggValues;
 use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val};
 
 /// An entity with no row in the field's table.
@@ -524,7 +525,7 @@ pub enum Kept {
 }
 
 impl Kept {
-    fn of(v: V<'_>) -> Option<Kept> {
+    pub(crate) fn of(v: V<'_>) -> Option<Kept> {
         Some(match v {
             V::Missing => Kept::Missing,
             V::Num(l, h) => Kept::Num(l, h),
@@ -535,7 +536,7 @@ impl Kept {
         })
     }
 
-    fn v(self) -> V<'static> {
+    pub(crate) fn v(self) -> V<'static> {
         match self {
             Kept::Missing => V::Missing,
             Kept::Num(l, h) => V::Num(l, h),
@@ -557,7 +558,9 @@ impl ValueColumn {
     /// Evaluates `expr` for each of `ids`; `None` when some value is not kept (a string).
     pub fn build(env: &Env<'_>, expr: &Node, ids: &[u32]) -> Option<ValueColumn> {
         let filters = RowFilters::of(env, expr);
-        let ev = Evaluator::new(env).with_filters(&filters);
+        let scope = RoaringBitmap::from_sorted_iter(ids.iter().copied()).ok();
+        let aggs = AggValues::of(env, expr, scope.as_ref());
+        let ev = Evaluator::new(env).with_filters(&filters).with_aggs(&aggs);
         let values: Option<Vec<(Kept, bool)>> = ids
             .par_iter()
             .with_min_len(1024)

@@ -28,6 +28,7 @@ use roaring::RoaringBitmap;
 use super::ast::{Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
+use super::scan::AggValues;
 use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
@@ -385,7 +386,10 @@ impl<'s> Engine<'s> {
                 }
                 (None, None) => {
                     let filters = RowFilters::of(&self.env, node);
-                    let ev = Evaluator::new(&self.env).with_filters(&filters);
+                    let aggs = AggValues::of(&self.env, node, Some(&candidates));
+                    let ev = Evaluator::new(&self.env)
+                        .with_filters(&filters)
+                        .with_aggs(&aggs);
                     ids.par_iter()
                         .map(|&e| match ev.val(node, At::entity(e), &mut NoTrace).v {
                             V::Num(l, h) if l == h && l.is_finite() => Some(l),
@@ -786,7 +790,8 @@ fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
 /// Computes an atom's sets over `universe`.
 fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
     let filters = RowFilters::of(env, atom);
-    let ev = Evaluator::new(env).with_filters(&filters);
+    let aggs = AggValues::of(env, atom, Some(universe));
+    let ev = Evaluator::new(env).with_filters(&filters).with_aggs(&aggs);
     match single_table(atom) {
         Some(ti) => {
             let table = &env.tables[ti];

@@ -26,6 +26,7 @@ use roaring::RoaringBitmap;
 
 use super::ast::*;
 use super::check::Catalogue;
+use super::scan::AggValues;
 use super::schema::{Scale, Schema, Ty};
 use crate::date::{Date, Month};
 use crate::snapshot::column::{Column, Text};
@@ -646,7 +647,7 @@ impl At {
         }
     }
 
-    fn row(e: u32, table: usize, r: usize) -> At {
+    pub(crate) fn row(e: u32, table: usize, r: usize) -> At {
         At {
             e,
             row: Some((table, r)),
@@ -673,7 +674,7 @@ fn read<'s>(c: &ColRef<'s>, row: usize) -> V<'s> {
 
 /// The value of raw value `raw` (an int, or a dictionary code) of column `c`; free-text
 /// columns read `row`.
-fn value_of<'s>(c: &ColRef<'s>, raw: Option<i64>, row: usize) -> V<'s> {
+pub(crate) fn value_of<'s>(c: &ColRef<'s>, raw: Option<i64>, row: usize) -> V<'s> {
     match c.ty {
         Ty::Str => match c.col.type_name() {
             "dict" => raw
@@ -808,6 +809,8 @@ pub struct Evaluator<'e, 's> {
     given_raw: Option<(usize, Option<i64>)>,
     /// Row filters as lookup tables.
     filters: Option<&'e RowFilters>,
+    /// Aggregates over tables, computed beforehand by a columnar scan.
+    aggs: Option<&'e AggValues>,
 }
 
 /// Row filters (`count(RS.contrib where RS.contrib.insurance == "养老" and RS.contrib.month
@@ -866,6 +869,7 @@ impl RowFilters {
                         given: None,
                         given_raw: Some((col, raw)),
                         filters: None,
+                        aggs: None,
                     };
                     ev.tri(f, At::entity(NO_ENTITY), &mut NoTrace)
                 };
@@ -875,6 +879,15 @@ impl RowFilters {
                     .push((addr, table, col, first, states, state(None)));
             }
         }
+    }
+
+    /// The tabulated part at node `n` of a filter over `table`: its column, its first raw
+    /// value, the state of each raw value from there, and of a missing value.
+    pub fn part(&self, n: &Node, table: usize) -> Option<(usize, i64, &[Tri], Tri)> {
+        let addr = n as *const Node as usize;
+        let (_, _, col, first, states, missing) =
+            self.parts.iter().find(|p| p.0 == addr && p.1 == table)?;
+        Some((*col, *first, states, *missing))
     }
 
     /// The state of part `n` on row `row` of `table`, when tabulated.
@@ -899,12 +912,19 @@ impl<'e, 's> Evaluator<'e, 's> {
             given: None,
             given_raw: None,
             filters: None,
+            aggs: None,
         }
     }
 
     /// This evaluator, reading row filters from `filters` where tabulated.
     pub fn with_filters(mut self, filters: &'e RowFilters) -> Self {
         self.filters = Some(filters);
+        self
+    }
+
+    /// This evaluator, reading the aggregates `aggs` holds instead of computing them.
+    pub fn with_aggs(mut self, aggs: &'e AggValues) -> Self {
+        self.aggs = Some(aggs);
         self
     }
 
@@ -916,6 +936,7 @@ impl<'e, 's> Evaluator<'e, 's> {
             given: Some((n as *const Node as usize, x)),
             given_raw: None,
             filters: None,
+            aggs: None,
         }
     }
 
@@ -1157,28 +1178,19 @@ impl<'e, 's> Evaluator<'e, 's> {
         at: At,
         _tr: &mut T,
     ) -> (u64, u64) {
+        if let Some(x) = self.aggs.and_then(|a| a.count(table, filter, at.e)) {
+            return x;
+        }
         let t = &self.env.tables[table];
-        let (mut lo, mut hi) = (0u64, 0u64);
+        let mut fold = RowFold::default();
         for r in t.t.rows_of(at.e) {
             let pass = match filter {
                 None => Tri::True,
                 Some(f) => self.tri(f, At::row(at.e, table, r), &mut NoTrace),
             };
-            let pass = if t.doubtful.contains(r as u32) && pass == Tri::True {
-                Tri::Unknown
-            } else {
-                pass
-            };
-            match pass {
-                Tri::True => {
-                    lo += 1;
-                    hi += 1;
-                }
-                Tri::Unknown => hi += 1,
-                Tri::False => {}
-            }
+            fold.count(pass, t.doubtful.contains(r as u32));
         }
-        (lo, hi)
+        fold.counts()
     }
 
     /// The value of a node for `at`.
@@ -1365,66 +1377,122 @@ impl<'e, 's> Evaluator<'e, 's> {
         filter: Option<&'e Node>,
         at: At,
     ) -> V<'e> {
+        if let Some(v) = self.aggs.and_then(|a| a.fold(agg, table, col, filter, at.e)) {
+            return v;
+        }
         let t = &self.env.tables[table];
         let c = &self.env.cols[col].1;
-        let rows = t.t.rows_of(at.e);
-        if rows.is_empty() {
-            return V::Missing;
-        }
-        let (mut lo, mut hi) = (0.0f64, 0.0f64);
-        let mut sure: Option<(f64, f64)> = None; // min, max over sure rows
-        let mut maybe: Option<(f64, f64)> = None; // over sure and possible rows
-        let mut kind = V::Num(0.0, 0.0);
-        for r in rows {
+        let mut fold = RowFold::default();
+        for r in t.t.rows_of(at.e) {
             let pass = match filter {
                 None => Tri::True,
                 Some(f) => self.tri(f, At::row(at.e, table, r), &mut NoTrace),
             };
-            let pass = if pass == Tri::True && t.doubtful.contains(r as u32) {
-                Tri::Unknown
-            } else {
-                pass
-            };
-            if pass == Tri::False {
-                continue;
-            }
-            let v = read(c, r);
-            let x = match v {
-                V::Num(x, _) => x,
-                V::Date(d) | V::Month(d) => {
-                    kind = v;
-                    f64::from(d)
-                }
-                _ => continue,
-            };
-            let widen = |m: &mut Option<(f64, f64)>| {
-                *m = Some(m.map_or((x, x), |(a, b)| (a.min(x), b.max(x))));
-            };
-            widen(&mut maybe);
-            if pass == Tri::True {
-                widen(&mut sure);
-                lo += x;
-                hi += x;
-            } else {
-                lo += x.min(0.0);
-                hi += x.max(0.0);
-            }
+            fold.add(pass, t.doubtful.contains(r as u32), || read(c, r));
         }
-        let wrap = |a: f64, b: f64| match kind {
-            V::Date(_) if a == b => V::Date(a as i32),
-            V::Month(_) if a == b => V::Month(a as i32),
-            V::Date(_) | V::Month(_) => V::Missing,
+        fold.finish(agg)
+    }
+}
+
+/// The rows of one entity folded into an aggregate (`count`, `exists`, `sum`, `min`, `max`
+/// over a table): the one definition the interpreter and the columnar scan share, so that
+/// both give the same value bit for bit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowFold {
+    /// Any row at all (a fold over no rows is missing).
+    rows: bool,
+    /// Rows surely / possibly passing.
+    n_lo: u64,
+    n_hi: u64,
+    /// Sums over sure rows, widened by possible ones.
+    lo: f64,
+    hi: f64,
+    /// Least and greatest value over sure rows, and over sure and possible rows.
+    sure: Option<(f64, f64)>,
+    maybe: Option<(f64, f64)>,
+    /// The values are dates (1) or months (2), not numbers (0).
+    kind: u8,
+}
+
+impl RowFold {
+    /// A row that passes the filter `pass` counted; a sure pass through a doubtful link is
+    /// only possible.
+    #[inline]
+    pub fn count(&mut self, pass: Tri, doubtful: bool) {
+        self.rows = true;
+        match pass {
+            Tri::True if !doubtful => {
+                self.n_lo += 1;
+                self.n_hi += 1;
+            }
+            Tri::False => {}
+            _ => self.n_hi += 1,
+        }
+    }
+
+    /// A row's value folded in (read only when the row may pass).
+    #[inline]
+    pub fn add<'a>(&mut self, pass: Tri, doubtful: bool, value: impl FnOnce() -> V<'a>) {
+        self.rows = true;
+        let pass = if pass == Tri::True && doubtful {
+            Tri::Unknown
+        } else {
+            pass
+        };
+        if pass == Tri::False {
+            return;
+        }
+        let x = match value() {
+            V::Num(x, _) => x,
+            V::Date(d) => {
+                self.kind = 1;
+                f64::from(d)
+            }
+            V::Month(d) => {
+                self.kind = 2;
+                f64::from(d)
+            }
+            _ => return,
+        };
+        let widen = |m: &mut Option<(f64, f64)>| {
+            *m = Some(m.map_or((x, x), |(a, b)| (a.min(x), b.max(x))));
+        };
+        widen(&mut self.maybe);
+        if pass == Tri::True {
+            widen(&mut self.sure);
+            self.lo += x;
+            self.hi += x;
+        } else {
+            self.lo += x.min(0.0);
+            self.hi += x.max(0.0);
+        }
+    }
+
+    /// Rows surely and possibly passing.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.n_lo, self.n_hi)
+    }
+
+    /// The value of a `sum`, `min` or `max`.
+    pub fn finish<'a>(&self, agg: Agg) -> V<'a> {
+        if !self.rows {
+            return V::Missing;
+        }
+        let wrap = |a: f64, b: f64| match self.kind {
+            1 if a == b => V::Date(a as i32),
+            2 if a == b => V::Month(a as i32),
+            1 | 2 => V::Missing,
             _ => V::Num(a, b),
         };
         match agg {
-            Agg::Sum => V::Num(lo, hi),
-            Agg::Min => match (sure, maybe) {
+            Agg::Sum => V::Num(self.lo, self.hi),
+            Agg::Min => match (self.sure, self.maybe) {
                 (Some((s, _)), Some((m, _))) => wrap(m, s),
                 // Only possible rows: the minimum is at least theirs, at most unbounded.
                 (None, Some((m, _))) => wrap(m, f64::INFINITY),
                 _ => V::Missing,
             },
-            Agg::Max => match (sure, maybe) {
+            Agg::Max => match (self.sure, self.maybe) {
                 (Some((_, s)), Some((_, m))) => wrap(s, m),
                 (None, Some((_, m))) => wrap(f64::NEG_INFINITY, m),
                 _ => V::Missing,

@@ -12,6 +12,7 @@
 //!   to-verify, near-miss, amounts;
 //! - [`columns`]: the engine's columnar kernels: atoms and amounts on one field evaluated per
 //!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
+//! - [`scan`]: aggregates over a table's rows for every entity at once, by one columnar scan;
 //! - [`explain`], [`whatif`]: one entity's reasons; a changed policy against the saved one;
 //! - [`cases`]: each policy's case tests, run against a snapshot built from the case.
 
@@ -24,5 +25,6 @@ pub mod eval;
 pub mod explain;
 pub mod parse;
 pub mod render;
+pub mod scan;
 pub mod schema;
 pub mod whatif;

@@ -377,6 +377,17 @@ impl Ints<'_> {
         }
     }
 
+    fn decode(&self, start: usize, out: &mut [i64]) {
+        match self {
+            Ints::Packed { .. } => {
+                for (k, o) in out.iter_mut().enumerate() {
+                    *o = self.get(start + k);
+                }
+            }
+            Ints::Blocked(b) => b.decode(start, out),
+        }
+    }
+
     /// `(first, count)` of the values the integers can take.
     fn domain(&self) -> Option<(i64, u64)> {
         match self {
@@ -521,6 +532,26 @@ impl<'a> Column<'a> {
         }
     }
 
+    /// Raw values of rows `start..start + out.len()` (see [`Column::raw`]) into `out`, and
+    /// whether each is present into `present` (as long as `out`): a scan reads a slice at a
+    /// time. Free-text columns read as all missing.
+    pub fn decode_raw(&self, start: usize, out: &mut [i64], present: &mut [bool]) {
+        match self.body {
+            Body::Int(v) => v.decode(start, out),
+            Body::Dict { codes, .. } => {
+                codes.decode(start, out);
+                out.iter_mut().for_each(|c| *c = i64::from(*c as u32));
+            }
+            Body::Bytes(_) | Body::Coded { .. } | Body::Digits(_) => {
+                present.fill(false);
+                return;
+            }
+        }
+        for (k, p) in present.iter_mut().enumerate() {
+            *p = self.is_valid(start + k);
+        }
+    }
+
     /// Every raw value the column can hold, `(first, count)`: an int column's packed range,
     /// a dictionary column's codes; `None` for free text.
     pub fn raw_domain(&self) -> Option<(i64, u64)> {
@@ -623,6 +654,14 @@ mod tests {
                 prop_assert_eq!(c.int(i), *x);
             }
             prop_assert_eq!(c.int(v.len()), None);
+            // A slice decoded at once reads what row by row reads, past the end included.
+            let start = v.len() / 3;
+            let mut out = vec![0; v.len() + 5 - start];
+            let mut present = vec![true; out.len()];
+            c.decode_raw(start, &mut out, &mut present);
+            for k in 0..out.len() {
+                prop_assert_eq!(present[k].then_some(out[k]), c.raw(start + k));
+            }
         }
 
         #[test]
@@ -642,6 +681,9 @@ mod tests {
             let c = Column::parse(&b).unwrap();
             for (i, x) in v.iter().enumerate() {
                 prop_assert_eq!(c.str(i), x.as_deref());
+                let (mut raw, mut present) = ([0], [false]);
+                c.decode_raw(i, &mut raw, &mut present);
+                prop_assert_eq!(present[0].then_some(raw[0]), c.raw(i));
                 if dict {
                     prop_assert_eq!(c.code(i).map(|k| c.dict()[k as usize]), x.as_deref());
                     if let Some(x) = x {
@@ -655,6 +697,11 @@ mod tests {
         fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), row in 0usize..100) {
             if let Some(c) = Column::parse(&b) {
                 let _ = (c.int(row), c.str(row), c.code(row), c.dict(), c.value(row));
+                let (mut raw, mut present) = ([0; 70], [false; 70]);
+                c.decode_raw(row, &mut raw, &mut present);
+                for k in 0..70 {
+                    prop_assert_eq!(present[k].then_some(raw[k]), c.raw(row + k));
+                }
             }
         }
     }

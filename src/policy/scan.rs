@@ -1,0 +1,572 @@
+//! Aggregates over a table's rows (`sum(SW.invoice.amount where SW.invoice.month within 12
+//! months)`, `count(RS.contrib where …)`, `exists(…)`) computed for every entity by one scan
+//! of the table's columns, instead of one interpretation per row.
+//!
+//! The scan cuts the table's entity runs into parallel tasks and reads each task's rows a
+//! window at a time: every column the aggregate reads is decoded a block at a time
+//! ([`Column::decode_raw`](crate::snapshot::column::Column::decode_raw)); every part of the
+//! row filter that reads one field of the row becomes the TRUE / FALSE masks of the window
+//! through its [`RowFilters`] table; `and`, `or` and `not` combine the masks a word (64 rows)
+//! at a time; a part the tables do not cover is interpreted row by row. The rows of each
+//! entity are then folded by [`RowFold`], the accumulator the interpreter itself uses, so the
+//! values are the interpreter's bit for bit (the property tests of `tests/policy.rs` compare
+//! the engine, which reads these values, with the plain interpreter).
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+
+use super::ast::{Agg, Tri};
+use super::columns::Kept;
+use super::eval::{At, Env, Evaluator, NoTrace, Node, RowFilters, RowFold, V, value_of};
+
+/// Rows decoded at a time (a multiple of 64).
+const WINDOW: usize = 4096;
+
+/// Rows per parallel task, at least.
+const TASK_ROWS: usize = 1 << 18;
+
+/// Which aggregate a scan computed: counts serve `count` and `exists` alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum What {
+    Count,
+    Fold(Agg, usize),
+}
+
+/// One aggregate's values.
+#[derive(Debug)]
+struct Scanned {
+    what: What,
+    table: usize,
+    /// The filter nodes (by address) this scan stands for; 0 for no filter.
+    filters: Vec<usize>,
+    /// Only these entities were scanned (others fall back to the interpreter).
+    scope: Option<RoaringBitmap>,
+    /// Entities with rows, ascending, and their values.
+    entities: Vec<u32>,
+    values: Values,
+}
+
+#[derive(Debug)]
+enum Values {
+    Counts(Vec<(u64, u64)>),
+    Folds(Vec<Kept>),
+}
+
+/// Aggregates over tables of one expression, computed beforehand for an
+/// [`Evaluator::with_aggs`].
+#[derive(Debug, Default)]
+pub struct AggValues {
+    scans: Vec<Scanned>,
+}
+
+fn addr(n: Option<&Node>) -> usize {
+    n.map_or(0, |n| n as *const Node as usize)
+}
+
+/// Whether a filter reads only its rows and entities' fields (no aggregate or policy inside).
+fn flat(n: &Node) -> bool {
+    let mut ok = true;
+    n.visit(&mut |x| {
+        if matches!(
+            x,
+            Node::TableAgg { .. } | Node::RelAgg { .. } | Node::Policy(_)
+        ) {
+            ok = false;
+        }
+    });
+    ok
+}
+
+impl AggValues {
+    /// Scans every aggregate over a table in `n` whose filter holds no other aggregate.
+    /// Aggregates read for the entities themselves are scanned over `scope` (all entities
+    /// when `None`); those inside a relation's body, for every entity.
+    pub fn of(env: &Env<'_>, n: &Node, scope: Option<&RoaringBitmap>) -> AggValues {
+        let mut found: Vec<(&Node, bool)> = Vec::new();
+        fn walk<'n>(n: &'n Node, in_rel: bool, found: &mut Vec<(&'n Node, bool)>) {
+            match n {
+                Node::TableAgg {
+                    agg: Agg::Exists | Agg::Count | Agg::Sum | Agg::Min | Agg::Max,
+                    filter,
+                    ..
+                } if filter.as_deref().is_none_or(flat) => found.push((n, in_rel)),
+                Node::RelAgg { body: Some(b), .. } => walk(b, true, found),
+                Node::TableAgg { .. } | Node::RelAgg { .. } => {}
+                Node::Const(_) | Node::Field { .. } | Node::DictIn { .. } | Node::Policy(_) => {}
+                Node::Not(x) | Node::Neg(x) | Node::Offset(x, _) => walk(x, in_rel, found),
+                Node::And(a, b) | Node::Or(a, b) | Node::Cmp(_, a, b) | Node::Arith(_, a, b) => {
+                    walk(a, in_rel, found);
+                    walk(b, in_rel, found);
+                }
+                Node::InSet(x, items) => {
+                    walk(x, in_rel, found);
+                    items.iter().for_each(|i| walk(i, in_rel, found));
+                }
+                Node::InRange(x, lo, hi) => {
+                    walk(x, in_rel, found);
+                    [lo, hi]
+                        .into_iter()
+                        .flatten()
+                        .for_each(|b| walk(b, in_rel, found));
+                }
+                Node::Call(_, args) => args.iter().for_each(|a| walk(a, in_rel, found)),
+                Node::If(c, a, b) => {
+                    walk(c, in_rel, found);
+                    walk(a, in_rel, found);
+                    walk(b, in_rel, found);
+                }
+                Node::Band { of, arms } => {
+                    walk(of, in_rel, found);
+                    arms.iter().for_each(|a| walk(&a.2, in_rel, found));
+                }
+            }
+        }
+        walk(n, false, &mut found);
+        let filters = RowFilters::of(env, n);
+        let ev = Evaluator::new(env).with_filters(&filters);
+        let mut out = AggValues::default();
+        // The same aggregate written twice (`max(…)` in a condition and in an amount) is
+        // scanned once.
+        let mut seen: Vec<(String, usize)> = Vec::new();
+        for (node, in_rel) in found {
+            let Node::TableAgg {
+                agg,
+                table,
+                col,
+                filter,
+            } = node
+            else {
+                continue;
+            };
+            let what = match (agg, col) {
+                (Agg::Count | Agg::Exists, _) => What::Count,
+                (_, Some(c)) => What::Fold(*agg, *c),
+                (_, None) => continue,
+            };
+            let scope = if in_rel { None } else { scope };
+            let key = format!("{what:?}|{table}|{filter:?}|{}", scope.is_some());
+            if let Some((_, i)) = seen.iter().find(|s| s.0 == key) {
+                out.scans[*i].filters.push(addr(filter.as_deref()));
+                continue;
+            }
+            let scanned = scan(&ev, &filters, *table, what, filter.as_deref(), scope);
+            seen.push((key, out.scans.len()));
+            out.scans.push(scanned);
+        }
+        out
+    }
+
+    fn find(&self, what: What, table: usize, filter: Option<&Node>, e: u32) -> Option<Found<'_>> {
+        let f = addr(filter);
+        let s = self
+            .scans
+            .iter()
+            .find(|s| s.what == what && s.table == table && s.filters.contains(&f))?;
+        if s.scope.as_ref().is_some_and(|sc| !sc.contains(e)) {
+            return None;
+        }
+        Some(match s.entities.binary_search(&e) {
+            Ok(i) => Found::At(s, i),
+            Err(_) => Found::NoRows,
+        })
+    }
+
+    /// Rows of `table` for `e` surely / possibly passing `filter`, when scanned.
+    pub fn count(&self, table: usize, filter: Option<&Node>, e: u32) -> Option<(u64, u64)> {
+        match self.find(What::Count, table, filter, e)? {
+            Found::At(s, i) => match &s.values {
+                Values::Counts(c) => c.get(i).copied(),
+                Values::Folds(_) => None,
+            },
+            Found::NoRows => Some((0, 0)),
+        }
+    }
+
+    /// `agg` of `col` over the rows of `table` for `e` passing `filter`, when scanned.
+    pub fn fold<'a>(
+        &self,
+        agg: Agg,
+        table: usize,
+        col: usize,
+        filter: Option<&Node>,
+        e: u32,
+    ) -> Option<V<'a>> {
+        match self.find(What::Fold(agg, col), table, filter, e)? {
+            Found::At(s, i) => match &s.values {
+                Values::Folds(v) => v.get(i).map(|k| k.v()),
+                Values::Counts(_) => None,
+            },
+            Found::NoRows => Some(V::Missing),
+        }
+    }
+
+    /// Bytes the values take.
+    pub fn bytes(&self) -> usize {
+        self.scans
+            .iter()
+            .map(|s| {
+                s.entities.len() * 4
+                    + match &s.values {
+                        Values::Counts(c) => c.len() * 16,
+                        Values::Folds(v) => v.len() * std::mem::size_of::<Kept>(),
+                    }
+            })
+            .sum()
+    }
+}
+
+enum Found<'a> {
+    At(&'a Scanned, usize),
+    NoRows,
+}
+
+/// A row filter as a postfix program over masks.
+#[derive(Debug)]
+enum Op<'n> {
+    /// A tabulated part: its column, first raw value, states, state of a missing value.
+    Part {
+        col: usize,
+        first: i64,
+        states: &'n [Tri],
+        missing: Tri,
+        node: &'n Node,
+    },
+    /// A part interpreted row by row.
+    Rows(&'n Node),
+    Not,
+    And,
+    Or,
+}
+
+fn program<'n>(filters: &'n RowFilters, table: usize, f: &'n Node, out: &mut Vec<Op<'n>>) {
+    match f {
+        Node::And(a, b) | Node::Or(a, b) => {
+            program(filters, table, a, out);
+            program(filters, table, b, out);
+            out.push(if matches!(f, Node::And(..)) {
+                Op::And
+            } else {
+                Op::Or
+            });
+        }
+        Node::Not(x) => {
+            program(filters, table, x, out);
+            out.push(Op::Not);
+        }
+        _ => out.push(match filters.part(f, table) {
+            Some((col, first, states, missing)) => Op::Part {
+                col,
+                first,
+                states,
+                missing,
+                node: f,
+            },
+            None => Op::Rows(f),
+        }),
+    }
+}
+
+/// TRUE and FALSE bits of a window's rows (neither: UNKNOWN).
+#[derive(Debug, Clone)]
+struct Masks {
+    t: Vec<u64>,
+    f: Vec<u64>,
+}
+
+impl Masks {
+    fn new() -> Masks {
+        Masks {
+            t: vec![0; WINDOW / 64],
+            f: vec![0; WINDOW / 64],
+        }
+    }
+
+    fn clear(&mut self) {
+        self.t.fill(0);
+        self.f.fill(0);
+    }
+
+    #[inline]
+    fn set(&mut self, k: usize, s: Tri) {
+        match s {
+            Tri::True => self.t[k / 64] |= 1 << (k % 64),
+            Tri::False => self.f[k / 64] |= 1 << (k % 64),
+            Tri::Unknown => {}
+        }
+    }
+
+    #[inline]
+    fn get(&self, k: usize) -> Tri {
+        if self.t[k / 64] >> (k % 64) & 1 == 1 {
+            Tri::True
+        } else if self.f[k / 64] >> (k % 64) & 1 == 1 {
+            Tri::False
+        } else {
+            Tri::Unknown
+        }
+    }
+}
+
+/// One task's window: rows `start..start + len` decoded.
+struct Window<'p, 'n> {
+    start: usize,
+    len: usize,
+    /// The entity of each row (`u32::MAX` for rows between the task's runs).
+    entity: Vec<u32>,
+    doubtful: Vec<u64>,
+    pass: Masks,
+    values: Vec<i64>,
+    present: Vec<bool>,
+    raw: Vec<i64>,
+    raw_present: Vec<bool>,
+    stack: Vec<Masks>,
+    pool: Vec<Masks>,
+    program: &'p [Op<'n>],
+}
+
+impl<'p, 'n> Window<'p, 'n> {
+    fn new(program: &'p [Op<'n>]) -> Self {
+        Window {
+            start: 0,
+            len: 0,
+            entity: vec![u32::MAX; WINDOW],
+            doubtful: vec![0; WINDOW / 64],
+            pass: Masks::new(),
+            values: vec![0; WINDOW],
+            present: vec![false; WINDOW],
+            raw: vec![0; WINDOW],
+            raw_present: vec![false; WINDOW],
+            stack: Vec::new(),
+            pool: Vec::new(),
+            program,
+        }
+    }
+
+    /// Decodes rows `start..end` of the task's runs `runs` (ascending).
+    fn fill(
+        &mut self,
+        ev: &Evaluator<'_, '_>,
+        table: usize,
+        value_col: Option<usize>,
+        runs: &[(u32, Range<usize>)],
+        start: usize,
+        end: usize,
+    ) {
+        let env = ev.env;
+        let t = &env.tables[table];
+        let len = (end - start).min(WINDOW);
+        self.start = start;
+        self.len = len;
+        // Each row's entity, from the runs that overlap the window.
+        self.entity[..len].fill(u32::MAX);
+        let first = runs.partition_point(|(_, r)| r.end <= start);
+        for (e, rows) in &runs[first..] {
+            if rows.start >= start + len {
+                break;
+            }
+            let s = rows.start.max(start) - start;
+            let u = rows.end.min(start + len) - start;
+            self.entity[s..u].fill(*e);
+        }
+        self.doubtful.fill(0);
+        for r in t.doubtful.range(start as u32..(start + len) as u32) {
+            let k = r as usize - start;
+            self.doubtful[k / 64] |= 1 << (k % 64);
+        }
+        if let Some(c) = value_col {
+            env.cols[c]
+                .1
+                .col
+                .decode_raw(start, &mut self.values[..len], &mut self.present[..len]);
+        }
+        // The filter, a mask at a time.
+        if self.program.is_empty() {
+            self.pass.t.fill(u64::MAX);
+            self.pass.f.fill(0);
+            return;
+        }
+        for op in self.program {
+            match op {
+                Op::Part {
+                    col,
+                    first,
+                    states,
+                    missing,
+                    node,
+                } => {
+                    let mut m = self.pool.pop().unwrap_or_else(Masks::new);
+                    m.clear();
+                    let c = &env.cols[*col].1.col;
+                    c.decode_raw(start, &mut self.raw[..len], &mut self.raw_present[..len]);
+                    for k in 0..len {
+                        let s = if self.raw_present[k] {
+                            match self.raw[k]
+                                .checked_sub(*first)
+                                .and_then(|i| usize::try_from(i).ok())
+                                .and_then(|i| states.get(i))
+                            {
+                                Some(s) => *s,
+                                // Outside the table (not in a verified snapshot): interpret.
+                                None => self.interpret(ev, node, table, k),
+                            }
+                        } else {
+                            *missing
+                        };
+                        m.set(k, s);
+                    }
+                    self.stack.push(m);
+                }
+                Op::Rows(node) => {
+                    let mut m = self.pool.pop().unwrap_or_else(Masks::new);
+                    m.clear();
+                    for k in 0..len {
+                        m.set(k, self.interpret(ev, node, table, k));
+                    }
+                    self.stack.push(m);
+                }
+                Op::Not => {
+                    if let Some(m) = self.stack.last_mut() {
+                        std::mem::swap(&mut m.t, &mut m.f);
+                    }
+                }
+                Op::And | Op::Or => {
+                    let (Some(b), Some(a)) = (self.stack.pop(), self.stack.last_mut()) else {
+                        continue;
+                    };
+                    let and = matches!(op, Op::And);
+                    for w in 0..a.t.len() {
+                        if and {
+                            a.t[w] &= b.t[w];
+                            a.f[w] |= b.f[w];
+                        } else {
+                            a.t[w] |= b.t[w];
+                            a.f[w] &= b.f[w];
+                        }
+                    }
+                    self.pool.push(b);
+                }
+            }
+        }
+        if let Some(m) = self.stack.pop() {
+            let old = std::mem::replace(&mut self.pass, m);
+            self.pool.push(old);
+        }
+        while let Some(m) = self.stack.pop() {
+            self.pool.push(m);
+        }
+    }
+
+    fn interpret(&self, ev: &Evaluator<'_, '_>, node: &Node, table: usize, k: usize) -> Tri {
+        match self.entity[k] {
+            u32::MAX => Tri::Unknown,
+            e => ev.tri(node, At::row(e, table, self.start + k), &mut NoTrace),
+        }
+    }
+
+    #[inline]
+    fn doubtful(&self, k: usize) -> bool {
+        self.doubtful[k / 64] >> (k % 64) & 1 == 1
+    }
+}
+
+/// Scans `table` for one aggregate: every entity with rows (within `scope`) and its value.
+fn scan(
+    ev: &Evaluator<'_, '_>,
+    filters: &RowFilters,
+    table: usize,
+    what: What,
+    filter: Option<&Node>,
+    scope: Option<&RoaringBitmap>,
+) -> Scanned {
+    let env = ev.env;
+    let t = &env.tables[table];
+    let runs: Vec<(u32, Range<usize>)> = t
+        .t
+        .runs()
+        .filter(|(e, rows)| !rows.is_empty() && scope.is_none_or(|s| s.contains(*e)))
+        .collect();
+    let mut prog = Vec::new();
+    if let Some(f) = filter {
+        program(filters, table, f, &mut prog);
+    }
+    // Tasks: consecutive runs of at least TASK_ROWS rows.
+    let mut tasks: Vec<Range<usize>> = Vec::new();
+    let (mut from, mut rows) = (0, 0);
+    for (i, (_, r)) in runs.iter().enumerate() {
+        rows += r.len();
+        if rows >= TASK_ROWS {
+            tasks.push(from..i + 1);
+            (from, rows) = (i + 1, 0);
+        }
+    }
+    if from < runs.len() {
+        tasks.push(from..runs.len());
+    }
+    let value_col = match what {
+        What::Count => None,
+        What::Fold(_, c) => Some(c),
+    };
+    let parts: Vec<(Vec<u32>, Values)> = tasks
+        .par_iter()
+        .map(|task| {
+            let runs = &runs[task.clone()];
+            let end = runs.last().map_or(0, |r| r.1.end);
+            let mut w = Window::new(&prog);
+            let mut entities = Vec::with_capacity(runs.len());
+            let mut counts = Vec::new();
+            let mut folds = Vec::new();
+            let c = value_col.map(|c| &env.cols[c].1);
+            for (e, rows) in runs {
+                let mut fold = RowFold::default();
+                for r in rows.clone() {
+                    if r >= w.start + w.len || r < w.start {
+                        w.fill(ev, table, value_col, runs, r, end);
+                    }
+                    let k = r - w.start;
+                    let pass = w.pass.get(k);
+                    match c {
+                        None => fold.count(pass, w.doubtful(k)),
+                        Some(c) => fold.add(pass, w.doubtful(k), || {
+                            value_of(c, w.present[k].then_some(w.values[k]), r)
+                        }),
+                    }
+                }
+                entities.push(*e);
+                match what {
+                    What::Count => counts.push(fold.counts()),
+                    What::Fold(agg, _) => {
+                        folds.push(Kept::of(fold.finish(agg)).unwrap_or(Kept::Missing))
+                    }
+                }
+            }
+            let values = match what {
+                What::Count => Values::Counts(counts),
+                What::Fold(..) => Values::Folds(folds),
+            };
+            (entities, values)
+        })
+        .collect();
+    let mut entities = Vec::with_capacity(runs.len());
+    let mut values = match what {
+        What::Count => Values::Counts(Vec::with_capacity(runs.len())),
+        What::Fold(..) => Values::Folds(Vec::with_capacity(runs.len())),
+    };
+    for (e, v) in parts {
+        entities.extend(e);
+        match (&mut values, v) {
+            (Values::Counts(a), Values::Counts(b)) => a.extend(b),
+            (Values::Folds(a), Values::Folds(b)) => a.extend(b),
+            _ => {}
+        }
+    }
+    Scanned {
+        what,
+        table,
+        filters: vec![addr(filter)],
+        scope: scope.cloned(),
+        entities,
+        values,
+    }
+}
