@@ -24,7 +24,7 @@
 
 use rayon::prelude::*;
 
-use super::{Packed, bits_at, bits_for, le_u64, pack, pad8, word_at};
+use super::{Packed, bits_at, bits_for, le_u64, pack, pad8, unpack, word_at};
 
 /// Rows per block, as a power of two: 256.
 pub const BLOCK_LOG2: u8 = 8;
@@ -489,20 +489,70 @@ impl BlockView {
 
     /// Values `j..j + out.len()` of the block of `n` rows whose bytes begin `blk`.
     fn decode(&self, blk: &[u8], j: usize, n: usize, out: &mut [i64]) {
+        let (base, step, mult) = (self.base, self.step, self.mult);
+        let at = |row: usize, x: u64| {
+            base.wrapping_add(step.wrapping_mul(row as i64))
+                .wrapping_add(mult.wrapping_mul(x) as i64)
+        };
+        let mut x = [0u64; 256];
         if self.flags & (DICT | RUNS) == 0 {
             // Frame of reference or a line: residuals straight from the packed words.
-            let (base, step, mult, width) = (self.base, self.step, self.mult, self.width);
-            for (k, o) in out.iter_mut().enumerate() {
-                let x = bits_at(blk, self.at, j + k, width);
-                *o = base
-                    .wrapping_add(step.wrapping_mul((j + k) as i64))
-                    .wrapping_add(mult.wrapping_mul(x) as i64);
+            for (c, chunk) in out.chunks_mut(x.len()).enumerate() {
+                let first = j + c * x.len();
+                let x = &mut x[..chunk.len()];
+                unpack(blk, self.at, first, self.width, x);
+                for (k, (o, r)) in chunk.iter_mut().zip(x.iter()).enumerate() {
+                    *o = at(first + k, *r);
+                }
+            }
+        } else if self.flags & RUNS != 0 && self.runs_ascend(blk) {
+            // Walk the runs that overlap the rows, filling each one's rows.
+            let start = |i: usize| bits_at(blk, self.codes, i, self.width) as usize;
+            let end = j + out.len();
+            // The last run starting at or before `j`.
+            let mut i = (1..self.k).take_while(|&i| start(i) <= j).last().unwrap_or(0);
+            let mut row = j;
+            while row < end {
+                let next = if i + 1 < self.k { start(i + 1).min(end) } else { end };
+                let x = bits_at(blk, self.at, i, self.dict_width);
+                for r in row..next {
+                    out[r - j] = at(r, x);
+                }
+                row = next;
+                i += 1;
+            }
+        } else if self.flags & RUNS == 0 && self.k <= 1 << 12 {
+            // A dictionary: codes unpacked, each looked up (codes past the table read as
+            // `value` reads them).
+            let mut table = [0u64; 1 << 12];
+            for (i, t) in table.iter_mut().enumerate().take(self.k) {
+                *t = bits_at(blk, self.at, i, self.dict_width);
+            }
+            let table = &table[..self.k];
+            for (c, chunk) in out.chunks_mut(x.len()).enumerate() {
+                let first = j + c * x.len();
+                let x = &mut x[..chunk.len()];
+                unpack(blk, self.codes, first, self.width, x);
+                for (k, (o, code)) in chunk.iter_mut().zip(x.iter()).enumerate() {
+                    let row = first + k;
+                    *o = match table.get(*code as usize) {
+                        Some(&t) if row < n => at(row, t),
+                        _ => self.value(blk, row, n),
+                    };
+                }
             }
         } else {
             for (k, o) in out.iter_mut().enumerate() {
                 *o = self.value(blk, j + k, n);
             }
         }
+    }
+
+    /// Whether a RUNS block's run starts ascend from 0, so that walking them reads what the
+    /// binary search of [`BlockView::value`] reads.
+    fn runs_ascend(&self, blk: &[u8]) -> bool {
+        let start = |i: usize| bits_at(blk, self.codes, i, self.width);
+        self.k > 0 && start(0) == 0 && (1..self.k).all(|i| start(i) > start(i - 1))
     }
 
     /// Value `j` of the block of `n` rows whose bytes begin `blk`.

@@ -111,6 +111,55 @@ pub fn bits_at(b: &[u8], at: usize, j: usize, width: u32) -> u64 {
     }
 }
 
+/// Values `j..j + out.len()` of `width`-bit values packed from byte `at`, unpacked word by
+/// word: what [`bits_at`] reads for each (0 past the end), at a fraction of the cost.
+pub fn unpack(b: &[u8], at: usize, j: usize, width: u32, out: &mut [u64]) {
+    if width == 0 || width > 64 || out.is_empty() {
+        out.fill(0);
+        return;
+    }
+    let bit = j.wrapping_mul(width as usize);
+    let from = at.wrapping_add((bit / 64) * 8);
+    let mut words = b.get(from..).unwrap_or(&[]).chunks_exact(8).map(|c| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        u64::from_le_bytes(a)
+    });
+    let mask = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    let mut cur = words.next().unwrap_or(0);
+    let mut pos = (bit % 64) as u32;
+    for o in out {
+        if pos + width <= 64 {
+            *o = cur.checked_shr(pos).unwrap_or(0) & mask;
+            pos += width;
+        } else {
+            let next = words.next().unwrap_or(0);
+            let low = cur.checked_shr(pos).unwrap_or(0);
+            *o = (low | next << (64 - pos)) & mask;
+            cur = next;
+            pos = pos + width - 64;
+        }
+    }
+}
+
+/// Bits `start..start + 64·out.len()` of a little-endian bitmap into words (0 past the end).
+pub fn bit_words(b: &[u8], start: usize, out: &mut [u64]) {
+    let off = (start % 64) as u32;
+    let w = start / 64;
+    for (q, o) in out.iter_mut().enumerate() {
+        let lo = word_at(b, (w + q) * 8);
+        *o = if off == 0 {
+            lo
+        } else {
+            lo >> off | word_at(b, (w + q + 1) * 8) << (64 - off)
+        };
+    }
+}
+
 /// `len` bit-packed values.
 #[derive(Debug, Clone, Copy)]
 pub struct Packed<'a> {
@@ -235,6 +284,44 @@ impl std::fmt::Display for Text<'_> {
         match self {
             Text::Str(s) => f.write_str(s),
             Text::Digits(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn unpacking_reads_what_bits_at_reads(
+            b in proptest::collection::vec(any::<u8>(), 0..200),
+            at in 0usize..40,
+            j in 0usize..100,
+            width in 0u32..66,
+            n in 0usize..80,
+        ) {
+            let mut out = vec![7u64; n];
+            unpack(&b, at, j, width, &mut out);
+            for (k, x) in out.iter().enumerate() {
+                prop_assert_eq!(*x, bits_at(&b, at, j + k, width), "value {}", j + k);
+            }
+        }
+
+        #[test]
+        fn bit_words_read_each_bit(
+            b in proptest::collection::vec(any::<u8>(), 0..64),
+            start in 0usize..600,
+            n in 0usize..6,
+        ) {
+            let mut out = vec![0u64; n];
+            bit_words(&b, start, &mut out);
+            for k in 0..n * 64 {
+                let i = start + k;
+                let want = le_u64(&b, (i / 64) * 8).is_some_and(|w| w >> (i % 64) & 1 == 1);
+                prop_assert_eq!(out[k / 64] >> (k % 64) & 1 == 1, want, "bit {}", i);
+            }
         }
     }
 }

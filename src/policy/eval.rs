@@ -674,7 +674,7 @@ fn read<'s>(c: &ColRef<'s>, row: usize) -> V<'s> {
 
 /// The value of raw value `raw` (an int, or a dictionary code) of column `c`; free-text
 /// columns read `row`.
-pub(crate) fn value_of<'s>(c: &ColRef<'s>, raw: Option<i64>, row: usize) -> V<'s> {
+fn value_of<'s>(c: &ColRef<'s>, raw: Option<i64>, row: usize) -> V<'s> {
     match c.ty {
         Ty::Str => match c.col.type_name() {
             "dict" => raw
@@ -1397,7 +1397,7 @@ impl<'e, 's> Evaluator<'e, 's> {
 /// The rows of one entity folded into an aggregate (`count`, `exists`, `sum`, `min`, `max`
 /// over a table): the one definition the interpreter and the columnar scan share, so that
 /// both give the same value bit for bit.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct RowFold {
     /// Any row at all (a fold over no rows is missing).
     rows: bool,
@@ -1407,11 +1407,34 @@ pub struct RowFold {
     /// Sums over sure rows, widened by possible ones.
     lo: f64,
     hi: f64,
-    /// Least and greatest value over sure rows, and over sure and possible rows.
-    sure: Option<(f64, f64)>,
-    maybe: Option<(f64, f64)>,
+    /// Least and greatest value over sure rows, and over sure and possible rows (when any).
+    any_sure: bool,
+    sure_min: f64,
+    sure_max: f64,
+    any_maybe: bool,
+    maybe_min: f64,
+    maybe_max: f64,
     /// The values are dates (1) or months (2), not numbers (0).
     kind: u8,
+}
+
+impl Default for RowFold {
+    fn default() -> Self {
+        RowFold {
+            rows: false,
+            n_lo: 0,
+            n_hi: 0,
+            lo: 0.0,
+            hi: 0.0,
+            any_sure: false,
+            sure_min: f64::INFINITY,
+            sure_max: f64::NEG_INFINITY,
+            any_maybe: false,
+            maybe_min: f64::INFINITY,
+            maybe_max: f64::NEG_INFINITY,
+            kind: 0,
+        }
+    }
 }
 
 impl RowFold {
@@ -1430,36 +1453,51 @@ impl RowFold {
         }
     }
 
+    /// Rows counted in bulk: `sure` surely passing, `possible` possibly (sure included).
+    #[inline]
+    pub fn count_many(&mut self, sure: u64, possible: u64) {
+        self.rows = true;
+        self.n_lo += sure;
+        self.n_hi += possible;
+    }
+
     /// A row's value folded in (read only when the row may pass).
     #[inline]
     pub fn add<'a>(&mut self, pass: Tri, doubtful: bool, value: impl FnOnce() -> V<'a>) {
         self.rows = true;
-        let pass = if pass == Tri::True && doubtful {
-            Tri::Unknown
-        } else {
-            pass
+        let sure = match pass {
+            Tri::True => !doubtful,
+            Tri::Unknown => false,
+            Tri::False => return,
         };
-        if pass == Tri::False {
-            return;
+        match value() {
+            V::Num(x, _) => self.add_value(sure, x, 0),
+            V::Date(d) => self.add_value(sure, f64::from(d), 1),
+            V::Month(d) => self.add_value(sure, f64::from(d), 2),
+            _ => {}
         }
-        let x = match value() {
-            V::Num(x, _) => x,
-            V::Date(d) => {
-                self.kind = 1;
-                f64::from(d)
-            }
-            V::Month(d) => {
-                self.kind = 2;
-                f64::from(d)
-            }
-            _ => return,
-        };
-        let widen = |m: &mut Option<(f64, f64)>| {
-            *m = Some(m.map_or((x, x), |(a, b)| (a.min(x), b.max(x))));
-        };
-        widen(&mut self.maybe);
-        if pass == Tri::True {
-            widen(&mut self.sure);
+    }
+
+    /// A row seen, whatever it holds.
+    #[inline]
+    pub fn touch(&mut self) {
+        self.rows = true;
+    }
+
+    /// The value `x` of a row surely (`sure`) or possibly passing: a number (kind 0), a date
+    /// (1) or a month (2). The row must have been [touched](RowFold::touch).
+    #[inline]
+    pub fn add_value(&mut self, sure: bool, x: f64, kind: u8) {
+        if kind != 0 {
+            self.kind = kind;
+        }
+        self.any_maybe = true;
+        self.maybe_min = self.maybe_min.min(x);
+        self.maybe_max = self.maybe_max.max(x);
+        if sure {
+            self.any_sure = true;
+            self.sure_min = self.sure_min.min(x);
+            self.sure_max = self.sure_max.max(x);
             self.lo += x;
             self.hi += x;
         } else {
@@ -1484,19 +1522,13 @@ impl RowFold {
             1 | 2 => V::Missing,
             _ => V::Num(a, b),
         };
-        match agg {
-            Agg::Sum => V::Num(self.lo, self.hi),
-            Agg::Min => match (self.sure, self.maybe) {
-                (Some((s, _)), Some((m, _))) => wrap(m, s),
-                // Only possible rows: the minimum is at least theirs, at most unbounded.
-                (None, Some((m, _))) => wrap(m, f64::INFINITY),
-                _ => V::Missing,
-            },
-            Agg::Max => match (self.sure, self.maybe) {
-                (Some((_, s)), Some((_, m))) => wrap(s, m),
-                (None, Some((_, m))) => wrap(f64::NEG_INFINITY, m),
-                _ => V::Missing,
-            },
+        match (agg, self.any_sure, self.any_maybe) {
+            (Agg::Sum, ..) => V::Num(self.lo, self.hi),
+            (Agg::Min, true, _) => wrap(self.maybe_min, self.sure_min),
+            // Only possible rows: the minimum is at least theirs, at most unbounded.
+            (Agg::Min, false, true) => wrap(self.maybe_min, f64::INFINITY),
+            (Agg::Max, true, _) => wrap(self.sure_max, self.maybe_max),
+            (Agg::Max, false, true) => wrap(f64::NEG_INFINITY, self.maybe_max),
             _ => V::Missing,
         }
     }

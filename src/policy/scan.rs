@@ -19,7 +19,8 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Agg, Tri};
 use super::columns::Kept;
-use super::eval::{At, Env, Evaluator, NoTrace, Node, RowFilters, RowFold, V, value_of};
+use super::eval::{At, ColRef, Env, Evaluator, NoTrace, Node, RowFilters, RowFold, V};
+use super::schema::{Scale, Ty};
 
 /// Rows decoded at a time (a multiple of 64).
 const WINDOW: usize = 4096;
@@ -225,11 +226,12 @@ enum Found<'a> {
 /// A row filter as a postfix program over masks.
 #[derive(Debug)]
 enum Op<'n> {
-    /// A tabulated part: its column, first raw value, states, state of a missing value.
+    /// A tabulated part: its column, first raw value, the state of each raw value from
+    /// there as bits (1 TRUE, 2 FALSE, 0 UNKNOWN), the state of a missing value.
     Part {
         col: usize,
         first: i64,
-        states: &'n [Tri],
+        codes: Vec<u64>,
         missing: Tri,
         node: &'n Node,
     },
@@ -259,13 +261,52 @@ fn program<'n>(filters: &'n RowFilters, table: usize, f: &'n Node, out: &mut Vec
             Some((col, first, states, missing)) => Op::Part {
                 col,
                 first,
-                states,
+                codes: states.iter().map(|s| tri_bits(*s)).collect(),
                 missing,
                 node: f,
             },
             None => Op::Rows(f),
         }),
     }
+}
+
+/// A state as bits: 1 TRUE, 2 FALSE, 0 UNKNOWN.
+fn tri_bits(s: Tri) -> u64 {
+    match s {
+        Tri::True => 1,
+        Tri::False => 2,
+        Tri::Unknown => 0,
+    }
+}
+
+/// The masks of a tabulated part from its column's raw values (`present` as bits), branch
+/// free: each value's state is `codes[raw - first]`. Returns whether some present value is
+/// outside the table (left UNKNOWN for the caller to interpret).
+fn states(
+    raw: &[i64],
+    present: &[u64],
+    codes: &[u64],
+    first: i64,
+    missing: u64,
+    m: &mut Masks,
+) -> bool {
+    let mut odd = 0u64;
+    for (q, chunk) in raw.chunks(64).enumerate() {
+        let p = present[q];
+        let (mut t, mut f) = (0u64, 0u64);
+        for (b, &r) in chunk.iter().enumerate() {
+            let i = (r as u64).wrapping_sub(first as u64) as usize;
+            // 4: outside the table.
+            let c = codes.get(i).copied().unwrap_or(4);
+            let c = if p >> b & 1 == 1 { c } else { missing };
+            odd |= c;
+            t |= (c & 1) << b;
+            f |= (c >> 1 & 1) << b;
+        }
+        m.t[q] = t;
+        m.f[q] = f;
+    }
+    odd & 4 != 0
 }
 
 /// TRUE and FALSE bits of a window's rows (neither: UNKNOWN).
@@ -296,17 +337,57 @@ impl Masks {
             Tri::Unknown => {}
         }
     }
+}
 
-    #[inline]
-    fn get(&self, k: usize) -> Tri {
-        if self.t[k / 64] >> (k % 64) & 1 == 1 {
-            Tri::True
-        } else if self.f[k / 64] >> (k % 64) & 1 == 1 {
-            Tri::False
-        } else {
-            Tri::Unknown
+/// How a folded column's raw values become numbers, as the interpreter reads them
+/// (`eval::value_of`).
+#[derive(Debug, Clone, Copy)]
+enum Conv {
+    /// Numbers: as stored, or divided (fen → yuan, thousandths → units).
+    Num(Option<f64>),
+    /// Dates (kind 1) and months (kind 2).
+    Day(u8),
+    /// Text and flags: no number (the row still counts as seen).
+    Skip,
+}
+
+impl Conv {
+    fn of(c: &ColRef<'_>) -> Conv {
+        match c.ty {
+            Ty::Str | Ty::Bool => Conv::Skip,
+            Ty::Date => Conv::Day(1),
+            Ty::Month => Conv::Day(2),
+            Ty::Num | Ty::Offset => Conv::Num(match c.scale {
+                Scale::One => None,
+                Scale::Money => Some(100.0),
+                Scale::Milli => Some(1000.0),
+            }),
         }
     }
+}
+
+#[inline]
+fn bit(words: &[u64], k: usize) -> bool {
+    words[k / 64] >> (k % 64) & 1 == 1
+}
+
+/// Set bits of `words` in bit range `a..b`.
+fn ones(words: &[u64], a: usize, b: usize) -> u64 {
+    if a >= b {
+        return 0;
+    }
+    let (wa, wb) = (a / 64, (b - 1) / 64);
+    let lo_mask = u64::MAX << (a % 64);
+    let hi_mask = u64::MAX >> (63 - (b - 1) % 64);
+    if wa == wb {
+        return u64::from((words[wa] & lo_mask & hi_mask).count_ones());
+    }
+    let mut n = u64::from((words[wa] & lo_mask).count_ones());
+    n += words[wa + 1..wb]
+        .iter()
+        .map(|w| u64::from(w.count_ones()))
+        .sum::<u64>();
+    n + u64::from((words[wb] & hi_mask).count_ones())
 }
 
 /// One task's window: rows `start..start + len` decoded.
@@ -317,10 +398,12 @@ struct Window<'p, 'n> {
     entity: Vec<u32>,
     doubtful: Vec<u64>,
     pass: Masks,
+    /// Rows surely passing (TRUE and not doubtful).
+    sure: Vec<u64>,
     values: Vec<i64>,
-    present: Vec<bool>,
+    present: Vec<u64>,
     raw: Vec<i64>,
-    raw_present: Vec<bool>,
+    raw_present: Vec<u64>,
     stack: Vec<Masks>,
     pool: Vec<Masks>,
     program: &'p [Op<'n>],
@@ -334,10 +417,11 @@ impl<'p, 'n> Window<'p, 'n> {
             entity: vec![u32::MAX; WINDOW],
             doubtful: vec![0; WINDOW / 64],
             pass: Masks::new(),
+            sure: vec![0; WINDOW / 64],
             values: vec![0; WINDOW],
-            present: vec![false; WINDOW],
+            present: vec![0; WINDOW / 64],
             raw: vec![0; WINDOW],
-            raw_present: vec![false; WINDOW],
+            raw_present: vec![0; WINDOW / 64],
             stack: Vec::new(),
             pool: Vec::new(),
             program,
@@ -357,18 +441,22 @@ impl<'p, 'n> Window<'p, 'n> {
         let env = ev.env;
         let t = &env.tables[table];
         let len = (end - start).min(WINDOW);
+        let words = len.div_ceil(64);
         self.start = start;
         self.len = len;
-        // Each row's entity, from the runs that overlap the window.
-        self.entity[..len].fill(u32::MAX);
-        let first = runs.partition_point(|(_, r)| r.end <= start);
-        for (e, rows) in &runs[first..] {
-            if rows.start >= start + len {
-                break;
+        // Each row's entity, from the runs that overlap the window (interpreted parts read
+        // it).
+        if !self.program.is_empty() {
+            self.entity[..len].fill(u32::MAX);
+            let first = runs.partition_point(|(_, r)| r.end <= start);
+            for (e, rows) in &runs[first..] {
+                if rows.start >= start + len {
+                    break;
+                }
+                let s = rows.start.max(start) - start;
+                let u = rows.end.min(start + len) - start;
+                self.entity[s..u].fill(*e);
             }
-            let s = rows.start.max(start) - start;
-            let u = rows.end.min(start + len) - start;
-            self.entity[s..u].fill(*e);
         }
         self.doubtful.fill(0);
         for r in t.doubtful.range(start as u32..(start + len) as u32) {
@@ -376,12 +464,22 @@ impl<'p, 'n> Window<'p, 'n> {
             self.doubtful[k / 64] |= 1 << (k % 64);
         }
         if let Some(c) = value_col {
-            env.cols[c]
-                .1
-                .col
-                .decode_raw(start, &mut self.values[..len], &mut self.present[..len]);
+            env.cols[c].1.col.decode_raw(
+                start,
+                &mut self.values[..len],
+                &mut self.present[..words],
+            );
         }
-        // The filter, a mask at a time.
+        self.filter(ev, table, len);
+        for w in 0..WINDOW / 64 {
+            self.sure[w] = self.pass.t[w] & !self.doubtful[w];
+        }
+    }
+
+    /// The filter's masks over the window, an operation at a time.
+    fn filter(&mut self, ev: &Evaluator<'_, '_>, table: usize, len: usize) {
+        let env = ev.env;
+        let words = len.div_ceil(64);
         if self.program.is_empty() {
             self.pass.t.fill(u64::MAX);
             self.pass.f.fill(0);
@@ -392,29 +490,36 @@ impl<'p, 'n> Window<'p, 'n> {
                 Op::Part {
                     col,
                     first,
-                    states,
+                    codes,
                     missing,
                     node,
                 } => {
                     let mut m = self.pool.pop().unwrap_or_else(Masks::new);
                     m.clear();
                     let c = &env.cols[*col].1.col;
-                    c.decode_raw(start, &mut self.raw[..len], &mut self.raw_present[..len]);
-                    for k in 0..len {
-                        let s = if self.raw_present[k] {
-                            match self.raw[k]
-                                .checked_sub(*first)
-                                .and_then(|i| usize::try_from(i).ok())
-                                .and_then(|i| states.get(i))
-                            {
-                                Some(s) => *s,
-                                // Outside the table (not in a verified snapshot): interpret.
-                                None => self.interpret(ev, node, table, k),
+                    c.decode_raw(
+                        self.start,
+                        &mut self.raw[..len],
+                        &mut self.raw_present[..words],
+                    );
+                    let odd = states(
+                        &self.raw[..len],
+                        &self.raw_present[..words],
+                        codes,
+                        *first,
+                        tri_bits(*missing),
+                        &mut m,
+                    );
+                    // Present values outside the table (not in a verified snapshot):
+                    // interpreted.
+                    if odd {
+                        for k in 0..len {
+                            let i = (self.raw[k] as u64).wrapping_sub(*first as u64);
+                            if bit(&self.raw_present, k) && codes.get(i as usize).is_none() {
+                                let s = self.interpret(ev, node, table, k);
+                                m.set(k, s);
                             }
-                        } else {
-                            *missing
-                        };
-                        m.set(k, s);
+                        }
                     }
                     self.stack.push(m);
                 }
@@ -465,9 +570,34 @@ impl<'p, 'n> Window<'p, 'n> {
         }
     }
 
-    #[inline]
-    fn doubtful(&self, k: usize) -> bool {
-        self.doubtful[k / 64] >> (k % 64) & 1 == 1
+    /// Window rows `a..b` (one entity's) counted.
+    fn count(&self, fold: &mut RowFold, a: usize, b: usize) {
+        let sure = ones(&self.sure, a, b);
+        let possible = (b - a) as u64 - ones(&self.pass.f, a, b);
+        fold.count_many(sure, possible);
+    }
+
+    /// Window rows `a..b` (one entity's) folded, in row order.
+    fn fold(&self, fold: &mut RowFold, a: usize, b: usize, conv: Conv) {
+        if a < b {
+            fold.touch();
+        }
+        if matches!(conv, Conv::Skip) {
+            return;
+        }
+        for k in a..b {
+            if bit(&self.pass.f, k) || !bit(&self.present, k) {
+                continue;
+            }
+            let sure = bit(&self.sure, k);
+            let raw = self.values[k];
+            match conv {
+                Conv::Num(None) => fold.add_value(sure, raw as f64, 0),
+                Conv::Num(Some(d)) => fold.add_value(sure, raw as f64 / d, 0),
+                Conv::Day(kind) => fold.add_value(sure, f64::from(raw as i32), kind),
+                Conv::Skip => {}
+            }
+        }
     }
 }
 
@@ -508,6 +638,7 @@ fn scan(
         What::Count => None,
         What::Fold(_, c) => Some(c),
     };
+    let conv = value_col.map_or(Conv::Skip, |c| Conv::of(&env.cols[c].1));
     let parts: Vec<(Vec<u32>, Values)> = tasks
         .par_iter()
         .map(|task| {
@@ -517,21 +648,20 @@ fn scan(
             let mut entities = Vec::with_capacity(runs.len());
             let mut counts = Vec::new();
             let mut folds = Vec::new();
-            let c = value_col.map(|c| &env.cols[c].1);
             for (e, rows) in runs {
                 let mut fold = RowFold::default();
-                for r in rows.clone() {
-                    if r >= w.start + w.len || r < w.start {
+                let mut r = rows.start;
+                while r < rows.end {
+                    if r < w.start || r >= w.start + w.len {
                         w.fill(ev, table, value_col, runs, r, end);
                     }
-                    let k = r - w.start;
-                    let pass = w.pass.get(k);
-                    match c {
-                        None => fold.count(pass, w.doubtful(k)),
-                        Some(c) => fold.add(pass, w.doubtful(k), || {
-                            value_of(c, w.present[k].then_some(w.values[k]), r)
-                        }),
+                    let to = rows.end.min(w.start + w.len);
+                    let (a, b) = (r - w.start, to - w.start);
+                    match what {
+                        What::Count => w.count(&mut fold, a, b),
+                        What::Fold(..) => w.fold(&mut fold, a, b, conv),
                     }
+                    r = to;
                 }
                 entities.push(*e);
                 match what {

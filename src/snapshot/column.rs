@@ -533,9 +533,10 @@ impl<'a> Column<'a> {
     }
 
     /// Raw values of rows `start..start + out.len()` (see [`Column::raw`]) into `out`, and
-    /// whether each is present into `present` (as long as `out`): a scan reads a slice at a
-    /// time. Free-text columns read as all missing.
-    pub fn decode_raw(&self, start: usize, out: &mut [i64], present: &mut [bool]) {
+    /// which are present as bits into `present` (`out.len().div_ceil(64)` words, bits past
+    /// the slice cleared): a scan reads a slice at a time. Free-text columns read as all
+    /// missing.
+    pub fn decode_raw(&self, start: usize, out: &mut [i64], present: &mut [u64]) {
         match self.body {
             Body::Int(v) => v.decode(start, out),
             Body::Dict { codes, .. } => {
@@ -543,12 +544,23 @@ impl<'a> Column<'a> {
                 out.iter_mut().for_each(|c| *c = i64::from(*c as u32));
             }
             Body::Bytes(_) | Body::Coded { .. } | Body::Digits(_) => {
-                present.fill(false);
+                present.fill(0);
                 return;
             }
         }
-        for (k, p) in present.iter_mut().enumerate() {
-            *p = self.is_valid(start + k);
+        match self.validity {
+            Some(v) => crate::codec::bit_words(v, start, present),
+            None => present.fill(u64::MAX),
+        }
+        // Rows past the slice or past the column are missing.
+        let live = self.rows.saturating_sub(start).min(out.len());
+        for (q, w) in present.iter_mut().enumerate() {
+            let from = q * 64;
+            if live <= from {
+                *w = 0;
+            } else if live - from < 64 {
+                *w &= (1u64 << (live - from)) - 1;
+            }
         }
     }
 
@@ -635,6 +647,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn bit(words: &[u64], k: usize) -> bool {
+        words[k / 64] >> (k % 64) & 1 == 1
+    }
+
     proptest! {
         #[test]
         fn ints_round_trip(
@@ -657,10 +673,10 @@ mod tests {
             // A slice decoded at once reads what row by row reads, past the end included.
             let start = v.len() / 3;
             let mut out = vec![0; v.len() + 5 - start];
-            let mut present = vec![true; out.len()];
+            let mut present = vec![u64::MAX; out.len().div_ceil(64)];
             c.decode_raw(start, &mut out, &mut present);
             for k in 0..out.len() {
-                prop_assert_eq!(present[k].then_some(out[k]), c.raw(start + k));
+                prop_assert_eq!(bit(&present, k).then_some(out[k]), c.raw(start + k));
             }
         }
 
@@ -681,9 +697,9 @@ mod tests {
             let c = Column::parse(&b).unwrap();
             for (i, x) in v.iter().enumerate() {
                 prop_assert_eq!(c.str(i), x.as_deref());
-                let (mut raw, mut present) = ([0], [false]);
+                let (mut raw, mut present) = ([0], [u64::MAX]);
                 c.decode_raw(i, &mut raw, &mut present);
-                prop_assert_eq!(present[0].then_some(raw[0]), c.raw(i));
+                prop_assert_eq!(bit(&present, 0).then_some(raw[0]), c.raw(i));
                 if dict {
                     prop_assert_eq!(c.code(i).map(|k| c.dict()[k as usize]), x.as_deref());
                     if let Some(x) = x {
@@ -697,10 +713,10 @@ mod tests {
         fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), row in 0usize..100) {
             if let Some(c) = Column::parse(&b) {
                 let _ = (c.int(row), c.str(row), c.code(row), c.dict(), c.value(row));
-                let (mut raw, mut present) = ([0; 70], [false; 70]);
+                let (mut raw, mut present) = ([0; 70], [u64::MAX; 2]);
                 c.decode_raw(row, &mut raw, &mut present);
                 for k in 0..70 {
-                    prop_assert_eq!(present[k].then_some(raw[k]), c.raw(row + k));
+                    prop_assert_eq!(bit(&present, k).then_some(raw[k]), c.raw(row + k));
                 }
             }
         }
