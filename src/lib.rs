@@ -15,7 +15,8 @@
 //! - [`snapshot`]: the immutable, memory-mapped columnar generation the engine and server
 //!   read; [`pipeline`] runs ingest → resolve → snapshot in one call.
 //! - [`policy`]: the policy language (parser, static checks), the bitmap engine with
-//!   three-valued conditions, explanations, what-if and case tests.
+//!   three-valued conditions, columnar kernels (aggregates over event rows by one scan),
+//!   explanations, what-if and case tests.
 //! - [`workflow`]: the durable push → confirm → pay ledger (redb).
 //! - [`server`]: the gRPC server (the only module that knows tonic and prost): the served
 //!   generation, one file per service, auth, masking, audit, metrics, the load generator.

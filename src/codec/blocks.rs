@@ -510,10 +510,17 @@ impl BlockView {
             let start = |i: usize| bits_at(blk, self.codes, i, self.width) as usize;
             let end = j + out.len();
             // The last run starting at or before `j`.
-            let mut i = (1..self.k).take_while(|&i| start(i) <= j).last().unwrap_or(0);
+            let mut i = (1..self.k)
+                .take_while(|&i| start(i) <= j)
+                .last()
+                .unwrap_or(0);
             let mut row = j;
             while row < end {
-                let next = if i + 1 < self.k { start(i + 1).min(end) } else { end };
+                let next = if i + 1 < self.k {
+                    start(i + 1).min(end)
+                } else {
+                    end
+                };
                 let x = bits_at(blk, self.at, i, self.dict_width);
                 for r in row..next {
                     out[r - j] = at(r, x);

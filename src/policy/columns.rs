@@ -23,8 +23,8 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::ast::Tri;
-use super::scan::AggValues;
 use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val};
+use super::scan::AggValues;
 
 /// An entity with no row in the field's table.
 pub const NO_ROW: u32 = u32::MAX;
@@ -559,7 +559,7 @@ impl ValueColumn {
     pub fn build(env: &Env<'_>, expr: &Node, ids: &[u32]) -> Option<ValueColumn> {
         let filters = RowFilters::of(env, expr);
         let scope = RoaringBitmap::from_sorted_iter(ids.iter().copied()).ok();
-        let aggs = AggValues::of(env, expr, scope.as_ref());
+        let aggs = AggValues::of(env, expr, &filters, scope.as_ref());
         let ev = Evaluator::new(env).with_filters(&filters).with_aggs(&aggs);
         let values: Option<Vec<(Kept, bool)>> = ids
             .par_iter()

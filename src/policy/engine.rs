@@ -28,8 +28,8 @@ use roaring::RoaringBitmap;
 use super::ast::{Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
-use super::scan::AggValues;
 use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V};
+use super::scan::AggValues;
 use crate::date::Date;
 use crate::snapshot::Snapshot;
 
@@ -386,7 +386,7 @@ impl<'s> Engine<'s> {
                 }
                 (None, None) => {
                     let filters = RowFilters::of(&self.env, node);
-                    let aggs = AggValues::of(&self.env, node, Some(&candidates));
+                    let aggs = AggValues::of(&self.env, node, &filters, Some(&candidates));
                     let ev = Evaluator::new(&self.env)
                         .with_filters(&filters)
                         .with_aggs(&aggs);
@@ -790,7 +790,7 @@ fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
 /// Computes an atom's sets over `universe`.
 fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
     let filters = RowFilters::of(env, atom);
-    let aggs = AggValues::of(env, atom, Some(universe));
+    let aggs = AggValues::of(env, atom, &filters, Some(universe));
     let ev = Evaluator::new(env).with_filters(&filters).with_aggs(&aggs);
     match single_table(atom) {
         Some(ti) => {

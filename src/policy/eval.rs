@@ -1377,7 +1377,10 @@ impl<'e, 's> Evaluator<'e, 's> {
         filter: Option<&'e Node>,
         at: At,
     ) -> V<'e> {
-        if let Some(v) = self.aggs.and_then(|a| a.fold(agg, table, col, filter, at.e)) {
+        if let Some(v) = self
+            .aggs
+            .and_then(|a| a.fold(agg, table, col, filter, at.e))
+        {
             return v;
         }
         let t = &self.env.tables[table];

@@ -25,7 +25,7 @@ use super::schema::{Scale, Ty};
 /// Rows decoded at a time (a multiple of 64).
 const WINDOW: usize = 4096;
 
-/// Rows per parallel task, at least.
+/// Rows per parallel task, at most (fewer for small tables, so that they split too).
 const TASK_ROWS: usize = 1 << 18;
 
 /// Which aggregate a scan computed: counts serve `count` and `exists` alike.
@@ -81,10 +81,16 @@ fn flat(n: &Node) -> bool {
 }
 
 impl AggValues {
-    /// Scans every aggregate over a table in `n` whose filter holds no other aggregate.
+    /// Scans every aggregate over a table in `n` whose filter holds no other aggregate,
+    /// reading the filters' parts from `filters` (`RowFilters::of(env, n)`) where tabulated.
     /// Aggregates read for the entities themselves are scanned over `scope` (all entities
     /// when `None`); those inside a relation's body, for every entity.
-    pub fn of(env: &Env<'_>, n: &Node, scope: Option<&RoaringBitmap>) -> AggValues {
+    pub fn of(
+        env: &Env<'_>,
+        n: &Node,
+        filters: &RowFilters,
+        scope: Option<&RoaringBitmap>,
+    ) -> AggValues {
         let mut found: Vec<(&Node, bool)> = Vec::new();
         fn walk<'n>(n: &'n Node, in_rel: bool, found: &mut Vec<(&'n Node, bool)>) {
             match n {
@@ -125,8 +131,7 @@ impl AggValues {
             }
         }
         walk(n, false, &mut found);
-        let filters = RowFilters::of(env, n);
-        let ev = Evaluator::new(env).with_filters(&filters);
+        let ev = Evaluator::new(env).with_filters(filters);
         let mut out = AggValues::default();
         // The same aggregate written twice (`max(…)` in a condition and in an amount) is
         // scanned once.
@@ -152,7 +157,7 @@ impl AggValues {
                 out.scans[*i].filters.push(addr(filter.as_deref()));
                 continue;
             }
-            let scanned = scan(&ev, &filters, *table, what, filter.as_deref(), scope);
+            let scanned = scan(&ev, filters, *table, what, filter.as_deref(), scope);
             seen.push((key, out.scans.len()));
             out.scans.push(scanned);
         }
@@ -612,21 +617,33 @@ fn scan(
 ) -> Scanned {
     let env = ev.env;
     let t = &env.tables[table];
-    let runs: Vec<(u32, Range<usize>)> = t
-        .t
-        .runs()
-        .filter(|(e, rows)| !rows.is_empty() && scope.is_none_or(|s| s.contains(*e)))
-        .collect();
+    // A small scope (an amount's candidates) looks its entities up; a large one filters the
+    // runs.
+    let runs: Vec<(u32, Range<usize>)> = match scope {
+        Some(s) if (s.len() as usize) < t.t.run_count() / 32 => s
+            .iter()
+            .map(|e| (e, t.t.rows_of(e)))
+            .filter(|(_, rows)| !rows.is_empty())
+            .collect(),
+        _ => {
+            t.t.runs()
+                .filter(|(e, rows)| !rows.is_empty() && scope.is_none_or(|s| s.contains(*e)))
+                .collect()
+        }
+    };
     let mut prog = Vec::new();
     if let Some(f) = filter {
         program(filters, table, f, &mut prog);
     }
-    // Tasks: consecutive runs of at least TASK_ROWS rows.
+    // Tasks: consecutive runs of about `task_rows` rows, 64 or more tasks when the table
+    // allows.
+    let total: usize = runs.iter().map(|(_, r)| r.len()).sum();
+    let task_rows = (total / 64).clamp(WINDOW, TASK_ROWS);
     let mut tasks: Vec<Range<usize>> = Vec::new();
     let (mut from, mut rows) = (0, 0);
     for (i, (_, r)) in runs.iter().enumerate() {
         rows += r.len();
-        if rows >= TASK_ROWS {
+        if rows >= task_rows {
             tasks.push(from..i + 1);
             (from, rows) = (i + 1, 0);
         }

@@ -319,6 +319,11 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// How many entities have rows.
+    pub fn run_count(&self) -> usize {
+        self.runs_entity.rows()
+    }
+
     /// Entity runs: `(entity, rows)` in entity order.
     pub fn runs(&self) -> impl Iterator<Item = (u32, Range<usize>)> + '_ {
         (0..self.runs_entity.rows()).map(move |i| {
