@@ -299,7 +299,16 @@ impl Writer {
     }
 
     /// Appends the blocked integers (8-byte aligned at both ends).
-    pub fn finish(mut self, out: &mut Vec<u8>) {
+    pub fn finish(self, out: &mut Vec<u8>) {
+        let blocks = self.finish_split(out);
+        out.extend_from_slice(&blocks);
+        pad8(out);
+    }
+
+    /// Appends the blocked integers' head and directory, and returns their blocks, the bytes
+    /// that follow (a whole number of words): a caller writing a large column to a file
+    /// writes the blocks from where they are rather than copying them.
+    pub fn finish_split(mut self, out: &mut Vec<u8>) -> Vec<u8> {
         debug_assert!(out.len().is_multiple_of(8));
         self.flush();
         let (lo, hi) = self.range.unwrap_or((0, 0));
@@ -315,8 +324,8 @@ impl Writer {
         out.extend_from_slice(&hi.to_le_bytes());
         out.extend_from_slice(&((self.dir.len() - 1) as u64).to_le_bytes());
         pack(self.dir.iter().copied(), dir_width, out);
-        out.extend_from_slice(&self.blocks);
         pad8(out);
+        std::mem::take(&mut self.blocks)
     }
 }
 

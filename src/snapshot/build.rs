@@ -376,22 +376,27 @@ fn write_entities(w: &mut ContainerWriter, e: &Entities) -> Result<(), SnapshotE
 }
 
 /// Orders rows by entity (stable; rows of no entity last) and writes the entity runs.
-/// Returns the order (new row → source row) and the number of attributed rows.
+/// `each` visits every row's entity (`NONE` for none), in row order; it is called twice.
 fn write_runs(
     w: &mut ContainerWriter,
     name: &str,
-    entity: &[u32],
+    rows: usize,
+    each: RowEntities<'_>,
     entities: usize,
-) -> Result<(Vec<u32>, usize), SnapshotError> {
-    let order = entity_order(entity, entities);
+) -> Result<EntityOrder, SnapshotError> {
+    let order = entity_order(rows, each, entities)?;
     let mut b = Vec::new();
-    encode_flat(&ColumnValues::Int(order.run_entity), &mut b);
+    let ints = |v: &[u32]| ColumnValues::Int(v.iter().map(|&x| Some(i64::from(x))).collect());
+    encode_flat(&ints(&order.run_entity), &mut b);
     w.section(&format!("table/{name}/run_entity"), &b)?;
     b.clear();
-    encode_flat(&ColumnValues::Int(order.run_start), &mut b);
+    encode_flat(&ints(&order.run_start), &mut b);
     w.section(&format!("table/{name}/run_start"), &b)?;
-    Ok((order.perm, order.attributed))
+    Ok(order)
 }
+
+/// Visits each row's entity in row order (`f(row, entity)`).
+type RowEntities<'a> = &'a dyn Fn(&mut dyn FnMut(usize, u32)) -> Result<(), SnapshotError>;
 
 /// Rows in entity order, and the runs of each entity's rows.
 struct EntityOrder {
@@ -399,19 +404,41 @@ struct EntityOrder {
     /// no entity last.
     perm: Vec<u32>,
     /// Each run's entity, and its first position in `perm` (then `attributed`).
-    run_entity: Vec<Option<i64>>,
-    run_start: Vec<Option<i64>>,
+    run_entity: Vec<u32>,
+    run_start: Vec<u32>,
     attributed: usize,
 }
 
+impl EntityOrder {
+    /// The entity of each attributed position in order, as a cursor over the runs.
+    fn entities(&self) -> impl Iterator<Item = u32> + '_ {
+        self.run_entity.iter().enumerate().flat_map(|(i, &e)| {
+            let (s, t) = (self.run_start[i], self.run_start[i + 1]);
+            (s..t).map(move |_| e)
+        })
+    }
+}
+
 /// Orders rows by entity with a counting sort: stable, linear, and no buffer beside the order
-/// itself (a billion-row table's order is 4 GB; a merge sort would want as much again). An
-/// entity at or past `entities` (callers refuse them) counts as none.
-fn entity_order(entity: &[u32], entities: usize) -> EntityOrder {
+/// itself (a billion-row table's order is 4 GB; a merge sort would want as much again). The
+/// rows' entities are visited twice rather than held (another 4 GB). An entity at or past
+/// `entities` (callers refuse them) counts as none.
+fn entity_order(
+    rows: usize,
+    each: RowEntities<'_>,
+    entities: usize,
+) -> Result<EntityOrder, SnapshotError> {
     let bucket = |e: u32| (e as usize).min(entities);
     let mut start = vec![0usize; entities + 2];
-    for &e in entity {
+    let mut seen = 0usize;
+    each(&mut |_, e| {
         start[bucket(e) + 1] += 1;
+        seen += 1;
+    })?;
+    if seen != rows {
+        return Err(SnapshotError::Input(format!(
+            "{seen} row entities for {rows} rows"
+        )));
     }
     for b in 1..start.len() {
         start[b] += start[b - 1];
@@ -420,23 +447,33 @@ fn entity_order(entity: &[u32], entities: usize) -> EntityOrder {
     let mut run_start = Vec::new();
     for e in 0..entities {
         if start[e + 1] > start[e] {
-            run_entity.push(Some(e as i64));
-            run_start.push(Some(start[e] as i64));
+            run_entity.push(e as u32);
+            run_start.push(start[e] as u32);
         }
     }
     let attributed = start[entities];
-    run_start.push(Some(attributed as i64));
-    let mut perm = vec![0u32; entity.len()];
-    for (r, &e) in entity.iter().enumerate() {
+    run_start.push(attributed as u32);
+    let mut perm = vec![0u32; rows];
+    each(&mut |r, e| {
         let at = &mut start[bucket(e)];
-        perm[*at] = r as u32;
+        if let Some(p) = perm.get_mut(*at) {
+            *p = r as u32;
+        }
         *at += 1;
-    }
-    EntityOrder {
+    })?;
+    Ok(EntityOrder {
         perm,
         run_entity,
         run_start,
         attributed,
+    })
+}
+
+/// Row entities held in memory, as [`entity_order`] visits them.
+fn each_of(entity: &[u32]) -> impl Fn(&mut dyn FnMut(usize, u32)) -> Result<(), SnapshotError> {
+    move |f| {
+        entity.iter().enumerate().for_each(|(r, &e)| f(r, e));
+        Ok(())
     }
 }
 
@@ -465,10 +502,11 @@ fn write_table(
     let n = seg.rows() as usize;
     let serr = |e| SnapshotError::from(seg_err(&src.path)(e));
 
-    // Each row's entity, and for identity rows the link.
-    let mut entity = vec![NONE; n];
+    // Each row's entity (for identity rows, with the link), and the rows in entity order.
+    let known = entities.keys.len();
     let mut link_of: Vec<Option<Link>> = Vec::new();
-    if config.kind == TableKind::Identity {
+    let order = if config.kind == TableKind::Identity {
+        let mut entity = vec![NONE; n];
         link_of = vec![None; n];
         let empty = HashMap::new();
         let by_rid = links.get(&name).unwrap_or(&empty);
@@ -488,9 +526,10 @@ fn write_table(
                 }
             }
         }
+        write_runs(w, &name, n, &each_of(&entity), known)?
     } else {
         let path = resolved.join("events").join(format!("{name}.seg"));
-        if path.exists() {
+        let ev = if path.exists() {
             let ev = crate::ingest::segment::Segment::open(&path)
                 .map_err(|e| SnapshotError::from(seg_err(&path)(e)))?;
             if ev.rows() as usize != n {
@@ -500,27 +539,39 @@ fn write_table(
                     ev.rows()
                 )));
             }
-            let known = entities.keys.len();
+            Some(ev)
+        } else {
+            None
+        };
+        // The event→entity column is streamed from the resolve build's segment, twice, not
+        // held (4 bytes a row: 3.7 GB for the city's invoices).
+        let each = |f: &mut dyn FnMut(usize, u32)| {
+            let Some(ev) = &ev else {
+                (0..n).for_each(|r| f(r, NONE));
+                return Ok(());
+            };
             let mut unknown = None;
-            ev.for_each_int("entity", |r, v| {
-                if let Some(v) = v {
-                    match usize::try_from(v) {
-                        Ok(e) if e < known => entity[r] = e as u32,
-                        _ => unknown = unknown.or(Some(v)),
-                    }
+            ev.for_each_int("entity", |r, v| match v.map(usize::try_from) {
+                None => f(r, NONE),
+                Some(Ok(e)) if e < known => f(r, e as u32),
+                Some(_) => {
+                    unknown = unknown.or(v);
+                    f(r, NONE)
                 }
             })
             .map_err(|e| SnapshotError::from(seg_err(&path)(e)))?;
-            if let Some(v) = unknown {
-                return Err(SnapshotError::Input(format!(
+            match unknown {
+                Some(v) => Err(SnapshotError::Input(format!(
                     "{}: a row names entity {v}, but entities.csv has {known}: the resolve build is not of these segments",
                     path.display()
-                )));
+                ))),
+                None => Ok(()),
             }
-        }
-    }
-
-    let (perm, attributed) = write_runs(w, &name, &entity, entities.keys.len())?;
+        };
+        write_runs(w, &name, n, &each, known)?
+    };
+    let perm = &order.perm;
+    let attributed = order.attributed;
     let mut b = Vec::new();
 
     if config.kind == TableKind::Identity {
@@ -573,9 +624,7 @@ fn write_table(
     let stream = Stream {
         table: &name,
         seg,
-        perm: &perm,
-        entity: &entity,
-        attributed,
+        order: &order,
     };
     for col in seg.schema().iter().filter(|c| kept(&c.name)) {
         let role = role_of(&col.name);
@@ -594,14 +643,29 @@ fn write_table(
     })
 }
 
+/// Writes a column's section from its writer, its blocks straight from where the writer built
+/// them (a column of a billion rows is not held twice).
+fn column_section(
+    w: &mut ContainerWriter,
+    name: &str,
+    cw: ColumnWriter<'_>,
+) -> Result<(), SnapshotError> {
+    let mut head = Vec::new();
+    let blocks = cw.finish_split(&mut head);
+    w.begin(name)?;
+    w.write(&head)?;
+    w.write(&blocks)?;
+    let pad = (8 - (head.len() + blocks.len()) % 8) % 8;
+    w.write(&[0u8; 8][..pad])?;
+    w.end()
+}
+
 /// Rows streamed from a segment into snapshot columns, in entity order.
 struct Stream<'a> {
     table: &'a str,
     seg: &'a Segment,
-    /// The table's rows in entity order, and each row's entity.
-    perm: &'a [u32],
-    entity: &'a [u32],
-    attributed: usize,
+    /// The table's rows in entity order, and the entity runs.
+    order: &'a EntityOrder,
 }
 
 /// Rows read from a segment per step (in parallel), then encoded in order.
@@ -626,15 +690,14 @@ impl Stream<'_> {
         if ty == ColumnType::Int {
             let mut cw = ColumnWriter::int();
             let mut buf = Vec::with_capacity(STREAM_ROWS);
-            for chunk in self.perm.chunks(STREAM_ROWS) {
+            for chunk in self.order.perm.chunks(STREAM_ROWS) {
                 chunk
                     .par_iter()
                     .map(|&r| reader.int(r as usize))
                     .collect_into_vec(&mut buf);
                 buf.iter().for_each(|&v| cw.push_int(v));
             }
-            cw.finish(&mut values);
-            w.section(&format!("table/{name}/col/{cname}"), &values)?;
+            column_section(w, &format!("table/{name}/col/{cname}"), cw)?;
             return Ok(flags);
         }
 
@@ -669,12 +732,14 @@ impl Stream<'_> {
         let mut any_ref = false;
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); if dict { sorted.len() } else { 0 }];
         let mut buf = Vec::with_capacity(STREAM_ROWS);
-        for (k, chunk) in self.perm.chunks(STREAM_ROWS).enumerate() {
+        // Each attributed position's entity, in order.
+        let mut entity_at = self.order.entities();
+        for chunk in self.order.perm.chunks(STREAM_ROWS) {
             chunk
                 .par_iter()
                 .map(|&r| reader.text(r as usize))
                 .collect_into_vec(&mut buf);
-            for (j, v) in buf.drain(..).enumerate() {
+            for v in buf.drain(..) {
                 let v = v.map_err(serr)?;
                 if !cw.push_text(v) {
                     return Err(SnapshotError::Input(format!(
@@ -691,21 +756,19 @@ impl Stream<'_> {
                     any_ref |= e.is_some();
                     rw.push_int(e);
                 }
-                let i = k * STREAM_ROWS + j;
+                // Positions past the attributed rows have no entity.
+                let e = entity_at.next();
                 if dict
-                    && i < self.attributed
+                    && let Some(e) = e
                     && let Some(code) =
                         v.and_then(|v| sorted.binary_search_by(|d| Text::Str(d).cmp(&v)).ok())
+                    && lists[code].last() != Some(&e)
                 {
-                    let e = self.entity[self.perm[i] as usize];
-                    if lists[code].last() != Some(&e) {
-                        lists[code].push(e);
-                    }
+                    lists[code].push(e);
                 }
             }
         }
-        cw.finish(&mut values);
-        w.section(&format!("table/{name}/col/{cname}"), &values)?;
+        column_section(w, &format!("table/{name}/col/{cname}"), cw)?;
         if let Some(rw) = refs
             && any_ref
         {
@@ -831,7 +894,14 @@ pub fn write_memory(
                 ents.keys.len()
             )));
         }
-        let (perm, attributed) = write_runs(&mut w, name, &t.entity, ents.keys.len())?;
+        let order = write_runs(
+            &mut w,
+            name,
+            t.entity.len(),
+            &each_of(&t.entity),
+            ents.keys.len(),
+        )?;
+        let (perm, attributed) = (order.perm, order.attributed);
         let mut b = Vec::new();
         let doubtful = RoaringBitmap::from_sorted_iter(
             perm.iter()
@@ -921,7 +991,7 @@ mod tests {
                 .iter()
                 .map(|&e| if e != NONE && e as usize >= entities { NONE } else { e })
                 .collect();
-            let order = entity_order(&entity, entities);
+            let order = entity_order(entity.len(), &each_of(&entity), entities).unwrap();
             let mut want: Vec<u32> = (0..entity.len() as u32).collect();
             want.sort_by_key(|&r| entity[r as usize]);
             prop_assert_eq!(&order.perm, &want);
@@ -938,10 +1008,14 @@ mod tests {
                 .run_entity
                 .iter()
                 .zip(&order.run_start)
-                .map(|(e, s)| (e.unwrap_or(-1), s.unwrap_or(-1)))
+                .map(|(&e, &s)| (i64::from(e), i64::from(s)))
                 .collect();
             prop_assert_eq!(got, runs);
-            prop_assert_eq!(order.run_start.last().copied().flatten(), Some(attributed as i64));
+            prop_assert_eq!(order.run_start.last().copied(), Some(attributed as u32));
+            // Each attributed position's entity, from the runs.
+            let at: Vec<u32> = order.entities().collect();
+            let want_at: Vec<u32> = want[..attributed].iter().map(|&r| entity[r as usize]).collect();
+            prop_assert_eq!(at, want_at);
         }
     }
 }

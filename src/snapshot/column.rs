@@ -242,6 +242,14 @@ impl<'s> ColumnWriter<'s> {
 
     /// Appends the column section.
     pub fn finish(self, out: &mut Vec<u8>) {
+        let tail = self.finish_split(out);
+        out.extend_from_slice(&tail);
+        pad8(out);
+    }
+
+    /// Appends the column section but for its blocks, which it returns: the section is
+    /// `out`'s new bytes, then the blocks (see [`blocks::Writer::finish_split`]).
+    pub fn finish_split(self, out: &mut Vec<u8>) -> Vec<u8> {
         header(
             self.ty,
             self.rows,
@@ -271,8 +279,8 @@ impl<'s> ColumnWriter<'s> {
             }
             _ => {}
         }
-        self.values.finish(out);
         pad8(out);
+        self.values.finish_split(out)
     }
 }
 
