@@ -253,9 +253,11 @@ pub fn write_snapshot(
     let mut reports = Vec::new();
     let mut table_lines = String::new();
     let mut meta = String::new();
-    for src in &sources {
+    // Each segment is unmapped once its table is written: the pages the gather touched leave
+    // the process's resident set with it.
+    for src in sources {
         let before = w.position();
-        let t = write_table(&mut w, src, &entities, &links, resolved)?;
+        let t = write_table(&mut w, &src, &entities, &links, resolved)?;
         let name = src.config.source_name();
         table_lines += &format!(
             "{name}\t{}\t{}\t{}\t{}\t{}\n",
