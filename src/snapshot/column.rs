@@ -683,8 +683,8 @@ mod tests {
             let mut out = vec![0; v.len() + 5 - start];
             let mut present = vec![u64::MAX; out.len().div_ceil(64)];
             c.decode_raw(start, &mut out, &mut present);
-            for k in 0..out.len() {
-                prop_assert_eq!(bit(&present, k).then_some(out[k]), c.raw(start + k));
+            for (k, x) in out.iter().enumerate() {
+                prop_assert_eq!(bit(&present, k).then_some(*x), c.raw(start + k));
             }
         }
 
@@ -723,8 +723,8 @@ mod tests {
                 let _ = (c.int(row), c.str(row), c.code(row), c.dict(), c.value(row));
                 let (mut raw, mut present) = ([0; 70], [u64::MAX; 2]);
                 c.decode_raw(row, &mut raw, &mut present);
-                for k in 0..70 {
-                    prop_assert_eq!(bit(&present, k).then_some(raw[k]), c.raw(row + k));
+                for (k, x) in raw.iter().enumerate() {
+                    prop_assert_eq!(bit(&present, k).then_some(*x), c.raw(row + k));
                 }
             }
         }
