@@ -632,6 +632,29 @@ fn wide_world() -> impl Strategy<Value = World> {
     })
 }
 
+/// Policy `id`'s condition sets from the engine against the interpreter, person by person.
+fn conditions_agree(snap: &Snapshot, cat: &Catalogue, id: &str) -> Result<(), TestCaseError> {
+    let policy = cat.get(id).unwrap().policy.clone();
+    let as_of = Date::from_ymd(2025, 12, 31).unwrap();
+    let mut engine = Engine::new(snap, cat.clone(), as_of);
+    let run = engine.run_policy(&policy, &HashMap::new()).unwrap();
+    let mut naive = Engine::new(snap, cat.clone(), as_of);
+    let compiled = naive.compile(&policy, &HashMap::new()).unwrap();
+    let ev = Evaluator::new(&naive.env);
+    for e in &snap.universe("person").unwrap() {
+        for ((_, n), c) in compiled.conditions.iter().zip(&run.conditions) {
+            prop_assert_eq!(
+                tri_set(&c.sets.t, &c.sets.u, e),
+                ev.tri(n, At::entity(e), &mut NoTrace),
+                "condition {} entity {}",
+                c.name,
+                e
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Monotone and non-monotone shapes of one field compared with constants.
 fn threshold_cond() -> impl Strategy<Value = String> {
     (0usize..12, 0i64..40_000, 0i64..40_000, 0i64..110).prop_map(|(shape, a, b, y)| {
@@ -666,22 +689,7 @@ proptest! {
             &w,
             &[("r.policy", RELATIONS.to_string()), ("t.policy", policy_text("T1", "person", &conds))],
         );
-        let policy = cat.get("T1").unwrap().policy.clone();
-        let as_of = Date::from_ymd(2025, 12, 31).unwrap();
-        let mut engine = Engine::new(&snap, cat.clone(), as_of);
-        let run = engine.run_policy(&policy, &HashMap::new()).unwrap();
-        let mut naive = Engine::new(&snap, cat.clone(), as_of);
-        let compiled = naive.compile(&policy, &HashMap::new()).unwrap();
-        let ev = Evaluator::new(&naive.env);
-        for e in &snap.universe("person").unwrap() {
-            for ((_, n), c) in compiled.conditions.iter().zip(&run.conditions) {
-                prop_assert_eq!(
-                    tri_set(&c.sets.t, &c.sets.u, e),
-                    ev.tri(n, At::entity(e), &mut NoTrace),
-                    "condition {} entity {}", c.name, e
-                );
-            }
-        }
+        conditions_agree(&snap, &cat, "T1")?;
     }
 }
 
@@ -750,6 +758,7 @@ proptest! {
             &w,
             &[("r.policy", RELATIONS.to_string()), ("a.policy", text)],
         );
+        conditions_agree(&snap, &cat, "A1")?;
         let policy = cat.get("A1").unwrap().policy.clone();
         let as_of = Date::from_ymd(2025, 12, 31).unwrap();
         let mut engine = Engine::new(&snap, cat.clone(), as_of);
@@ -757,15 +766,6 @@ proptest! {
         let mut naive = Engine::new(&snap, cat.clone(), as_of);
         let compiled = naive.compile(&policy, &HashMap::new()).unwrap();
         let ev = Evaluator::new(&naive.env);
-        for e in &snap.universe("person").unwrap() {
-            for ((_, n), c) in compiled.conditions.iter().zip(&run.conditions) {
-                prop_assert_eq!(
-                    tri_set(&c.sets.t, &c.sets.u, e),
-                    ev.tri(n, At::entity(e), &mut NoTrace),
-                    "condition {} entity {}", c.name, e
-                );
-            }
-        }
         // Every aggregate's value, scanned and interpreted (counts to the row, sums and
         // extremes bit for bit).
         for (name, n) in &compiled.conditions {
