@@ -593,15 +593,7 @@ proptest! {
                 }
             }
             // The amount reads the kept values of `few`'s aggregate.
-            let amount = compiled.amount.as_ref().unwrap();
-            let want: Vec<(u32, f64)> = run
-                .candidates
-                .iter()
-                .filter_map(|e| match ev.val(amount, At::entity(e), &mut NoTrace).v {
-                    V::Num(l, h) if l == h && l.is_finite() => Some((e, l)),
-                    _ => None,
-                })
-                .collect();
+            let want = interpreted_amounts(&ev, compiled.amount.as_ref().unwrap(), &run.candidates);
             prop_assert_eq!(&*run.amounts, &want, "k {} amounts", k);
         }
     }
@@ -630,6 +622,21 @@ fn wide_world() -> impl Strategy<Value = World> {
             members: vec![],
         })
     })
+}
+
+/// The interpreter's amount for each candidate that has an exact one.
+fn interpreted_amounts(
+    ev: &Evaluator<'_, '_>,
+    amount: &Node,
+    candidates: &roaring::RoaringBitmap,
+) -> Vec<(u32, f64)> {
+    candidates
+        .iter()
+        .filter_map(|e| match ev.val(amount, At::entity(e), &mut NoTrace).v {
+            V::Num(l, h) if l == h && l.is_finite() => Some((e, l)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Policy `id`'s condition sets from the engine against the interpreter, person by person.
@@ -785,15 +792,7 @@ proptest! {
                 }
             }
         }
-        let amount = compiled.amount.as_ref().unwrap();
-        let want: Vec<(u32, f64)> = run
-            .candidates
-            .iter()
-            .filter_map(|e| match ev.val(amount, At::entity(e), &mut NoTrace).v {
-                V::Num(l, h) if l == h && l.is_finite() => Some((e, l)),
-                _ => None,
-            })
-            .collect();
+        let want = interpreted_amounts(&ev, compiled.amount.as_ref().unwrap(), &run.candidates);
         prop_assert_eq!(&*run.amounts, &want);
     }
 }

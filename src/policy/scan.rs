@@ -336,11 +336,9 @@ impl Masks {
 
     #[inline]
     fn set(&mut self, k: usize, s: Tri) {
-        match s {
-            Tri::True => self.t[k / 64] |= 1 << (k % 64),
-            Tri::False => self.f[k / 64] |= 1 << (k % 64),
-            Tri::Unknown => {}
-        }
+        let c = tri_bits(s);
+        self.t[k / 64] |= (c & 1) << (k % 64);
+        self.f[k / 64] |= (c >> 1) << (k % 64);
     }
 }
 
