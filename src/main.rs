@@ -1,5 +1,6 @@
 //! The `mianshen` command: parse arguments, run one command.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -269,6 +270,9 @@ enum Command {
     Verify {
         /// A snapshot folder (or a snapshot file).
         snapshot: PathBuf,
+        /// Also list every section with its size, largest first: where the bytes go.
+        #[arg(long)]
+        sections: bool,
     },
     /// Serve a snapshot over gRPC: candidate sets, what-if, eligibility, profiles, workflow,
     /// supervision, admin; health checking, reflection, and Prometheus metrics at /metrics.
@@ -702,7 +706,7 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::Verify { snapshot } => {
+        Command::Verify { snapshot, sections } => {
             let t = std::time::Instant::now();
             let snap = Snapshot::open(&snapshot)?;
             let opened = t.elapsed();
@@ -719,10 +723,44 @@ fn main() -> Result<()> {
                 opened.as_secs_f64() * 1e3,
                 t.elapsed().as_secs_f64() * 1e3
             );
+            if sections {
+                print!("{}", section_sizes(&snap));
+            }
             Ok(())
         }
         Command::Inspect { segment, rows } => inspect(&segment, rows),
     }
+}
+
+/// Every section of a snapshot with its size and share of the file, largest first; a
+/// table's sections also with bytes per row.
+fn section_sizes(snap: &Snapshot) -> String {
+    let rows: HashMap<&str, usize> = snap
+        .tables()
+        .iter()
+        .map(|t| (t.name.as_str(), t.rows))
+        .collect();
+    let mut list: Vec<_> = snap.container().sections().iter().collect();
+    list.sort_by(|a, b| b.len.cmp(&a.len).then_with(|| a.name.cmp(&b.name)));
+    let total = snap.container().len().max(1) as f64;
+    let mut out = format!("{:>12} {:>6} {:>9}  section\n", "bytes", "share", "B/row");
+    for s in list {
+        let per_row = s
+            .name
+            .strip_prefix("table/")
+            .and_then(|t| t.split('/').next())
+            .and_then(|t| rows.get(t))
+            .filter(|&&n| n > 0)
+            .map_or_else(String::new, |&n| format!("{:.3}", s.len as f64 / n as f64));
+        out += &format!(
+            "{:>12} {:>5.1}% {:>9}  {}\n",
+            s.len,
+            100.0 * s.len as f64 / total,
+            per_row,
+            s.name
+        );
+    }
+    out
 }
 
 /// A multi-threaded tokio runtime for the server commands.

@@ -127,7 +127,7 @@ fn demo_generates_and_ingests_a_city() {
     let snap = snap.to_str().unwrap();
     let v = mianshen(&["verify", snap]);
     assert!(
-        v.status.success() && stdout(&v).contains(": ok: format version 2, generation 2"),
+        v.status.success() && stdout(&v).contains(": ok: format version 3, generation 2"),
         "{}",
         stdout(&v)
     );

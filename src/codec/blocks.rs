@@ -182,11 +182,39 @@ fn runs(f: &Plan) -> Option<Plan> {
     })
 }
 
+/// Runs along a line: the block's most common step between neighbours taken out, then runs
+/// of one value each. Sequences that restart (an entity's months 1, 2, 3, … and the next
+/// entity's, its invoice numbers) cost a few words per block instead of a frame's width.
+fn stepped_runs(v: &[i64]) -> Option<Plan> {
+    // The majority step (Boyer–Moore vote; a step that is not a majority only loses).
+    let (mut step, mut votes) = (0i64, 0usize);
+    for w in v.windows(2) {
+        let d = w[1].wrapping_sub(w[0]);
+        if votes == 0 {
+            step = d;
+        }
+        votes = if d == step { votes + 1 } else { votes - 1 };
+    }
+    if step == 0 {
+        return None;
+    }
+    let d: Vec<i64> = v
+        .iter()
+        .enumerate()
+        .map(|(j, &x)| x.wrapping_sub(step.wrapping_mul(j as i64)))
+        .collect();
+    let mut p = runs(&frame(&d))?;
+    p.flags |= STEP;
+    p.step = step;
+    p.cost += 1;
+    Some(p)
+}
+
 fn plan(v: &[i64]) -> Plan {
     let f = frame(v);
     let mut best = f;
     if best.width > 0 {
-        for p in [line(v), dictionary(&best), runs(&best)]
+        for p in [line(v), dictionary(&best), runs(&best), stepped_runs(v)]
             .into_iter()
             .flatten()
         {
@@ -648,6 +676,19 @@ mod tests {
                 .prop_map(|(d, n)| (0..n).map(|j| d[j % d.len()] * 100).collect()),
             proptest::collection::vec(any::<i64>(), 1..300),
             proptest::collection::vec(prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0)], 1..300),
+            // Sequences restarting at random points, steps of any size.
+            (
+                any::<i64>(),
+                any::<i64>(),
+                proptest::collection::vec(1usize..80, 1..8)
+            )
+                .prop_map(|(x, s, cuts)| cuts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, &n)| (0..n as i64).map(move |j| x
+                        .wrapping_add((k as i64).wrapping_mul(7_919))
+                        .wrapping_add(s.wrapping_mul(j))))
+                    .collect()),
         ];
         proptest::collection::vec(piece, 0..5).prop_map(|p| p.concat())
     }
@@ -724,6 +765,21 @@ mod tests {
             .map(|i| [89_760, 3_927, 2_244, 44_880, 11_220][i % 5])
             .collect();
         assert!(round_trip(&five) <= 4096 * 3 / 8 + 16 * 40 + 64);
+        // Months restarting per entity (36 each) and invoice numbers per enterprise (a run
+        // of 1,150): runs along a line of step 1, a few words per block.
+        let months: Vec<i64> = (0..36_000)
+            .map(|i| 600 + (i / 36 * 7) % 11 + i % 36)
+            .collect();
+        assert!(round_trip(&months) < 36_000 / 4, "{}", round_trip(&months));
+        let invoices: Vec<i64> = (0..100_000)
+            .map(|i| (i / 1_150) * 100_000 + i % 1_150 + 1)
+            .collect();
+        // (A width-0 line is three words a block: 0.09 bytes a row.)
+        assert!(
+            round_trip(&invoices) < 100_000 / 6,
+            "{}",
+            round_trip(&invoices)
+        );
         // All equal: no blocks at all.
         assert_eq!(round_trip(&vec![42; 10_000]), 40);
     }

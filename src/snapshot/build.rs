@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::column::{ColumnValues, ColumnWriter, Text, decimal, encode, encode_flat};
+use super::column::{ColumnValues, ColumnWriter, Linear, Text, decimal, encode, encode_flat};
 use super::container::ContainerWriter;
 use super::{FILE_NAME, KINDS, Snapshot, kind_code};
 use crate::date::Date;
@@ -623,10 +623,12 @@ fn write_table(
             .map(|c| c.role)
     };
     let mut schema = String::new();
+    let predicted = predictions(seg).map_err(serr)?;
     let stream = Stream {
         table: &name,
         seg,
         order: &order,
+        predicted: &predicted,
     };
     for col in seg.schema().iter().filter(|c| kept(&c.name)) {
         let role = role_of(&col.name);
@@ -643,6 +645,45 @@ fn write_table(
         rows: n,
         attributed,
     })
+}
+
+/// Rows of a table sampled to choose its predicted columns: all of a small table, 16 spans
+/// of 4,096 rows spread over a large one.
+fn sample_rows(n: usize) -> Vec<usize> {
+    const SPAN: usize = 4096;
+    const SPANS: usize = 16;
+    if n <= SPAN * SPANS {
+        return (0..n).collect();
+    }
+    (0..SPANS)
+        .flat_map(|k| {
+            let start = k * (n - SPAN) / (SPANS - 1);
+            start..start + SPAN
+        })
+        .collect()
+}
+
+/// The table's integer columns that are stored predicted from others, by name
+/// ([`super::predict`]), chosen on a sample of its rows.
+fn predictions(seg: &Segment) -> Result<HashMap<String, Linear>, crate::error::SegmentError> {
+    let names: Vec<&str> = seg
+        .schema()
+        .iter()
+        .filter(|c| c.ty == ColumnType::Int && kept(&c.name))
+        .map(|c| c.name.as_str())
+        .collect();
+    let rows = sample_rows(seg.rows() as usize);
+    let cols = names
+        .iter()
+        .map(|n| {
+            let r = seg.reader(n)?;
+            Ok(rows.iter().map(|&i| r.int(i)).collect())
+        })
+        .collect::<Result<Vec<Vec<Option<i64>>>, crate::error::SegmentError>>()?;
+    Ok(super::predict::choose(&names, &cols)
+        .into_iter()
+        .map(|(x, l)| (names[x].to_string(), l))
+        .collect())
 }
 
 /// Writes a column's section from its writer, its blocks straight from where the writer built
@@ -668,6 +709,8 @@ struct Stream<'a> {
     seg: &'a Segment,
     /// The table's rows in entity order, and the entity runs.
     order: &'a EntityOrder,
+    /// The columns stored predicted from others, by name.
+    predicted: &'a HashMap<String, Linear>,
 }
 
 /// Rows read from a segment per step (in parallel), then encoded in order.
@@ -689,6 +732,34 @@ impl Stream<'_> {
         let reader = self.seg.reader(cname).map_err(serr)?;
         let mut values = Vec::new();
         let mut flags = String::from("-");
+        if let Some(l) = self.predicted.get(cname) {
+            // Each row's value and the prediction from its base values, which the reader
+            // finds in the bases' own sections in the same order.
+            let ra = self.seg.reader(&l.a).map_err(serr)?;
+            let rb =
+                l.b.as_ref()
+                    .map(|b| self.seg.reader(b))
+                    .transpose()
+                    .map_err(serr)?;
+            let coef = l.coef;
+            let mut cw = ColumnWriter::predicted(l.clone());
+            let mut buf = Vec::with_capacity(STREAM_ROWS);
+            for chunk in self.order.perm.chunks(STREAM_ROWS) {
+                chunk
+                    .par_iter()
+                    .map(|&r| {
+                        let r = r as usize;
+                        let b = rb.as_ref().map_or(0, |rb| rb.int(r).unwrap_or(0));
+                        (reader.int(r), coef.at(ra.int(r).unwrap_or(0), b))
+                    })
+                    .collect_into_vec(&mut buf);
+                buf.iter()
+                    .for_each(|&(v, guess)| cw.push_predicted(v, guess));
+            }
+            column_section(w, &format!("table/{name}/col/{cname}"), cw)?;
+            flags.push('p');
+            return Ok(flags);
+        }
         if ty == ColumnType::Int {
             let mut cw = ColumnWriter::int();
             let mut buf = Vec::with_capacity(STREAM_ROWS);
@@ -708,12 +779,17 @@ impl Stream<'_> {
         let dict = ty == ColumnType::Dict;
         let mut distinct: HashSet<String> = HashSet::new();
         let mut numbers = true;
+        let mut last = String::new();
         self.seg
             .for_each_str(cname, |_, v| {
                 if let Some(v) = v {
                     if dict {
-                        if !distinct.contains(v) {
+                        if v != last && !distinct.contains(v) {
                             distinct.insert(v.to_string());
+                        }
+                        if v != last {
+                            last.clear();
+                            last.push_str(v);
                         }
                     } else if numbers && decimal(v).is_none() {
                         numbers = false;
@@ -736,6 +812,10 @@ impl Stream<'_> {
         let mut buf = Vec::with_capacity(STREAM_ROWS);
         // Each attributed position's entity, in order.
         let mut entity_at = self.order.entities();
+        // The last value's entity reference and dictionary code: an entity's rows mostly
+        // repeat its own key (an enterprise's USCC on each of its invoices).
+        let mut last_ref: Option<(Text, Option<i64>)> = None;
+        let mut last_code: Option<(Text, Option<usize>)> = None;
         for chunk in self.order.perm.chunks(STREAM_ROWS) {
             chunk
                 .par_iter()
@@ -749,24 +829,40 @@ impl Stream<'_> {
                     )));
                 }
                 if let Some(rw) = refs.as_mut() {
-                    let mut digits = [0u8; 20];
-                    let e = v
-                        .as_ref()
-                        .and_then(|t| std::str::from_utf8(t.bytes(&mut digits)).ok())
-                        .and_then(|s| entities.by_key.get(s))
-                        .map(|&e| i64::from(e));
+                    let e = match (v, last_ref) {
+                        (Some(t), Some((l, e))) if l == t => e,
+                        _ => {
+                            let mut digits = [0u8; 20];
+                            let e = v
+                                .as_ref()
+                                .and_then(|t| std::str::from_utf8(t.bytes(&mut digits)).ok())
+                                .and_then(|s| entities.by_key.get(s))
+                                .map(|&e| i64::from(e));
+                            last_ref = v.map(|t| (t, e));
+                            e
+                        }
+                    };
                     any_ref |= e.is_some();
                     rw.push_int(e);
                 }
                 // Positions past the attributed rows have no entity.
                 let e = entity_at.next();
-                if dict
-                    && let Some(e) = e
-                    && let Some(code) =
-                        v.and_then(|v| sorted.binary_search_by(|d| Text::Str(d).cmp(&v)).ok())
-                    && lists[code].last() != Some(&e)
-                {
-                    lists[code].push(e);
+                if dict && let Some(e) = e {
+                    let code = match (v, last_code) {
+                        (Some(t), Some((l, c))) if l == t => c,
+                        _ => {
+                            let c = v.and_then(|v| {
+                                sorted.binary_search_by(|d| Text::Str(d).cmp(&v)).ok()
+                            });
+                            last_code = v.map(|t| (t, c));
+                            c
+                        }
+                    };
+                    if let Some(code) = code
+                        && lists[code].last() != Some(&e)
+                    {
+                        lists[code].push(e);
+                    }
                 }
             }
         }

@@ -30,6 +30,67 @@ pub const BYTES_BLOCKED: u8 = 5;
 /// Version 2: free text whose every value is a decimal number (invoice numbers, account
 /// numbers), stored as the numbers, blocked.
 pub const DIGITS: u8 = 6;
+/// Version 3: integers predicted from one or two integer columns of the same table's rows,
+/// stored as what the prediction misses (an invoice's tax from its amount, a settlement's
+/// self-paid share from its total and the fund's share).
+pub const INT_PREDICTED: u8 = 7;
+
+/// A prediction of an integer column from one or two other integer columns of the same rows:
+/// `(p·a + s·b) / q`, truncated toward zero (a missing base value counts as 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linear {
+    pub a: String,
+    pub b: Option<String>,
+    pub coef: Coef,
+}
+
+/// The coefficients of a [`Linear`] prediction, in lowest terms (`q > 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coef {
+    pub p: i64,
+    pub s: i64,
+    pub q: i64,
+}
+
+impl Coef {
+    /// `(p·a + s·b) / q` in lowest terms; `None` when `q` is not positive.
+    pub fn new(p: i64, s: i64, q: i64) -> Option<Coef> {
+        if q <= 0 {
+            return None;
+        }
+        let g = [p, s].iter().fold(q.unsigned_abs(), |g, &x| {
+            let (mut a, mut b) = (g, x.unsigned_abs());
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        }) as i64;
+        Some(Coef {
+            p: p / g,
+            s: s / g,
+            q: q / g,
+        })
+    }
+
+    /// The prediction for base values `a` and `b`, wrapped to 64 bits.
+    #[inline]
+    pub fn at(&self, a: i64, b: i64) -> i64 {
+        if self.q == 1 {
+            return self.p.wrapping_mul(a).wrapping_add(self.s.wrapping_mul(b));
+        }
+        match self
+            .p
+            .checked_mul(a)
+            .and_then(|x| self.s.checked_mul(b).and_then(|y| x.checked_add(y)))
+        {
+            Some(x) => x / self.q,
+            None => {
+                let x = i128::from(self.p) * i128::from(a) + i128::from(self.s) * i128::from(b);
+                (x / i128::from(self.q)) as i64
+            }
+        }
+    }
+}
 
 /// Strings: bit-packed offsets and their bytes.
 #[derive(Debug, Clone, Copy)]
@@ -143,6 +204,11 @@ pub struct ColumnWriter<'s> {
     /// Free text's distinct values in order of first occurrence, and their codes.
     strings: Vec<Text<'s>>,
     seen: HashMap<Text<'s>, i64>,
+    /// The last text value and its code: an entity's rows often repeat a value.
+    last: Option<(Text<'s>, i64)>,
+    /// A predicted column's prediction, and the least and greatest value it holds.
+    linear: Option<Linear>,
+    range: Option<(i64, i64)>,
 }
 
 impl<'s> ColumnWriter<'s> {
@@ -156,6 +222,19 @@ impl<'s> ColumnWriter<'s> {
             dict: Vec::new(),
             strings: Vec::new(),
             seen: HashMap::new(),
+            last: None,
+            linear: None,
+            range: None,
+        }
+    }
+
+    /// Integers predicted by `linear` from other integer columns of the same rows, pushed
+    /// with [`ColumnWriter::push_predicted`]. The bases are read from their own sections:
+    /// they must be plain integer columns ([`ColumnWriter::int`]) of the same table.
+    pub fn predicted(linear: Linear) -> ColumnWriter<'s> {
+        ColumnWriter {
+            linear: Some(linear),
+            ..ColumnWriter::of(INT_PREDICTED)
         }
     }
 
@@ -204,6 +283,16 @@ impl<'s> ColumnWriter<'s> {
         self.values.push(v);
     }
 
+    /// Appends a predicted column's row: its value and the prediction for the row (the
+    /// column's [`Coef::at`] of the row's base values, 0 for a missing one).
+    #[inline]
+    pub fn push_predicted(&mut self, v: Option<i64>, guess: i64) {
+        if let Some(x) = v {
+            self.range = Some(self.range.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))));
+        }
+        self.push_int(v.map(|x| x.wrapping_sub(guess)));
+    }
+
     /// Appends a text row; `false` (and a missing row) when the value does not fit the
     /// writer: not in a dictionary column's dictionary, not a number in a digits column, or
     /// text in an integer column.
@@ -218,6 +307,7 @@ impl<'s> ColumnWriter<'s> {
     pub fn push_text(&mut self, v: Option<Text<'s>>) -> bool {
         let (code, fits) = match v {
             None => (None, true),
+            Some(t) if self.last.is_some_and(|(l, _)| l == t) => (self.last.map(|l| l.1), true),
             Some(t) => {
                 let code = match (self.ty, t) {
                     (DICT_BLOCKED, _) => self
@@ -233,6 +323,11 @@ impl<'s> ColumnWriter<'s> {
                     (DIGITS, Text::Str(s)) => decimal(s),
                     _ => None,
                 };
+                if let Some(c) = code
+                    && matches!(self.ty, DICT_BLOCKED | BYTES_BLOCKED)
+                {
+                    self.last = Some((t, c));
+                }
                 (code, code.is_some())
             }
         };
@@ -276,6 +371,21 @@ impl<'s> ColumnWriter<'s> {
                     })
                     .collect();
                 Strings::write(text.iter().copied(), out);
+            }
+            INT_PREDICTED => {
+                let (lo, hi) = self.range.unwrap_or((0, 0));
+                let (a, b, c) = match &self.linear {
+                    Some(l) => (l.a.as_str(), l.b.as_deref().unwrap_or(""), l.coef),
+                    None => ("", "", Coef { p: 0, s: 0, q: 1 }),
+                };
+                for x in [lo, hi, c.p, c.s, c.q] {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+                out.extend_from_slice(&(a.len() as u16).to_le_bytes());
+                out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+                out.extend_from_slice(&[0u8; 4]);
+                out.extend_from_slice(a.as_bytes());
+                out.extend_from_slice(b.as_bytes());
             }
             _ => {}
         }
@@ -370,10 +480,90 @@ pub struct Column<'a> {
 }
 
 /// Integers of either version: one frame for the column (version 1) or blocked.
+// A column is a view read in place and copied freely: the predicted variant carries its
+// bases' views inline rather than behind a pointer.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 enum Ints<'a> {
-    Packed { base: i64, values: Packed<'a> },
+    Packed {
+        base: i64,
+        values: Packed<'a>,
+    },
     Blocked(Blocked<'a>),
+    /// Version 3: residuals of a prediction from base columns.
+    Predicted(Predicted<'a>),
+}
+
+/// A predicted column's integers: residuals, and the base columns they are added to.
+#[derive(Debug, Clone, Copy)]
+struct Predicted<'a> {
+    residual: Blocked<'a>,
+    coef: Coef,
+    a: Base<'a>,
+    b: Option<Base<'a>>,
+    /// The least and greatest value of the column.
+    min: i64,
+    max: i64,
+}
+
+/// A base column of a prediction: a plain blocked integer column, missing values read as 0.
+#[derive(Debug, Clone, Copy)]
+struct Base<'a> {
+    validity: Option<&'a [u8]>,
+    values: Blocked<'a>,
+}
+
+impl Base<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> i64 {
+        match self.validity {
+            Some(v) if le_u64(v, (i / 64) * 8).is_none_or(|w| w >> (i % 64) & 1 == 0) => 0,
+            _ => self.values.get(i),
+        }
+    }
+
+    fn decode(&self, start: usize, out: &mut [i64]) {
+        self.values.decode(start, out);
+        if let Some(v) = self.validity {
+            let mut present = vec![0u64; out.len().div_ceil(64)];
+            crate::codec::bit_words(v, start, &mut present);
+            for (k, o) in out.iter_mut().enumerate() {
+                if present[k / 64] >> (k % 64) & 1 == 0 {
+                    *o = 0;
+                }
+            }
+        }
+    }
+}
+
+impl Predicted<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> i64 {
+        let b = self.b.map_or(0, |b| b.get(i));
+        self.residual
+            .get(i)
+            .wrapping_add(self.coef.at(self.a.get(i), b))
+    }
+
+    fn decode(&self, start: usize, out: &mut [i64]) {
+        self.residual.decode(start, out);
+        let mut a = vec![0i64; out.len()];
+        self.a.decode(start, &mut a);
+        match self.b {
+            Some(base) => {
+                let mut b = vec![0i64; out.len()];
+                base.decode(start, &mut b);
+                for ((o, &x), &y) in out.iter_mut().zip(&a).zip(&b) {
+                    *o = o.wrapping_add(self.coef.at(x, y));
+                }
+            }
+            None => {
+                for (o, &x) in out.iter_mut().zip(&a) {
+                    *o = o.wrapping_add(self.coef.at(x, 0));
+                }
+            }
+        }
+    }
 }
 
 impl Ints<'_> {
@@ -382,6 +572,7 @@ impl Ints<'_> {
         match self {
             Ints::Packed { base, values } => base.wrapping_add(values.get(i) as i64),
             Ints::Blocked(b) => b.get(i),
+            Ints::Predicted(p) => p.get(i),
         }
     }
 
@@ -393,6 +584,7 @@ impl Ints<'_> {
                 }
             }
             Ints::Blocked(b) => b.decode(start, out),
+            Ints::Predicted(p) => p.decode(start, out),
         }
     }
 
@@ -404,6 +596,7 @@ impl Ints<'_> {
                 let (lo, hi) = b.range();
                 Some((lo, (hi.wrapping_sub(lo) as u64).checked_add(1)?))
             }
+            Ints::Predicted(p) => Some((p.min, (p.max.wrapping_sub(p.min) as u64).checked_add(1)?)),
         }
     }
 }
@@ -435,8 +628,16 @@ pub enum Value<'a> {
 }
 
 impl<'a> Column<'a> {
-    /// Parses a column section; `None` when its layout does not fit.
+    /// Parses a column section; `None` when its layout does not fit, or when it is a
+    /// predicted column (which needs its table's other columns: [`Column::parse_in`]).
     pub fn parse(b: &'a [u8]) -> Option<Column<'a>> {
+        Column::parse_in(b, &|_| None)
+    }
+
+    /// Parses a column section whose bases, if it is predicted, `base` finds by column name
+    /// in the same table. `None` when its layout does not fit, or a base is missing, of
+    /// another length, or not a plain integer column.
+    pub fn parse_in(b: &'a [u8], base: &dyn Fn(&str) -> Option<Column<'a>>) -> Option<Column<'a>> {
         let ty = *b.first()?;
         let has_validity = *b.get(1)? != 0;
         let rows = usize::try_from(le_u64(b, 8)?).ok()?;
@@ -480,6 +681,41 @@ impl<'a> Column<'a> {
                 }
             }
             DIGITS => Body::Digits(blocked(rest)?),
+            INT_PREDICTED => {
+                let field = |k: usize| le_u64(rest, k * 8).map(|x| x as i64);
+                let (min, max) = (field(0)?, field(1)?);
+                let coef = Coef::new(field(2)?, field(3)?, field(4)?)?;
+                let la = usize::from(u16::from_le_bytes([*rest.get(40)?, *rest.get(41)?]));
+                let lb = usize::from(u16::from_le_bytes([*rest.get(42)?, *rest.get(43)?]));
+                let names = rest.get(48..48 + la + lb)?;
+                let name_a = std::str::from_utf8(&names[..la]).ok()?;
+                let name_b = std::str::from_utf8(&names[la..]).ok()?;
+                let head = (48 + la + lb).div_ceil(8) * 8;
+                let residual = Blocked::parse(rest.get(head..)?, rows)?.0;
+                let base_of = |name: &str| -> Option<Base<'a>> {
+                    let c = base(name)?;
+                    match c.body {
+                        Body::Int(Ints::Blocked(values)) if c.rows == rows => Some(Base {
+                            validity: c.validity,
+                            values,
+                        }),
+                        _ => None,
+                    }
+                };
+                let b = if name_b.is_empty() {
+                    None
+                } else {
+                    Some(base_of(name_b)?)
+                };
+                Body::Int(Ints::Predicted(Predicted {
+                    residual,
+                    coef,
+                    a: base_of(name_a)?,
+                    b,
+                    min,
+                    max,
+                }))
+            }
             _ => return None,
         };
         Some(Column {
@@ -718,8 +954,73 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), row in 0usize..100) {
-            if let Some(c) = Column::parse(&b) {
+        fn predicted_ints_read_back_their_values(
+            rows in proptest::collection::vec(
+                (proptest::option::of(-1_000_000i64..1_000_000),
+                 proptest::option::of(any::<i64>()),
+                 proptest::option::of(-1_000i64..1_000),
+                 any::<bool>()),
+                0..700),
+            p in -2_000i64..2_000,
+            s in -3i64..3,
+            q in 1i64..1_000,
+            two in any::<bool>(),
+        ) {
+            let coef = Coef::new(p, if two { s } else { 0 }, q).unwrap();
+            let a: Vec<Option<i64>> = rows.iter().map(|r| r.0).collect();
+            let b: Vec<Option<i64>> = rows.iter().map(|r| r.2).collect();
+            // Values near the prediction (or anything at all).
+            let x: Vec<Option<i64>> = rows
+                .iter()
+                .map(|r| {
+                    let guess = coef.at(r.0.unwrap_or(0), if two { r.2.unwrap_or(0) } else { 0 });
+                    r.1.map(|v| if r.3 { guess.wrapping_add(v % 3) } else { v })
+                })
+                .collect();
+            let (mut sa, mut sb) = (Vec::new(), Vec::new());
+            encode(&ColumnValues::Int(a.clone()), &mut sa);
+            encode(&ColumnValues::Int(b.clone()), &mut sb);
+            let mut w = ColumnWriter::predicted(Linear {
+                a: "a".into(),
+                b: two.then(|| "b".into()),
+                coef,
+            });
+            for (i, v) in x.iter().enumerate() {
+                let guess = coef.at(a[i].unwrap_or(0), if two { b[i].unwrap_or(0) } else { 0 });
+                w.push_predicted(*v, guess);
+            }
+            let mut sx = Vec::new();
+            w.finish(&mut sx);
+            prop_assert_eq!(sx.len() % 8, 0);
+            let find = |n: &str| match n {
+                "a" => Column::parse(&sa),
+                "b" => Column::parse(&sb),
+                _ => None,
+            };
+            prop_assert!(Column::parse(&sx).is_none(), "a predicted column needs its bases");
+            let c = Column::parse_in(&sx, &find).unwrap();
+            for (i, v) in x.iter().enumerate() {
+                prop_assert_eq!(c.int(i), *v);
+            }
+            let start = x.len() / 3;
+            let mut out = vec![0; x.len() + 5 - start];
+            let mut present = vec![u64::MAX; out.len().div_ceil(64)];
+            c.decode_raw(start, &mut out, &mut present);
+            for (k, v) in out.iter().enumerate() {
+                prop_assert_eq!(bit(&present, k).then_some(*v), c.raw(start + k));
+            }
+            if let Some((lo, n)) = c.raw_domain() {
+                for v in x.iter().flatten() {
+                    prop_assert!(((*v).wrapping_sub(lo) as u64) < n);
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200), row in 0usize..100, base in proptest::collection::vec(any::<u8>(), 0..200)) {
+            // Arbitrary bytes for a column and for any base it may name.
+            let find = |_: &str| Column::parse(&base);
+            if let Some(c) = Column::parse_in(&b, &find) {
                 let _ = (c.int(row), c.str(row), c.code(row), c.dict(), c.value(row));
                 let (mut raw, mut present) = ([0; 70], [u64::MAX; 2]);
                 c.decode_raw(row, &mut raw, &mut present);

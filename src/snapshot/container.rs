@@ -19,7 +19,7 @@ use crate::mmap::FileBytes;
 pub const MAGIC: &[u8; 8] = b"MSSNAPSH";
 pub const END_MAGIC: &[u8; 8] = b"MSSNAPND";
 /// The version this build writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this build reads.
 pub const OLDEST_SUPPORTED: u32 = 1;
 const HEADER_LEN: usize = 16;

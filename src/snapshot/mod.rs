@@ -18,6 +18,7 @@ pub mod build;
 pub mod column;
 pub mod container;
 pub mod export;
+pub mod predict;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,9 @@ pub struct ColumnInfo {
     pub reference: bool,
     /// Whether an `index/` section holds one entity bitmap per dictionary value.
     pub indexed: bool,
+    /// Whether the values are stored as residuals of a prediction from other columns of the
+    /// table (FORMAT.md, type 7).
+    pub predicted: bool,
 }
 
 /// A table's description.
@@ -144,6 +148,7 @@ impl Snapshot {
                         role: r.clone(),
                         reference: flags.contains('r'),
                         indexed: flags.contains('i'),
+                        predicted: flags.contains('p'),
                     }),
                     _ => Err(c.corrupt(&schema, "a line without four fields")),
                 })
@@ -209,8 +214,11 @@ impl Snapshot {
         &self.tables
     }
 
+    /// A column section; a predicted column finds its bases beside it (`table/T/col/<base>`).
     fn column_section(&self, name: &str) -> Result<Column<'_>, SnapshotError> {
-        Column::parse(self.c.section(name)?)
+        let dir = name.rsplit_once('/').map_or("", |(d, _)| d);
+        let base = |c: &str| self.c.get(&format!("{dir}/{c}")).and_then(Column::parse);
+        Column::parse_in(self.c.section(name)?, &base)
             .ok_or_else(|| self.c.corrupt(name, "column layout does not fit"))
     }
 
