@@ -13,6 +13,8 @@
 //!   (a person's five monthly contribution amounts, repeated month after month);
 //! - runs: a few runs of one value each, stored as each run's value and first row (an
 //!   entity's key on its event rows, changing where the next entity's rows begin);
+//! - runs along a line: the block's majority step taken out, then runs (sequences that
+//!   restart: each entity's months, each enterprise's invoice numbers);
 //!
 //! and keeps the smallest. A run of one value (an entity's key on every one of its event
 //! rows) is a block of width 0: 16 bytes for 256 rows. A column whose values are all equal
