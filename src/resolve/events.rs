@@ -17,8 +17,9 @@ use rayon::prelude::*;
 
 use super::cluster::Linked;
 use super::records::{IdState, NONE, Records, SourceSegment, id_state_of, seg_err};
-use crate::error::ResolveError;
-use crate::ingest::segment::{ColumnSchema, ColumnType, SegmentWriter};
+use crate::codec::Text;
+use crate::error::{ResolveError, SegmentError};
+use crate::ingest::segment::{ColumnSchema, ColumnType, Segment, SegmentWriter};
 use crate::source::config::{Role, TableKind};
 
 /// Attribution of one source.
@@ -46,7 +47,7 @@ pub fn attribute_events(
     })?;
     // Identifier → entity, for valid keys; (department, broken id) → entity.
     let mut by_id = vec![NONE; recs.ids.len()];
-    let mut broken: HashMap<(u16, u32), u32> = HashMap::new();
+    let mut broken_of: HashMap<(u16, u32), u32> = HashMap::new();
     let mut dept_of_source: Vec<u16> = Vec::with_capacity(recs.sources.len());
     let mut depts: Vec<String> = Vec::new();
     for s in &recs.sources {
@@ -61,7 +62,7 @@ pub fn attribute_events(
         match recs.f[r].id_state {
             IdState::Key => by_id[recs.f[r].id as usize] = linked.entity_of[r],
             IdState::BrokenPid | IdState::BrokenUscc | IdState::RegNo => {
-                broken.insert(
+                broken_of.insert(
                     (dept_of_source[recs.f[r].source as usize], recs.f[r].id),
                     linked.entity_of[r],
                 );
@@ -148,37 +149,60 @@ pub fn attribute_events(
 
     jobs.par_iter()
         .map(|(src, source, join)| {
-            let (path, seg) = (&src.path, &src.seg);
-            let n = seg.rows() as usize;
-            let mut entity = vec![NONE; n];
+            // The job maps the segment for itself and unmaps it when done: the pages its
+            // scan touched leave the resident set with it (gigabytes for the invoices).
+            let path = &src.path;
+            let seg = Segment::open(path).map_err(seg_err(path))?;
+            let out = out_dir.join(format!("{source}.seg"));
+            // Each row's entity is written as the scan reaches it, a group at a time.
+            let mut w = EntityWriter::create(&out)?;
             let via = match join {
                 Join::Id { column, dept } => {
                     // Rows whose identifier is not a key join the department's own records
                     // with the same value, as resolution read them.
                     let status = format!("{column}.status");
-                    let mut broken_row = vec![false; n];
-                    if seg.schema().iter().any(|c| c.name == status) {
-                        let subject = src.config.subject;
-                        seg.for_each_str(&status, |r, v| {
-                            broken_row[r] = matches!(
-                                id_state_of(v.unwrap_or("missing"), subject),
-                                IdState::BrokenPid | IdState::BrokenUscc | IdState::RegNo
-                            )
-                        })
+                    let status = seg
+                        .schema()
+                        .iter()
+                        .any(|c| c.name == status)
+                        .then(|| seg.reader(&status))
+                        .transpose()
                         .map_err(seg_err(path))?;
-                    }
+                    let subject = src.config.subject;
+                    let mut bad = None;
                     seg.for_each_str(column, |r, v| {
                         let Some(i) = v.and_then(|v| recs.ids.get(v)) else {
-                            return;
+                            return w.push(NONE);
                         };
-                        entity[r] = if broken_row[r] {
-                            dept.and_then(|d| broken.get(&(d, i)).copied())
+                        let broken = match status.as_ref().map(|s| s.text(r)) {
+                            // Statuses are words: a number is no status.
+                            Some(Ok(t)) => {
+                                let t = match t {
+                                    Some(Text::Str(t)) => t,
+                                    _ => "missing",
+                                };
+                                matches!(
+                                    id_state_of(t, subject),
+                                    IdState::BrokenPid | IdState::BrokenUscc | IdState::RegNo
+                                )
+                            }
+                            Some(Err(e)) => {
+                                bad = bad.take().or(Some(e));
+                                false
+                            }
+                            None => false,
+                        };
+                        w.push(if broken {
+                            dept.and_then(|d| broken_of.get(&(d, i)).copied())
                                 .unwrap_or(NONE)
                         } else {
                             by_id[i as usize]
-                        };
+                        });
                     })
                     .map_err(seg_err(path))?;
+                    if let Some(e) = bad {
+                        return Err(seg_err(path)(e));
+                    }
                     column.clone()
                 }
                 Join::Local {
@@ -186,46 +210,102 @@ pub fn attribute_events(
                     map,
                     target,
                 } => {
-                    seg.for_each_str(column, |r, v| {
-                        if let Some(&e) = v.and_then(|v| map.get(v)) {
-                            entity[r] = e;
-                        }
+                    seg.for_each_str(column, |_, v| {
+                        w.push(v.and_then(|v| map.get(v)).copied().unwrap_or(NONE));
                     })
                     .map_err(seg_err(path))?;
                     format!("{column} → {target}")
                 }
             };
-            let out = out_dir.join(format!("{source}.seg"));
-            let mut w = SegmentWriter::create(
-                &out,
-                vec![ColumnSchema {
-                    name: "entity".into(),
-                    ty: ColumnType::Int,
-                }],
-            )
-            .map_err(seg_err(&out))?;
-            let mut attributed = 0u64;
-            for chunk in entity.chunks(GROUP_ROWS) {
-                let mut cols = w.new_group();
-                for &e in chunk {
-                    attributed += u64::from(e != NONE);
-                    cols[0].push_int((e != NONE).then_some(i64::from(e)));
-                }
-                w.write_group(&cols).map_err(seg_err(&out))?;
-            }
-            w.finish(&[
-                ("source".into(), source.clone()),
-                ("joined_on".into(), via.clone()),
-            ])
-            .map_err(seg_err(&out))?;
+            let n = seg.rows();
+            let attributed = w.finish(
+                n,
+                &[
+                    ("source".into(), source.clone()),
+                    ("joined_on".into(), via.clone()),
+                ],
+            )?;
             Ok(EventReport {
                 source: source.clone(),
-                rows: n as u64,
+                rows: n,
                 attributed,
                 via,
             })
         })
         .collect()
+}
+
+/// The `entity` column of an attribution segment, written a group at a time as rows come.
+struct EntityWriter {
+    path: std::path::PathBuf,
+    w: SegmentWriter,
+    group: Vec<crate::ingest::segment::ColumnData>,
+    in_group: usize,
+    rows: u64,
+    attributed: u64,
+    /// The first write that failed (the scan's callback cannot return it).
+    failed: Option<SegmentError>,
+}
+
+impl EntityWriter {
+    fn create(path: &Path) -> Result<EntityWriter, ResolveError> {
+        let w = SegmentWriter::create(
+            path,
+            vec![ColumnSchema {
+                name: "entity".into(),
+                ty: ColumnType::Int,
+            }],
+        )
+        .map_err(seg_err(path))?;
+        Ok(EntityWriter {
+            path: path.to_path_buf(),
+            group: w.new_group(),
+            w,
+            in_group: 0,
+            rows: 0,
+            attributed: 0,
+            failed: None,
+        })
+    }
+
+    fn push(&mut self, e: u32) {
+        self.attributed += u64::from(e != NONE);
+        self.rows += 1;
+        self.group[0].push_int((e != NONE).then_some(i64::from(e)));
+        self.in_group += 1;
+        if self.in_group == GROUP_ROWS {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.in_group > 0
+            && self.failed.is_none()
+            && let Err(e) = self.w.write_group(&self.group)
+        {
+            self.failed = Some(e);
+        }
+        self.group = self.w.new_group();
+        self.in_group = 0;
+    }
+
+    /// Writes the last group and the segment's trailer; the rows attributed. `rows` is the
+    /// source's row count, which the scan must have reached.
+    fn finish(mut self, rows: u64, meta: &[(String, String)]) -> Result<u64, ResolveError> {
+        self.flush();
+        if let Some(e) = self.failed {
+            return Err(seg_err(&self.path)(e));
+        }
+        if self.rows != rows {
+            return Err(seg_err(&self.path)(SegmentError::Corrupt {
+                path: self.path.clone(),
+                msg: format!("{} entities written for {rows} rows", self.rows),
+            }));
+        }
+        let path = self.path;
+        self.w.finish(meta).map_err(seg_err(&path))?;
+        Ok(self.attributed)
+    }
 }
 
 enum Join {

@@ -241,6 +241,19 @@ mod tests {
         assert!(choose(&names, &[col(a), col(b)]).is_empty());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_prediction_is_the_exact_truncated_quotient(
+            p in proptest::prelude::any::<i32>(),
+            a in -(1i64 << 40)..(1i64 << 40),
+            q in 1i64..(1 << 21),
+        ) {
+            let c = Coef::new(i64::from(p), 0, q).unwrap();
+            let want = (i128::from(p) * i128::from(a) / i128::from(q)) as i64;
+            proptest::prop_assert_eq!(c.at(a, 0), want);
+        }
+    }
+
     #[test]
     fn coefficients_are_exact_at_the_extremes() {
         let c = Coef::new(13, 0, 100).unwrap();
@@ -250,6 +263,15 @@ mod tests {
         let want = (i128::from(i64::MAX) * 7 + i128::from(i64::MAX) * -2) / 3;
         assert_eq!(big.at(7, -2), want as i64);
         assert_eq!(Coef::new(5, -10, 15), Some(Coef { p: 1, s: -2, q: 3 }));
+        // Quotients truncate toward zero, on 128-bit products when 64 bits overflow.
+        for q in [1, 2, 3, 7, 13, 100, 999_983, (1 << 20) - 1, 1 << 20] {
+            let c = Coef::new(1, 0, q).unwrap();
+            for x in [0, 1, q - 1, q, q + 1, i64::MAX, i64::MIN + 1] {
+                for x in [x, -x, x / 3, -(x / 7)] {
+                    assert_eq!(c.at(x, 0), x / c.q, "{x} / {q}");
+                }
+            }
+        }
         assert_eq!(Coef::new(1, 1, 0), None);
     }
 }
