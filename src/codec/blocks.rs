@@ -26,7 +26,7 @@
 
 use rayon::prelude::*;
 
-use super::{Packed, bits_at, bits_for, le_u64, pack, pad8, unpack, word_at};
+use super::{Packed, bits_at, bits_for, gcd, le_u64, pack, pad8, unpack, word_at};
 
 /// Rows per block, as a power of two: 256.
 pub const BLOCK_LOG2: u8 = 8;
@@ -38,13 +38,6 @@ const RUNS: u8 = 8;
 
 fn words(n: usize, width: u32) -> usize {
     (n * width as usize).div_ceil(64)
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
 }
 
 /// One block's chosen encoding.

@@ -23,6 +23,14 @@ pub fn decimal(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
+/// The greatest common divisor (`gcd(0, x) = x`).
+pub fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
 /// The bits needed to hold `max`.
 pub fn bits_for(max: u64) -> u8 {
     (64 - max.leading_zeros()) as u8

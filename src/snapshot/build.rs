@@ -812,10 +812,9 @@ impl Stream<'_> {
         let mut buf = Vec::with_capacity(STREAM_ROWS);
         // Each attributed position's entity, in order.
         let mut entity_at = self.order.entities();
-        // The last value's entity reference and dictionary code: an entity's rows mostly
-        // repeat its own key (an enterprise's USCC on each of its invoices).
+        // The last value's entity reference: an entity's rows mostly repeat its own key (an
+        // enterprise's USCC on each of its invoices).
         let mut last_ref: Option<(Text, Option<i64>)> = None;
-        let mut last_code: Option<(Text, Option<usize>)> = None;
         for chunk in self.order.perm.chunks(STREAM_ROWS) {
             chunk
                 .par_iter()
@@ -823,11 +822,11 @@ impl Stream<'_> {
                 .collect_into_vec(&mut buf);
             for v in buf.drain(..) {
                 let v = v.map_err(serr)?;
-                if !cw.push_text(v) {
+                let Some(code) = cw.push_coded(v) else {
                     return Err(SnapshotError::Input(format!(
                         "{name}.{cname}: the value {v:?} changed between two reads of the segment"
                     )));
-                }
+                };
                 if let Some(rw) = refs.as_mut() {
                     let e = match (v, last_ref) {
                         (Some(t), Some((l, e))) if l == t => e,
@@ -847,22 +846,13 @@ impl Stream<'_> {
                 }
                 // Positions past the attributed rows have no entity.
                 let e = entity_at.next();
-                if dict && let Some(e) = e {
-                    let code = match (v, last_code) {
-                        (Some(t), Some((l, c))) if l == t => c,
-                        _ => {
-                            let c = v.and_then(|v| {
-                                sorted.binary_search_by(|d| Text::Str(d).cmp(&v)).ok()
-                            });
-                            last_code = v.map(|t| (t, c));
-                            c
-                        }
-                    };
-                    if let Some(code) = code
-                        && lists[code].last() != Some(&e)
-                    {
-                        lists[code].push(e);
-                    }
+                // A dictionary column's code is its value's place in `sorted`.
+                if dict
+                    && let Some(e) = e
+                    && let Some(list) = code.and_then(|c| lists.get_mut(c as usize))
+                    && list.last() != Some(&e)
+                {
+                    list.push(e);
                 }
             }
         }

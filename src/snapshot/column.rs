@@ -59,11 +59,7 @@ impl Coef {
             return None;
         }
         let g = [p, s].iter().fold(q.unsigned_abs(), |g, &x| {
-            let (mut a, mut b) = (g, x.unsigned_abs());
-            while b != 0 {
-                (a, b) = (b, a % b);
-            }
-            a
+            crate::codec::gcd(g, x.unsigned_abs())
         }) as i64;
         Some(Coef {
             p: p / g,
@@ -305,6 +301,14 @@ impl<'s> ColumnWriter<'s> {
     /// decimal text); `false` as for [`ColumnWriter::push_str`].
     #[inline]
     pub fn push_text(&mut self, v: Option<Text<'s>>) -> bool {
+        self.push_coded(v).is_some()
+    }
+
+    /// Appends a text row as [`ColumnWriter::push_text`] does, returning the integer stored
+    /// for it (a dictionary column's code; `Some(None)` for a missing row), or `None` (and a
+    /// missing row) when the value does not fit the writer.
+    #[inline]
+    pub fn push_coded(&mut self, v: Option<Text<'s>>) -> Option<Option<i64>> {
         let (code, fits) = match v {
             None => (None, true),
             Some(t) if self.last.is_some_and(|(l, _)| l == t) => (self.last.map(|l| l.1), true),
@@ -332,7 +336,7 @@ impl<'s> ColumnWriter<'s> {
             }
         };
         self.push_int(code);
-        fits
+        fits.then_some(code)
     }
 
     /// Appends the column section.

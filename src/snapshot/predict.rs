@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use crate::codec::bits_for;
+use crate::codec::{bits_for, gcd};
 use crate::snapshot::column::{Coef, Linear};
 
 /// Rows per block of the estimate, as the blocked codec's.
@@ -40,13 +40,6 @@ pub fn cost(v: &[i64]) -> u64 {
             u64::from(bits_for(hi)) * c.len() as u64 + 128
         })
         .sum()
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
 }
 
 /// One candidate rule for a column: its bases (indexes into the sample) and coefficients.
