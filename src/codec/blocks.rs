@@ -26,7 +26,7 @@
 
 use rayon::prelude::*;
 
-use super::{Packed, bits_at, bits_for, gcd, le_u64, pack, pad8, unpack, word_at};
+use super::{Packed, bits_at, bits_for, gcd_of, le_u64, pack, pad8, unpack, word_at};
 
 /// Rows per block, as a power of two: 256.
 pub const BLOCK_LOG2: u8 = 8;
@@ -59,7 +59,7 @@ struct Plan {
 fn frame(v: &[i64]) -> Plan {
     let lo = v.iter().copied().min().unwrap_or(0);
     let r: Vec<u64> = v.iter().map(|&x| x.wrapping_sub(lo) as u64).collect();
-    let g = r.iter().fold(0u64, |g, &x| gcd(g, x));
+    let g = gcd_of(r.iter().copied());
     let (flags, mult, r) = if g > 1 {
         (MULT, g, r.into_iter().map(|x| x / g).collect())
     } else {

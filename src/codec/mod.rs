@@ -23,6 +23,19 @@ pub fn decimal(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
+/// The greatest common divisor of all of `xs` (0 for none or all zero), stopping at the
+/// first prefix whose divisor is 1: most blocks of real values get there within a few.
+pub fn gcd_of(xs: impl IntoIterator<Item = u64>) -> u64 {
+    let mut g = 0;
+    for x in xs {
+        g = gcd(g, x);
+        if g == 1 {
+            break;
+        }
+    }
+    g
+}
+
 /// The greatest common divisor (`gcd(0, x) = x`).
 pub fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
@@ -300,6 +313,19 @@ impl std::fmt::Display for Text<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_divisor_of_many_stops_at_one_and_agrees_with_the_fold() {
+        assert_eq!(gcd_of([]), 0);
+        assert_eq!(gcd_of([0, 0]), 0);
+        assert_eq!(gcd_of([0, 12, 18, 30]), 6);
+        assert_eq!(gcd_of([4, 6, 9, 12]), 1);
+        let xs: Vec<u64> = (1..500).map(|i| i * i * 7).collect();
+        assert_eq!(
+            gcd_of(xs.iter().copied()),
+            xs.iter().fold(0, |g, &x| gcd(g, x))
+        );
+    }
 
     proptest! {
         #[test]

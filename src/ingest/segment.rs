@@ -1014,6 +1014,11 @@ pub struct ColumnReader<'s> {
     starts: Vec<u64>,
     /// Rows per group when every group but the last has the same count.
     uniform: Option<u64>,
+    /// Otherwise (a batch's quarantined rows leave its group short), the group holding row
+    /// `k << coarse_shift` for each `k`: a row's group is found from there in a step or two,
+    /// not by a binary search over every group (a cache miss a probe, per row read).
+    coarse: Vec<u32>,
+    coarse_shift: u32,
     chunks: Vec<GroupChunk<'s>>,
     dict: &'s [String],
 }
@@ -1039,11 +1044,28 @@ impl Segment {
             }
             _ => None,
         };
+        // A power of two no larger than the mean group: a bucket spans about one boundary.
+        let rows = starts.last().copied().unwrap_or(0);
+        let mean = rows / (starts.len() as u64 - 1).max(1);
+        let coarse_shift = mean.max(1).ilog2().min(40);
+        let mut coarse = Vec::new();
+        if uniform.is_none() && rows > 0 {
+            let mut g = 0usize;
+            for k in 0..=((rows - 1) >> coarse_shift) {
+                let row = k << coarse_shift;
+                while starts[g + 1] <= row {
+                    g += 1;
+                }
+                coarse.push(g as u32);
+            }
+        }
         Ok(ColumnReader {
             seg: self,
             name: name.to_string(),
             starts,
             uniform,
+            coarse,
+            coarse_shift,
             chunks,
             dict: self.dicts.get(&col).map_or(&[], Vec::as_slice),
         })
@@ -1064,9 +1086,137 @@ impl<'s> ColumnReader<'s> {
         }
         let g = match self.uniform {
             Some(n) => (row / n) as usize,
-            None => self.starts.partition_point(|&s| s <= row) - 1,
+            None => {
+                let mut g = *self.coarse.get((row >> self.coarse_shift) as usize)? as usize;
+                while *self.starts.get(g + 1)? <= row {
+                    g += 1;
+                }
+                g
+            }
         };
         Some((g, (row - self.starts[g]) as usize))
+    }
+
+    /// Splits `rows` into runs of consecutive rows within one group and calls
+    /// `run(Some((group, first row in the group)), len)` for each (`None` for a row past
+    /// the end). A table whose export is clustered by entity is read almost wholly in runs.
+    fn runs(&self, rows: &[u32], mut run: impl FnMut(Option<(usize, usize)>, usize)) {
+        let mut i = 0;
+        while i < rows.len() {
+            let Some((g, r)) = self.locate(rows[i] as usize) else {
+                run(None, 1);
+                i += 1;
+                continue;
+            };
+            let room = (self.starts[g + 1] - self.starts[g]) as usize - r;
+            let mut len = 1;
+            while len < room && i + len < rows.len() && rows[i + len] == rows[i] + len as u32 {
+                len += 1;
+            }
+            run(Some((g, r)), len);
+            i += len;
+        }
+    }
+
+    /// The int values of `rows`, in the order given, appended to `out` (as [`Self::int`]
+    /// reads each); runs of consecutive rows are decoded a block at a time.
+    pub fn ints_at(&self, rows: &[u32], out: &mut Vec<Option<i64>>) {
+        let mut buf = Vec::new();
+        self.runs(rows, |at, len| {
+            match at.map(|(g, r)| (&self.chunks[g], r)) {
+                Some((GroupChunk::Int { valid, values }, r)) => {
+                    buf.resize(len, 0);
+                    values.decode(r, &mut buf);
+                    out.extend(
+                        buf.iter()
+                            .enumerate()
+                            .map(|(k, &v)| bit(valid, r + k).then_some(v)),
+                    );
+                }
+                _ => out.extend(std::iter::repeat_n(None, len)),
+            }
+        });
+    }
+
+    /// The text values of `rows`, in the order given, appended to `out` (as [`Self::text`]
+    /// reads each); runs of consecutive dictionary codes and numbers are decoded a block at
+    /// a time.
+    pub fn texts_at(
+        &self,
+        rows: &[u32],
+        out: &mut Vec<Option<Text<'s>>>,
+    ) -> Result<(), SegmentError> {
+        let mut buf = Vec::new();
+        let mut bad: Option<SegmentError> = None;
+        self.runs(rows, |at, len| {
+            let Some((g, r)) = at else {
+                out.push(None);
+                return;
+            };
+            match &self.chunks[g] {
+                GroupChunk::Dict { valid, codes } => {
+                    buf.resize(len, 0);
+                    codes.decode(r, &mut buf);
+                    for (k, &c) in buf.iter().enumerate() {
+                        let v = bit(valid, r + k).then(|| {
+                            usize::try_from(c)
+                                .ok()
+                                .and_then(|c| self.dict.get(c))
+                                .map(|s| Text::Str(s.as_str()))
+                        });
+                        match v {
+                            Some(None) => {
+                                bad.get_or_insert_with(|| self.corrupt("code outside dictionary"));
+                                out.push(None);
+                            }
+                            Some(t) => out.push(t),
+                            None => out.push(None),
+                        }
+                    }
+                }
+                GroupChunk::Digits { valid, values } => {
+                    buf.resize(len, 0);
+                    values.decode(r, &mut buf);
+                    out.extend(
+                        buf.iter()
+                            .enumerate()
+                            .map(|(k, &v)| bit(valid, r + k).then_some(Text::Digits(v as u64))),
+                    );
+                }
+                GroupChunk::Int { .. } => {
+                    bad.get_or_insert_with(|| self.corrupt("not a text column"));
+                    out.extend(std::iter::repeat_n(None, len));
+                }
+                GroupChunk::Bytes { .. } => {
+                    let first = self.starts[g] as usize + r;
+                    for row in first..first + len {
+                        match self.text(row) {
+                            Ok(t) => out.push(t),
+                            Err(e) => {
+                                bad.get_or_insert(e);
+                                out.push(None);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        bad.map_or(Ok(()), Err)
+    }
+
+    /// Whether every group stores the column as decimal numbers (or has no values): all its
+    /// text is decimal digits without a leading zero, known without reading a row.
+    pub fn all_digits(&self) -> bool {
+        self.chunks.iter().all(|c| match c {
+            GroupChunk::Digits { values, .. } => {
+                let (lo, hi) = values.range();
+                values.is_empty() || (lo >= 0 && hi < 1_000_000_000_000_000_000)
+            }
+            GroupChunk::Bytes { valid, .. } | GroupChunk::Dict { valid, .. } => {
+                valid.iter().all(|&b| b == 0)
+            }
+            GroupChunk::Int { .. } => false,
+        })
     }
 
     /// An int column's value at `row` (`None` where missing, past the end, or not an int
@@ -1207,6 +1357,53 @@ mod tests {
             }
             assert_eq!(reader.text(strings.len()).unwrap(), None);
         }
+
+        // The batch readers agree with the row reader for rows in runs across group
+        // boundaries, backwards, repeated, and past the end.
+        let rows = ints.len() as u32;
+        let orders: Vec<Vec<u32>> = vec![
+            (0..rows).collect(),
+            (0..rows).rev().collect(),
+            (0..rows).map(|r| (r * 37) % rows).collect(),
+            [
+                95,
+                96,
+                97,
+                98,
+                99,
+                100,
+                101,
+                163,
+                164,
+                165,
+                5,
+                5,
+                5,
+                rows,
+                rows + 9,
+                0,
+            ]
+            .into(),
+            (90..rows + 3).step_by(2).chain(90..rows + 3).collect(),
+        ];
+        for order in &orders {
+            let mut got = vec![Some(-1)];
+            n.ints_at(order, &mut got);
+            let want: Vec<_> = order.iter().map(|&r| n.int(r as usize)).collect();
+            assert_eq!(got[0], Some(-1), "ints_at appends");
+            assert_eq!(&got[1..], want, "ints_at {order:?}");
+            for col in ["s", "d"] {
+                let reader = seg.reader(col).unwrap();
+                let mut got = Vec::new();
+                reader.texts_at(order, &mut got).unwrap();
+                let want: Vec<_> = order
+                    .iter()
+                    .map(|&r| reader.text(r as usize).unwrap())
+                    .collect();
+                assert_eq!(got, want, "{col} texts_at {order:?}");
+            }
+        }
+        assert!(!seg.reader("s").unwrap().all_digits());
     }
 
     #[test]
@@ -1250,7 +1447,29 @@ mod tests {
             .collect();
         assert_eq!(modes, ["digits", "text", "digits"]);
         let reader = seg.reader("no").unwrap();
+        assert!(!reader.all_digits(), "group 1 is text");
+        let all: Vec<u32> = (0..want.len() as u32).collect();
+        let mut batch = Vec::new();
+        reader.texts_at(&all, &mut batch).unwrap();
+        let batch: Vec<_> = batch.iter().map(|t| t.map(|t| t.to_string())).collect();
+        assert_eq!(batch, want);
         assert_eq!(reader.text(1).unwrap(), Some(Text::Digits(2)));
+        // Without the text group, every value is known decimal without a read.
+        let numbers = dir.path().join("n.seg");
+        let mut w = SegmentWriter::create(&numbers, seg.schema().to_vec()).unwrap();
+        for rows in [&groups[0], &groups[2]] {
+            let mut cols = w.new_group();
+            rows.iter().for_each(|v| cols[0].push_str(*v));
+            w.write_group(&cols).unwrap();
+        }
+        w.finish(&[]).unwrap();
+        assert!(
+            Segment::open(&numbers)
+                .unwrap()
+                .reader("no")
+                .unwrap()
+                .all_digits()
+        );
         for (r, v) in want.iter().enumerate() {
             assert_eq!(
                 reader.text(r).unwrap().map(|t| t.to_string()),
@@ -1282,6 +1501,11 @@ mod tests {
                     for row in [0, 1, 64, 299, 300, 599, 600] {
                         let _ = (r.int(row), r.text(row));
                     }
+                    let rows: Vec<u32> = (250..620).collect();
+                    let (mut ints, mut texts) = (Vec::new(), Vec::new());
+                    r.ints_at(&rows, &mut ints);
+                    let _ = r.texts_at(&rows, &mut texts);
+                    let _ = r.all_digits();
                 }
             }
         }

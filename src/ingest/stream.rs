@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
@@ -10,19 +11,28 @@ use super::{IngestOptions, IngestReport, ingest_reader};
 use crate::error::{GenerateError, IngestError};
 use crate::source::city::{CityParams, CityStream};
 
+/// Chunk buffers read and handed back for the generator to write into again.
+const SPARE_BUFFERS: usize = 16;
+
 /// A `Read` over CSV chunks arriving from the generator thread.
-struct ChunkReader {
+struct ChunkReader<'a> {
     rx: Receiver<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
+    /// Where read buffers go back to the generator.
+    spare: &'a Mutex<Vec<Vec<u8>>>,
 }
 
-impl Read for ChunkReader {
+impl Read for ChunkReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.cur.len() {
             match self.rx.recv() {
                 Ok(next) => {
-                    self.cur = next;
+                    let done = std::mem::replace(&mut self.cur, next);
+                    let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+                    if spare.len() < SPARE_BUFFERS {
+                        spare.push(done);
+                    }
                     self.pos = 0;
                 }
                 Err(_) => return Ok(0),
@@ -52,6 +62,8 @@ pub fn ingest_city(
         let config = table.config(params.as_of);
         let name = format!("(generated) {}", table.source);
         let (tx, rx) = sync_channel::<Vec<u8>>(8);
+        let spare = Mutex::new(Vec::new());
+        let take_spare = || spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let result = std::thread::scope(|scope| {
             let producer = scope.spawn(|| -> Result<u64, GenerateError> {
                 let header = format!("{}\n", table.header()).into_bytes();
@@ -59,12 +71,16 @@ pub fn ingest_city(
                 if tx.send(header).is_err() {
                     return Ok(bytes);
                 }
-                stream.for_each_chunk(table, |chunk| -> Result<(), GenerateError> {
-                    bytes += chunk.csv.len() as u64;
-                    // A closed channel means the consumer stopped on an error it reports.
-                    let _ = tx.send(chunk.csv);
-                    Ok(())
-                })?;
+                stream.for_each_chunk_reusing(
+                    table,
+                    &take_spare,
+                    |chunk| -> Result<(), GenerateError> {
+                        bytes += chunk.csv.len() as u64;
+                        // A closed channel means the consumer stopped on an error it reports.
+                        let _ = tx.send(chunk.csv);
+                        Ok(())
+                    },
+                )?;
                 drop(tx);
                 Ok(bytes)
             });
@@ -72,6 +88,7 @@ pub fn ingest_city(
                 rx,
                 cur: Vec::new(),
                 pos: 0,
+                spare: &spare,
             };
             let summary = ingest_reader(&config, Path::new(&name), reader, 0, out, opts, None);
             let bytes = producer.join().unwrap_or(Ok(0));

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{Xxh3DefaultBuilder, xxh3_64};
 
 use super::column::{ColumnValues, ColumnWriter, Linear, Text, decimal, encode, encode_flat};
 use super::container::ContainerWriter;
@@ -100,7 +100,11 @@ struct Entities {
     keys: Vec<String>,
     kinds: Vec<u8>,
     identified: Vec<bool>,
-    by_key: HashMap<String, u32>,
+    by_key: HashMap<String, u32, Xxh3DefaultBuilder>,
+    /// Bit `n` set when some key is `n` bytes long (`n` < 64): a value of any other length
+    /// is no entity's key without a lookup (an invoice number is not; a billion of them are
+    /// looked at).
+    key_lengths: u64,
 }
 
 impl Entities {
@@ -109,12 +113,28 @@ impl Entities {
             keys: Vec::new(),
             kinds: Vec::new(),
             identified: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
+            key_lengths: 0,
         }
+    }
+
+    /// The entity whose stable key is `text`.
+    fn by_text(&self, text: Text<'_>) -> Option<u32> {
+        let len = match text {
+            Text::Str(s) => s.len(),
+            Text::Digits(n) => n.checked_ilog10().map_or(1, |d| d as usize + 1),
+        };
+        if len >= 64 || self.key_lengths >> len & 1 == 0 {
+            return None;
+        }
+        let mut digits = [0u8; 20];
+        let key = std::str::from_utf8(text.bytes(&mut digits)).ok()?;
+        self.by_key.get(key).copied()
     }
 
     fn push(&mut self, key: &str, kind: u8, identified: bool) {
         self.by_key.insert(key.to_string(), self.keys.len() as u32);
+        self.key_lengths |= 1u64.checked_shl(key.len() as u32).unwrap_or(0);
         self.keys.push(key.to_string());
         self.kinds.push(kind);
         self.identified.push(identified);
@@ -630,16 +650,32 @@ fn write_table(
         order: &order,
         predicted: &predicted,
     };
-    for col in seg.schema().iter().filter(|c| kept(&c.name)) {
-        let role = role_of(&col.name);
-        let flags = stream.write(w, &col.name, col.ty, role, entities, &serr)?;
-        schema += &format!(
-            "{}\t{}\t{}\t{flags}\n",
-            col.name,
-            col.ty.as_str(),
-            role.map_or_else(|| "derived".to_string(), Role::name)
-        );
-    }
+    let cols: Vec<_> = seg.schema().iter().filter(|c| kept(&c.name)).collect();
+    in_order(
+        cols.len(),
+        rayon::current_num_threads(),
+        COLUMNS_IN_FLIGHT,
+        |i| {
+            stream.encode(
+                &cols[i].name,
+                cols[i].ty,
+                role_of(&cols[i].name),
+                entities,
+                &serr,
+            )
+        },
+        |i, enc| {
+            let flags = enc.write(w)?;
+            let col = cols[i];
+            schema += &format!(
+                "{}\t{}\t{}\t{flags}\n",
+                col.name,
+                col.ty.as_str(),
+                role_of(&col.name).map_or_else(|| "derived".to_string(), Role::name)
+            );
+            Ok(())
+        },
+    )?;
     w.section(&format!("table/{name}/schema"), schema.as_bytes())?;
     Ok(Written {
         rows: n,
@@ -686,21 +722,124 @@ fn predictions(seg: &Segment) -> Result<HashMap<String, Linear>, crate::error::S
         .collect())
 }
 
-/// Writes a column's section from its writer, its blocks straight from where the writer built
-/// them (a column of a billion rows is not held twice).
-fn column_section(
-    w: &mut ContainerWriter,
-    name: &str,
-    cw: ColumnWriter<'_>,
-) -> Result<(), SnapshotError> {
+/// A column's section from its writer: its head, then its blocks from where the writer built
+/// them (a column of a billion rows is not held twice), then the padding to a word.
+fn column_section(name: String, cw: ColumnWriter<'_>) -> Section {
     let mut head = Vec::new();
     let blocks = cw.finish_split(&mut head);
-    w.begin(name)?;
-    w.write(&head)?;
-    w.write(&blocks)?;
     let pad = (8 - (head.len() + blocks.len()) % 8) % 8;
-    w.write(&[0u8; 8][..pad])?;
-    w.end()
+    Section {
+        name,
+        parts: vec![head, blocks, vec![0u8; pad]],
+    }
+}
+
+/// A section encoded, not yet written: its name and its bytes in parts.
+struct Section {
+    name: String,
+    parts: Vec<Vec<u8>>,
+}
+
+/// A column's sections (the column, and its `ref/` and `index/` when it has them) and its
+/// schema flags.
+struct Encoded {
+    sections: Vec<Section>,
+    flags: String,
+}
+
+impl Encoded {
+    fn write(self, w: &mut ContainerWriter) -> Result<String, SnapshotError> {
+        for s in self.sections {
+            w.begin(&s.name)?;
+            for p in &s.parts {
+                w.write(p)?;
+            }
+            w.end()?;
+        }
+        Ok(self.flags)
+    }
+}
+
+/// Columns encoded at once: the two cores each encode one while the gathers of both share
+/// the pool. Each column in flight holds its encoding (at the city's size, up to a few
+/// hundred MB), so this is also the bound on the stage's extra memory.
+const COLUMNS_IN_FLIGHT: usize = 3;
+
+/// Runs `produce(i)` for `i in 0..n` on `workers` threads and hands the results to `consume`
+/// in order of `i`, as soon as each is next: the output is the same as a sequential run's.
+/// At most `ahead` items are being produced or waiting to be consumed at once. The first
+/// error stops the workers from taking more items and is returned.
+fn in_order<T: Send, E: Send>(
+    n: usize,
+    workers: usize,
+    ahead: usize,
+    produce: impl Fn(usize) -> Result<T, E> + Sync,
+    mut consume: impl FnMut(usize, T) -> Result<(), E>,
+) -> Result<(), E> {
+    use std::collections::BTreeMap;
+    use std::sync::{Condvar, Mutex, mpsc};
+
+    /// The next item to take, how many have been consumed, and whether to stop.
+    struct Progress {
+        next: usize,
+        consumed: usize,
+        stop: bool,
+    }
+    let progress = Mutex::new(Progress {
+        next: 0,
+        consumed: 0,
+        stop: false,
+    });
+    let turn = Condvar::new();
+    let ahead = ahead.max(1);
+    // A worker panicking would poison the lock; the scope re-raises its panic anyway.
+    let lock = || progress.lock().unwrap_or_else(|p| p.into_inner());
+    let (tx, rx) = mpsc::channel::<(usize, Result<T, E>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, n.max(1)) {
+            let tx = tx.clone();
+            let (produce, turn, lock) = (&produce, &turn, &lock);
+            scope.spawn(move || {
+                loop {
+                    let i = {
+                        let mut p = lock();
+                        while !p.stop && p.next < n && p.next >= p.consumed + ahead {
+                            p = turn.wait(p).unwrap_or_else(|p| p.into_inner());
+                        }
+                        if p.stop || p.next >= n {
+                            return;
+                        }
+                        p.next += 1;
+                        p.next - 1
+                    };
+                    if tx.send((i, produce(i))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = BTreeMap::new();
+        let mut result = Ok(());
+        for (i, r) in &rx {
+            if result.is_err() {
+                continue;
+            }
+            waiting.insert(i, r);
+            let mut p = lock();
+            while let Some(r) = waiting.remove(&p.consumed) {
+                // Consuming is writing, quick beside producing: done under the lock.
+                if let Err(e) = r.and_then(|t| consume(p.consumed, t)) {
+                    result = Err(e);
+                    p.stop = true;
+                    break;
+                }
+                p.consumed += 1;
+            }
+            turn.notify_all();
+        }
+        result
+    })
 }
 
 /// Rows streamed from a segment into snapshot columns, in entity order.
@@ -717,20 +856,19 @@ struct Stream<'a> {
 const STREAM_ROWS: usize = 1 << 16;
 
 impl Stream<'_> {
-    /// Writes column `cname`'s section, and its `ref/` and `index/` sections when it has
-    /// them; returns its schema flags.
-    fn write(
+    /// Encodes column `cname`'s section, and its `ref/` and `index/` sections when it has
+    /// them, with its schema flags.
+    fn encode(
         &self,
-        w: &mut ContainerWriter,
         cname: &str,
         ty: ColumnType,
         role: Option<Role>,
         entities: &Entities,
         serr: &dyn Fn(crate::error::SegmentError) -> SnapshotError,
-    ) -> Result<String, SnapshotError> {
+    ) -> Result<Encoded, SnapshotError> {
         let name = self.table;
+        let col_name = format!("table/{name}/col/{cname}");
         let reader = self.seg.reader(cname).map_err(serr)?;
-        let mut values = Vec::new();
         let mut flags = String::from("-");
         if let Some(l) = self.predicted.get(cname) {
             // Each row's value and the prediction from its base values, which the reader
@@ -743,60 +881,67 @@ impl Stream<'_> {
                     .map_err(serr)?;
             let coef = l.coef;
             let mut cw = ColumnWriter::predicted(l.clone());
-            let mut buf = Vec::with_capacity(STREAM_ROWS);
+            let (mut v, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
             for chunk in self.order.perm.chunks(STREAM_ROWS) {
-                chunk
-                    .par_iter()
-                    .map(|&r| {
-                        let r = r as usize;
-                        let b = rb.as_ref().map_or(0, |rb| rb.int(r).unwrap_or(0));
-                        (reader.int(r), coef.at(ra.int(r).unwrap_or(0), b))
-                    })
-                    .collect_into_vec(&mut buf);
-                buf.iter()
-                    .for_each(|&(v, guess)| cw.push_predicted(v, guess));
+                v.clear();
+                a.clear();
+                b.clear();
+                reader.ints_at(chunk, &mut v);
+                ra.ints_at(chunk, &mut a);
+                match &rb {
+                    Some(rb) => rb.ints_at(chunk, &mut b),
+                    None => b.resize(chunk.len(), None),
+                }
+                for ((&v, &a), &b) in v.iter().zip(&a).zip(&b) {
+                    cw.push_predicted(v, coef.at(a.unwrap_or(0), b.unwrap_or(0)));
+                }
             }
-            column_section(w, &format!("table/{name}/col/{cname}"), cw)?;
             flags.push('p');
-            return Ok(flags);
+            return Ok(Encoded {
+                sections: vec![column_section(col_name, cw)],
+                flags,
+            });
         }
         if ty == ColumnType::Int {
             let mut cw = ColumnWriter::int();
             let mut buf = Vec::with_capacity(STREAM_ROWS);
             for chunk in self.order.perm.chunks(STREAM_ROWS) {
-                chunk
-                    .par_iter()
-                    .map(|&r| reader.int(r as usize))
-                    .collect_into_vec(&mut buf);
+                buf.clear();
+                reader.ints_at(chunk, &mut buf);
                 buf.iter().for_each(|&v| cw.push_int(v));
             }
-            column_section(w, &format!("table/{name}/col/{cname}"), cw)?;
-            return Ok(flags);
+            return Ok(Encoded {
+                sections: vec![column_section(col_name, cw)],
+                flags,
+            });
         }
 
         // A first pass in row order: a dictionary column's values, or whether free text is
         // all decimal numbers.
         let dict = ty == ColumnType::Dict;
         let mut distinct: HashSet<String> = HashSet::new();
+        // Text the segment stores as numbers is decimal without a look.
         let mut numbers = true;
         let mut last = String::new();
-        self.seg
-            .for_each_str(cname, |_, v| {
-                if let Some(v) = v {
-                    if dict {
-                        if v != last && !distinct.contains(v) {
-                            distinct.insert(v.to_string());
+        if dict || !reader.all_digits() {
+            self.seg
+                .for_each_str(cname, |_, v| {
+                    if let Some(v) = v {
+                        if dict {
+                            if v != last && !distinct.contains(v) {
+                                distinct.insert(v.to_string());
+                            }
+                            if v != last {
+                                last.clear();
+                                last.push_str(v);
+                            }
+                        } else if numbers && decimal(v).is_none() {
+                            numbers = false;
                         }
-                        if v != last {
-                            last.clear();
-                            last.push_str(v);
-                        }
-                    } else if numbers && decimal(v).is_none() {
-                        numbers = false;
                     }
-                }
-            })
-            .map_err(serr)?;
+                })
+                .map_err(serr)?;
+        }
         let mut sorted: Vec<&str> = distinct.iter().map(String::as_str).collect();
         sorted.sort_unstable();
         let mut cw = if dict {
@@ -816,12 +961,9 @@ impl Stream<'_> {
         // enterprise's USCC on each of its invoices).
         let mut last_ref: Option<(Text, Option<i64>)> = None;
         for chunk in self.order.perm.chunks(STREAM_ROWS) {
-            chunk
-                .par_iter()
-                .map(|&r| reader.text(r as usize))
-                .collect_into_vec(&mut buf);
-            for v in buf.drain(..) {
-                let v = v.map_err(serr)?;
+            buf.clear();
+            reader.texts_at(chunk, &mut buf).map_err(serr)?;
+            for &v in &buf {
                 let Some(code) = cw.push_coded(v) else {
                     return Err(SnapshotError::Input(format!(
                         "{name}.{cname}: the value {v:?} changed between two reads of the segment"
@@ -831,12 +973,7 @@ impl Stream<'_> {
                     let e = match (v, last_ref) {
                         (Some(t), Some((l, e))) if l == t => e,
                         _ => {
-                            let mut digits = [0u8; 20];
-                            let e = v
-                                .as_ref()
-                                .and_then(|t| std::str::from_utf8(t.bytes(&mut digits)).ok())
-                                .and_then(|s| entities.by_key.get(s))
-                                .map(|&e| i64::from(e));
+                            let e = v.and_then(|t| entities.by_text(t)).map(i64::from);
                             last_ref = v.map(|t| (t, e));
                             e
                         }
@@ -856,23 +993,26 @@ impl Stream<'_> {
                 }
             }
         }
-        column_section(w, &format!("table/{name}/col/{cname}"), cw)?;
+        let mut sections = vec![column_section(col_name, cw)];
         if let Some(rw) = refs
             && any_ref
         {
-            values.clear();
+            let mut values = Vec::new();
             rw.finish(&mut values);
-            w.section(&format!("table/{name}/ref/{cname}"), &values)?;
+            sections.push(Section {
+                name: format!("table/{name}/ref/{cname}"),
+                parts: vec![values],
+            });
             flags.push('r');
         }
         if dict {
-            w.section(
-                &format!("table/{name}/index/{cname}"),
-                &index_section(lists),
-            )?;
+            sections.push(Section {
+                name: format!("table/{name}/index/{cname}"),
+                parts: vec![index_section(lists)],
+            });
             flags.push('i');
         }
-        Ok(flags)
+        Ok(Encoded { sections, flags })
     }
 }
 

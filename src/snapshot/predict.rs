@@ -14,7 +14,7 @@
 
 use std::collections::HashSet;
 
-use crate::codec::{bits_for, gcd};
+use crate::codec::{bits_for, gcd_of};
 use crate::snapshot::column::{Coef, Linear};
 
 /// Rows per block of the estimate, as the blocked codec's.
@@ -28,10 +28,7 @@ pub fn cost(v: &[i64]) -> u64 {
     v.chunks(BLOCK)
         .map(|c| {
             let lo = c.iter().copied().min().unwrap_or(0);
-            let g = c
-                .iter()
-                .fold(0u64, |g, &x| gcd(g, x.wrapping_sub(lo) as u64))
-                .max(1);
+            let g = gcd_of(c.iter().map(|&x| x.wrapping_sub(lo) as u64)).max(1);
             let hi = c
                 .iter()
                 .map(|&x| x.wrapping_sub(lo) as u64 / g)
