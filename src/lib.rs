@@ -23,7 +23,8 @@
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
 //!   shared by every stage; [`codec`]: the blocked integers and bit packing that ingest's
 //!   segments and the snapshot both store.
-//! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place.
+//! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place;
+//!   [`parallel`]: work over threads with results used in order.
 //!
 //! Each stage imports only from the stages before it.
 
@@ -35,6 +36,7 @@ pub mod error;
 pub mod ids;
 pub mod ingest;
 pub mod mmap;
+pub mod parallel;
 pub mod pipeline;
 pub mod policy;
 pub mod profile;

@@ -31,6 +31,7 @@ use super::{FILE_NAME, KINDS, Snapshot, kind_code};
 use crate::date::Date;
 use crate::error::SnapshotError;
 use crate::ingest::segment::{ColumnType, Segment};
+use crate::parallel::in_order;
 use crate::resolve::eval::split_csv;
 use crate::resolve::records::{NONE, SourceSegment, seg_err, segments_dir};
 use crate::source::config::{Role, TableKind};
@@ -764,83 +765,6 @@ impl Encoded {
 /// the pool. Each column in flight holds its encoding (at the city's size, up to a few
 /// hundred MB), so this is also the bound on the stage's extra memory.
 const COLUMNS_IN_FLIGHT: usize = 3;
-
-/// Runs `produce(i)` for `i in 0..n` on `workers` threads and hands the results to `consume`
-/// in order of `i`, as soon as each is next: the output is the same as a sequential run's.
-/// At most `ahead` items are being produced or waiting to be consumed at once. The first
-/// error stops the workers from taking more items and is returned.
-fn in_order<T: Send, E: Send>(
-    n: usize,
-    workers: usize,
-    ahead: usize,
-    produce: impl Fn(usize) -> Result<T, E> + Sync,
-    mut consume: impl FnMut(usize, T) -> Result<(), E>,
-) -> Result<(), E> {
-    use std::collections::BTreeMap;
-    use std::sync::{Condvar, Mutex, mpsc};
-
-    /// The next item to take, how many have been consumed, and whether to stop.
-    struct Progress {
-        next: usize,
-        consumed: usize,
-        stop: bool,
-    }
-    let progress = Mutex::new(Progress {
-        next: 0,
-        consumed: 0,
-        stop: false,
-    });
-    let turn = Condvar::new();
-    let ahead = ahead.max(1);
-    // A worker panicking would poison the lock; the scope re-raises its panic anyway.
-    let lock = || progress.lock().unwrap_or_else(|p| p.into_inner());
-    let (tx, rx) = mpsc::channel::<(usize, Result<T, E>)>();
-    std::thread::scope(|scope| {
-        for _ in 0..workers.clamp(1, n.max(1)) {
-            let tx = tx.clone();
-            let (produce, turn, lock) = (&produce, &turn, &lock);
-            scope.spawn(move || {
-                loop {
-                    let i = {
-                        let mut p = lock();
-                        while !p.stop && p.next < n && p.next >= p.consumed + ahead {
-                            p = turn.wait(p).unwrap_or_else(|p| p.into_inner());
-                        }
-                        if p.stop || p.next >= n {
-                            return;
-                        }
-                        p.next += 1;
-                        p.next - 1
-                    };
-                    if tx.send((i, produce(i))).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        let mut waiting = BTreeMap::new();
-        let mut result = Ok(());
-        for (i, r) in &rx {
-            if result.is_err() {
-                continue;
-            }
-            waiting.insert(i, r);
-            let mut p = lock();
-            while let Some(r) = waiting.remove(&p.consumed) {
-                // Consuming is writing, quick beside producing: done under the lock.
-                if let Err(e) = r.and_then(|t| consume(p.consumed, t)) {
-                    result = Err(e);
-                    p.stop = true;
-                    break;
-                }
-                p.consumed += 1;
-            }
-            turn.notify_all();
-        }
-        result
-    })
-}
 
 /// Rows streamed from a segment into snapshot columns, in entity order.
 struct Stream<'a> {
