@@ -37,6 +37,12 @@ pub fn in_order<T: Send, E: Send>(
             let tx = tx.clone();
             let (produce, turn, lock) = (&produce, &turn, &lock);
             scope.spawn(move || {
+                // A panic in `produce` stops the others (the scope then re-raises it) rather
+                // than leaving them waiting for an item that will never be consumed.
+                let _stop = StopOnPanic(|| {
+                    lock().stop = true;
+                    turn.notify_all();
+                });
                 loop {
                     let i = {
                         let mut p = lock();
@@ -77,6 +83,17 @@ pub fn in_order<T: Send, E: Send>(
         }
         result
     })
+}
+
+/// Runs its closure when dropped during a panic.
+struct StopOnPanic<F: Fn()>(F);
+
+impl<F: Fn()> Drop for StopOnPanic<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            (self.0)();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -134,5 +151,19 @@ mod tests {
             in_order(0, 2, 2, |_| Ok::<_, ()>(()), |_, _| Ok(())),
             Ok(())
         );
+        // A panicking item is re-raised, not a hang of the workers waiting behind it.
+        let panicked = std::panic::catch_unwind(|| {
+            in_order(
+                100,
+                2,
+                2,
+                |i| {
+                    assert!(i != 3, "item 3");
+                    Ok::<_, ()>(i)
+                },
+                |_, _| Ok(()),
+            )
+        });
+        assert!(panicked.is_err());
     }
 }
