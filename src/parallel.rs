@@ -63,23 +63,28 @@ pub fn in_order<T: Send, E: Send>(
         }
         drop(tx);
         let mut waiting = BTreeMap::new();
+        let mut next = 0;
         let mut result = Ok(());
         for (i, r) in &rx {
             if result.is_err() {
                 continue;
             }
             waiting.insert(i, r);
-            let mut p = lock();
-            while let Some(r) = waiting.remove(&p.consumed) {
-                // Consuming is writing, quick beside producing: done under the lock.
-                if let Err(e) = r.and_then(|t| consume(p.consumed, t)) {
+            // Consumed outside the lock: workers keep taking items meanwhile.
+            while let Some(r) = waiting.remove(&next) {
+                let done = r.and_then(|t| consume(next, t));
+                next += 1;
+                let mut p = lock();
+                p.consumed = next;
+                if let Err(e) = done {
                     result = Err(e);
                     p.stop = true;
+                }
+                turn.notify_all();
+                if result.is_err() {
                     break;
                 }
-                p.consumed += 1;
             }
-            turn.notify_all();
         }
         result
     })

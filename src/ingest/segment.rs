@@ -1012,11 +1012,10 @@ pub struct ColumnReader<'s> {
     name: String,
     /// First row of each group, then the row count.
     starts: Vec<u64>,
-    /// Rows per group when every group but the last has the same count.
-    uniform: Option<u64>,
-    /// Otherwise (a batch's quarantined rows leave its group short), the group holding row
-    /// `k << coarse_shift` for each `k`: a row's group is found from there in a step or two,
-    /// not by a binary search over every group (a cache miss a probe, per row read).
+    /// The group holding row `k << coarse_shift` for each `k`: a row's group is found from
+    /// there in a step or two, whether or not the groups are even (a batch's quarantined
+    /// rows leave its group short), not by a binary search over every group (a cache miss a
+    /// probe, per row read).
     coarse: Vec<u32>,
     coarse_shift: u32,
     chunks: Vec<GroupChunk<'s>>,
@@ -1037,19 +1036,13 @@ impl Segment {
             &[ColumnType::Int, ColumnType::Bytes, ColumnType::Dict],
         )?;
         let (chunks, starts) = self.chunks(col)?;
-        let sizes: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-        let uniform = match sizes.split_last() {
-            Some((_, init)) if init.iter().all(|&s| s == sizes[0]) && sizes[0] > 0 => {
-                Some(sizes[0])
-            }
-            _ => None,
-        };
-        // A power of two no larger than the mean group: a bucket spans about one boundary.
+        // The group holding row `k << coarse_shift`, for each `k`, with a power of two no
+        // larger than the mean group: a bucket spans about one group boundary.
         let rows = starts.last().copied().unwrap_or(0);
         let mean = rows / (starts.len() as u64 - 1).max(1);
         let coarse_shift = mean.max(1).ilog2().min(40);
         let mut coarse = Vec::new();
-        if uniform.is_none() && rows > 0 {
+        if rows > 0 {
             let mut g = 0usize;
             for k in 0..=((rows - 1) >> coarse_shift) {
                 let row = k << coarse_shift;
@@ -1063,7 +1056,6 @@ impl Segment {
             seg: self,
             name: name.to_string(),
             starts,
-            uniform,
             coarse,
             coarse_shift,
             chunks,
@@ -1084,16 +1076,10 @@ impl<'s> ColumnReader<'s> {
         if row >= *self.starts.last()? {
             return None;
         }
-        let g = match self.uniform {
-            Some(n) => (row / n) as usize,
-            None => {
-                let mut g = *self.coarse.get((row >> self.coarse_shift) as usize)? as usize;
-                while *self.starts.get(g + 1)? <= row {
-                    g += 1;
-                }
-                g
-            }
-        };
+        let mut g = *self.coarse.get((row >> self.coarse_shift) as usize)? as usize;
+        while *self.starts.get(g + 1)? <= row {
+            g += 1;
+        }
         Some((g, (row - self.starts[g]) as usize))
     }
 
@@ -1158,20 +1144,15 @@ impl<'s> ColumnReader<'s> {
                     buf.resize(len, 0);
                     codes.decode(r, &mut buf);
                     for (k, &c) in buf.iter().enumerate() {
-                        let v = bit(valid, r + k).then(|| {
-                            usize::try_from(c)
-                                .ok()
-                                .and_then(|c| self.dict.get(c))
-                                .map(|s| Text::Str(s.as_str()))
-                        });
-                        match v {
-                            Some(None) => {
-                                bad.get_or_insert_with(|| self.corrupt("code outside dictionary"));
-                                out.push(None);
-                            }
-                            Some(t) => out.push(t),
-                            None => out.push(None),
+                        if !bit(valid, r + k) {
+                            out.push(None);
+                            continue;
                         }
+                        let s = usize::try_from(c).ok().and_then(|c| self.dict.get(c));
+                        if s.is_none() {
+                            bad.get_or_insert_with(|| self.corrupt("code outside dictionary"));
+                        }
+                        out.push(s.map(|s| Text::Str(s.as_str())));
                     }
                 }
                 GroupChunk::Digits { valid, values } => {

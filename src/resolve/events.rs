@@ -187,7 +187,7 @@ pub fn attribute_events(
                                 )
                             }
                             Some(Err(e)) => {
-                                bad = bad.take().or(Some(e));
+                                bad.get_or_insert(e);
                                 false
                             }
                             None => false,
@@ -240,7 +240,6 @@ struct EntityWriter {
     path: std::path::PathBuf,
     w: SegmentWriter,
     group: Vec<crate::ingest::segment::ColumnData>,
-    in_group: usize,
     rows: u64,
     attributed: u64,
     /// The first write that failed (the scan's callback cannot return it).
@@ -261,7 +260,6 @@ impl EntityWriter {
             path: path.to_path_buf(),
             group: w.new_group(),
             w,
-            in_group: 0,
             rows: 0,
             attributed: 0,
             failed: None,
@@ -272,21 +270,19 @@ impl EntityWriter {
         self.attributed += u64::from(e != NONE);
         self.rows += 1;
         self.group[0].push_int((e != NONE).then_some(i64::from(e)));
-        self.in_group += 1;
-        if self.in_group == GROUP_ROWS {
+        if self.group[0].rows() == GROUP_ROWS {
             self.flush();
         }
     }
 
     fn flush(&mut self) {
-        if self.in_group > 0
+        if self.group[0].rows() > 0
             && self.failed.is_none()
             && let Err(e) = self.w.write_group(&self.group)
         {
             self.failed = Some(e);
         }
-        self.group = self.w.new_group();
-        self.in_group = 0;
+        self.group[0].clear();
     }
 
     /// Writes the last group and the segment's trailer; the rows attributed. `rows` is the

@@ -5,8 +5,8 @@
 //!   attributed rows first; the order is kept as entity runs (`run_entity`, `run_start`);
 //! - its normalized value columns (raw text, validation status and address components other
 //!   than the region are left in the segments), re-encoded as blocked integers, dictionaries
-//!   and decimal text (`column`, `blocks`), streamed from the segment in entity order, two
-//!   columns at a time (written in schema order, so the file does not depend on which
+//!   and decimal text (`column`, `blocks`), streamed from the segment in entity order, a
+//!   column per core at a time (written in schema order, so the file does not depend on which
 //!   finishes first): the stage holds a table's row order and a few columns' encodings,
 //!   never a whole table. Rows are read in runs: where consecutive positions of the entity
 //!   order are consecutive rows of the segment (an export clustered by entity, as the
@@ -660,28 +660,28 @@ fn write_table(
         order: &order,
         predicted: &predicted,
     };
-    let cols: Vec<_> = seg.schema().iter().filter(|c| kept(&c.name)).collect();
+    let cols: Vec<_> = seg
+        .schema()
+        .iter()
+        .filter(|c| kept(&c.name))
+        .map(|c| (c, role_of(&c.name)))
+        .collect();
     in_order(
         cols.len(),
         rayon::current_num_threads(),
         COLUMNS_IN_FLIGHT,
         |i| {
-            stream.encode(
-                &cols[i].name,
-                cols[i].ty,
-                role_of(&cols[i].name),
-                entities,
-                &serr,
-            )
+            let (col, role) = cols[i];
+            stream.encode(&col.name, col.ty, role, entities, &serr)
         },
         |i, enc| {
             let flags = enc.write(w)?;
-            let col = cols[i];
+            let (col, role) = cols[i];
             schema += &format!(
                 "{}\t{}\t{}\t{flags}\n",
                 col.name,
                 col.ty.as_str(),
-                role_of(&col.name).map_or_else(|| "derived".to_string(), Role::name)
+                role.map_or_else(|| "derived".to_string(), Role::name)
             );
             Ok(())
         },
@@ -770,9 +770,9 @@ impl Encoded {
     }
 }
 
-/// Columns encoded at once: the two cores each encode one while the gathers of both share
-/// the pool. Each column in flight holds its encoding (at the city's size, up to a few
-/// hundred MB), so this is also the bound on the stage's extra memory.
+/// Columns encoded or waiting to be written at once (each core encodes one). Each holds its
+/// encoding (at the city's size up to ~1.9 GB: SW.invoice's `tax`, 2 B a row), so this is
+/// also the bound on the stage's extra memory.
 const COLUMNS_IN_FLIGHT: usize = 3;
 
 /// Rows streamed from a segment into snapshot columns, in entity order.
@@ -785,7 +785,7 @@ struct Stream<'a> {
     predicted: &'a HashMap<String, Linear>,
 }
 
-/// Rows read from a segment per step (in parallel), then encoded in order.
+/// Rows read from a segment per step, then encoded in order.
 const STREAM_ROWS: usize = 1 << 16;
 
 impl Stream<'_> {

@@ -58,9 +58,7 @@ impl Coef {
         if q <= 0 {
             return None;
         }
-        let g = [p, s].iter().fold(q.unsigned_abs(), |g, &x| {
-            crate::codec::gcd(g, x.unsigned_abs())
-        }) as i64;
+        let g = crate::codec::gcd_of([q, p, s].map(i64::unsigned_abs)) as i64;
         Some(Coef {
             p: p / g,
             s: s / g,
