@@ -784,13 +784,22 @@ impl Segment {
     /// Column `col`'s chunks, their layouts parsed and checked, and the first row of each
     /// group followed by the row count.
     fn chunks(&self, col: usize) -> Result<(Vec<GroupChunk<'_>>, Vec<u64>), SegmentError> {
+        self.chunks_of(col, 0..self.groups.len())
+    }
+
+    /// As [`Self::chunks`], of groups `groups` only (the row starts counted from the first).
+    fn chunks_of(
+        &self,
+        col: usize,
+        groups: std::ops::Range<usize>,
+    ) -> Result<(Vec<GroupChunk<'_>>, Vec<u64>), SegmentError> {
         let name = &self.schema[col].name;
         let short = || self.corrupt(name, "chunk shorter than its layout");
         let mut starts = vec![0u64];
-        let mut chunks = Vec::with_capacity(self.groups.len());
-        for g in 0..self.groups.len() {
+        let mut chunks = Vec::with_capacity(groups.len());
+        for (k, g) in groups.enumerate() {
             let (rows, b) = self.chunk(g, col);
-            starts.push(starts[g] + rows as u64);
+            starts.push(starts[k] + rows as u64);
             let words = rows.div_ceil(64) * 8;
             let valid = b.get(..words).ok_or_else(short)?;
             let rest = &b[words..];
@@ -857,18 +866,45 @@ impl Segment {
     pub fn for_each_int(
         &self,
         name: &str,
+        f: impl FnMut(usize, Option<i64>),
+    ) -> Result<(), SegmentError> {
+        self.for_each_int_in(name, 0..self.rows() as usize, f)
+    }
+
+    /// Visits the values of an int column at `rows` (a range of row numbers; rows past the
+    /// end are not visited), in row order, decoded a block at a time.
+    pub fn for_each_int_in(
+        &self,
+        name: &str,
+        rows: std::ops::Range<usize>,
         mut f: impl FnMut(usize, Option<i64>),
     ) -> Result<(), SegmentError> {
+        const STEP: usize = 4096;
         let col = self.column_index(name, &[ColumnType::Int])?;
-        let mut row = 0;
-        for chunk in self.chunks(col)?.0 {
-            let GroupChunk::Int { valid, values } = chunk else {
-                unreachable!("an int column's chunks are int chunks")
-            };
-            for r in 0..values.len() {
-                f(row + r, bit(valid, r).then(|| values.get(r)));
+        let mut first = 0;
+        let mut buf = vec![0i64; STEP];
+        for (g, (n, _)) in self.groups.iter().enumerate() {
+            let n = *n as usize;
+            let (from, to) = (rows.start.max(first), rows.end.min(first + n));
+            if from < to {
+                let (chunks, _) = self.chunks_of(col, g..g + 1)?;
+                let Some(GroupChunk::Int { valid, values }) = chunks.first() else {
+                    unreachable!("an int column's chunks are int chunks")
+                };
+                let mut r = from - first;
+                while r < to - first {
+                    let len = STEP.min(to - first - r);
+                    values.decode(r, &mut buf[..len]);
+                    for (k, &v) in buf[..len].iter().enumerate() {
+                        f(first + r + k, bit(valid, r + k).then_some(v));
+                    }
+                    r += len;
+                }
             }
-            row += values.len();
+            first += n;
+            if first >= rows.end {
+                break;
+            }
         }
         Ok(())
     }
@@ -1325,6 +1361,27 @@ mod tests {
             assert_eq!(n.int(r), *v, "n row {r}");
         }
         assert_eq!(n.int(ints.len()), None);
+        // A range of rows is visited as the whole scan visits it, within a group, across
+        // groups (the empty one among them) and past the end.
+        let len = ints.len();
+        for range in [
+            0..len,
+            0..0,
+            3..99,
+            99..101,
+            100..165,
+            160..430,
+            164..165,
+            500..len + 40,
+        ] {
+            let mut got = Vec::new();
+            seg.for_each_int_in("n", range.clone(), |r, v| got.push((r, v)))
+                .unwrap();
+            let want: Vec<_> = (range.start..range.end.min(len))
+                .map(|r| (r, ints[r]))
+                .collect();
+            assert_eq!(got, want, "rows {range:?}");
+        }
         for col in ["s", "d"] {
             let strings = seg.strings(col).unwrap();
             let reader = seg.reader(col).unwrap();

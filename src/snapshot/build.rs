@@ -22,7 +22,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -38,7 +41,7 @@ use crate::ingest::segment::{ColumnType, Segment};
 use crate::parallel::in_order;
 use crate::resolve::eval::split_csv;
 use crate::resolve::records::{NONE, SourceSegment, seg_err, segments_dir};
-use crate::source::config::{Role, TableKind};
+use crate::source::config::{Role, SourceConfig, TableKind};
 
 /// What a snapshot build wrote.
 #[derive(Debug, Clone)]
@@ -183,55 +186,106 @@ struct Link {
 
 const METHODS: [&str; 5] = ["key", "placed", "clustered", "single", "minted"];
 
-/// `links.csv` by source: record id → link.
+/// One source's links: record id → link.
+type SourceLinks = HashMap<String, Link, Xxh3DefaultBuilder>;
+
+/// Pieces `links.csv` is cut into, at line ends, to be parsed on every core.
+const LINK_PIECES: usize = 64;
+
+/// `links.csv` by source: record id → link. The file (26.6M links, 1.9 GB for the city) is
+/// parsed in pieces on every core, each link's entity found as it is parsed; then each
+/// source's map is built on its own.
 fn read_links(
     resolved: &Path,
     entities: &Entities,
-) -> Result<HashMap<String, HashMap<String, Link>>, SnapshotError> {
+) -> Result<HashMap<String, SourceLinks>, SnapshotError> {
     let path = resolved.join("links.csv");
-    let f = std::fs::File::open(&path).map_err(io(&path))?;
-    let mut out: HashMap<String, HashMap<String, Link>> = HashMap::new();
-    for (i, line) in BufReader::new(f).lines().enumerate() {
-        let line = line.map_err(io(&path))?;
-        if i == 0 {
-            continue;
-        }
-        // source,record_id,entity_key,kind,confidence,doubtful,method,evidence
-        let mut it = line.splitn(8, ',');
-        let (Some(source), Some(rid), Some(key), _, Some(conf), Some(doubtful), Some(method)) = (
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-            it.next(),
-        ) else {
-            return Err(SnapshotError::Input(format!(
-                "{}:{}: expected the links columns",
-                path.display(),
-                i + 1
-            )));
-        };
-        let Some(&entity) = entities.by_key.get(key) else {
-            return Err(SnapshotError::Input(format!(
-                "{}:{}: entity key {key} is not in entities.csv",
-                path.display(),
-                i + 1
-            )));
-        };
-        let confidence = (conf.parse::<f64>().unwrap_or(0.0).clamp(0.0, 1.0) * 1000.0).round();
-        out.entry(source.to_string()).or_default().insert(
-            rid.to_string(),
-            Link {
-                entity,
-                doubtful: doubtful == "1",
-                confidence: confidence as u16,
-                method: METHODS.iter().position(|m| *m == method).unwrap_or(0) as u8,
-            },
-        );
+    let bytes = crate::mmap::FileBytes::open(&path).map_err(io(&path))?;
+    let text = simdutf8::basic::from_utf8(&bytes)
+        .map_err(|_| SnapshotError::Input(format!("{}: not UTF-8", path.display())))?;
+    // The header is line 1; pieces start after it, each at the start of a line.
+    let mut at = text.find('\n').map_or(text.len(), |i| i + 1);
+    let mut pieces = Vec::new();
+    while at < text.len() {
+        let want = (at + text.len().div_ceil(LINK_PIECES)).min(text.len());
+        let end = memchr::memchr(b'\n', &text.as_bytes()[want.saturating_sub(1)..])
+            .map_or(text.len(), |i| want.saturating_sub(1) + i + 1);
+        pieces.push(&text[at..end]);
+        at = end;
     }
-    Ok(out)
+    let mut first_line = Vec::with_capacity(pieces.len());
+    let mut line = 2;
+    for p in &pieces {
+        first_line.push(line);
+        line += memchr::memchr_iter(b'\n', p.as_bytes()).count();
+    }
+    let parsed = pieces
+        .par_iter()
+        .zip(&first_line)
+        .map(|(piece, &first)| {
+            // By source (a piece holds one or a few: the file is written source by source).
+            let mut out: HashMap<&str, Vec<(&str, Link)>> = HashMap::new();
+            for (k, line) in piece.lines().enumerate() {
+                let bad = |msg: String| {
+                    SnapshotError::Input(format!("{}:{}: {msg}", path.display(), first + k))
+                };
+                // source,record_id,entity_key,kind,confidence,doubtful,method,evidence
+                let mut it = line.splitn(8, ',');
+                let (
+                    Some(source),
+                    Some(rid),
+                    Some(key),
+                    _,
+                    Some(conf),
+                    Some(doubtful),
+                    Some(method),
+                ) = (
+                    it.next(),
+                    it.next(),
+                    it.next(),
+                    it.next(),
+                    it.next(),
+                    it.next(),
+                    it.next(),
+                )
+                else {
+                    return Err(bad("expected the links columns".into()));
+                };
+                let Some(&entity) = entities.by_key.get(key) else {
+                    return Err(bad(format!("entity key {key} is not in entities.csv")));
+                };
+                let confidence =
+                    (conf.parse::<f64>().unwrap_or(0.0).clamp(0.0, 1.0) * 1000.0).round();
+                out.entry(source).or_default().push((
+                    rid,
+                    Link {
+                        entity,
+                        doubtful: doubtful == "1",
+                        confidence: confidence as u16,
+                        method: METHODS.iter().position(|m| *m == method).unwrap_or(0) as u8,
+                    },
+                ));
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, SnapshotError>>()?;
+    let sources: HashSet<&str> = parsed.iter().flat_map(|p| p.keys().copied()).collect();
+    Ok(sources
+        .into_par_iter()
+        .map(|source| {
+            let pieces: Vec<&Vec<(&str, Link)>> =
+                parsed.iter().filter_map(|p| p.get(source)).collect();
+            let mut map = SourceLinks::with_capacity_and_hasher(
+                pieces.iter().map(|v| v.len()).sum(),
+                Default::default(),
+            );
+            // In file order: a later line for the same record wins, as read one by one.
+            for &(rid, link) in pieces.iter().flat_map(|v| v.iter()) {
+                map.insert(rid.to_string(), link);
+            }
+            (source.to_string(), map)
+        })
+        .collect())
 }
 
 /// Columns of a segment the snapshot keeps: normalized values, plus an address's region.
@@ -274,48 +328,116 @@ pub fn write_snapshot(
     let dest = out_dir.join(FILE_NAME);
     let generation = Snapshot::open(&dest).map_or(0, |s| s.generation()) + 1;
     let entities = read_entities(resolved)?;
-    let links = read_links(resolved, &entities)?;
+    let links = Mutex::new(read_links(resolved, &entities)?);
     let sources = SourceSegment::open_all(&segments_dir(ingested))?;
     let mut w = ContainerWriter::create(&dest)?;
     let mut reports = Vec::new();
     let mut table_lines = String::new();
     let mut meta = String::new();
-    // Each segment is unmapped once its table is written: the pages the gather touched leave
-    // the process's resident set with it.
-    for src in sources {
-        let before = w.position();
-        let table_started = Instant::now();
-        let t = write_table(&mut w, &src, &entities, &links, resolved)?;
-        let name = src.config.source_name();
-        table_lines += &format!(
-            "{name}\t{}\t{}\t{}\t{}\t{}\n",
-            src.config.kind.as_str(),
-            src.config.subject.as_str(),
-            t.rows,
-            t.attributed,
-            src.config.as_of.clone().unwrap_or_default()
-        );
+    for src in &sources {
         if let Some(a) = &src.config.as_of {
-            meta += &format!("as_of.{name}\t{a}\n");
+            meta += &format!("as_of.{}\t{a}\n", src.config.source_name());
         }
-        let report = TableReport {
-            name,
-            rows: t.rows,
-            attributed: t.attributed,
-            bytes: w.position() - before,
-            seconds: table_started.elapsed().as_secs_f64(),
-        };
-        if opts.progress {
-            eprintln!(
-                "  snapshot {:<28} {:>12} rows {:>10.1} MB {:>8.1} s",
-                report.name,
-                report.rows,
-                report.bytes as f64 / 1e6,
-                report.seconds
-            );
-        }
-        reports.push(report);
     }
+    let jobs: Vec<TableJob> = sources.into_iter().map(TableJob::new).collect();
+    // Each table is one item (its row order, runs and link sections), then one item per
+    // column, all in one queue: a table's order is made while the one before it finishes its
+    // last columns, so neither core waits at a table's edges. Items are written in queue
+    // order, so the file does not depend on the scheduling.
+    let items: Vec<(usize, Option<usize>)> = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(t, j)| {
+            std::iter::once((t, None)).chain((0..j.cols.len()).map(move |c| (t, Some(c))))
+        })
+        .collect();
+    let slots = Slots::new(jobs.len());
+    let mut schema = String::new();
+    let mut table_begun = (w.position(), 0usize, 0usize);
+    let mut last_done = Instant::now();
+    in_order(
+        items.len(),
+        rayon::current_num_threads(),
+        ITEMS_IN_FLIGHT,
+        |i| match items[i] {
+            (t, None) => slots.prepare(t, || prepare_table(&jobs[t], &entities, &links, resolved)),
+            (t, Some(c)) => {
+                let job = &jobs[t];
+                let p = slots.wait(t, &job.name)?;
+                let (cname, ty, role) = &job.cols[c];
+                let stream = Stream {
+                    table: &job.name,
+                    seg: &p.src.seg,
+                    order: &p.order,
+                    predicted: &p.predicted,
+                };
+                let serr = |e| SnapshotError::from(seg_err(&p.src.path)(e));
+                stream
+                    .encode(cname, *ty, *role, &entities, &serr)
+                    .map(Done::Column)
+            }
+        },
+        |i, done| {
+            let (t, c) = items[i];
+            let job = &jobs[t];
+            match done {
+                Done::Table {
+                    sections,
+                    rows,
+                    attributed,
+                } => {
+                    table_begun = (w.position(), rows, attributed);
+                    schema.clear();
+                    for s in sections {
+                        s.write(&mut w)?;
+                    }
+                }
+                Done::Column(enc) => {
+                    let flags = enc.write(&mut w)?;
+                    let (cname, ty, role) = &job.cols[c.unwrap_or(0)];
+                    schema += &format!(
+                        "{cname}\t{}\t{}\t{flags}\n",
+                        ty.as_str(),
+                        role.map_or_else(|| "derived".to_string(), Role::name)
+                    );
+                }
+            }
+            if c.map_or(0, |c| c + 1) < job.cols.len() {
+                return Ok(());
+            }
+            // The table's last item: its schema, and its segment unmapped (the pages the
+            // gather touched leave the process's resident set with it).
+            w.section(&format!("table/{}/schema", job.name), schema.as_bytes())?;
+            slots.release(t);
+            let (before, rows, attributed) = table_begun;
+            table_lines += &format!(
+                "{}\t{}\t{}\t{rows}\t{attributed}\t{}\n",
+                job.name,
+                job.config.kind.as_str(),
+                job.config.subject.as_str(),
+                job.config.as_of.clone().unwrap_or_default()
+            );
+            let report = TableReport {
+                name: job.name.clone(),
+                rows,
+                attributed,
+                bytes: w.position() - before,
+                seconds: last_done.elapsed().as_secs_f64(),
+            };
+            last_done = Instant::now();
+            if opts.progress {
+                eprintln!(
+                    "  snapshot {:<28} {:>12} rows {:>10.1} MB {:>8.1} s",
+                    report.name,
+                    report.rows,
+                    report.bytes as f64 / 1e6,
+                    report.seconds
+                );
+            }
+            reports.push(report);
+            Ok(())
+        },
+    )?;
     w.section("tables", table_lines.as_bytes())?;
     write_entities(&mut w, &entities)?;
 
@@ -407,28 +529,24 @@ fn write_entities(w: &mut ContainerWriter, e: &Entities) -> Result<(), SnapshotE
     Ok(())
 }
 
-/// Orders rows by entity (stable; rows of no entity last) and writes the entity runs.
-/// `each` visits every row's entity (`NONE` for none), in row order; it is called twice.
-fn write_runs(
-    w: &mut ContainerWriter,
-    name: &str,
-    rows: usize,
-    each: RowEntities<'_>,
-    entities: usize,
-) -> Result<EntityOrder, SnapshotError> {
-    let order = entity_order(rows, each, entities)?;
-    let mut b = Vec::new();
+/// The entity runs of a table in entity order: each run's entity and first position.
+fn run_sections(name: &str, order: &EntityOrder) -> Vec<Section> {
     let ints = |v: &[u32]| ColumnValues::Int(v.iter().map(|&x| Some(i64::from(x))).collect());
-    encode_flat(&ints(&order.run_entity), &mut b);
-    w.section(&format!("table/{name}/run_entity"), &b)?;
-    b.clear();
-    encode_flat(&ints(&order.run_start), &mut b);
-    w.section(&format!("table/{name}/run_start"), &b)?;
-    Ok(order)
+    let section = |what: &str, v: &[u32]| {
+        let mut b = Vec::new();
+        encode_flat(&ints(v), &mut b);
+        Section::whole(format!("table/{name}/{what}"), b)
+    };
+    vec![
+        section("run_entity", &order.run_entity),
+        section("run_start", &order.run_start),
+    ]
 }
 
-/// Visits each row's entity in row order (`f(row, entity)`).
-type RowEntities<'a> = &'a dyn Fn(&mut dyn FnMut(usize, u32)) -> Result<(), SnapshotError>;
+/// Visits the entity of each row of a range of rows, in row order (`f(row, entity)`).
+type EachEntity<'a> =
+    dyn Fn(Range<usize>, &mut dyn FnMut(usize, u32)) -> Result<(), SnapshotError> + Sync + 'a;
+type RowEntities<'a> = &'a EachEntity<'a>;
 
 /// Rows in entity order, and the runs of each entity's rows.
 struct EntityOrder {
@@ -453,48 +571,80 @@ impl EntityOrder {
 
 /// Orders rows by entity with a counting sort: stable, linear, and no buffer beside the order
 /// itself (a billion-row table's order is 4 GB; a merge sort would want as much again). The
-/// rows' entities are visited twice rather than held (another 4 GB). An entity at or past
-/// `entities` (callers refuse them) counts as none.
+/// rows' entities are visited twice rather than held (another 4 GB). The rows are cut into
+/// `parts` ranges, each counted and then placed on its own core: within an entity, the
+/// rows of one part go after those of the parts before it, so the order is the same as one
+/// part's. An entity at or past `entities` (callers refuse them) counts as none.
 fn entity_order(
     rows: usize,
     each: RowEntities<'_>,
     entities: usize,
+    parts: usize,
 ) -> Result<EntityOrder, SnapshotError> {
-    let bucket = |e: u32| (e as usize).min(entities);
-    let mut start = vec![0usize; entities + 2];
-    let mut seen = 0usize;
-    each(&mut |_, e| {
-        start[bucket(e) + 1] += 1;
-        seen += 1;
-    })?;
-    if seen != rows {
+    if u32::try_from(rows).is_err() {
         return Err(SnapshotError::Input(format!(
-            "{seen} row entities for {rows} rows"
+            "{rows} rows: a table holds at most 2^32 - 1"
         )));
     }
-    for b in 1..start.len() {
-        start[b] += start[b - 1];
-    }
+    let bucket = |e: u32| (e as usize).min(entities);
+    let parts = parts.clamp(1, rows.max(1));
+    let ranges: Vec<Range<usize>> = (0..parts)
+        .map(|p| rows * p / parts..rows * (p + 1) / parts)
+        .collect();
+    // Each part's rows per entity (the last bucket: rows of none).
+    let mut counts = ranges
+        .par_iter()
+        .map(|range| {
+            let mut count = vec![0u32; entities + 1];
+            let mut seen = 0usize;
+            each(range.clone(), &mut |_, e| {
+                count[bucket(e)] += 1;
+                seen += 1;
+            })?;
+            if seen != range.len() {
+                return Err(SnapshotError::Input(format!(
+                    "{seen} row entities for rows {range:?}"
+                )));
+            }
+            Ok(count)
+        })
+        .collect::<Result<Vec<_>, SnapshotError>>()?;
+    // Counts become each part's first position per entity; the runs are the entities with
+    // rows.
     let mut run_entity = Vec::new();
     let mut run_start = Vec::new();
-    for e in 0..entities {
-        if start[e + 1] > start[e] {
-            run_entity.push(e as u32);
-            run_start.push(start[e] as u32);
+    let mut at = 0u32;
+    let mut attributed = 0;
+    for b in 0..=entities {
+        if b == entities {
+            attributed = at as usize;
+        } else if counts.iter().any(|c| c[b] > 0) {
+            run_entity.push(b as u32);
+            run_start.push(at);
+        }
+        for c in &mut counts {
+            let n = c[b];
+            c[b] = at;
+            at += n;
         }
     }
-    let attributed = start[entities];
     run_start.push(attributed as u32);
-    let mut perm = vec![0u32; rows];
-    each(&mut |r, e| {
-        let at = &mut start[bucket(e)];
-        if let Some(p) = perm.get_mut(*at) {
-            *p = r as u32;
-        }
-        *at += 1;
-    })?;
+    // Each part places its rows: positions are disjoint across parts, so relaxed stores do.
+    let perm: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(0)).collect();
+    ranges
+        .into_par_iter()
+        .zip(counts.into_par_iter())
+        .try_for_each(|(range, mut next)| {
+            each(range, &mut |r, e| {
+                let at = &mut next[bucket(e)];
+                if let Some(p) = perm.get(*at as usize) {
+                    p.store(r as u32, Ordering::Relaxed);
+                }
+                *at += 1;
+            })
+        })?;
     Ok(EntityOrder {
-        perm,
+        perm: perm.into_iter().map(AtomicU32::into_inner).collect(),
         run_entity,
         run_start,
         attributed,
@@ -502,16 +652,15 @@ fn entity_order(
 }
 
 /// Row entities held in memory, as [`entity_order`] visits them.
-fn each_of(entity: &[u32]) -> impl Fn(&mut dyn FnMut(usize, u32)) -> Result<(), SnapshotError> {
-    move |f| {
-        entity.iter().enumerate().for_each(|(r, &e)| f(r, e));
+fn each_of(entity: &[u32]) -> Box<EachEntity<'_>> {
+    Box::new(move |range: Range<usize>, f: &mut dyn FnMut(usize, u32)| {
+        let first = range.start;
+        entity[range]
+            .iter()
+            .enumerate()
+            .for_each(|(r, &e)| f(first + r, e));
         Ok(())
-    }
-}
-
-struct Written {
-    rows: usize,
-    attributed: usize,
+    })
 }
 
 fn serialize(bm: &RoaringBitmap) -> Vec<u8> {
@@ -521,27 +670,176 @@ fn serialize(bm: &RoaringBitmap) -> Vec<u8> {
     b
 }
 
-fn write_table(
-    w: &mut ContainerWriter,
-    src: &SourceSegment,
+/// Items being made or waiting to be written at once (each core makes one). A column item
+/// holds its encoding (at the city's size up to ~1.9 GB: SW.invoice's `tax`, 2 B a row), and
+/// a table item its row order until the table's last column is written (4 B a row), so this
+/// is also the bound on the stage's extra memory: the orders of at most two tables.
+const ITEMS_IN_FLIGHT: usize = 3;
+
+/// One table of the snapshot: its segment until the table's first item takes it, and what
+/// the writer knows of it from the start.
+struct TableJob {
+    src: Mutex<Option<SourceSegment>>,
+    name: String,
+    config: SourceConfig,
+    /// The kept columns, in schema order, with their roles (none for a derived column).
+    cols: Vec<(String, ColumnType, Option<Role>)>,
+}
+
+impl TableJob {
+    fn new(src: SourceSegment) -> TableJob {
+        let config = src.config.clone();
+        let role_of = |col: &str| -> Option<Role> {
+            let base = col.split('.').next().unwrap_or(col);
+            config
+                .columns
+                .iter()
+                .find(|c| c.name == base)
+                .map(|c| c.role)
+        };
+        let cols = src
+            .seg
+            .schema()
+            .iter()
+            .filter(|c| kept(&c.name))
+            .map(|c| (c.name.clone(), c.ty, role_of(&c.name)))
+            .collect();
+        TableJob {
+            name: config.source_name(),
+            src: Mutex::new(Some(src)),
+            config,
+            cols,
+        }
+    }
+}
+
+/// A table ready for its columns: the segment they are read from, its rows in entity order,
+/// and its predicted columns.
+struct Prepared {
+    src: SourceSegment,
+    order: EntityOrder,
+    predicted: HashMap<String, Linear>,
+}
+
+/// What an item made, for the writer.
+enum Done {
+    /// A table's first sections (entity runs, doubtful rows, links), before its columns.
+    Table {
+        sections: Vec<Section>,
+        rows: usize,
+        attributed: usize,
+    },
+    Column(Encoded),
+}
+
+/// Each table's preparation, shared by its column items.
+enum Slot {
+    Pending,
+    Ready(Arc<Prepared>),
+    /// Preparing failed (its item reports why) or the table is written.
+    Gone,
+}
+
+struct Slots {
+    slots: Mutex<Vec<Slot>>,
+    changed: Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots {
+            slots: Mutex::new((0..n).map(|_| Slot::Pending).collect()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, t: usize, slot: Slot) {
+        self.lock()[t] = slot;
+        self.changed.notify_all();
+    }
+
+    /// Prepares table `t` and shares the result with its columns. The table's item is taken
+    /// before its columns' (items are taken in order), so a column waiting in [`Slots::wait`]
+    /// always waits for a preparation under way.
+    fn prepare(
+        &self,
+        t: usize,
+        f: impl FnOnce() -> Result<(Prepared, Done), SnapshotError>,
+    ) -> Result<Done, SnapshotError> {
+        // A panic in `f` must not leave the columns waiting.
+        struct Abandon<'a>(&'a Slots, usize);
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                let mut s = self.0.lock();
+                if matches!(s[self.1], Slot::Pending) {
+                    s[self.1] = Slot::Gone;
+                    self.0.changed.notify_all();
+                }
+            }
+        }
+        let _abandon = Abandon(self, t);
+        let (p, done) = f()?;
+        self.set(t, Slot::Ready(Arc::new(p)));
+        Ok(done)
+    }
+
+    /// Table `t`'s preparation, once it is made.
+    fn wait(&self, t: usize, name: &str) -> Result<Arc<Prepared>, SnapshotError> {
+        let mut s = self.lock();
+        loop {
+            match &s[t] {
+                Slot::Pending => s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Slot::Ready(p) => return Ok(Arc::clone(p)),
+                Slot::Gone => {
+                    return Err(SnapshotError::Input(format!(
+                        "table {name} could not be prepared"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Drops table `t`'s preparation once its last column is written.
+    fn release(&self, t: usize) {
+        self.set(t, Slot::Gone);
+    }
+}
+
+/// A table's first item: each row's entity (for identity rows, with the link), the rows in
+/// entity order, and the sections that come before the columns.
+fn prepare_table(
+    job: &TableJob,
     entities: &Entities,
-    links: &HashMap<String, HashMap<String, Link>>,
+    links: &Mutex<HashMap<String, SourceLinks>>,
     resolved: &Path,
-) -> Result<Written, SnapshotError> {
+) -> Result<(Prepared, Done), SnapshotError> {
+    let Some(src) = job.src.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        return Err(SnapshotError::Input(format!(
+            "table {} prepared twice",
+            job.name
+        )));
+    };
     let config = &src.config;
-    let name = config.source_name();
+    let name = &job.name;
     let seg = &src.seg;
     let n = seg.rows() as usize;
     let serr = |e| SnapshotError::from(seg_err(&src.path)(e));
 
-    // Each row's entity (for identity rows, with the link), and the rows in entity order.
     let known = entities.keys.len();
     let mut link_of: Vec<Option<Link>> = Vec::new();
     let order = if config.kind == TableKind::Identity {
         let mut entity = vec![NONE; n];
         link_of = vec![None; n];
-        let empty = HashMap::new();
-        let by_rid = links.get(&name).unwrap_or(&empty);
+        // A source's links are needed by its table only.
+        let by_rid = links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .unwrap_or_default();
         let mut note = |r: usize, rid: &str| {
             if let Some(l) = by_rid.get(rid) {
                 entity[r] = l.entity;
@@ -558,7 +856,7 @@ fn write_table(
                 }
             }
         }
-        write_runs(w, &name, n, &each_of(&entity), known)?
+        entity_order(n, &each_of(&entity), known, rayon::current_num_threads())?
     } else {
         let path = resolved.join("events").join(format!("{name}.seg"));
         let ev = if path.exists() {
@@ -577,13 +875,13 @@ fn write_table(
         };
         // The event→entity column is streamed from the resolve build's segment, twice, not
         // held (4 bytes a row: 3.7 GB for the city's invoices).
-        let each = |f: &mut dyn FnMut(usize, u32)| {
+        let each = |range: Range<usize>, f: &mut dyn FnMut(usize, u32)| {
             let Some(ev) = &ev else {
-                (0..n).for_each(|r| f(r, NONE));
+                range.for_each(|r| f(r, NONE));
                 return Ok(());
             };
             let mut unknown = None;
-            ev.for_each_int("entity", |r, v| match v.map(usize::try_from) {
+            ev.for_each_int_in("entity", range, |r, v| match v.map(usize::try_from) {
                 None => f(r, NONE),
                 Some(Ok(e)) if e < known => f(r, e as u32),
                 Some(_) => {
@@ -600,12 +898,10 @@ fn write_table(
                 None => Ok(()),
             }
         };
-        write_runs(w, &name, n, &each, known)?
+        entity_order(n, &each, known, rayon::current_num_threads())?
     };
+    let mut sections = run_sections(name, &order);
     let perm = &order.perm;
-    let attributed = order.attributed;
-    let mut b = Vec::new();
-
     if config.kind == TableKind::Identity {
         let doubtful = RoaringBitmap::from_sorted_iter(
             perm.iter()
@@ -614,8 +910,11 @@ fn write_table(
                 .map(|(i, _)| i as u32),
         )
         .map_err(|e| SnapshotError::Input(e.to_string()))?;
-        w.section(&format!("table/{name}/doubtful"), &serialize(&doubtful))?;
-        b.clear();
+        sections.push(Section::whole(
+            format!("table/{name}/doubtful"),
+            serialize(&doubtful),
+        ));
+        let mut b = Vec::new();
         encode(
             &ColumnValues::Int(
                 perm.iter()
@@ -624,8 +923,8 @@ fn write_table(
             ),
             &mut b,
         );
-        w.section(&format!("table/{name}/link/confidence"), &b)?;
-        b.clear();
+        sections.push(Section::whole(format!("table/{name}/link/confidence"), b));
+        let mut b = Vec::new();
         encode(
             &ColumnValues::Dict(
                 perm.iter()
@@ -634,63 +933,27 @@ fn write_table(
             ),
             &mut b,
         );
-        w.section(&format!("table/{name}/link/method"), &b)?;
+        sections.push(Section::whole(format!("table/{name}/link/method"), b));
     } else {
-        w.section(
-            &format!("table/{name}/doubtful"),
-            &serialize(&RoaringBitmap::new()),
-        )?;
+        sections.push(Section::whole(
+            format!("table/{name}/doubtful"),
+            serialize(&RoaringBitmap::new()),
+        ));
     }
-
-    // Value columns, one at a time, each streamed in entity order from the segment: only
-    // the column's encoding is held, whatever the table's size.
-    let role_of = |col: &str| -> Option<Role> {
-        let base = col.split('.').next().unwrap_or(col);
-        config
-            .columns
-            .iter()
-            .find(|c| c.name == base)
-            .map(|c| c.role)
-    };
-    let mut schema = String::new();
     let predicted = predictions(seg).map_err(serr)?;
-    let stream = Stream {
-        table: &name,
-        seg,
-        order: &order,
-        predicted: &predicted,
-    };
-    let cols: Vec<_> = seg
-        .schema()
-        .iter()
-        .filter(|c| kept(&c.name))
-        .map(|c| (c, role_of(&c.name)))
-        .collect();
-    in_order(
-        cols.len(),
-        rayon::current_num_threads(),
-        COLUMNS_IN_FLIGHT,
-        |i| {
-            let (col, role) = cols[i];
-            stream.encode(&col.name, col.ty, role, entities, &serr)
-        },
-        |i, enc| {
-            let flags = enc.write(w)?;
-            let (col, role) = cols[i];
-            schema += &format!(
-                "{}\t{}\t{}\t{flags}\n",
-                col.name,
-                col.ty.as_str(),
-                role.map_or_else(|| "derived".to_string(), Role::name)
-            );
-            Ok(())
-        },
-    )?;
-    w.section(&format!("table/{name}/schema"), schema.as_bytes())?;
-    Ok(Written {
+    let done = Done::Table {
+        sections,
         rows: n,
-        attributed,
-    })
+        attributed: order.attributed,
+    };
+    Ok((
+        Prepared {
+            src,
+            order,
+            predicted,
+        },
+        done,
+    ))
 }
 
 /// Rows of a table sampled to choose its predicted columns: all of a small table, 16 spans
@@ -750,6 +1013,23 @@ struct Section {
     parts: Vec<Vec<u8>>,
 }
 
+impl Section {
+    fn whole(name: String, bytes: Vec<u8>) -> Section {
+        Section {
+            name,
+            parts: vec![bytes],
+        }
+    }
+
+    fn write(self, w: &mut ContainerWriter) -> Result<(), SnapshotError> {
+        w.begin(&self.name)?;
+        for p in &self.parts {
+            w.write(p)?;
+        }
+        w.end()
+    }
+}
+
 /// A column's sections (the column, and its `ref/` and `index/` when it has them) and its
 /// schema flags.
 struct Encoded {
@@ -760,20 +1040,11 @@ struct Encoded {
 impl Encoded {
     fn write(self, w: &mut ContainerWriter) -> Result<String, SnapshotError> {
         for s in self.sections {
-            w.begin(&s.name)?;
-            for p in &s.parts {
-                w.write(p)?;
-            }
-            w.end()?;
+            s.write(w)?;
         }
         Ok(self.flags)
     }
 }
-
-/// Columns encoded or waiting to be written at once (each core encodes one). Each holds its
-/// encoding (at the city's size up to ~1.9 GB: SW.invoice's `tax`, 2 B a row), so this is
-/// also the bound on the stage's extra memory.
-const COLUMNS_IN_FLIGHT: usize = 3;
 
 /// Rows streamed from a segment into snapshot columns, in entity order.
 struct Stream<'a> {
@@ -1055,13 +1326,10 @@ pub fn write_memory(
                 ents.keys.len()
             )));
         }
-        let order = write_runs(
-            &mut w,
-            name,
-            t.entity.len(),
-            &each_of(&t.entity),
-            ents.keys.len(),
-        )?;
+        let order = entity_order(t.entity.len(), &each_of(&t.entity), ents.keys.len(), 1)?;
+        for s in run_sections(name, &order) {
+            s.write(&mut w)?;
+        }
         let (perm, attributed) = (order.perm, order.attributed);
         let mut b = Vec::new();
         let doubtful = RoaringBitmap::from_sorted_iter(
@@ -1141,18 +1409,72 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `links.csv` read in pieces on every core is `links.csv` read line by line: every
+    /// source, every record, the later line for a record repeated; and a bad line is named
+    /// by its number.
+    #[test]
+    fn links_read_in_pieces_are_the_file_read_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entities = "entity,key,kind,identified,records\n".to_string();
+        for e in 0..50 {
+            entities += &format!("{e},K{e},person,1,1\n");
+        }
+        std::fs::write(dir.path().join("entities.csv"), entities).unwrap();
+        let ents = read_entities(dir.path()).unwrap();
+        let mut links =
+            "source,record_id,entity_key,kind,confidence,doubtful,method,evidence\n".to_string();
+        type ByRecord = HashMap<String, HashMap<String, (u32, bool, u16, u8)>>;
+        let mut want = ByRecord::new();
+        // More lines than pieces, sources in long and short stretches, records repeated.
+        for i in 0..5000u32 {
+            let source = ["A.x", "B.y", "C.z"][(i / 1700 + i % 97 / 90) as usize % 3];
+            let rid = (i * 7919 % 3001).to_string();
+            let (e, doubtful, conf) = (i % 50, i % 11 == 0, i % 1001);
+            let method = i as usize % METHODS.len();
+            links += &format!(
+                "{source},{rid},K{e},person,{},{},{},name+birth,x\n",
+                conf as f64 / 1000.0,
+                u8::from(doubtful),
+                METHODS[method]
+            );
+            want.entry(source.into())
+                .or_default()
+                .insert(rid, (e, doubtful, conf as u16, method as u8));
+        }
+        std::fs::write(dir.path().join("links.csv"), &links).unwrap();
+        let got = read_links(dir.path(), &ents).unwrap();
+        let got: ByRecord = got
+            .into_iter()
+            .map(|(s, m)| {
+                let m = m
+                    .into_iter()
+                    .map(|(r, l)| (r, (l.entity, l.doubtful, l.confidence, l.method)))
+                    .collect();
+                (s, m)
+            })
+            .collect();
+        assert_eq!(got, want);
+
+        let mut lines: Vec<&str> = links.lines().collect();
+        lines[4321] = "A.x,1,K999,person,1,0,key,";
+        std::fs::write(dir.path().join("links.csv"), lines.join("\n")).unwrap();
+        let err = read_links(dir.path(), &ents).err().unwrap().to_string();
+        assert!(err.contains("links.csv:4322: entity key K999"), "{err}");
+    }
+
     proptest! {
         /// The counting sort is the stable sort by entity, and its runs are the sorted rows'.
         #[test]
         fn entity_order_is_the_stable_sort(
             entities in 1usize..40,
             rows in proptest::collection::vec(prop_oneof![0u32..40, Just(NONE)], 0..300),
+            parts in 1usize..5,
         ) {
             let entity: Vec<u32> = rows
                 .iter()
                 .map(|&e| if e != NONE && e as usize >= entities { NONE } else { e })
                 .collect();
-            let order = entity_order(entity.len(), &each_of(&entity), entities).unwrap();
+            let order = entity_order(entity.len(), &each_of(&entity), entities, parts).unwrap();
             let mut want: Vec<u32> = (0..entity.len() as u32).collect();
             want.sort_by_key(|&r| entity[r as usize]);
             prop_assert_eq!(&order.perm, &want);
