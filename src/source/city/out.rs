@@ -51,6 +51,11 @@ pub struct Out<'a> {
     date_field: Option<(usize, usize)>,
     amount_field: Option<usize>,
     scratch: String,
+    /// The last id number and USCC written, with the person or enterprise and the feed kind:
+    /// event feeds repeat them row after row (an enterprise's invoices), and each is a
+    /// function of (seed, department, entity, feed kind) alone.
+    last_pid: Option<(u32, bool, Vec<u8>)>,
+    last_uscc: Option<(u32, bool, Vec<u8>)>,
 }
 
 impl<'a> Out<'a> {
@@ -74,6 +79,8 @@ impl<'a> Out<'a> {
             date_field: None,
             amount_field: None,
             scratch: String::new(),
+            last_pid: None,
+            last_uscc: None,
         }
     }
 
@@ -233,6 +240,17 @@ impl<'a> Out<'a> {
     /// or transposition, in older feeds sometimes in the legacy 15-digit form. The same person
     /// always gets the same form within one department.
     pub fn pid(&mut self, p: u32, legacy_feed: bool) -> &mut Self {
+        self.sep();
+        if !matches!(&self.last_pid, Some((q, l, _)) if *q == p && *l == legacy_feed) {
+            self.last_pid = Some((p, legacy_feed, self.pid_text(p, legacy_feed)));
+        }
+        if let Some((.., id)) = &self.last_pid {
+            self.chunk.csv.extend_from_slice(id);
+        }
+        self
+    }
+
+    fn pid_text(&self, p: u32, legacy_feed: bool) -> Vec<u8> {
         let person = &self.city.persons[p as usize];
         let mut id = person.pid();
         let mut r = Rng::new(
@@ -242,11 +260,8 @@ impl<'a> Out<'a> {
         );
         let d = self.dirt;
         let u = r.unit();
-        self.sep();
         if legacy_feed && person.birth.year() < 2000 && u < d.id_legacy15 {
-            let short = pid_to_15(&id);
-            self.chunk.csv.extend_from_slice(&short);
-            return self;
+            return pid_to_15(&id).to_vec();
         }
         if u >= d.id_legacy15 && u < d.id_legacy15 + d.id_typo {
             let pos = r.below(17) as usize;
@@ -261,35 +276,43 @@ impl<'a> Out<'a> {
         } else if r.chance(0.01) {
             id[17] = id[17].to_ascii_lowercase();
         }
-        self.chunk.csv.extend_from_slice(&id);
-        self
+        id.to_vec()
     }
 
     /// The enterprise's USCC as this department has it (registry feeds may carry the legacy
-    /// registration number of old entities; a few typos).
+    /// registration number of old entities; a few typos), the same form for the same
+    /// enterprise.
     pub fn uscc(&mut self, e: u32, legacy_feed: bool) -> &mut Self {
+        self.sep();
+        if !matches!(&self.last_uscc, Some((f, l, _)) if *f == e && *l == legacy_feed) {
+            self.last_uscc = Some((e, legacy_feed, self.uscc_text(e, legacy_feed)));
+        }
+        if let Some((.., code)) = &self.last_uscc {
+            self.chunk.csv.extend_from_slice(code);
+        }
+        self
+    }
+
+    fn uscc_text(&self, e: u32, legacy_feed: bool) -> Vec<u8> {
         let ent = &self.city.enterprises[e as usize];
         let mut r = Rng::new(
             self.city.params.seed,
             self.dept ^ label("uscc"),
             u64::from(e),
         );
-        self.sep();
         if legacy_feed && ent.has(super::model::eflag::LEGACY_REG_NO) {
-            let reg = make_reg_no(
+            return make_reg_no(
                 DIVISIONS[ent.addr.district as usize % 9].0,
                 u64::from(ent.org),
-            );
-            self.chunk.csv.extend_from_slice(&reg);
-            return self;
+            )
+            .to_vec();
         }
         let mut code = ent.uscc();
         if r.chance(self.dirt.id_typo) {
             let pos = r.range(8, 16) as usize;
             code[pos] = if code[pos] == b'1' { b'7' } else { b'1' };
         }
-        self.chunk.csv.extend_from_slice(&code);
-        self
+        code.to_vec()
     }
 
     /// The person's name with this record's dirt.
