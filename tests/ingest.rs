@@ -113,6 +113,11 @@ fn streaming_the_city_ingests_the_same_records_as_the_files() {
     let a = ingest_dir(src.path(), from_files.path(), &opts()).unwrap();
     let b = ingest_city(&params, from_stream.path(), &opts()).unwrap();
     assert!(b.failures.is_empty(), "{:?}", b.failures);
+    // Tables run largest first, and are reported in the generator's order.
+    let stream = mianshen::source::city::CityStream::new(&params).unwrap();
+    let generated: Vec<&str> = stream.tables.iter().map(|t| t.source).collect();
+    let reported: Vec<&str> = b.sources.iter().map(|s| s.source.as_str()).collect();
+    assert_eq!(reported, generated);
     for s in &a.sources {
         let t = b.sources.iter().find(|x| x.source == s.source).unwrap();
         assert_eq!(

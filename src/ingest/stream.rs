@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::summary::SourceSummary;
 use super::{IngestOptions, IngestReport, ingest_reader};
 use crate::error::{GenerateError, IngestError};
@@ -59,15 +61,25 @@ pub fn ingest_city(
         source: std::io::Error::other(e.to_string()),
     })?;
     let mut report = IngestReport::default();
+    // Largest tables first: the other core goes through the smaller ones beside them, rather
+    // than SW.invoice (half the city's rows) running alone at the end.
+    let mut order: Vec<(usize, u64)> = stream
+        .tables
+        .par_iter()
+        .map(|t| stream.estimated_rows(t))
+        .enumerate()
+        .collect();
+    order.sort_by_key(|&(i, rows)| (std::cmp::Reverse(rows), i));
+    let mut done = Vec::with_capacity(order.len());
     // One table's generate → parse → normalize → write pipeline leaves part of a core idle
     // (the generator's waves, the serial parse and write); two at once fill it. Any table
-    // may start while an earlier one is still running (its report is small): the other
-    // core goes through the small tables while SW.invoice (half the city's rows) runs.
+    // may start while an earlier one is still running (its report is small).
     crate::parallel::in_order(
-        stream.tables.len(),
+        order.len(),
         TABLES_AT_ONCE,
-        stream.tables.len(),
-        |i| {
+        order.len(),
+        |k| {
+            let i = order[k].0;
             Ok::<_, std::convert::Infallible>(ingest_table(
                 &stream,
                 stream.tables[i],
@@ -76,17 +88,22 @@ pub fn ingest_city(
                 opts,
             ))
         },
-        |i, r| {
-            match r {
-                Ok(s) => report.sources.push(s),
-                Err(e) => report
-                    .failures
-                    .push((stream.tables[i].source.to_string(), e)),
-            }
+        |k, r| {
+            done.push((order[k].0, r));
             Ok(())
         },
     )
     .unwrap_or_else(|e| match e {});
+    // The summary lists the tables in the generator's order, whatever order they ran in.
+    done.sort_by_key(|(i, _)| *i);
+    for (i, r) in done {
+        match r {
+            Ok(s) => report.sources.push(s),
+            Err(e) => report
+                .failures
+                .push((stream.tables[i].source.to_string(), e)),
+        }
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.write_csv(&out.join("summary.csv"))?;
     Ok(report)

@@ -93,6 +93,22 @@ impl CityStream {
         Ok(())
     }
 
+    /// About how many rows `table` has: rows of a sample of its units (every k-th, at most
+    /// `SAMPLE_UNITS`), scaled to all of them. A schedule's estimate, nothing more.
+    pub fn estimated_rows(&self, table: &TableDef) -> u64 {
+        const SAMPLE_UNITS: u64 = 256;
+        let units = table.units(&self.city);
+        let step = units.div_ceil(SAMPLE_UNITS).max(1);
+        let rng = Rng::new(self.city.params.seed, label("estimate"), 0);
+        let mut out = Out::new(&self.city, table.source, table.dept, table.style, rng);
+        let mut sampled = 0;
+        for u in (0..units).step_by(step as usize) {
+            (table.emit)(&mut out, u as u32);
+            sampled += 1;
+        }
+        out.chunk.rows * units / sampled.max(1)
+    }
+
     /// One chunk of one table.
     pub fn chunk(&self, table: &TableDef, c: u64, units: u64) -> Chunk {
         self.chunk_into(table, c, units, Vec::new())
