@@ -6,9 +6,10 @@
 //! - its normalized value columns (raw text, validation status and address components other
 //!   than the region are left in the segments), re-encoded as blocked integers, dictionaries
 //!   and decimal text (`column`, `blocks`), streamed from the segment in entity order, a
-//!   column per core at a time (written in schema order, so the file does not depend on which
-//!   finishes first): the stage holds a table's row order and a few columns' encodings,
-//!   never a whole table. Rows are read in runs: where consecutive positions of the entity
+//!   column per core at a time, the next table's row order made while the last columns of
+//!   the one before are encoded (one queue of items, written in queue order, so the file
+//!   does not depend on which finishes first): the stage holds at most two tables' row
+//!   orders and a few columns' encodings, never a whole table. Rows are read in runs: where consecutive positions of the entity
 //!   order are consecutive rows of the segment (an export clustered by entity, as the
 //!   city's event tables are to 96–99.9%), a run is decoded a block at a time rather than a
 //!   row at a time;
