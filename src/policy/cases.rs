@@ -241,16 +241,19 @@ fn build_case(
 
 /// Runs every case of every policy of `cat`; `schema` says what each table holds.
 pub fn run_cases(cat: &Catalogue, schema: &Schema) -> Result<Vec<CaseResult>, String> {
-    let dir = std::env::temp_dir().join(format!("mianshen-cases-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // A folder of this run's own (removed when dropped): two runs in one process, as tests
+    // run in parallel, must not share one and remove it under each other.
+    let dir = tempfile::Builder::new()
+        .prefix("mianshen-cases-")
+        .tempdir()
+        .map_err(|e| format!("a temporary folder for the cases: {e}"))?;
     let mut out = Vec::new();
     for checked in &cat.policies {
         let p = &checked.policy;
         for case in &p.cases {
-            out.push(run_case(p, case, cat, schema, &dir));
+            out.push(run_case(p, case, cat, schema, dir.path()));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(out)
 }
 
