@@ -28,6 +28,11 @@ pub fn decimal(s: &str) -> Option<i64> {
 pub fn gcd_of(xs: impl IntoIterator<Item = u64>) -> u64 {
     let mut g = 0;
     for x in xs {
+        // One division tells a multiple of the divisor so far (most of them, in a block of
+        // amounts in whole yuan), which leaves it unchanged.
+        if g != 0 && x % g == 0 {
+            continue;
+        }
         g = gcd(g, x);
         if g == 1 {
             break;

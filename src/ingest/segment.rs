@@ -930,6 +930,18 @@ impl Segment {
         name: &str,
         mut f: impl FnMut(usize, Option<&str>),
     ) -> Result<(), SegmentError> {
+        self.for_each_str_while(name, |row, v| {
+            f(row, v);
+            true
+        })
+    }
+
+    /// [`Segment::for_each_str`] until `f` returns `false`.
+    pub fn for_each_str_while(
+        &self,
+        name: &str,
+        mut f: impl FnMut(usize, Option<&str>) -> bool,
+    ) -> Result<(), SegmentError> {
         let col = self.column_index(name, &[ColumnType::Bytes, ColumnType::Dict])?;
         let dict = self.dicts.get(&col).map_or(&[][..], Vec::as_slice);
         let mut row = 0usize;
@@ -945,7 +957,9 @@ impl Segment {
                         } else {
                             None
                         };
-                        f(row + r, v.map(String::as_str));
+                        if !f(row + r, v.map(String::as_str)) {
+                            return Ok(());
+                        }
                     }
                 }
                 GroupChunk::Digits { valid, values } => {
@@ -955,9 +969,11 @@ impl Segment {
                             let text = Text::Digits(values.get(r) as u64);
                             let b = text.bytes(&mut buf);
                             // Digits are ASCII.
-                            f(row + r, std::str::from_utf8(b).ok());
-                        } else {
-                            f(row + r, None);
+                            if !f(row + r, std::str::from_utf8(b).ok()) {
+                                return Ok(());
+                            }
+                        } else if !f(row + r, None) {
+                            return Ok(());
                         }
                     }
                 }
@@ -972,7 +988,9 @@ impl Segment {
                     let mut next = 0usize;
                     for r in 0..rows {
                         if !bit(valid, r) {
-                            f(row + r, None);
+                            if !f(row + r, None) {
+                                return Ok(());
+                            }
                             continue;
                         }
                         if !bit(repeat, r) {
@@ -985,7 +1003,9 @@ impl Segment {
                                 self.corrupt(name, "a repeat flag without a previous value")
                             );
                         }
-                        f(row + r, cur);
+                        if !f(row + r, cur) {
+                            return Ok(());
+                        }
                     }
                 }
                 GroupChunk::Int { .. } => unreachable!("a text column's chunks are text chunks"),

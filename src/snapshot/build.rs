@@ -1124,13 +1124,13 @@ impl Stream<'_> {
         // A first pass in row order: a dictionary column's values, or whether free text is
         // all decimal numbers.
         let dict = ty == ColumnType::Dict;
-        let mut distinct: HashSet<String> = HashSet::new();
+        let mut distinct: HashSet<String, Xxh3DefaultBuilder> = HashSet::default();
         // Text the segment stores as numbers is decimal without a look.
         let mut numbers = true;
         let mut last = String::new();
         if dict || !reader.all_digits() {
             self.seg
-                .for_each_str(cname, |_, v| {
+                .for_each_str_while(cname, |_, v| {
                     if let Some(v) = v {
                         if dict {
                             if v != last && !distinct.contains(v) {
@@ -1144,6 +1144,8 @@ impl Stream<'_> {
                             numbers = false;
                         }
                     }
+                    // Free text stops at its first value that is not a number.
+                    dict || numbers
                 })
                 .map_err(serr)?;
         }
@@ -1156,8 +1158,7 @@ impl Stream<'_> {
         } else {
             ColumnWriter::text()
         };
-        let mut refs = (may_reference(role) && !cname.contains('.')).then(ColumnWriter::int);
-        let mut any_ref = false;
+        let mut refs = (may_reference(role) && !cname.contains('.')).then(Refs::default);
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); if dict { sorted.len() } else { 0 }];
         let mut buf = Vec::with_capacity(STREAM_ROWS);
         // Each attributed position's entity, in order.
@@ -1183,8 +1184,7 @@ impl Stream<'_> {
                             e
                         }
                     };
-                    any_ref |= e.is_some();
-                    rw.push_int(e);
+                    rw.push(e);
                 }
                 // Positions past the attributed rows have no entity.
                 let e = entity_at.next();
@@ -1199,8 +1199,9 @@ impl Stream<'_> {
             }
         }
         let mut sections = vec![column_section(col_name, cw)];
-        if let Some(rw) = refs
-            && any_ref
+        if let Some(Refs {
+            writer: Some(rw), ..
+        }) = refs
         {
             let mut values = Vec::new();
             rw.finish(&mut values);
@@ -1218,6 +1219,30 @@ impl Stream<'_> {
             flags.push('i');
         }
         Ok(Encoded { sections, flags })
+    }
+}
+
+/// A column's references to entities, written from its first one on: a column that names
+/// none (a billion invoice numbers) costs nothing past the lookups.
+#[derive(Default)]
+struct Refs<'s> {
+    /// Rows before the first reference.
+    before: usize,
+    writer: Option<ColumnWriter<'s>>,
+}
+
+impl Refs<'_> {
+    fn push(&mut self, e: Option<i64>) {
+        match (&mut self.writer, e) {
+            (Some(w), _) => w.push_int(e),
+            (None, None) => self.before += 1,
+            (None, Some(_)) => {
+                let mut w = ColumnWriter::int();
+                (0..self.before).for_each(|_| w.push_int(None));
+                w.push_int(e);
+                self.writer = Some(w);
+            }
+        }
     }
 }
 
@@ -1409,6 +1434,35 @@ pub fn write_memory(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// References written from the first one on are the column written row by row; a
+    /// column with none writes nothing.
+    #[test]
+    fn references_start_at_the_first_one() {
+        for rows in [
+            vec![None; 5],
+            vec![Some(3), None],
+            vec![None, None, Some(7), Some(7), None, Some(1)],
+            (0..70_000)
+                .map(|i| (i > 66_000).then_some(i % 11))
+                .collect(),
+        ] {
+            let mut refs = Refs::default();
+            let mut direct = ColumnWriter::int();
+            for &e in &rows {
+                refs.push(e);
+                direct.push_int(e);
+            }
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            if let Some(w) = refs.writer {
+                w.finish(&mut got);
+            }
+            if rows.iter().any(Option::is_some) {
+                direct.finish(&mut want);
+            }
+            assert_eq!(got, want, "{} rows", rows.len());
+        }
+    }
 
     /// `links.csv` read in pieces on every core is `links.csv` read line by line: every
     /// source, every record, the later line for a record repeated; and a bad line is named

@@ -14,6 +14,7 @@
 //! out of order): `verify` runs before a snapshot is trusted.
 
 use std::collections::HashMap;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use crate::codec::blocks::{self, Blocked};
 pub use crate::codec::{Packed, Text, bits_at, bits_for, decimal, le_u64, pack, pad8, word_at};
@@ -197,7 +198,7 @@ pub struct ColumnWriter<'s> {
     dict: Vec<&'s str>,
     /// Free text's distinct values in order of first occurrence, and their codes.
     strings: Vec<Text<'s>>,
-    seen: HashMap<Text<'s>, i64>,
+    seen: HashMap<Text<'s>, i64, Xxh3DefaultBuilder>,
     /// The last text value and its code: an entity's rows often repeat a value.
     last: Option<(Text<'s>, i64)>,
     /// A predicted column's prediction, and the least and greatest value it holds.
@@ -215,7 +216,7 @@ impl<'s> ColumnWriter<'s> {
             values: blocks::Writer::new(),
             dict: Vec::new(),
             strings: Vec::new(),
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             last: None,
             linear: None,
             range: None,
