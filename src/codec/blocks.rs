@@ -202,7 +202,7 @@ fn stepped_runs(v: &[i64]) -> Option<Plan> {
 /// ([`plan_by_building_all`], which the tests hold it to), at a fraction of the work.
 fn plan(v: &[i64]) -> Plan {
     let n = v.len();
-    if n < 2 || n > BLOCK {
+    if !(2..=BLOCK).contains(&n) {
         return plan_by_building_all(v);
     }
     let mut scratch = [0i64; BLOCK];
