@@ -58,11 +58,18 @@ struct Plan {
 /// Frame of reference, with the residuals' common divisor taken out.
 fn frame(v: &[i64]) -> Plan {
     let lo = v.iter().copied().min().unwrap_or(0);
-    let r: Vec<u64> = v.iter().map(|&x| x.wrapping_sub(lo) as u64).collect();
-    let g = gcd_of(r.iter().copied());
+    let g = gcd_of(v.iter().map(|&x| x.wrapping_sub(lo) as u64));
+    frame_of(v, lo, g)
+}
+
+/// [`frame`] given the block's minimum `lo` and the common divisor `g` of the values'
+/// distances from it.
+fn frame_of(v: &[i64], lo: i64, g: u64) -> Plan {
     let (flags, mult, r) = if g > 1 {
-        (MULT, g, r.into_iter().map(|x| x / g).collect())
+        let r: Vec<u64> = v.iter().map(|&x| x.wrapping_sub(lo) as u64 / g).collect();
+        (MULT, g, r)
     } else {
+        let r: Vec<u64> = v.iter().map(|&x| x.wrapping_sub(lo) as u64).collect();
         (0, 1, r)
     };
     let width = bits_for(r.iter().copied().max().unwrap_or(0));
@@ -215,7 +222,7 @@ fn plan(v: &[i64]) -> Plan {
     let f = Shape::of(r);
     let f_cost = 2 + f.mult_word() + words(n, u32::from(f.width));
     if f.width == 0 {
-        return frame(v);
+        return frame_of(v, f.lo, f.g);
     }
     // Runs cost the run values and their first rows in place of every row's residual.
     let start_width = u32::from(bits_for(n as u64 - 1));
@@ -253,12 +260,12 @@ fn plan(v: &[i64]) -> Plan {
     }
     let built = match best.0 {
         1 => line(v),
-        2 => dictionary(&frame(v)),
-        3 => runs(&frame(v)),
+        2 => dictionary(&frame_of(v, f.lo, f.g)),
+        3 => runs(&frame_of(v, f.lo, f.g)),
         4 => stepped_runs(v),
         _ => None,
     };
-    let p = built.unwrap_or_else(|| frame(v));
+    let p = built.unwrap_or_else(|| frame_of(v, f.lo, f.g));
     debug_assert_eq!(p.cost, best.1, "block plan {} costed wrongly", best.0);
     p
 }
@@ -289,6 +296,9 @@ fn run_values(
 /// A frame of reference's figures for some values: whether a common divisor above 1 comes
 /// out, and the residuals' width.
 struct Shape {
+    /// The least value, and the common divisor of the values' distances from it.
+    lo: i64,
+    g: u64,
     mult: bool,
     width: u8,
 }
@@ -300,6 +310,8 @@ impl Shape {
         let g = gcd_of(v.iter().map(|&x| x.wrapping_sub(lo) as u64));
         let top = hi.wrapping_sub(lo) as u64;
         Shape {
+            lo,
+            g,
             mult: g > 1,
             width: bits_for(if g > 1 { top / g } else { top }),
         }
