@@ -348,6 +348,19 @@ enum Command {
         /// The set of `stream` requests: candidates, to-verify or near-miss.
         #[arg(long, default_value = "candidates")]
         stream_set: String,
+        /// TLS: the CA that signed the server's certificate (PEM); the target is then
+        /// `https://`.
+        #[arg(long)]
+        tls_ca: Option<PathBuf>,
+        /// The name the server's certificate is for.
+        #[arg(long, default_value = "localhost", requires = "tls_ca")]
+        tls_domain: String,
+        /// mTLS: this client's certificate (PEM), with --tls-key.
+        #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+        tls_cert: Option<PathBuf>,
+        /// mTLS: this client's private key (PEM), with --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// The policy and parameter of `whatif` requests.
         #[arg(long, default_value = "M01")]
         whatif_policy: String,
@@ -445,21 +458,31 @@ fn main() -> Result<()> {
             compact,
             whatif_policy,
             whatif_param,
+            tls_ca,
+            tls_domain,
+            tls_cert,
+            tls_key,
         } => {
-            use mianshen::server::loadgen::{self, Kind, LoadOptions};
-            let url = |a: &str| {
+            use mianshen::server::loadgen::{self, ClientTls, Kind, LoadOptions};
+            let scheme = |tls: bool| if tls { "https" } else { "http" };
+            let url = |a: &str, tls: bool| {
                 if a.starts_with("http") {
                     a.to_string()
                 } else {
-                    format!("http://{a}")
+                    format!("{}://{a}", scheme(tls))
                 }
             };
+            let tls = tls_ca.map(|ca| ClientTls {
+                ca,
+                domain: tls_domain,
+                identity: tls_cert.zip(tls_key),
+            });
             let (pn, pv) = whatif_param
                 .split_once('=')
                 .context("--whatif-param: expected NAME=VALUE")?;
             let mut o = LoadOptions {
-                target: url(&target),
-                yardstick: yardstick.as_deref().map(url),
+                target: url(&target, tls.is_some()),
+                yardstick: yardstick.as_deref().map(|y| url(y, false)),
                 token,
                 mix: loadgen::parse_mix(&mix).map_err(anyhow::Error::msg)?,
                 duration: std::time::Duration::from_secs(duration.max(1)),
@@ -475,6 +498,7 @@ fn main() -> Result<()> {
                 compact,
                 whatif_policy,
                 whatif_param: (pn.trim().to_string(), pv.trim().to_string()),
+                tls,
             };
             let rt = runtime()?;
             println!(

@@ -1377,3 +1377,90 @@ async fn a_new_catalogue_is_loaded_whole_and_a_broken_one_changes_nothing() {
     );
     running.stop().await.unwrap();
 }
+
+/// Admin.Info over `endpoint` with `token`: the policies it names, or why the call failed
+/// (in the handshake or after it).
+async fn info_over(endpoint: tonic::transport::Endpoint, token: &str) -> Result<usize, String> {
+    let ch = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let b = Bearer(Some(format!("Bearer {token}").parse().unwrap()));
+    pb::admin_client::AdminClient::with_interceptor(ch, b)
+        .info(pb::InfoRequest {})
+        .await
+        .map(|r| r.into_inner().policies.len())
+        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// mTLS: with `[tls] client_ca`, a client gets through the handshake only with a certificate
+/// that CA signed, and still needs its token after it; plaintext, no certificate and a
+/// stranger's certificate are all refused. A broken certificate file stops the server from
+/// starting, with the file named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_admits_only_clients_whose_certificate_the_ca_signed() {
+    use mianshen::server::config::TlsConfig;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+    let fixtures = root().join("tests/fixtures/tls");
+    let pem = |f: &str| std::fs::read(fixtures.join(f)).unwrap();
+    let mut opts = options(snapshot_copy(), scratch());
+    opts.config.tls = Some(TlsConfig {
+        cert: fixtures.join("server.pem"),
+        key: fixtures.join("server.key"),
+        client_ca: Some(fixtures.join("ca.pem")),
+    });
+    let running = start(opts.clone()).await.unwrap();
+    let port = running.addr.port();
+    let tls = |identity: Option<(&str, &str)>| {
+        let mut c = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(pem("ca.pem")))
+            .domain_name("localhost");
+        if let Some((cert, key)) = identity {
+            c = c.identity(Identity::from_pem(pem(cert), pem(key)));
+        }
+        Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .tls_config(c)
+            .unwrap()
+    };
+
+    let ours = tls(Some(("client.pem", "client.key")));
+    assert_eq!(info_over(ours.clone(), ADMIN).await, Ok(27));
+    let e = info_over(ours, "not-a-token-of-ours-0").await.unwrap_err();
+    assert!(e.starts_with("Unauthenticated"), "{e}");
+    for (what, endpoint) in [
+        ("no client certificate", tls(None)),
+        (
+            "a stranger's certificate",
+            tls(Some(("stranger.pem", "stranger.key"))),
+        ),
+        (
+            "plaintext",
+            Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(10)),
+        ),
+    ] {
+        let r = info_over(endpoint, ADMIN).await;
+        assert!(r.is_err(), "{what} got through: {r:?}");
+    }
+    running.stop().await.unwrap();
+
+    // The server's key file holding no key: refused at start, the file named.
+    let not_pem = scratch().join("server.key");
+    std::fs::write(&not_pem, "not a key").unwrap();
+    if let Some(t) = opts.config.tls.as_mut() {
+        t.key = not_pem.clone();
+    }
+    let Err(e) = start(opts).await else {
+        panic!("a broken key must not serve");
+    };
+    assert!(
+        e.to_string().contains(&not_pem.display().to_string()),
+        "{e}"
+    );
+}

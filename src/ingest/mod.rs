@@ -9,6 +9,7 @@
 
 pub mod fields;
 pub mod normalize;
+pub mod records;
 pub mod segment;
 pub mod stream;
 pub mod summary;
@@ -26,6 +27,7 @@ use rayon::prelude::*;
 use crate::error::{IngestError, SourceError};
 use crate::source::config::{SourceConfig, SourceFile, discover};
 use fields::{Plan, Reject, RowStats};
+use records::RecordReader;
 use segment::{ColumnData, SegmentWriter};
 pub use stream::ingest_city;
 pub use summary::{IngestReport, SourceSummary};
@@ -132,15 +134,15 @@ impl Output {
 }
 
 /// Reads CSV records into batches.
-struct BatchReader<R: std::io::Read> {
-    rdr: csv::Reader<R>,
+struct BatchReader<R: std::io::BufRead> {
+    rdr: RecordReader<R>,
     path: PathBuf,
     batch_rows: usize,
     last_pos: u64,
     bar: Option<ProgressBar>,
 }
 
-impl<R: std::io::Read> BatchReader<R> {
+impl<R: std::io::BufRead> BatchReader<R> {
     /// Refills `b` with up to `batch_rows` records; returns whether the input is exhausted.
     fn fill(&mut self, b: &mut Batch) -> Result<bool, IngestError> {
         b.len = 0;
@@ -152,10 +154,10 @@ impl<R: std::io::Read> BatchReader<R> {
             }
             let got =
                 self.rdr
-                    .read_byte_record(&mut b.recs[b.len])
-                    .map_err(|e| IngestError::Io {
+                    .read_record(&mut b.recs[b.len])
+                    .map_err(|source| IngestError::Io {
                         path: self.path.clone(),
-                        source: std::io::Error::other(e.to_string()),
+                        source,
                     })?;
             if !got {
                 eof = true;
@@ -165,7 +167,7 @@ impl<R: std::io::Read> BatchReader<R> {
             b.len += 1;
         }
         if let Some(bar) = &self.bar {
-            let pos = self.rdr.position().byte();
+            let pos = self.rdr.byte();
             bar.inc(pos.saturating_sub(self.last_pos));
             self.last_pos = pos;
         }
@@ -219,13 +221,14 @@ pub fn ingest_source(
         source: e,
     })?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    ingest_reader(&sf.config, &sf.csv_path, file, bytes, out, opts, bar)
+    let input = std::io::BufReader::with_capacity(1 << 20, file);
+    ingest_reader(&sf.config, &sf.csv_path, input, bytes, out, opts, bar)
 }
 
-/// Ingests CSV text from any reader (a file, a network stream, the generator's in-process
-/// stream) as the source `config` describes. `path` names the input in errors; `bytes` is
+/// Ingests CSV text from any buffered reader (a file, a network stream, the generator's
+/// in-process stream) as the source `config` describes. `path` names the input in errors; `bytes` is
 /// its size if known (for the summary).
-pub fn ingest_reader<R: std::io::Read + Send>(
+pub fn ingest_reader<R: std::io::BufRead + Send>(
     config: &SourceConfig,
     path: &Path,
     input: R,
@@ -246,18 +249,13 @@ pub fn ingest_reader<R: std::io::Read + Send>(
         std::fs::create_dir_all(&p).map_err(io(&p))?;
     }
     let delimiter = config.csv.delimiter as u8;
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .buffer_capacity(1 << 20)
-        .from_reader(input);
+    let mut rdr = RecordReader::new(input, delimiter);
 
     // Header.
     let mut header_rec = ByteRecord::new();
     let header: Vec<String> = if config.csv.header {
         let got = rdr
-            .read_byte_record(&mut header_rec)
+            .read_record(&mut header_rec)
             .map_err(|e| SourceError::Header {
                 path: path.clone(),
                 msg: e.to_string(),

@@ -15,6 +15,11 @@
 //! token = "change-me"
 //! role = "service"        # service, analyst, hotline, supervisor, admin
 //! department = "MZ"
+//!
+//! [tls]                   # optional: TLS on the port; with client_ca, mTLS
+//! cert = "server.pem"     # PEM, paths relative to this file
+//! key = "server.key"
+//! client_ca = "ca.pem"    # clients must show a certificate this CA signed
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -36,6 +41,29 @@ pub struct TokenConfig {
     pub department: String,
 }
 
+/// TLS on the listening port: the server's certificate chain and private key (PEM), and,
+/// when `client_ca` is given, mutual TLS: a client must present a certificate that CA signed,
+/// or its connection ends in the handshake (its bearer token is still checked after it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The same files, a relative path taken from `dir` (the config file's folder).
+    fn relative_to(self, dir: &Path) -> TlsConfig {
+        TlsConfig {
+            cert: dir.join(self.cert),
+            key: dir.join(self.key),
+            client_ca: self.client_ca.map(|c| dir.join(c)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -53,6 +81,8 @@ pub struct ServerConfig {
     /// SIGHUP).
     pub watch_seconds: u64,
     pub tokens: Vec<TokenConfig>,
+    /// TLS, and with a client CA mutual TLS; plaintext without it.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +96,7 @@ impl Default for ServerConfig {
             heavy_requests: 4,
             watch_seconds: 0,
             tokens: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -105,7 +136,10 @@ impl ServerConfig {
     pub fn load(path: &Path) -> Result<ServerConfig, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        ServerConfig::parse(&text, &path.display().to_string())
+        let mut c = ServerConfig::parse(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        c.tls = c.tls.map(|t| t.relative_to(dir));
+        Ok(c)
     }
 
     pub fn demo() -> ServerConfig {
@@ -132,5 +166,24 @@ mod tests {
         );
         let bad_role = "[[tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nrole = \"king\"\n";
         assert!(ServerConfig::parse(bad_role, "x").is_err());
+    }
+
+    #[test]
+    fn tls_files_are_found_beside_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        let text = "[[tokens]]\nname = \"a\"\ntoken = \"0123456789abcdef\"\nrole = \"admin\"\n\
+                    [tls]\ncert = \"s.pem\"\nkey = \"/abs/s.key\"\nclient_ca = \"ca/ca.pem\"\n";
+        std::fs::write(&path, text).unwrap();
+        let tls = ServerConfig::load(&path).unwrap().tls.unwrap();
+        assert_eq!(tls.cert, dir.path().join("s.pem"));
+        assert_eq!(tls.key, Path::new("/abs/s.key"));
+        assert_eq!(tls.client_ca, Some(dir.path().join("ca/ca.pem")));
+        let typo = format!("{text}clientca = \"x\"\n");
+        assert!(
+            ServerConfig::parse(&typo, "x").is_err(),
+            "unknown keys are refused"
+        );
+        assert!(ServerConfig::demo().tls.is_none());
     }
 }

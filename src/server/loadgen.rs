@@ -96,6 +96,33 @@ pub struct LoadOptions {
     /// The policy and parameter override of `whatif`.
     pub whatif_policy: String,
     pub whatif_param: (String, String),
+    /// TLS to the server (not to the yardstick), with a client certificate for mTLS.
+    pub tls: Option<ClientTls>,
+}
+
+/// How the load generator speaks TLS: the CA that signed the server's certificate, the name
+/// the certificate is for, and for mTLS the client's own certificate and key (PEM files).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub ca: std::path::PathBuf,
+    pub domain: String,
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl ClientTls {
+    fn config(&self) -> Result<tonic::transport::ClientTlsConfig, String> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))
+        };
+        let mut c = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca)?))
+            .domain_name(self.domain.clone());
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(c)
+    }
 }
 
 /// What one kind of request did.
@@ -187,10 +214,16 @@ struct Clients {
     hello: Option<GreeterClient<Channel>>,
 }
 
-async fn connect(addr: &str) -> Result<Channel, String> {
-    Channel::from_shared(addr.to_string())
+async fn connect(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
+    let mut endpoint = Channel::from_shared(addr.to_string())
         .map_err(|e| format!("{addr}: {e}"))?
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    if let Some(t) = tls {
+        endpoint = endpoint
+            .tls_config(t.config()?)
+            .map_err(|e| format!("TLS to {addr}: {e}"))?;
+    }
+    endpoint
         .connect()
         .await
         .map_err(|e| format!("connecting to {addr}: {e}"))
@@ -335,9 +368,9 @@ pub async fn run(o: &LoadOptions) -> Result<LoadReport, String> {
         .map_err(|_| "the token is not printable ASCII".to_string())?;
     let mut clients = Vec::new();
     for _ in 0..o.connections.max(1) {
-        let ch = connect(&o.target).await?;
+        let ch = connect(&o.target, o.tls.as_ref()).await?;
         let hello = match &o.yardstick {
-            Some(y) => Some(GreeterClient::new(connect(y).await?)),
+            Some(y) => Some(GreeterClient::new(connect(y, None).await?)),
             None => None,
         };
         let auth = Auth(token.clone());

@@ -386,7 +386,13 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
 
     let (tx, rx) = oneshot::channel::<()>();
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &opts.config.tls {
+        builder = builder
+            .tls_config(server_tls(tls)?)
+            .map_err(|e| setup("setting up TLS", &e))?;
+    }
+    let server = builder
         .accept_http1(true)
         .concurrency_limit_per_connection(opts.config.concurrency_per_connection.max(1))
         .timeout(Duration::from_secs(
@@ -409,6 +415,32 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
         task,
         health,
     })
+}
+
+/// The server's TLS identity and, for mTLS, the CA its clients' certificates must come from.
+fn server_tls(tls: &config::TlsConfig) -> Result<tonic::transport::ServerTlsConfig, ServeError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |path: &Path, what: &str| {
+        let pem = std::fs::read(path).map_err(|e| {
+            ServeError::Setup(format!("reading the TLS {what} {}: {e}", path.display()))
+        })?;
+        // A file without a PEM block would only fail at the first handshake: say so now.
+        if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(ServeError::Setup(format!(
+                "the TLS {what} {} is not PEM",
+                path.display()
+            )));
+        }
+        Ok(pem)
+    };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(&tls.cert, "certificate")?,
+        read(&tls.key, "key")?,
+    ));
+    if let Some(ca) = &tls.client_ca {
+        config = config.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+    }
+    Ok(config)
 }
 
 /// The services, as health checking names them.
