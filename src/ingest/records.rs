@@ -1,9 +1,10 @@
 //! CSV records read the way the `csv` crate reads them (its defaults: `"` quotes, doubled
 //! quotes, CR, LF or CRLF ends a record, blank lines skipped, any number of fields), at a
 //! fraction of the cost on the common line: one with no quote and no carriage return is split
-//! at its delimiters with `memchr` straight from the input's buffer. Any other record goes
-//! through `csv_core`'s state machine from its first byte. Records, fields and line numbers
-//! are the `csv` crate's exactly (a property test holds them to it).
+//! at its delimiters in one pass over a byte-class table, straight from the input's buffer.
+//! Any other record (and the first, for the byte order mark) goes through `csv_core`'s state
+//! machine from its first byte. Records, fields and positions are the `csv` crate's exactly
+//! (a property test holds them to it).
 //!
 //! The input is a `BufRead`: the streamed city hands over the generator's own buffers, so a
 //! record's bytes are copied once, into its `ByteRecord`.
