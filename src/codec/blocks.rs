@@ -90,11 +90,7 @@ fn frame_of(v: &[i64], lo: i64, g: u64) -> Plan {
 /// A line through the first and last values, and the residuals above its lowest point.
 fn line(v: &[i64]) -> Option<Plan> {
     let n = v.len();
-    if n < 3 {
-        return None;
-    }
-    let step = (i128::from(v[n - 1]) - i128::from(v[0])) / (n as i128 - 1);
-    let step = i64::try_from(step).ok().filter(|&s| s != 0)?;
+    let step = line_step(v)?;
     let d: Vec<i128> = v
         .iter()
         .enumerate()
@@ -357,14 +353,20 @@ fn distinct_at_most(v: &[i64], most: usize) -> Option<usize> {
     Some(k)
 }
 
-/// The width of [`line`]'s residuals, when a line applies.
-fn line_width(v: &[i64]) -> Option<u8> {
+/// The slope of the line through a block's first and last values, when a line applies
+/// (three values or more, a slope other than 0 that fits).
+fn line_step(v: &[i64]) -> Option<i64> {
     let n = v.len();
     if n < 3 {
         return None;
     }
     let step = (i128::from(v[n - 1]) - i128::from(v[0])) / (n as i128 - 1);
-    let step = i64::try_from(step).ok().filter(|&s| s != 0)?;
+    i64::try_from(step).ok().filter(|&s| s != 0)
+}
+
+/// The width of [`line`]'s residuals, when a line applies.
+fn line_width(v: &[i64]) -> Option<u8> {
+    let step = line_step(v)?;
     let (mut lo, mut hi) = (i128::MAX, i128::MIN);
     for (j, &x) in v.iter().enumerate() {
         let d = i128::from(x) - i128::from(step) * j as i128;
