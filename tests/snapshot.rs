@@ -193,6 +193,27 @@ fn build_reads_back_what_the_sources_hold() {
     }
     assert!(checked > 1_000);
 
+    // The runs, decoded a block of 1,024 at a time, are each entity's rows as looked up one
+    // by one, and cover the attributed rows.
+    let runs: Vec<_> = ga.runs().collect();
+    assert_eq!(runs.len(), ga.run_count());
+    assert!(
+        runs.len() > 1024,
+        "{} runs: more than one block",
+        runs.len()
+    );
+    assert!(
+        runs.windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1.end == w[1].1.start)
+    );
+    for (e, rows) in &runs {
+        assert_eq!(ga.rows_of(*e), *rows, "entity {e}");
+    }
+    assert_eq!(
+        runs.iter().map(|(_, r)| r.len()).sum::<usize>(),
+        ga.info.attributed
+    );
+
     // Equality indexes agree with a scan of the rows.
     let status = ga.column("status").unwrap();
     let rows_entities = ga.row_entities();
@@ -219,6 +240,10 @@ fn build_reads_back_what_the_sources_hold() {
     let at = |name: &str, h: &csv::StringRecord| h.iter().position(|x| x == name).unwrap();
     let headers = csv.headers().unwrap().clone();
     let (birth_at, status_at) = (at("birth_date", &headers), at("status", &headers));
+    // A column that names entities is followed by the entity it resolved to.
+    let household_at = at("household_no_entity", &headers);
+    assert_eq!(headers.get(household_at - 1), Some("household_no"));
+    let household = ga.reference("household_no").unwrap();
     let birth = ga.column("birth_date").unwrap();
     let doubtful = ga.doubtful().unwrap();
     let mut rows = 0;
@@ -231,6 +256,7 @@ fn build_reads_back_what_the_sources_hold() {
             .map(|d| mianshen::date::Date(d as i32).to_string());
         assert_eq!(rec[birth_at], want.unwrap_or_default(), "row {r}");
         assert_eq!(&rec[status_at], status.str(r).unwrap_or(""), "row {r}");
+        assert_eq!(rec[household_at].parse().ok(), household.int(r), "row {r}");
         rows += 1;
     }
     assert_eq!(rows, ga.info.rows);

@@ -831,7 +831,8 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
                 .collect();
             let mut s = collect(parts);
             // Entities with no row in the table all evaluate alike.
-            let with_rows: RoaringBitmap = runs.iter().map(|(e, _)| *e).collect();
+            let with_rows = RoaringBitmap::from_sorted_iter(runs.iter().map(|(e, _)| *e))
+                .unwrap_or_else(|_| runs.iter().map(|(e, _)| *e).collect());
             let without = universe - &with_rows;
             match ev.tri(atom, At::entity(NO_ENTITY), &mut NoTrace) {
                 Tri::True => s.t |= without,

@@ -3,7 +3,9 @@
 //!
 //! One file per table, `DEPT.table.csv`, its rows in snapshot order (grouped by entity) with
 //! two leading columns: `entity` (the entity's dense id, empty for a row nothing joined) and
-//! `doubtful` (1 when the row's link to its entity is doubtful). Values are written as the
+//! `doubtful` (1 when the row's link to its entity is doubtful). A column whose values name
+//! entities (a household number, an employer's USCC: the columns relations follow) is followed
+//! by `COLUMN_entity`, the entity the snapshot resolved the value to. Values are written as the
 //! departments would read them: dates `YYYY-MM-DD`, months as their first day, amounts in
 //! yuan with two decimals, quantities with three; a missing value is an empty field. A file
 //! `entities.csv` lists every entity's id, kind and stable key.
@@ -121,11 +123,18 @@ fn write_table(
     w: &mut impl Write,
 ) -> std::io::Result<Result<usize, SnapshotError>> {
     let info = table.info;
+    // Each column, and after it the entities its values name when it has a `ref/` section.
     let mut columns = Vec::with_capacity(info.columns.len());
     for c in &info.columns {
         match table.column(&c.name) {
             Ok(col) => columns.push((col, Format::of(&c.role))),
             Err(e) => return Ok(Err(e)),
+        }
+        if c.reference {
+            match table.reference(&c.name) {
+                Ok(col) => columns.push((col, Format::Plain)),
+                Err(e) => return Ok(Err(e)),
+            }
         }
     }
     let doubtful = match table.doubtful() {
@@ -136,6 +145,10 @@ fn write_table(
     for c in &info.columns {
         line.push(',');
         line.push_str(&csv_field(&c.name));
+        if c.reference {
+            line.push(',');
+            line.push_str(&csv_field(&format!("{}_entity", c.name)));
+        }
     }
     writeln!(w, "{line}")?;
     for (row, e) in table.row_entities().iter().enumerate() {

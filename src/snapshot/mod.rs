@@ -295,6 +295,69 @@ impl Snapshot {
     }
 }
 
+/// The entity runs of a table ([`Table::runs`]): run `i` is entity `run_entity[i]`'s rows
+/// `run_start[i] .. run_start[i + 1]`; a missing value reads as 0.
+#[derive(Debug, Clone)]
+pub struct Runs<'a> {
+    entity: Column<'a>,
+    start: Column<'a>,
+    n: usize,
+    /// The next run to yield.
+    next: usize,
+    /// The first run in the buffers.
+    from: usize,
+    entities: Vec<i64>,
+    /// One more than `entities`: the start of the run after the last one.
+    starts: Vec<i64>,
+}
+
+impl Runs<'_> {
+    /// Runs decoded at a time.
+    const BLOCK: usize = 1024;
+
+    /// Decodes the runs from `self.next` on into the buffers.
+    fn fill(&mut self) {
+        let len = Self::BLOCK.min(self.n - self.next);
+        let decode = |col: &Column<'_>, len: usize, out: &mut Vec<i64>, start: usize| {
+            out.resize(len, 0);
+            let mut present = vec![0u64; len.div_ceil(64)];
+            col.decode_raw(start, out, &mut present);
+            for (k, v) in out.iter_mut().enumerate() {
+                if present[k / 64] >> (k % 64) & 1 == 0 {
+                    *v = 0;
+                }
+            }
+        };
+        decode(&self.entity, len, &mut self.entities, self.next);
+        decode(&self.start, len + 1, &mut self.starts, self.next);
+        self.from = self.next;
+    }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = (u32, Range<usize>);
+
+    fn next(&mut self) -> Option<(u32, Range<usize>)> {
+        if self.next >= self.n {
+            return None;
+        }
+        if self.next >= self.from + self.entities.len() || self.next < self.from {
+            self.fill();
+        }
+        let k = self.next - self.from;
+        self.next += 1;
+        let (s, t) = (self.starts[k] as usize, self.starts[k + 1] as usize);
+        Some((self.entities[k] as u32, s..t.max(s)))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.n.saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Runs<'_> {}
+
 /// One table of a snapshot: rows grouped by entity (attributed rows first, in entity order).
 #[derive(Debug, Clone, Copy)]
 pub struct Table<'a> {
@@ -332,14 +395,17 @@ impl<'a> Table<'a> {
         self.runs_entity.rows()
     }
 
-    /// Entity runs: `(entity, rows)` in entity order.
-    pub fn runs(&self) -> impl Iterator<Item = (u32, Range<usize>)> + '_ {
-        (0..self.runs_entity.rows()).map(move |i| {
-            let e = self.runs_entity.int(i).unwrap_or(0) as u32;
-            let s = self.runs_start.int(i).unwrap_or(0) as usize;
-            let t = self.runs_start.int(i + 1).unwrap_or(0) as usize;
-            (e, s..t.max(s))
-        })
+    /// Entity runs: `(entity, rows)` in entity order, decoded a block of runs at a time.
+    pub fn runs(&self) -> Runs<'a> {
+        Runs {
+            entity: self.runs_entity,
+            start: self.runs_start,
+            n: self.runs_entity.rows(),
+            next: 0,
+            from: 0,
+            entities: Vec::new(),
+            starts: Vec::new(),
+        }
     }
 
     /// The entity of every row, in row order (`None` for rows nothing joined).
