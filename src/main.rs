@@ -252,8 +252,9 @@ enum Command {
         common: PolicyArgs,
     },
     /// Write tables of a snapshot as CSV (entity id, doubtful flag, then the columns; dates,
-    /// months, amounts and quantities as the departments write them) and entities.csv, for
-    /// other tools to read what the engine reads.
+    /// months, amounts and quantities as the departments write them; after a column that names
+    /// entities, `COLUMN_entity`, the entity it resolved to) and entities.csv, for other tools
+    /// to read what the engine reads.
     Export {
         /// A snapshot folder (or a snapshot file).
         #[arg(long)]
