@@ -734,6 +734,15 @@ fn aggregate_cond() -> impl Strategy<Value = String> {
             .prop_map(|(k, a)| format!("not (T.ev.kind == \"{}\" or T.ev.amount <= {a})", KIND[k])),
         (0i64..800)
             .prop_map(|d| format!("T.ev.day < 2024-01-01 + {d} days or is_missing(T.ev.day)")),
+        // Two parts over one column, merged into one table, and negations folded into it.
+        (0i64..800, 0i64..400).prop_map(|(d, w)| format!(
+            "T.ev.day > 2024-01-01 + {d} days and T.ev.day <= 2024-01-01 + {} days",
+            d + w
+        )),
+        (0usize..2, 0usize..2).prop_map(|(k, j)| format!(
+            "not (T.ev.kind == \"{}\" or not (T.ev.kind != \"{}\"))",
+            KIND[k], KIND[j]
+        )),
     ];
     (0usize..6, filter, 0i64..600_000, 0i64..1000, 0i64..3000).prop_map(|(agg, f, s, a, c)| {
         match agg {

@@ -19,7 +19,9 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Agg, Tri};
 use super::columns::Kept;
-use super::eval::{At, ColRef, Env, Evaluator, NoTrace, Node, RowFilters, RowFold, V};
+use super::eval::{
+    At, ColRef, Env, Evaluator, NoTrace, Node, RowFilters, RowFold, V, and3, not3, or3,
+};
 use super::schema::{Scale, Ty};
 
 /// Rows decoded at a time (a multiple of 64).
@@ -299,16 +301,68 @@ enum Op<'n> {
 fn program<'n>(filters: &'n RowFilters, table: usize, f: &'n Node, out: &mut Vec<Op<'n>>) {
     match f {
         Node::And(a, b) | Node::Or(a, b) => {
+            let and = matches!(f, Node::And(..));
+            let at = out.len();
             program(filters, table, a, out);
+            let mid = out.len();
             program(filters, table, b, out);
-            out.push(if matches!(f, Node::And(..)) {
-                Op::And
-            } else {
-                Op::Or
-            });
+            // Two tables of the same column (`month > x and month <= y`) become one: the
+            // column is decoded and looked up once per window.
+            if let (
+                [
+                    Op::Part {
+                        col,
+                        first,
+                        codes: x,
+                        missing: mx,
+                        ..
+                    },
+                ],
+                [
+                    Op::Part {
+                        col: col_b,
+                        first: first_b,
+                        codes: y,
+                        missing: my,
+                        ..
+                    },
+                ],
+            ) = (&out[at..mid], &out[mid..])
+                && col == col_b
+                && first == first_b
+                && x.len() == y.len()
+            {
+                let part = Op::Part {
+                    col: *col,
+                    first: *first,
+                    codes: x.iter().zip(y).map(|(&x, &y)| combine(x, y, and)).collect(),
+                    missing: if and { and3(*mx, *my) } else { or3(*mx, *my) },
+                    node: f,
+                };
+                out.truncate(at);
+                out.push(part);
+                return;
+            }
+            out.push(if and { Op::And } else { Op::Or });
         }
         Node::Not(x) => {
             program(filters, table, x, out);
+            // A table's negation is the table with TRUE and FALSE swapped.
+            if let Some(Op::Part {
+                codes,
+                missing,
+                node,
+                ..
+            }) = out.last_mut()
+                && std::ptr::eq(*node, &**x)
+            {
+                codes
+                    .iter_mut()
+                    .for_each(|c| *c = (*c & 1) << 1 | (*c >> 1 & 1));
+                *missing = not3(*missing);
+                *node = f;
+                return;
+            }
             out.push(Op::Not);
         }
         _ => out.push(match filters.part(f, table) {
@@ -321,6 +375,15 @@ fn program<'n>(filters: &'n RowFilters, table: usize, f: &'n Node, out: &mut Vec
             },
             None => Op::Rows(f),
         }),
+    }
+}
+
+/// Kleene's `and` (or `or`) of two states as bits.
+fn combine(x: u64, y: u64, and: bool) -> u64 {
+    if and {
+        (x & y & 1) | ((x | y) & 2)
+    } else {
+        ((x | y) & 1) | (x & y & 2)
     }
 }
 
