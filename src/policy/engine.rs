@@ -25,10 +25,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
-use super::ast::{Lit, Period, Policy, Tri};
+use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
-use super::eval::{At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V};
+use super::eval::{
+    At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, rel_fold,
+};
 use super::scan::AggValues;
 use crate::date::Date;
 use crate::snapshot::Snapshot;
@@ -480,6 +482,14 @@ impl<'s> Engine<'s> {
 
     /// An atom's sets: by a columnar kernel when one applies, else entity by entity.
     fn atom(&mut self, atom: &Node, kind: &str, universe: &RoaringBitmap) -> Sets {
+        if let Node::RelAgg {
+            agg: agg @ (Agg::Any | Agg::All | Agg::Exists),
+            rel,
+            body,
+        } = atom
+        {
+            return self.projected(*agg, *rel, body.as_deref(), universe);
+        }
         if let Some((t, c)) = columns::single_field(atom)
             && let Some(fc) = self.field_column(t, c)
         {
@@ -506,6 +516,65 @@ impl<'s> Engine<'s> {
             }
         }
         atom_sets(&self.env, atom, universe)
+    }
+
+    /// `any` / `all` / `exists` over a relation as a projection: the body's sets over the
+    /// related kind's universe (computed, and cached, like any condition), then each entity's
+    /// edges read against them. A related entity outside that universe (a reference that
+    /// resolved to another kind) has its body interpreted.
+    fn projected(
+        &mut self,
+        agg: Agg,
+        rel: usize,
+        body: Option<&Node>,
+        universe: &RoaringBitmap,
+    ) -> Sets {
+        let to = self.env.rels[rel].to.clone();
+        let related = self.universe(&to);
+        let body_sets = body.map(|b| self.sets(b, &to, &related));
+        let env = &self.env;
+        let r = &env.rels[rel];
+        let ev = Evaluator::new(env);
+        // The body's state of every entity, one byte each, so that an edge costs one read.
+        const OTHER: u8 = 3;
+        let states: Option<Vec<u8>> = body_sets.as_ref().map(|s| {
+            let mut v = vec![OTHER; env.snap.entity_count()];
+            for (set, code) in [(&related, 0), (&s.u, 2), (&s.t, 1)] {
+                for x in set.iter() {
+                    if let Some(c) = v.get_mut(x as usize) {
+                        *c = code;
+                    }
+                }
+            }
+            v
+        });
+        let state = |x: u32| match (&states, body) {
+            (None, _) => Tri::True,
+            (Some(v), b) => match (v.get(x as usize).copied().unwrap_or(OTHER), b) {
+                (1, _) => Tri::True,
+                (2, _) => Tri::Unknown,
+                (0, _) => Tri::False,
+                (_, Some(b)) => ev.tri(b, At::entity(x), &mut NoTrace),
+                (_, None) => Tri::True,
+            },
+        };
+        let ids: Vec<u32> = universe.iter().collect();
+        let parts: Vec<(Vec<u32>, Vec<u32>)> = ids
+            .par_chunks(4096)
+            .map(|chunk| {
+                let (mut t, mut u) = (Vec::new(), Vec::new());
+                for &e in chunk {
+                    let edges = r.of(e).iter().map(|&(x, d)| (state(x), d));
+                    match rel_fold(agg, edges) {
+                        Tri::True => t.push(e),
+                        Tri::Unknown => u.push(e),
+                        Tri::False => {}
+                    }
+                }
+                (t, u)
+            })
+            .collect();
+        collect(parts)
     }
 
     /// A single-field amount's value per rank of its field, computed once.

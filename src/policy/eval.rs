@@ -701,6 +701,34 @@ fn value_of<'s>(c: &ColRef<'s>, raw: Option<i64>, row: usize) -> V<'s> {
     }
 }
 
+/// `any` / `exists` / `all` over a relation from each related entity's state and whether its
+/// edge is doubtful: `any` is TRUE when a sure edge leads to a TRUE entity and FALSE when
+/// every entity is FALSE; `all` is FALSE when a sure edge leads to a FALSE entity and TRUE
+/// when every edge is sure and every entity TRUE.
+pub fn rel_fold(agg: Agg, related: impl Iterator<Item = (Tri, bool)>) -> Tri {
+    let (mut any_t, mut any_u, mut any_f) = (false, false, false);
+    for (t, doubtful) in related {
+        match (t, doubtful) {
+            (Tri::True, false) => any_t = true,
+            (Tri::False, false) => any_f = true,
+            (Tri::False, true) => {
+                if agg == Agg::All {
+                    any_u = true
+                }
+            }
+            _ => any_u = true,
+        }
+    }
+    match agg {
+        Agg::All if any_f => Tri::False,
+        Agg::All if any_u => Tri::Unknown,
+        Agg::All => Tri::True,
+        _ if any_t => Tri::True,
+        _ if any_u => Tri::Unknown,
+        _ => Tri::False,
+    }
+}
+
 /// Kleene logic on `Tri`.
 pub fn and3(a: Tri, b: Tri) -> Tri {
     match (a, b) {
@@ -1122,42 +1150,13 @@ impl<'e, 's> Evaluator<'e, 's> {
         tr: &mut T,
     ) -> Tri {
         let r = &self.env.rels[rel];
-        let mut any_t = false;
-        let mut any_u = false;
-        let mut any_f = false;
-        for &(x, doubtful) in r.of(at.e) {
-            let t = body.map_or(Tri::True, |b| self.tri(b, At::entity(x), &mut NoTrace));
-            match (t, doubtful) {
-                (Tri::True, false) => any_t = true,
-                (Tri::False, false) => any_f = true,
-                (Tri::False, true) => {
-                    if agg == Agg::All {
-                        any_u = true
-                    }
-                }
-                _ => any_u = true,
-            }
-        }
-        let t = match agg {
-            Agg::All => {
-                if any_f {
-                    Tri::False
-                } else if any_u {
-                    Tri::Unknown
-                } else {
-                    Tri::True
-                }
-            }
-            _ => {
-                if any_t {
-                    Tri::True
-                } else if any_u {
-                    Tri::Unknown
-                } else {
-                    Tri::False
-                }
-            }
-        };
+        let t = rel_fold(
+            agg,
+            r.of(at.e).iter().map(|&(x, doubtful)| {
+                let t = body.map_or(Tri::True, |b| self.tri(b, At::entity(x), &mut NoTrace));
+                (t, doubtful)
+            }),
+        );
         if tr.on() {
             tr.note(format!(
                 "{}({}): {} related → {}",

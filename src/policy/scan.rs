@@ -6,8 +6,11 @@
 //! window at a time: every column the aggregate reads is decoded a block at a time
 //! ([`Column::decode_raw`](crate::snapshot::column::Column::decode_raw)); every part of the
 //! row filter that reads one field of the row becomes the TRUE / FALSE masks of the window
-//! through its [`RowFilters`] table; `and`, `or` and `not` combine the masks a word (64 rows)
-//! at a time; a part the tables do not cover is interpreted row by row. The rows of each
+//! through its [`RowFilters`] table (two such parts of one column under `and` / `or`, as a
+//! window's `month > x and month <= y`, are first merged into one table, and a `not` of a
+//! table swaps its TRUE and FALSE, so the column is decoded once); `and`, `or` and `not`
+//! combine the masks a word (64 rows) at a time; a part the tables do not cover is
+//! interpreted row by row. The rows of each
 //! entity are then folded by [`RowFold`], the accumulator the interpreter itself uses, so the
 //! values are the interpreter's bit for bit (the property tests of `tests/policy.rs` compare
 //! the engine, which reads these values, with the plain interpreter).
