@@ -558,23 +558,9 @@ impl<'s> Engine<'s> {
                 (_, None) => Tri::True,
             },
         };
-        let ids: Vec<u32> = universe.iter().collect();
-        let parts: Vec<(Vec<u32>, Vec<u32>)> = ids
-            .par_chunks(4096)
-            .map(|chunk| {
-                let (mut t, mut u) = (Vec::new(), Vec::new());
-                for &e in chunk {
-                    let edges = r.of(e).iter().map(|&(x, d)| (state(x), d));
-                    match rel_fold(agg, edges) {
-                        Tri::True => t.push(e),
-                        Tri::Unknown => u.push(e),
-                        Tri::False => {}
-                    }
-                }
-                (t, u)
-            })
-            .collect();
-        collect(parts)
+        sets_by(universe, |e| {
+            rel_fold(agg, r.of(e).iter().map(|&(x, d)| (state(x), d)))
+        })
     }
 
     /// A single-field amount's value per rank of its field, computed once.
@@ -910,23 +896,26 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
             }
             s
         }
-        None => {
-            let ids: Vec<u32> = universe.iter().collect();
-            let parts: Vec<(Vec<u32>, Vec<u32>)> = ids
-                .par_chunks(4096)
-                .map(|chunk| {
-                    let (mut t, mut u) = (Vec::new(), Vec::new());
-                    for &e in chunk {
-                        match ev.tri(atom, At::entity(e), &mut NoTrace) {
-                            Tri::True => t.push(e),
-                            Tri::Unknown => u.push(e),
-                            Tri::False => {}
-                        }
-                    }
-                    (t, u)
-                })
-                .collect();
-            collect(parts)
-        }
+        None => sets_by(universe, |e| ev.tri(atom, At::entity(e), &mut NoTrace)),
     }
+}
+
+/// TRUE and UNKNOWN entities of `universe` by each entity's state, in parallel chunks.
+fn sets_by(universe: &RoaringBitmap, state: impl Fn(u32) -> Tri + Sync) -> Sets {
+    let ids: Vec<u32> = universe.iter().collect();
+    let parts: Vec<(Vec<u32>, Vec<u32>)> = ids
+        .par_chunks(4096)
+        .map(|chunk| {
+            let (mut t, mut u) = (Vec::new(), Vec::new());
+            for &e in chunk {
+                match state(e) {
+                    Tri::True => t.push(e),
+                    Tri::Unknown => u.push(e),
+                    Tri::False => {}
+                }
+            }
+            (t, u)
+        })
+        .collect();
+    collect(parts)
 }
