@@ -531,31 +531,31 @@ impl<'s> Engine<'s> {
     ) -> Sets {
         let to = self.env.rels[rel].to.clone();
         let related = self.universe(&to);
-        let body_sets = body.map(|b| self.sets(b, &to, &related));
-        let env = &self.env;
-        let r = &env.rels[rel];
-        let ev = Evaluator::new(env);
-        // The body's state of every entity, one byte each, so that an edge costs one read.
+        // The body's state of every entity, one byte each, so that an edge costs one read:
+        // 1 TRUE, 2 UNKNOWN, 0 FALSE, OTHER outside the related kind (interpreted).
         const OTHER: u8 = 3;
-        let states: Option<Vec<u8>> = body_sets.as_ref().map(|s| {
-            let mut v = vec![OTHER; env.snap.entity_count()];
-            for (set, code) in [(&related, 0), (&s.u, 2), (&s.t, 1)] {
+        let body = body.map(|b| {
+            let sets = self.sets(b, &to, &related);
+            let mut states = vec![OTHER; self.env.snap.entity_count()];
+            for (set, code) in [(&related, 0), (&sets.u, 2), (&sets.t, 1)] {
                 for x in set.iter() {
-                    if let Some(c) = v.get_mut(x as usize) {
+                    if let Some(c) = states.get_mut(x as usize) {
                         *c = code;
                     }
                 }
             }
-            v
+            (b, states)
         });
-        let state = |x: u32| match (&states, body) {
-            (None, _) => Tri::True,
-            (Some(v), b) => match (v.get(x as usize).copied().unwrap_or(OTHER), b) {
-                (1, _) => Tri::True,
-                (2, _) => Tri::Unknown,
-                (0, _) => Tri::False,
-                (_, Some(b)) => ev.tri(b, At::entity(x), &mut NoTrace),
-                (_, None) => Tri::True,
+        let env = &self.env;
+        let r = &env.rels[rel];
+        let ev = Evaluator::new(env);
+        let state = |x: u32| match &body {
+            None => Tri::True,
+            Some((b, states)) => match states.get(x as usize).copied().unwrap_or(OTHER) {
+                1 => Tri::True,
+                2 => Tri::Unknown,
+                0 => Tri::False,
+                _ => ev.tri(b, At::entity(x), &mut NoTrace),
             },
         };
         sets_by(universe, |e| {

@@ -309,6 +309,8 @@ pub struct Runs<'a> {
     entities: Vec<i64>,
     /// One more than `entities`: the start of the run after the last one.
     starts: Vec<i64>,
+    /// Which decoded values are present (a word per 64).
+    present: Vec<u64>,
 }
 
 impl Runs<'_> {
@@ -318,10 +320,11 @@ impl Runs<'_> {
     /// Decodes the runs from `self.next` on into the buffers.
     fn fill(&mut self) {
         let len = Self::BLOCK.min(self.n - self.next);
-        let decode = |col: &Column<'_>, len: usize, out: &mut Vec<i64>, start: usize| {
+        let present = &mut self.present;
+        let mut decode = |col: &Column<'_>, len: usize, out: &mut Vec<i64>, start: usize| {
             out.resize(len, 0);
-            let mut present = vec![0u64; len.div_ceil(64)];
-            col.decode_raw(start, out, &mut present);
+            present.resize(len.div_ceil(64), 0);
+            col.decode_raw(start, out, present);
             for (k, v) in out.iter_mut().enumerate() {
                 if present[k / 64] >> (k % 64) & 1 == 0 {
                     *v = 0;
@@ -405,6 +408,7 @@ impl<'a> Table<'a> {
             from: 0,
             entities: Vec::new(),
             starts: Vec::new(),
+            present: Vec::new(),
         }
     }
 
