@@ -596,7 +596,7 @@ impl<'s> Engine<'s> {
             .clone()
     }
 
-    /// Bytes held by the columnar kernels' field columns and kept values.
+    /// Bytes held by the columnar kernels' field columns, kept values and row calendars.
     pub fn column_bytes(&self) -> usize {
         self.fields
             .values()
@@ -604,6 +604,7 @@ impl<'s> Engine<'s> {
             .map(|f| f.bytes())
             .sum::<usize>()
             + self.kept.values().map(|k| k.bytes()).sum::<usize>()
+            + self.env.calendars.bytes()
     }
 
     /// The field column of `table.column`, built on first use; `None` when the snapshot lacks

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 use super::ast::*;
+use super::calendar::Calendars;
 use super::check::Catalogue;
 use super::scan::AggValues;
 use super::schema::{Scale, Schema, Ty};
@@ -237,6 +238,8 @@ pub struct Env<'s> {
     pub as_of: Date,
     /// States of other policies, for `policy(X)`: (TRUE, UNKNOWN) sets.
     pub policy_states: HashMap<String, (Arc<RoaringBitmap>, Arc<RoaringBitmap>)>,
+    /// Row calendars of event tables, built on first use (they depend on the snapshot only).
+    pub calendars: Calendars,
 }
 
 /// A compile error: a checked policy that does not fit this snapshot (a table the catalogue's
@@ -254,6 +257,7 @@ impl<'s> Env<'s> {
             rels: Vec::new(),
             as_of,
             policy_states: HashMap::new(),
+            calendars: Calendars::default(),
         }
     }
 

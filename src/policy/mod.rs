@@ -13,10 +13,13 @@
 //! - [`columns`]: the engine's columnar kernels: atoms and amounts on one field evaluated per
 //!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
 //! - [`scan`]: aggregates over a table's rows for every entity at once, by one columnar scan;
+//! - [`calendar`]: an event table's rows per entity as bitsets over a small column (months), so
+//!   that windowed counts are popcounts;
 //! - [`explain`], [`whatif`]: one entity's reasons; a changed policy against the saved one;
 //! - [`cases`]: each policy's case tests, run against a snapshot built from the case.
 
 pub mod ast;
+pub mod calendar;
 pub mod cases;
 pub mod check;
 pub mod columns;

@@ -198,7 +198,14 @@ impl AggValues {
                 out.scans[*i].filters.push(addr(filter.as_deref()));
                 continue;
             }
-            let scanned = scan(&ev, filters, *table, what, filter.as_deref(), scope);
+            let calendared = match (what, filter.as_deref()) {
+                (What::Count, Some(f)) => by_calendar(&ev, filters, *table, f, scope),
+                _ => None,
+            };
+            let scanned = match calendared {
+                Some(s) => s,
+                None => scan(&ev, filters, *table, what, filter.as_deref(), scope),
+            };
             seen.push((key, out.scans.len()));
             out.scans.push(scanned);
         }
@@ -717,6 +724,125 @@ impl<'p, 'n> Window<'p, 'n> {
             }
         }
     }
+}
+
+/// A count of rows whose filter is definite on one or two columns of small domains (a month
+/// window, and an insurance type), from the table's [`Calendar`](super::calendar::Calendar): a popcount for each entity
+/// the calendar describes, a scan of the others' rows. `None` when the filter has another
+/// shape, a part is UNKNOWN for some value, no calendar fits, or it describes too few of the
+/// entities to be worth it; also for a small scope (an amount's candidates), whose rows a
+/// scan reads directly.
+fn by_calendar(
+    ev: &Evaluator<'_, '_>,
+    filters: &RowFilters,
+    table: usize,
+    filter: &Node,
+    scope: Option<&RoaringBitmap>,
+) -> Option<Scanned> {
+    let env = ev.env;
+    let t = env.tables.get(table)?;
+    if scope.is_some_and(|s| (s.len() as usize) < t.t.run_count() / 32) {
+        return None;
+    }
+    let mut prog = Vec::new();
+    program(filters, table, filter, &mut prog);
+    let part = |op: &Op<'_>| match op {
+        // Definite: TRUE or FALSE for every value (a missing value makes its entity
+        // irregular).
+        Op::Part {
+            col, first, codes, ..
+        } if codes.iter().all(|&c| c == 1 || c == 2) => Some((*col, *first, codes.clone())),
+        _ => None,
+    };
+    let (bits, split) = match prog.as_slice() {
+        [a] => (part(a)?, None),
+        [a, b, Op::And] => {
+            let (a, b) = (part(a)?, part(b)?);
+            if a.0 == b.0 {
+                return None;
+            }
+            // The wider domain is the bitset, the narrower one splits.
+            if a.2.len() >= b.2.len() {
+                (a, Some(b))
+            } else {
+                (b, Some(a))
+            }
+        }
+        _ => return None,
+    };
+    let cal = env
+        .calendars
+        .get(env, table, bits.0, split.as_ref().map(|s| s.0))?;
+    // Mostly irregular (a table with several rows per value): a scan is cheaper.
+    if cal.irregular.len() * 4 > cal.with_rows() {
+        return None;
+    }
+    // The parts' tables and the calendar both start at the columns' first raw values.
+    if bits.1 != cal.bits_first
+        || bits.2.len() != cal.bits
+        || split
+            .as_ref()
+            .is_some_and(|s| s.1 != cal.split_first || s.2.len() != cal.splits)
+    {
+        return None;
+    }
+    let mut on = vec![0u64; cal.bits.div_ceil(64)];
+    for (i, _) in bits.2.iter().enumerate().filter(|(_, c)| **c == 1) {
+        on[i / 64] |= 1 << (i % 64);
+    }
+    let splits_on: Vec<usize> = match &split {
+        Some(s) => (0..s.2.len()).filter(|&i| s.2[i] == 1).collect(),
+        None => vec![0],
+    };
+    let counts = cal.counts(&on, &splits_on);
+    let others = (!cal.irregular.is_empty()).then(|| {
+        scan(
+            ev,
+            filters,
+            table,
+            What::Count,
+            Some(filter),
+            Some(&cal.irregular),
+        )
+    });
+    // Both sides ascending by entity: merged.
+    let (other_entities, other_counts): (&[u32], &[(u64, u64)]) = match &others {
+        Some(Scanned {
+            entities,
+            values: Values::Counts(c),
+            ..
+        }) => (entities, c),
+        _ => (&[], &[]),
+    };
+    let n = cal.entities.len() + other_entities.len();
+    let (mut entities, mut values) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut i, mut j) = (0, 0);
+    while i < cal.entities.len() || j < other_entities.len() {
+        let take_cal = j >= other_entities.len()
+            || (i < cal.entities.len() && cal.entities[i] < other_entities[j]);
+        if take_cal {
+            entities.push(cal.entities[i]);
+            values.push((counts[i], counts[i]));
+            i += 1;
+        } else {
+            entities.push(other_entities[j]);
+            values.push(other_counts.get(j).copied().unwrap_or((0, 0)));
+            j += 1;
+        }
+    }
+    Some(
+        Scanned {
+            what: What::Count,
+            table,
+            filters: vec![addr(Some(filter))],
+            // Every entity with rows is answered, whatever the scope asked for.
+            scope: None,
+            entities,
+            values: Values::Counts(values),
+            dense: None,
+        }
+        .index(env.snap.entity_count()),
+    )
 }
 
 /// Scans `table` for one aggregate: every entity with rows (within `scope`) and its value.
