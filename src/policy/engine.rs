@@ -29,7 +29,7 @@ use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
 use super::eval::{
-    At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, rel_fold,
+    At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, rel_fold,
 };
 use super::scan::AggValues;
 use crate::date::Date;
@@ -118,9 +118,24 @@ pub struct Engine<'s> {
     kept: HashMap<String, Arc<ValueColumn>>,
     /// Single-field amounts per rank of their field, by compiled text.
     rank_values: HashMap<String, Arc<RankValues>>,
+    /// Table counts of entities with rows, by subject kind and compiled text.
+    counted: HashMap<String, Arc<Counted>>,
     /// Cache keys [`trim`](Self::trim) keeps.
     pinned: std::collections::HashSet<String>,
 }
+
+/// One table count (`count(T where …)`, `exists(T where …)`) for the entities of a universe
+/// that have rows: a sparse kept value, so that a new threshold on it reads no rows.
+#[derive(Debug)]
+struct Counted {
+    /// Ascending.
+    entities: Vec<u32>,
+    /// Rows surely and possibly passing, per entity.
+    counts: Vec<(u64, u64)>,
+}
+
+/// Counted values kept at most (each holds a pair per entity with rows).
+const COUNTED_MAX: usize = 256;
 
 /// Value columns kept at most (each holds a value per entity of a universe).
 const KEPT_MAX: usize = 32;
@@ -150,6 +165,7 @@ impl<'s> Engine<'s> {
             fields: HashMap::new(),
             kept: HashMap::new(),
             rank_values: HashMap::new(),
+            counted: HashMap::new(),
             pinned: Default::default(),
         }
     }
@@ -496,6 +512,9 @@ impl<'s> Engine<'s> {
             let (t, u) = columns::field_atom(&self.env, atom, &fc, universe);
             return Sets { t, u };
         }
+        if let Some(s) = self.counted_atom(atom, kind, universe) {
+            return s;
+        }
         if let Some(x) = columns::kept_comparison(atom) {
             let key = format!("{kind}|{x:?}");
             let ids = self.ids(kind, universe);
@@ -563,6 +582,96 @@ impl<'s> Engine<'s> {
         })
     }
 
+    /// An atom that compares one table count with constants (`count(T where …) >= k`,
+    /// `exists(T where …)`): the count of each entity with rows (kept, from the table's
+    /// calendar or a scan), its state per distinct count, and one state for every entity of
+    /// the universe without rows. `None` for another atom, or a count no scan computes.
+    fn counted_atom(&mut self, atom: &Node, kind: &str, universe: &RoaringBitmap) -> Option<Sets> {
+        let x = match atom {
+            Node::TableAgg {
+                agg: Agg::Exists, ..
+            } => atom,
+            _ => columns::kept_comparison(atom).filter(|x| {
+                matches!(
+                    x,
+                    Node::TableAgg {
+                        agg: Agg::Count,
+                        ..
+                    }
+                )
+            })?,
+        };
+        let Node::TableAgg { table, filter, .. } = x else {
+            return None;
+        };
+        let key = format!("{kind}|{x:?}");
+        let counted = match self.counted.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let filters = RowFilters::of(&self.env, x);
+                let aggs = AggValues::of(&self.env, x, &filters, Some(universe));
+                let (entities, counts) = aggs.counts(*table, filter.as_deref())?;
+                let (mut e, mut c) = (Vec::new(), Vec::new());
+                for (&x, &n) in entities.iter().zip(counts) {
+                    if universe.contains(x) {
+                        e.push(x);
+                        c.push(n);
+                    }
+                }
+                let counted = Arc::new(Counted {
+                    entities: e,
+                    counts: c,
+                });
+                if self.counted.len() >= COUNTED_MAX {
+                    self.counted.retain(|k, _| self.pinned.contains(k));
+                }
+                self.counted.insert(key, counted.clone());
+                counted
+            }
+        };
+        let ev = Evaluator::new(&self.env);
+        let state = |(lo, hi): (u64, u64)| match atom {
+            // As the interpreter reads `exists`.
+            Node::TableAgg { .. } if lo > 0 => Tri::True,
+            Node::TableAgg { .. } if hi > 0 => Tri::Unknown,
+            Node::TableAgg { .. } => Tri::False,
+            _ => ev.tri_with(
+                atom,
+                Val {
+                    v: V::Num(lo as f64, hi as f64),
+                    doubt: false,
+                },
+            ),
+        };
+        let parts: Vec<(Vec<u32>, Vec<u32>)> = counted
+            .entities
+            .par_chunks(4096)
+            .zip(counted.counts.par_chunks(4096))
+            .map(|(es, cs)| {
+                // Counts repeat (months of a year): each distinct one is evaluated once.
+                let mut seen: HashMap<(u64, u64), Tri> = HashMap::new();
+                let (mut t, mut u) = (Vec::new(), Vec::new());
+                for (&e, &c) in es.iter().zip(cs) {
+                    match *seen.entry(c).or_insert_with(|| state(c)) {
+                        Tri::True => t.push(e),
+                        Tri::Unknown => u.push(e),
+                        Tri::False => {}
+                    }
+                }
+                (t, u)
+            })
+            .collect();
+        let mut sets = collect(parts);
+        let with_rows = RoaringBitmap::from_sorted_iter(counted.entities.iter().copied())
+            .unwrap_or_else(|_| counted.entities.iter().copied().collect());
+        match state((0, 0)) {
+            Tri::True => sets.t |= universe - &with_rows,
+            Tri::Unknown => sets.u |= universe - &with_rows,
+            Tri::False => {}
+        }
+        Some(sets)
+    }
+
     /// A single-field amount's value per rank of its field, computed once.
     fn rank_values(&mut self, expr: &Node) -> Option<(Arc<FieldColumn>, Arc<RankValues>)> {
         let (t, c) = columns::single_field(expr)?;
@@ -605,6 +714,11 @@ impl<'s> Engine<'s> {
             .sum::<usize>()
             + self.kept.values().map(|k| k.bytes()).sum::<usize>()
             + self.env.calendars.bytes()
+            + self
+                .counted
+                .values()
+                .map(|c| c.entities.len() * 20)
+                .sum::<usize>()
     }
 
     /// The field column of `table.column`, built on first use; `None` when the snapshot lacks
@@ -625,6 +739,7 @@ impl<'s> Engine<'s> {
             .chain(self.memo.keys())
             .chain(self.kept.keys())
             .chain(self.rank_values.keys())
+            .chain(self.counted.keys())
             .cloned()
             .collect();
     }
@@ -646,6 +761,7 @@ impl<'s> Engine<'s> {
             self.compiled.retain(|k, _| keep(k));
             self.kept.retain(|k, _| keep(k));
             self.rank_values.retain(|k, _| keep(k));
+            self.counted.retain(|k, _| keep(k));
             trimmed = true;
         }
         self.pinned = pinned;
@@ -657,6 +773,7 @@ impl<'s> Engine<'s> {
         self.cache.clear();
         self.kept.clear();
         self.rank_values.clear();
+        self.counted.clear();
         self.memo.clear();
         self.compiled.clear();
     }

@@ -90,6 +90,9 @@ impl Scanned {
     }
 }
 
+/// Entities with rows (ascending) and their rows surely / possibly passing a filter.
+pub type EntityCounts<'a> = (&'a [u32], &'a [(u64, u64)]);
+
 #[derive(Debug)]
 enum Values {
     Counts(Vec<(u64, u64)>),
@@ -237,6 +240,20 @@ impl AggValues {
             Ok(i) => Found::At(s, i),
             Err(_) => Found::NoRows,
         })
+    }
+
+    /// Every scanned entity with rows in `table` (ascending) and its rows surely / possibly
+    /// passing `filter`, when that count was scanned.
+    pub fn counts(&self, table: usize, filter: Option<&Node>) -> Option<EntityCounts<'_>> {
+        let f = addr(filter);
+        let s = self
+            .scans
+            .iter()
+            .find(|s| s.what == What::Count && s.table == table && s.filters.contains(&f))?;
+        match &s.values {
+            Values::Counts(c) => Some((&s.entities, c)),
+            Values::Folds(_) => None,
+        }
     }
 
     /// Rows of `table` for `e` surely / possibly passing `filter`, when scanned.
