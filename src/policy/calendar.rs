@@ -28,6 +28,9 @@ const WINDOW: usize = 4096;
 pub const MAX_BITS: u64 = 256;
 /// The widest domain of the split column (bitsets per entity).
 pub const MAX_SPLITS: u64 = 16;
+/// The most bytes one calendar may take (at most 512 per entity with rows): a wider one is
+/// not built, and its counts are scanned.
+pub const MAX_BYTES: usize = 1 << 30;
 
 /// One table's rows per entity, as bitsets over a column's values.
 pub struct Calendar {
@@ -61,7 +64,7 @@ impl std::fmt::Debug for Calendar {
 impl Calendar {
     /// The calendar of `table` over column `bits_col`, split by `split_col`; `None` when a
     /// column is not one of the table's integer or dictionary columns with a small enough
-    /// domain.
+    /// domain, or the calendar would take more than [`MAX_BYTES`].
     pub fn build(
         env: &Env<'_>,
         table: usize,
@@ -87,6 +90,9 @@ impl Calendar {
         let t = env.tables.get(table)?;
         let words = bits.div_ceil(64);
         let stride = splits * words;
+        if t.t.run_count().saturating_mul(stride * 8) > MAX_BYTES {
+            return None;
+        }
         let runs: Vec<(u32, Range<usize>)> = t.t.runs().filter(|(_, r)| !r.is_empty()).collect();
         let parts: Vec<(Vec<u32>, Vec<u64>, Vec<u32>)> = tasks(&runs)
             .par_iter()

@@ -648,11 +648,17 @@ impl<'s> Engine<'s> {
             .par_chunks(4096)
             .zip(counted.counts.par_chunks(4096))
             .map(|(es, cs)| {
-                // Counts repeat (months of a year): each distinct one is evaluated once.
-                let mut seen: HashMap<(u64, u64), Tri> = HashMap::new();
+                // Counts repeat (months of a year): each exact small one is evaluated once.
+                let mut seen: [Option<Tri>; 256] = [None; 256];
+                let mut state_of = |c: (u64, u64)| match usize::try_from(c.0) {
+                    Ok(i) if c.0 == c.1 && i < seen.len() => {
+                        *seen[i].get_or_insert_with(|| state(c))
+                    }
+                    _ => state(c),
+                };
                 let (mut t, mut u) = (Vec::new(), Vec::new());
                 for (&e, &c) in es.iter().zip(cs) {
-                    match *seen.entry(c).or_insert_with(|| state(c)) {
+                    match state_of(c) {
                         Tri::True => t.push(e),
                         Tri::Unknown => u.push(e),
                         Tri::False => {}
