@@ -611,13 +611,20 @@ impl<'s> Engine<'s> {
                 let filters = RowFilters::of(&self.env, x);
                 let aggs = AggValues::of(&self.env, x, &filters, Some(universe));
                 let (entities, counts) = aggs.counts(*table, filter.as_deref())?;
-                let (mut e, mut c) = (Vec::new(), Vec::new());
-                for (&x, &n) in entities.iter().zip(counts) {
-                    if universe.contains(x) {
-                        e.push(x);
-                        c.push(n);
+                let all = RoaringBitmap::from_sorted_iter(entities.iter().copied())
+                    .unwrap_or_else(|_| entities.iter().copied().collect());
+                let (e, c) = if all.is_subset(universe) {
+                    (entities.to_vec(), counts.to_vec())
+                } else {
+                    let (mut e, mut c) = (Vec::new(), Vec::new());
+                    for (&x, &n) in entities.iter().zip(counts) {
+                        if universe.contains(x) {
+                            e.push(x);
+                            c.push(n);
+                        }
                     }
-                }
+                    (e, c)
+                };
                 let counted = Arc::new(Counted {
                     entities: e,
                     counts: c,

@@ -16,6 +16,7 @@
 //! the engine, which reads these values, with the plain interpreter).
 
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
@@ -54,8 +55,11 @@ struct Scanned {
     values: Values,
     /// For a scan that covers a large share of the entities: every entity's position in
     /// `entities` ([`NO_ROWS`], [`OUT_OF_SCOPE`]), so that a lookup is one read instead of a
-    /// roaring test and a binary search (the interpreter looks up every entity).
-    dense: Option<Vec<u32>>,
+    /// roaring test and a binary search (the interpreter looks up every entity). Built on the
+    /// first lookup: a count read whole ([`AggValues::counts`]) never needs it.
+    dense: OnceLock<Option<Vec<u32>>>,
+    /// The snapshot's entity count (the dense index's length).
+    entity_count: usize,
 }
 
 /// In [`Scanned::dense`]: an entity of the scope without rows.
@@ -64,11 +68,22 @@ const NO_ROWS: u32 = u32::MAX;
 const OUT_OF_SCOPE: u32 = u32::MAX - 1;
 
 impl Scanned {
-    /// Builds [`Scanned::dense`] when the scan found rows for at least one entity in 64 of
-    /// the `n` entities (it costs 4 bytes per entity while the aggregate is in use).
+    /// Sets the entity count the dense index covers.
     fn index(mut self, n: usize) -> Scanned {
+        self.entity_count = n;
+        self
+    }
+
+    /// [`Scanned::dense`], when the scan found rows for at least one entity in 64 of the
+    /// entities (it costs 4 bytes per entity while the aggregate is in use).
+    fn dense(&self) -> Option<&[u32]> {
+        self.dense.get_or_init(|| self.build_dense()).as_deref()
+    }
+
+    fn build_dense(&self) -> Option<Vec<u32>> {
+        let n = self.entity_count;
         if self.entities.len() < n / 64 || self.entities.len() >= OUT_OF_SCOPE as usize {
-            return self;
+            return None;
         }
         let mut dense = match &self.scope {
             None => vec![NO_ROWS; n],
@@ -85,8 +100,7 @@ impl Scanned {
                 *x = i as u32;
             }
         }
-        self.dense = Some(dense);
-        self
+        Some(dense)
     }
 }
 
@@ -221,7 +235,7 @@ impl AggValues {
             .scans
             .iter()
             .find(|s| s.what == what && s.table == table && s.filters.contains(&f))?;
-        if let Some(dense) = &s.dense {
+        if let Some(dense) = s.dense() {
             return match dense.get(e as usize).copied() {
                 Some(OUT_OF_SCOPE) => None,
                 Some(NO_ROWS) => Some(Found::NoRows),
@@ -291,7 +305,10 @@ impl AggValues {
             .iter()
             .map(|s| {
                 s.entities.len() * 4
-                    + s.dense.as_ref().map_or(0, |d| d.len() * 4)
+                    + s.dense
+                        .get()
+                        .and_then(Option::as_ref)
+                        .map_or(0, |d| d.len() * 4)
                     + match &s.values {
                         Values::Counts(c) => c.len() * 16,
                         Values::Folds(v) => v.len() * std::mem::size_of::<Kept>(),
@@ -856,7 +873,8 @@ fn by_calendar(
             scope: None,
             entities,
             values: Values::Counts(values),
-            dense: None,
+            dense: OnceLock::new(),
+            entity_count: 0,
         }
         .index(env.snap.entity_count()),
     )
@@ -974,7 +992,8 @@ fn scan(
         scope: scope.cloned(),
         entities,
         values,
-        dense: None,
+        dense: OnceLock::new(),
+        entity_count: 0,
     }
     .index(env.snap.entity_count())
 }
