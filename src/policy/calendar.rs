@@ -20,9 +20,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::eval::Env;
-
-/// Rows decoded at a time (a multiple of 64).
-const WINDOW: usize = 4096;
+use super::scan::{WINDOW, tasks};
 
 /// The widest domain of the bitset column (values, so bits per bitset).
 pub const MAX_BITS: u64 = 256;
@@ -216,25 +214,6 @@ impl Calendar {
     pub fn bytes(&self) -> usize {
         self.entities.len() * 4 + self.sets.len() * 8 + self.irregular.serialized_size()
     }
-}
-
-/// Consecutive runs of about the same number of rows, for parallel tasks.
-fn tasks(runs: &[(u32, Range<usize>)]) -> Vec<Range<usize>> {
-    let total: usize = runs.iter().map(|(_, r)| r.len()).sum();
-    let task_rows = (total / 64).clamp(WINDOW, 1 << 18);
-    let mut tasks = Vec::new();
-    let (mut from, mut rows) = (0, 0);
-    for (i, (_, r)) in runs.iter().enumerate() {
-        rows += r.len();
-        if rows >= task_rows {
-            tasks.push(from..i + 1);
-            (from, rows) = (i + 1, 0);
-        }
-    }
-    if from < runs.len() {
-        tasks.push(from..runs.len());
-    }
-    tasks
 }
 
 /// The calendars built so far, by table, bitset column and split column (`None` remembers

@@ -29,7 +29,7 @@ use super::eval::{
 use super::schema::{Scale, Ty};
 
 /// Rows decoded at a time (a multiple of 64).
-const WINDOW: usize = 4096;
+pub(super) const WINDOW: usize = 4096;
 
 /// Rows per parallel task, at most (fewer for small tables, so that they split too).
 const TASK_ROWS: usize = 1 << 18;
@@ -880,6 +880,26 @@ fn by_calendar(
     )
 }
 
+/// Parallel tasks over `runs`: consecutive runs of about the same number of rows, 64 or more
+/// tasks when the table allows.
+pub(super) fn tasks(runs: &[(u32, Range<usize>)]) -> Vec<Range<usize>> {
+    let total: usize = runs.iter().map(|(_, r)| r.len()).sum();
+    let task_rows = (total / 64).clamp(WINDOW, TASK_ROWS);
+    let mut tasks = Vec::new();
+    let (mut from, mut rows) = (0, 0);
+    for (i, (_, r)) in runs.iter().enumerate() {
+        rows += r.len();
+        if rows >= task_rows {
+            tasks.push(from..i + 1);
+            (from, rows) = (i + 1, 0);
+        }
+    }
+    if from < runs.len() {
+        tasks.push(from..runs.len());
+    }
+    tasks
+}
+
 /// Scans `table` for one aggregate: every entity with rows (within `scope`) and its value.
 fn scan(
     ev: &Evaluator<'_, '_>,
@@ -912,22 +932,7 @@ fn scan(
     if let Some(f) = filter {
         program(filters, table, f, &mut prog);
     }
-    // Tasks: consecutive runs of about `task_rows` rows, 64 or more tasks when the table
-    // allows.
-    let total: usize = runs.iter().map(|(_, r)| r.len()).sum();
-    let task_rows = (total / 64).clamp(WINDOW, TASK_ROWS);
-    let mut tasks: Vec<Range<usize>> = Vec::new();
-    let (mut from, mut rows) = (0, 0);
-    for (i, (_, r)) in runs.iter().enumerate() {
-        rows += r.len();
-        if rows >= task_rows {
-            tasks.push(from..i + 1);
-            (from, rows) = (i + 1, 0);
-        }
-    }
-    if from < runs.len() {
-        tasks.push(from..runs.len());
-    }
+    let tasks = tasks(&runs);
     let value_col = match what {
         What::Count => None,
         What::Fold(_, c) => Some(c),
