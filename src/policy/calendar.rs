@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::eval::Env;
-use super::scan::{WINDOW, tasks};
+use super::scan::{WINDOW, doubtful_words, tasks};
 
 /// The widest domain of the bitset column (values, so bits per bitset).
 pub const MAX_BITS: u64 = 256;
@@ -119,11 +119,7 @@ impl Calendar {
                             if let Some(c) = split_column {
                                 c.decode_raw(start, &mut s[..len], &mut s_present[..w]);
                             }
-                            doubtful.fill(0);
-                            for d in t.doubtful.range(start as u32..(start + len) as u32) {
-                                let k = d as usize - start;
-                                doubtful[k / 64] |= 1 << (k % 64);
-                            }
+                            doubtful_words(&t.doubtful, start, len, &mut doubtful);
                         }
                         let k = r - start;
                         let bit = |words: &[u64]| words[k / 64] >> (k % 64) & 1 == 1;

@@ -222,6 +222,15 @@ fn split(ids: &[u32], state: impl Fn(usize, u32) -> u8 + Sync) -> (RoaringBitmap
     (t, u)
 }
 
+/// Splits `ids` (ascending) into TRUE and UNKNOWN sets by `state(index, entity)`, in
+/// parallel.
+pub(super) fn split_tri(
+    ids: &[u32],
+    state: impl Fn(usize, u32) -> Tri + Sync,
+) -> (RoaringBitmap, RoaringBitmap) {
+    split(ids, |i, e| tri_code(state(i, e)))
+}
+
 /// TRUE and UNKNOWN entities of `universe` for an atom reading only the field of `fc`.
 ///
 /// The atom is evaluated per rank (by runs of values when it is a threshold); then the

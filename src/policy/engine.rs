@@ -29,7 +29,8 @@ use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
 use super::eval::{
-    At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, rel_fold,
+    At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
+    rel_fold,
 };
 use super::scan::AggValues;
 use crate::date::Date;
@@ -128,10 +129,17 @@ pub struct Engine<'s> {
 /// that have rows: a sparse kept value, so that a new threshold on it reads no rows.
 #[derive(Debug)]
 struct Counted {
-    /// Ascending.
+    /// Ascending, as a list and as a set.
     entities: Vec<u32>,
+    with_rows: RoaringBitmap,
     /// Rows surely and possibly passing, per entity.
     counts: Vec<(u64, u64)>,
+}
+
+impl Counted {
+    fn bytes(&self) -> usize {
+        self.entities.len() * (4 + 16) + self.with_rows.serialized_size()
+    }
 }
 
 /// Counted values kept at most (each holds a pair per entity with rows).
@@ -613,22 +621,25 @@ impl<'s> Engine<'s> {
                 let (entities, counts) = aggs.counts(*table, filter.as_deref())?;
                 let all = RoaringBitmap::from_sorted_iter(entities.iter().copied())
                     .unwrap_or_else(|_| entities.iter().copied().collect());
-                let (e, c) = if all.is_subset(universe) {
-                    (entities.to_vec(), counts.to_vec())
-                } else {
-                    let (mut e, mut c) = (Vec::new(), Vec::new());
-                    for (&x, &n) in entities.iter().zip(counts) {
-                        if universe.contains(x) {
-                            e.push(x);
-                            c.push(n);
-                        }
+                let counted = if all.is_subset(universe) {
+                    Counted {
+                        entities: entities.to_vec(),
+                        with_rows: all,
+                        counts: counts.to_vec(),
                     }
-                    (e, c)
+                } else {
+                    let (e, c): (Vec<u32>, Vec<(u64, u64)>) = entities
+                        .iter()
+                        .zip(counts)
+                        .filter(|(x, _)| universe.contains(**x))
+                        .unzip();
+                    Counted {
+                        with_rows: &all & universe,
+                        entities: e,
+                        counts: c,
+                    }
                 };
-                let counted = Arc::new(Counted {
-                    entities: e,
-                    counts: c,
-                });
+                let counted = Arc::new(counted);
                 if self.counted.len() >= COUNTED_MAX {
                     self.counted.retain(|k, _| self.pinned.contains(k));
                 }
@@ -638,10 +649,7 @@ impl<'s> Engine<'s> {
         };
         let ev = Evaluator::new(&self.env);
         let state = |(lo, hi): (u64, u64)| match atom {
-            // As the interpreter reads `exists`.
-            Node::TableAgg { .. } if lo > 0 => Tri::True,
-            Node::TableAgg { .. } if hi > 0 => Tri::Unknown,
-            Node::TableAgg { .. } => Tri::False,
+            Node::TableAgg { .. } => exists_of(lo, hi),
             _ => ev.tri_with(
                 atom,
                 Val {
@@ -650,39 +658,13 @@ impl<'s> Engine<'s> {
                 },
             ),
         };
-        let parts: Vec<(Vec<u32>, Vec<u32>)> = counted
-            .entities
-            .par_chunks(4096)
-            .zip(counted.counts.par_chunks(4096))
-            .map(|(es, cs)| {
-                // Counts repeat (months of a year): each exact small one is evaluated once.
-                let mut seen: [Option<Tri>; 256] = [None; 256];
-                let mut state_of = |c: (u64, u64)| match usize::try_from(c.0) {
-                    Ok(i) if c.0 == c.1 && i < seen.len() => {
-                        *seen[i].get_or_insert_with(|| state(c))
-                    }
-                    _ => state(c),
-                };
-                let (mut t, mut u) = (Vec::new(), Vec::new());
-                for (&e, &c) in es.iter().zip(cs) {
-                    match state_of(c) {
-                        Tri::True => t.push(e),
-                        Tri::Unknown => u.push(e),
-                        Tri::False => {}
-                    }
-                }
-                (t, u)
-            })
-            .collect();
-        let mut sets = collect(parts);
-        let with_rows = RoaringBitmap::from_sorted_iter(counted.entities.iter().copied())
-            .unwrap_or_else(|_| counted.entities.iter().copied().collect());
+        let (mut t, mut u) = columns::split_tri(&counted.entities, |i, _| state(counted.counts[i]));
         match state((0, 0)) {
-            Tri::True => sets.t |= universe - &with_rows,
-            Tri::Unknown => sets.u |= universe - &with_rows,
+            Tri::True => t |= universe - &counted.with_rows,
+            Tri::Unknown => u |= universe - &counted.with_rows,
             Tri::False => {}
         }
-        Some(sets)
+        Some(Sets { t, u })
     }
 
     /// A single-field amount's value per rank of its field, computed once.
@@ -727,11 +709,7 @@ impl<'s> Engine<'s> {
             .sum::<usize>()
             + self.kept.values().map(|k| k.bytes()).sum::<usize>()
             + self.env.calendars.bytes()
-            + self
-                .counted
-                .values()
-                .map(|c| c.entities.len() * 20)
-                .sum::<usize>()
+            + self.counted.values().map(|c| c.bytes()).sum::<usize>()
     }
 
     /// The field column of `table.column`, built on first use; `None` when the snapshot lacks
@@ -1034,19 +1012,6 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
 /// TRUE and UNKNOWN entities of `universe` by each entity's state, in parallel chunks.
 fn sets_by(universe: &RoaringBitmap, state: impl Fn(u32) -> Tri + Sync) -> Sets {
     let ids: Vec<u32> = universe.iter().collect();
-    let parts: Vec<(Vec<u32>, Vec<u32>)> = ids
-        .par_chunks(4096)
-        .map(|chunk| {
-            let (mut t, mut u) = (Vec::new(), Vec::new());
-            for &e in chunk {
-                match state(e) {
-                    Tri::True => t.push(e),
-                    Tri::Unknown => u.push(e),
-                    Tri::False => {}
-                }
-            }
-            (t, u)
-        })
-        .collect();
-    collect(parts)
+    let (t, u) = columns::split_tri(&ids, |_, e| state(e));
+    Sets { t, u }
 }

@@ -733,6 +733,17 @@ pub fn rel_fold(agg: Agg, related: impl Iterator<Item = (Tri, bool)>) -> Tri {
     }
 }
 
+/// `exists` from the rows surely (`lo`) and possibly (`hi`) passing its filter.
+pub fn exists_of(lo: u64, hi: u64) -> Tri {
+    if lo > 0 {
+        Tri::True
+    } else if hi > 0 {
+        Tri::Unknown
+    } else {
+        Tri::False
+    }
+}
+
 /// Kleene logic on `Tri`.
 pub fn and3(a: Tri, b: Tri) -> Tri {
     match (a, b) {
@@ -1019,13 +1030,7 @@ impl<'e, 's> Evaluator<'e, 's> {
                 ..
             } => {
                 let (lo, hi) = self.count_rows(*table, filter.as_deref(), at, tr);
-                let t = if lo > 0 {
-                    Tri::True
-                } else if hi > 0 {
-                    Tri::Unknown
-                } else {
-                    Tri::False
-                };
+                let t = exists_of(lo, hi);
                 if tr.on() {
                     tr.note(format!(
                         "exists {} rows: {} sure, {} possible → {}",

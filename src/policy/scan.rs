@@ -470,6 +470,15 @@ fn states(
     odd & 4 != 0
 }
 
+/// The bits of rows `start..start + len` that are in `doubtful` (a table's doubtful rows).
+pub(super) fn doubtful_words(doubtful: &RoaringBitmap, start: usize, len: usize, out: &mut [u64]) {
+    out.fill(0);
+    for r in doubtful.range(start as u32..(start + len) as u32) {
+        let k = r as usize - start;
+        out[k / 64] |= 1 << (k % 64);
+    }
+}
+
 /// TRUE and FALSE bits of a window's rows (neither: UNKNOWN).
 #[derive(Debug, Clone)]
 struct Masks {
@@ -617,11 +626,7 @@ impl<'p, 'n> Window<'p, 'n> {
                 self.entity[s..u].fill(*e);
             }
         }
-        self.doubtful.fill(0);
-        for r in t.doubtful.range(start as u32..(start + len) as u32) {
-            let k = r as usize - start;
-            self.doubtful[k / 64] |= 1 << (k % 64);
-        }
+        doubtful_words(&t.doubtful, start, len, &mut self.doubtful);
         if let Some(c) = value_col {
             env.cols[c].1.col.decode_raw(
                 start,
@@ -780,14 +785,15 @@ fn by_calendar(
     }
     let mut prog = Vec::new();
     program(filters, table, filter, &mut prog);
-    let part = |op: &Op<'_>| match op {
-        // Definite: TRUE or FALSE for every value (a missing value makes its entity
-        // irregular).
-        Op::Part {
-            col, first, codes, ..
-        } if codes.iter().all(|&c| c == 1 || c == 2) => Some((*col, *first, codes.clone())),
-        _ => None,
-    };
+    // Definite: TRUE or FALSE for every value (a missing value makes its entity irregular).
+    fn part<'a>(op: &'a Op<'_>) -> Option<(usize, i64, &'a [u64])> {
+        match op {
+            Op::Part {
+                col, first, codes, ..
+            } if codes.iter().all(|&c| c == 1 || c == 2) => Some((*col, *first, codes)),
+            _ => None,
+        }
+    }
     let (bits, split) = match prog.as_slice() {
         [a] => (part(a)?, None),
         [a, b, Op::And] => {
