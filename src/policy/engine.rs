@@ -32,7 +32,7 @@ use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
     rel_fold,
 };
-use super::scan::AggValues;
+use super::scan::{AggValues, ScanCache};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
 
@@ -121,6 +121,8 @@ pub struct Engine<'s> {
     rank_values: HashMap<String, Arc<RankValues>>,
     /// Table counts of entities with rows, by subject kind and compiled text.
     counted: HashMap<String, Arc<Counted>>,
+    /// Aggregates that amounts read, as scanned over their candidates.
+    amount_scans: ScanCache,
     /// Cache keys [`trim`](Self::trim) keeps.
     pinned: std::collections::HashSet<String>,
 }
@@ -174,6 +176,7 @@ impl<'s> Engine<'s> {
             kept: HashMap::new(),
             rank_values: HashMap::new(),
             counted: HashMap::new(),
+            amount_scans: ScanCache::default(),
             pinned: Default::default(),
         }
     }
@@ -412,7 +415,13 @@ impl<'s> Engine<'s> {
                 }
                 (None, None) => {
                     let filters = RowFilters::of(&self.env, node);
-                    let aggs = AggValues::of(&self.env, node, &filters, Some(&candidates));
+                    let aggs = AggValues::kept_in(
+                        &self.env,
+                        node,
+                        &filters,
+                        Some(&candidates),
+                        Some(&mut self.amount_scans),
+                    );
                     let ev = Evaluator::new(&self.env)
                         .with_filters(&filters)
                         .with_aggs(&aggs);
@@ -710,6 +719,7 @@ impl<'s> Engine<'s> {
             + self.kept.values().map(|k| k.bytes()).sum::<usize>()
             + self.env.calendars.bytes()
             + self.counted.values().map(|c| c.bytes()).sum::<usize>()
+            + self.amount_scans.bytes()
     }
 
     /// The field column of `table.column`, built on first use; `None` when the snapshot lacks
@@ -765,6 +775,7 @@ impl<'s> Engine<'s> {
         self.kept.clear();
         self.rank_values.clear();
         self.counted.clear();
+        self.amount_scans.clear();
         self.memo.clear();
         self.compiled.clear();
     }

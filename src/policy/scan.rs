@@ -15,8 +15,9 @@
 //! values are the interpreter's bit for bit (the property tests of `tests/policy.rs` compare
 //! the engine, which reads these values, with the plain interpreter).
 
+use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
@@ -46,8 +47,6 @@ enum What {
 struct Scanned {
     what: What,
     table: usize,
-    /// The filter nodes (by address) this scan stands for; 0 for no filter.
-    filters: Vec<usize>,
     /// Only these entities were scanned (others fall back to the interpreter).
     scope: Option<RoaringBitmap>,
     /// Entities with rows, ascending, and their values.
@@ -80,9 +79,28 @@ impl Scanned {
         self.dense.get_or_init(|| self.build_dense()).as_deref()
     }
 
+    /// Whether a dense index is worth its 4 bytes per entity.
+    fn dense_pays(&self) -> bool {
+        self.entities.len() >= self.entity_count / 64 && self.entities.len() < OUT_OF_SCOPE as usize
+    }
+
+    /// Bytes the values take, with the dense index they may build (not the scope).
+    fn bytes(&self) -> usize {
+        self.entities.len() * 4
+            + if self.dense_pays() {
+                self.entity_count * 4
+            } else {
+                0
+            }
+            + match &self.values {
+                Values::Counts(c) => c.len() * 16,
+                Values::Folds(v) => v.len() * std::mem::size_of::<Kept>(),
+            }
+    }
+
     fn build_dense(&self) -> Option<Vec<u32>> {
         let n = self.entity_count;
-        if self.entities.len() < n / 64 || self.entities.len() >= OUT_OF_SCOPE as usize {
+        if !self.dense_pays() {
             return None;
         }
         let mut dense = match &self.scope {
@@ -117,7 +135,60 @@ enum Values {
 /// [`Evaluator::with_aggs`].
 #[derive(Debug, Default)]
 pub struct AggValues {
-    scans: Vec<Scanned>,
+    scans: Vec<Entry>,
+}
+
+/// One scan and the filter nodes (by address; 0 for no filter) it stands for.
+#[derive(Debug)]
+struct Entry {
+    scan: Arc<Scanned>,
+    filters: Vec<usize>,
+}
+
+/// Scans kept between evaluations of one engine (one snapshot, one as-of date), by what they
+/// computed, their table and their filter's compiled text: an amount computed again over the
+/// same candidates (its policy recombined, a what-if on a rate or a cap) reads its aggregates
+/// here instead of the table. A scan serves any scope within its own.
+#[derive(Debug, Default)]
+pub struct ScanCache {
+    scans: HashMap<String, Arc<Scanned>>,
+    bytes: usize,
+}
+
+/// Bytes of scanned values a [`ScanCache`] holds at most; past them it starts again.
+const SCAN_CACHE_BYTES: usize = 1 << 30;
+
+impl ScanCache {
+    fn get(&self, key: &str, scope: Option<&RoaringBitmap>) -> Option<Arc<Scanned>> {
+        let s = self.scans.get(key)?;
+        let covers = match (&s.scope, scope) {
+            (None, _) => true,
+            (Some(have), Some(want)) => want.is_subset(have),
+            (Some(_), None) => false,
+        };
+        covers.then(|| s.clone())
+    }
+
+    fn put(&mut self, key: String, scan: Arc<Scanned>) {
+        let bytes = scan.bytes();
+        if self.bytes + bytes > SCAN_CACHE_BYTES {
+            self.clear();
+        }
+        self.bytes += bytes;
+        if let Some(old) = self.scans.insert(key, scan) {
+            self.bytes -= old.bytes();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.scans.clear();
+        self.bytes = 0;
+    }
+
+    /// Bytes of the values held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 fn addr(n: Option<&Node>) -> usize {
@@ -148,6 +219,18 @@ impl AggValues {
         n: &Node,
         filters: &RowFilters,
         scope: Option<&RoaringBitmap>,
+    ) -> AggValues {
+        Self::kept_in(env, n, filters, scope, None)
+    }
+
+    /// [`AggValues::of`], reading scans from `cache` where it has them and keeping the new
+    /// ones there.
+    pub fn kept_in(
+        env: &Env<'_>,
+        n: &Node,
+        filters: &RowFilters,
+        scope: Option<&RoaringBitmap>,
+        mut cache: Option<&mut ScanCache>,
     ) -> AggValues {
         let mut found: Vec<(&Node, bool)> = Vec::new();
         fn walk<'n>(n: &'n Node, in_rel: bool, found: &mut Vec<(&'n Node, bool)>) {
@@ -210,31 +293,46 @@ impl AggValues {
                 (_, None) => continue,
             };
             let scope = if in_rel { None } else { scope };
-            let key = format!("{what:?}|{table}|{filter:?}|{}", scope.is_some());
+            let text = format!("{what:?}|{table}|{filter:?}");
+            let key = format!("{text}|{}", scope.is_some());
             if let Some((_, i)) = seen.iter().find(|s| s.0 == key) {
                 out.scans[*i].filters.push(addr(filter.as_deref()));
                 continue;
             }
-            let calendared = match (what, filter.as_deref()) {
-                (What::Count, Some(f)) => by_calendar(&ev, filters, *table, f, scope),
-                _ => None,
-            };
-            let scanned = match calendared {
+            let kept = cache.as_deref().and_then(|c| c.get(&text, scope));
+            let scanned = match kept {
                 Some(s) => s,
-                None => scan(&ev, filters, *table, what, filter.as_deref(), scope),
+                None => {
+                    let calendared = match (what, filter.as_deref()) {
+                        (What::Count, Some(f)) => by_calendar(&ev, filters, *table, f, scope),
+                        _ => None,
+                    };
+                    let s = Arc::new(match calendared {
+                        Some(s) => s,
+                        None => scan(&ev, filters, *table, what, filter.as_deref(), scope),
+                    });
+                    if let Some(c) = cache.as_deref_mut() {
+                        c.put(text, s.clone());
+                    }
+                    s
+                }
             };
             seen.push((key, out.scans.len()));
-            out.scans.push(scanned);
+            out.scans.push(Entry {
+                scan: scanned,
+                filters: vec![addr(filter.as_deref())],
+            });
         }
         out
     }
 
     fn find(&self, what: What, table: usize, filter: Option<&Node>, e: u32) -> Option<Found<'_>> {
         let f = addr(filter);
-        let s = self
+        let s = &self
             .scans
             .iter()
-            .find(|s| s.what == what && s.table == table && s.filters.contains(&f))?;
+            .find(|s| s.scan.what == what && s.scan.table == table && s.filters.contains(&f))?
+            .scan;
         if let Some(dense) = s.dense() {
             return match dense.get(e as usize).copied() {
                 Some(OUT_OF_SCOPE) => None,
@@ -260,10 +358,13 @@ impl AggValues {
     /// passing `filter`, when that count was scanned.
     pub fn counts(&self, table: usize, filter: Option<&Node>) -> Option<EntityCounts<'_>> {
         let f = addr(filter);
-        let s = self
+        let s = &self
             .scans
             .iter()
-            .find(|s| s.what == What::Count && s.table == table && s.filters.contains(&f))?;
+            .find(|s| {
+                s.scan.what == What::Count && s.scan.table == table && s.filters.contains(&f)
+            })?
+            .scan;
         match &s.values {
             Values::Counts(c) => Some((&s.entities, c)),
             Values::Folds(_) => None,
@@ -301,20 +402,7 @@ impl AggValues {
 
     /// Bytes the values take.
     pub fn bytes(&self) -> usize {
-        self.scans
-            .iter()
-            .map(|s| {
-                s.entities.len() * 4
-                    + s.dense
-                        .get()
-                        .and_then(Option::as_ref)
-                        .map_or(0, |d| d.len() * 4)
-                    + match &s.values {
-                        Values::Counts(c) => c.len() * 16,
-                        Values::Folds(v) => v.len() * std::mem::size_of::<Kept>(),
-                    }
-            })
-            .sum()
+        self.scans.iter().map(|s| s.scan.bytes()).sum()
     }
 }
 
@@ -874,7 +962,6 @@ fn by_calendar(
         Scanned {
             what: What::Count,
             table,
-            filters: vec![addr(Some(filter))],
             // Every entity with rows is answered, whatever the scope asked for.
             scope: None,
             entities,
@@ -999,7 +1086,6 @@ fn scan(
     Scanned {
         what,
         table,
-        filters: vec![addr(filter)],
         scope: scope.cloned(),
         entities,
         values,
