@@ -1026,3 +1026,79 @@ fn sets_by(universe: &RoaringBitmap, state: impl Fn(u32) -> Tri + Sync) -> Sets 
     let (t, u) = columns::split_tri(&ids, |_, e| state(e));
     Sets { t, u }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A set of ids over several containers: sparse runs, single ids and dense stretches.
+    fn ids() -> impl Strategy<Value = RoaringBitmap> {
+        (
+            proptest::collection::vec(0u32..300_000, 0..400),
+            proptest::collection::vec((0u32..300_000, 0u32..80_000), 0..3),
+        )
+            .prop_map(|(ids, ranges)| {
+                let mut s: RoaringBitmap = ids.into_iter().collect();
+                for (a, len) in ranges {
+                    s.insert_range(a..a + len);
+                }
+                s
+            })
+    }
+
+    proptest! {
+        /// Candidates, to-verify, near-miss and each condition's counts, word by word over
+        /// several containers, as entity by entity.
+        #[test]
+        fn combine_agrees_with_entity_by_entity_states(
+            universe in ids(),
+            conds in proptest::collection::vec((ids(), ids()), 0..5),
+        ) {
+            let conditions: Vec<(String, Arc<Sets>)> = conds
+                .into_iter()
+                .enumerate()
+                .map(|(i, (t, u))| {
+                    let t = &t & &universe;
+                    let u = &(&u & &universe) - &t;
+                    (format!("c{i}"), Arc::new(Sets { t, u }))
+                })
+                .collect();
+            let sets: Vec<Arc<Sets>> = conditions.iter().map(|c| c.1.clone()).collect();
+            let got = combine(&universe, conditions);
+            let (mut cand, mut verify, mut near) =
+                (RoaringBitmap::new(), RoaringBitmap::new(), RoaringBitmap::new());
+            let mut false_count = vec![0u64; sets.len()];
+            let mut sole = vec![0u64; sets.len()];
+            for e in &universe {
+                let falses: Vec<usize> = (0..sets.len())
+                    .filter(|&i| !sets[i].t.contains(e) && !sets[i].u.contains(e))
+                    .collect();
+                let all = sets.iter().all(|s| s.t.contains(e));
+                for &i in &falses {
+                    false_count[i] += 1;
+                }
+                match falses.len() {
+                    0 if all => {
+                        cand.insert(e);
+                    }
+                    0 => {
+                        verify.insert(e);
+                    }
+                    1 => {
+                        near.insert(e);
+                        sole[falses[0]] += 1;
+                    }
+                    _ => {}
+                }
+            }
+            prop_assert_eq!(got.candidates, cand);
+            prop_assert_eq!(got.to_verify, verify);
+            prop_assert_eq!(got.near_miss, near);
+            let counts: Vec<(u64, u64)> =
+                got.conditions.iter().map(|c| (c.false_count, c.sole_blocker)).collect();
+            let want: Vec<(u64, u64)> = false_count.into_iter().zip(sole).collect();
+            prop_assert_eq!(counts, want);
+        }
+    }
+}
