@@ -128,7 +128,9 @@ pub struct Engine<'s> {
 }
 
 /// One table count (`count(T where …)`, `exists(T where …)`) for the entities of a universe
-/// that have rows: a sparse kept value, so that a new threshold on it reads no rows.
+/// that have rows, or one relation count (`count(employees: …)`) for those with edges: a
+/// sparse kept value, so that a new threshold on it (or an amount per counted entity) reads
+/// no rows.
 #[derive(Debug)]
 struct Counted {
     /// Ascending, as a list and as a set.
@@ -139,6 +141,15 @@ struct Counted {
 }
 
 impl Counted {
+    /// The rows (or related entities) of `e` surely and possibly counted; none when it has
+    /// none.
+    fn count_of(&self, e: u32) -> (u64, u64) {
+        match self.entities.binary_search(&e) {
+            Ok(i) => self.counts[i],
+            Err(_) => (0, 0),
+        }
+    }
+
     fn bytes(&self) -> usize {
         self.entities.len() * (4 + 16) + self.with_rows.serialized_size()
     }
@@ -403,17 +414,56 @@ impl<'s> Engine<'s> {
         let mut amount_missing = 0;
         if let Some(node) = &compiled.amount {
             let ids: Vec<u32> = candidates.iter().collect();
-            let kept = columns::aggregate_operand(node).and_then(|x| {
+            let operand = columns::aggregate_operand(node);
+            let kept = operand.and_then(|x| {
                 let k = self.kept.get(&format!("{}|{x:?}", p.subject))?.clone();
                 Some((x, k))
             });
-            let vals: Vec<Option<f64>> = match (self.rank_values(node), kept) {
-                (Some((fc, values)), _) => values.of(&fc, &ids),
-                (None, Some((x, k))) => {
+            // A count a condition keeps (`count(employees: …) >= k`, the amount per employee).
+            let counted = operand
+                .filter(|x| {
+                    matches!(
+                        x,
+                        Node::TableAgg {
+                            agg: Agg::Count,
+                            ..
+                        } | Node::RelAgg {
+                            agg: Agg::Count,
+                            ..
+                        }
+                    )
+                })
+                .and_then(|x| {
+                    let c = self.counted.get(&format!("{}|{x:?}", p.subject))?.clone();
+                    Some((x, c))
+                });
+            let vals: Vec<Option<f64>> = match (self.rank_values(node), kept, counted) {
+                (Some((fc, values)), _, _) => values.of(&fc, &ids),
+                (None, Some((x, k)), _) => {
                     let all = self.ids(&p.subject, &universe);
                     columns::kept_values(&self.env, node, x, &k, &all, &ids)
                 }
-                (None, None) => {
+                (None, None, Some((x, c))) => {
+                    let env = &self.env;
+                    ids.par_iter()
+                        .with_min_len(1024)
+                        .map(|&e| {
+                            let (lo, hi) = c.count_of(e);
+                            let v = Val {
+                                v: V::Num(lo as f64, hi as f64),
+                                doubt: false,
+                            };
+                            match Evaluator::giving(env, x, v)
+                                .val(node, At::entity(e), &mut NoTrace)
+                                .v
+                            {
+                                V::Num(l, h) if l == h && l.is_finite() => Some(l),
+                                _ => None,
+                            }
+                        })
+                        .collect()
+                }
+                (None, None, None) => {
                     let filters = RowFilters::of(&self.env, node);
                     let aggs = AggValues::kept_in(
                         &self.env,
@@ -521,7 +571,7 @@ impl<'s> Engine<'s> {
             body,
         } = atom
         {
-            return self.projected(*agg, *rel, body.as_deref(), universe);
+            return self.projected(*agg, *rel, body.as_deref(), kind, universe);
         }
         if let Some((t, c)) = columns::single_field(atom)
             && let Some(fc) = self.field_column(t, c)
@@ -563,46 +613,94 @@ impl<'s> Engine<'s> {
         agg: Agg,
         rel: usize,
         body: Option<&Node>,
+        kind: &str,
         universe: &RoaringBitmap,
     ) -> Sets {
-        let to = self.env.rels[rel].to.clone();
-        let related = self.universe(&to);
-        // The body's state of every entity, one byte each, so that an edge costs one read:
-        // 1 TRUE, 2 UNKNOWN, 0 FALSE, OTHER outside the related kind (interpreted).
-        const OTHER: u8 = 3;
-        let body = body.map(|b| {
-            let sets = self.sets(b, &to, &related);
-            let mut states = vec![OTHER; self.env.snap.entity_count()];
-            for (set, code) in [(&related, 0), (&sets.u, 2), (&sets.t, 1)] {
-                for x in set.iter() {
-                    if let Some(c) = states.get_mut(x as usize) {
-                        *c = code;
-                    }
-                }
-            }
-            (b, states)
-        });
+        let body = body.map(|b| (b, self.body_states(rel, b)));
+        let ids = self.ids(kind, universe);
         let env = &self.env;
         let r = &env.rels[rel];
         let ev = Evaluator::new(env);
-        let state = |x: u32| match &body {
-            None => Tri::True,
-            Some((b, states)) => match states.get(x as usize).copied().unwrap_or(OTHER) {
-                1 => Tri::True,
-                2 => Tri::Unknown,
-                0 => Tri::False,
-                _ => ev.tri(b, At::entity(x), &mut NoTrace),
-            },
-        };
-        sets_by(universe, |e| {
+        let state = |x: u32| body_state(&ev, body.as_ref(), x);
+        let (t, u) = columns::split_tri(&ids, |_, e| {
             rel_fold(agg, r.of(e).iter().map(|&(x, d)| (state(x), d)))
-        })
+        });
+        Sets { t, u }
+    }
+
+    /// The state of a relation's body for every entity, one byte each, so that an edge costs
+    /// one read: computed as the body's sets over the related kind's universe (cached like
+    /// any condition). [`body_state`] reads it.
+    fn body_states(&mut self, rel: usize, body: &Node) -> Vec<u8> {
+        let to = self.env.rels[rel].to.clone();
+        let related = self.universe(&to);
+        let sets = self.sets(body, &to, &related);
+        let mut states = vec![OTHER; self.env.snap.entity_count()];
+        let mut mark = |x: u32, code: u8| {
+            if let Some(c) = states.get_mut(x as usize) {
+                *c = code;
+            }
+        };
+        for &x in self.ids(&to, &related).iter() {
+            mark(x, 0);
+        }
+        for_each_id(&sets.u, |x| mark(x, 2));
+        for_each_id(&sets.t, |x| mark(x, 1));
+        states
+    }
+
+    /// `count(rel: body)` for the entities of `universe` with edges, as a projection: each
+    /// entity's edges read against the body's states, counted as the interpreter counts them
+    /// (a sure TRUE edge surely; a doubtful or UNKNOWN one possibly).
+    fn projected_count(
+        &mut self,
+        kind: &str,
+        rel: usize,
+        body: Option<&Node>,
+        universe: &RoaringBitmap,
+    ) -> Counted {
+        let body = body.map(|b| (b, self.body_states(rel, b)));
+        let ids = self.ids(kind, universe);
+        let env = &self.env;
+        let r = &env.rels[rel];
+        let ev = Evaluator::new(env);
+        // Entities in order (an ordered parallel collect), with their counts.
+        let (entities, counts): (Vec<u32>, Vec<(u64, u64)>) = ids
+            .par_iter()
+            .with_min_len(1 << 14)
+            .filter_map(|&e| {
+                let edges = r.of(e);
+                if edges.is_empty() {
+                    return None;
+                }
+                let (mut lo, mut hi) = (0u64, 0u64);
+                for &(x, doubtful) in edges {
+                    match (body_state(&ev, body.as_ref(), x), doubtful) {
+                        (Tri::True, false) => {
+                            lo += 1;
+                            hi += 1;
+                        }
+                        (Tri::False, _) => {}
+                        _ => hi += 1,
+                    }
+                }
+                Some((e, (lo, hi)))
+            })
+            .unzip();
+        let with_rows = RoaringBitmap::from_sorted_iter(entities.iter().copied())
+            .unwrap_or_else(|_| entities.iter().copied().collect());
+        Counted {
+            entities,
+            with_rows,
+            counts,
+        }
     }
 
     /// An atom that compares one table count with constants (`count(T where …) >= k`,
-    /// `exists(T where …)`): the count of each entity with rows (kept, from the table's
-    /// calendar or a scan), its state per distinct count, and one state for every entity of
-    /// the universe without rows. `None` for another atom, or a count no scan computes.
+    /// `exists(T where …)`), or one relation count (`count(represented) == 1`): the count of
+    /// each entity with rows or edges (kept, from the table's calendar or a scan, or projected
+    /// through the relation), its state per distinct count, and one state for every entity of
+    /// the universe without. `None` for another atom, or a count no scan computes.
     fn counted_atom(&mut self, atom: &Node, kind: &str, universe: &RoaringBitmap) -> Option<Sets> {
         let x = match atom {
             Node::TableAgg {
@@ -614,17 +712,22 @@ impl<'s> Engine<'s> {
                     Node::TableAgg {
                         agg: Agg::Count,
                         ..
+                    } | Node::RelAgg {
+                        agg: Agg::Count,
+                        ..
                     }
                 )
             })?,
         };
-        let Node::TableAgg { table, filter, .. } = x else {
-            return None;
-        };
         let key = format!("{kind}|{x:?}");
-        let counted = match self.counted.get(&key) {
-            Some(c) => c.clone(),
-            None => {
+        let counted = match (self.counted.get(&key), x) {
+            (Some(c), _) => c.clone(),
+            (None, Node::RelAgg { rel, body, .. }) => {
+                let counted = Arc::new(self.projected_count(kind, *rel, body.as_deref(), universe));
+                self.keep_counted(key, counted.clone());
+                counted
+            }
+            (None, Node::TableAgg { table, filter, .. }) => {
                 let filters = RowFilters::of(&self.env, x);
                 let aggs = AggValues::of(&self.env, x, &filters, Some(universe));
                 let (entities, counts) = aggs.counts(*table, filter.as_deref())?;
@@ -649,12 +752,10 @@ impl<'s> Engine<'s> {
                     }
                 };
                 let counted = Arc::new(counted);
-                if self.counted.len() >= COUNTED_MAX {
-                    self.counted.retain(|k, _| self.pinned.contains(k));
-                }
-                self.counted.insert(key, counted.clone());
+                self.keep_counted(key, counted.clone());
                 counted
             }
+            (None, _) => return None,
         };
         let ev = Evaluator::new(&self.env);
         let state = |(lo, hi): (u64, u64)| match atom {
@@ -674,6 +775,13 @@ impl<'s> Engine<'s> {
             Tri::False => {}
         }
         Some(Sets { t, u })
+    }
+
+    fn keep_counted(&mut self, key: String, counted: Arc<Counted>) {
+        if self.counted.len() >= COUNTED_MAX {
+            self.counted.retain(|k, _| self.pinned.contains(k));
+        }
+        self.counted.insert(key, counted);
     }
 
     /// A single-field amount's value per rank of its field, computed once.
@@ -962,6 +1070,23 @@ fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
     Sets { t, u }
 }
 
+/// In [`Engine::body_states`]: an entity outside the related kind (its body is interpreted).
+const OTHER: u8 = 3;
+
+/// A relation body's state for entity `x`, from its states (1 TRUE, 2 UNKNOWN, 0 FALSE) or
+/// interpreted; TRUE for a relation without a body.
+fn body_state(ev: &Evaluator<'_, '_>, body: Option<&(&Node, Vec<u8>)>, x: u32) -> Tri {
+    match body {
+        None => Tri::True,
+        Some((b, states)) => match states.get(x as usize).copied().unwrap_or(OTHER) {
+            1 => Tri::True,
+            2 => Tri::Unknown,
+            0 => Tri::False,
+            _ => ev.tri(b, At::entity(x), &mut NoTrace),
+        },
+    }
+}
+
 /// Computes an atom's sets over `universe`.
 fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
     let filters = RowFilters::of(env, atom);
@@ -1017,6 +1142,20 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
             s
         }
         None => sets_by(universe, |e| ev.tri(atom, At::entity(e), &mut NoTrace)),
+    }
+}
+
+/// Calls `f` on every id of `set` in order, taking them from the bitmap in batches (faster
+/// than one at a time).
+fn for_each_id(set: &RoaringBitmap, mut f: impl FnMut(u32)) {
+    let mut it = set.iter();
+    let mut buf = vec![0u32; 4096];
+    loop {
+        let got = it.next_many(&mut buf);
+        if got.is_empty() {
+            break;
+        }
+        got.iter().for_each(|&x| f(x));
     }
 }
 
