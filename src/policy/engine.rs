@@ -7,8 +7,10 @@
 //! snapshot, as-of date and parameter values, and cached under its compiled text:
 //! - an atom that reads one field of primary rows is evaluated per distinct value of that
 //!   field (by binary search when it is a threshold) and mapped onto entities ([`columns`]);
-//! - a comparison of an aggregate or relation count with constants reads the aggregate's kept
-//!   values;
+//! - a comparison of a table or relation count with constants reads the count of each entity
+//!   with rows or edges (kept, sparse); a comparison of another aggregate, its kept values;
+//! - `any` / `all` / `exists` and `count` over a relation project the body's sets (an atom
+//!   of the related kind) through the relation's edges;
 //! - any other atom that reads one table is a scan of that table's entity runs (each entity's
 //!   primary row), and one evaluation for all entities that have no row there; the rest
 //!   (relations, several tables) is evaluated entity by entity over the universe, in
@@ -16,7 +18,9 @@
 //! - `policy(X)` is X's result.
 //!
 //! A policy's results: candidates (every condition TRUE), to-verify (none FALSE, some
-//! UNKNOWN), near-miss (exactly one FALSE), and the amount of every candidate.
+//! UNKNOWN), near-miss (exactly one FALSE), and the amount of every candidate. An amount
+//! reads a kept count or value when a condition has one, and otherwise scans its aggregates
+//! over the candidates, keeping the scans for the next run ([`ScanCache`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
