@@ -198,28 +198,26 @@ fn tri_code(t: Tri) -> u8 {
 /// Splits `ids` (ascending) into TRUE and UNKNOWN sets by `state(entity)` (a [`tri_code`]),
 /// in parallel.
 fn split(ids: &[u32], state: impl Fn(usize, u32) -> u8 + Sync) -> (RoaringBitmap, RoaringBitmap) {
-    // Each chunk's sets are built directly (ids ascending: appended at the end, no list in
-    // between), then joined: chunks cover ascending, disjoint ranges of ids.
-    let parts: Vec<(RoaringBitmap, RoaringBitmap)> = ids
+    let parts: Vec<(Vec<u32>, Vec<u32>)> = ids
         .par_chunks(CHUNK)
         .enumerate()
         .map(|(ci, chunk)| {
-            let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
+            let (mut t, mut u) = (Vec::new(), Vec::new());
             for (i, &e) in chunk.iter().enumerate() {
-                // `try_push` fails only on an id out of order, which `ids` never has.
-                let _ = match state(ci * CHUNK + i, e) {
-                    1 => t.try_push(e),
-                    2 => u.try_push(e),
-                    _ => Ok(()),
-                };
+                match state(ci * CHUNK + i, e) {
+                    1 => t.push(e),
+                    2 => u.push(e),
+                    _ => {}
+                }
             }
             (t, u)
         })
         .collect();
     let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
     for (pt, pu) in parts {
-        t |= pt;
-        u |= pu;
+        // Chunks are in ascending entity order.
+        let _ = t.append(pt);
+        let _ = u.append(pu);
     }
     (t, u)
 }

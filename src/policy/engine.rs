@@ -734,20 +734,20 @@ impl<'s> Engine<'s> {
             (None, Node::TableAgg { table, filter, .. }) => {
                 let filters = RowFilters::of(&self.env, x);
                 let aggs = AggValues::of(&self.env, x, &filters, Some(universe));
-                let (entities, counts) = aggs.counts(*table, filter.as_deref())?;
+                let (entities, counts) = aggs.into_counts(*table, filter.as_deref())?;
                 let all = RoaringBitmap::from_sorted_iter(entities.iter().copied())
                     .unwrap_or_else(|_| entities.iter().copied().collect());
                 let counted = if all.is_subset(universe) {
                     Counted {
-                        entities: entities.to_vec(),
+                        entities,
                         with_rows: all,
-                        counts: counts.to_vec(),
+                        counts,
                     }
                 } else {
                     let (e, c): (Vec<u32>, Vec<(u64, u64)>) = entities
-                        .iter()
+                        .into_iter()
                         .zip(counts)
-                        .filter(|(x, _)| universe.contains(**x))
+                        .filter(|(x, _)| universe.contains(*x))
                         .unzip();
                     Counted {
                         with_rows: &all & universe,

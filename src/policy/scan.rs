@@ -371,6 +371,32 @@ impl AggValues {
         }
     }
 
+    /// [`AggValues::counts`], taken out of the values (copied only when a [`ScanCache`]
+    /// shares the scan).
+    pub fn into_counts(
+        mut self,
+        table: usize,
+        filter: Option<&Node>,
+    ) -> Option<(Vec<u32>, Vec<(u64, u64)>)> {
+        let f = addr(filter);
+        let i = self.scans.iter().position(|s| {
+            s.scan.what == What::Count && s.scan.table == table && s.filters.contains(&f)
+        })?;
+        let scan = self.scans.swap_remove(i).scan;
+        match Arc::try_unwrap(scan) {
+            Ok(Scanned {
+                entities,
+                values: Values::Counts(c),
+                ..
+            }) => Some((entities, c)),
+            Ok(_) => None,
+            Err(shared) => match &shared.values {
+                Values::Counts(c) => Some((shared.entities.clone(), c.clone())),
+                Values::Folds(_) => None,
+            },
+        }
+    }
+
     /// Rows of `table` for `e` surely / possibly passing `filter`, when scanned.
     pub fn count(&self, table: usize, filter: Option<&Node>, e: u32) -> Option<(u64, u64)> {
         match self.find(What::Count, table, filter, e)? {
