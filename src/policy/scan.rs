@@ -125,6 +125,9 @@ impl Scanned {
 /// Entities with rows (ascending) and their rows surely / possibly passing a filter.
 pub type EntityCounts<'a> = (&'a [u32], &'a [(u64, u64)]);
 
+/// [`EntityCounts`], owned.
+pub type OwnedCounts = (Vec<u32>, Vec<(u64, u64)>);
+
 #[derive(Debug)]
 enum Values {
     Counts(Vec<(u64, u64)>),
@@ -377,7 +380,7 @@ impl AggValues {
         mut self,
         table: usize,
         filter: Option<&Node>,
-    ) -> Option<(Vec<u32>, Vec<(u64, u64)>)> {
+    ) -> Option<OwnedCounts> {
         let f = addr(filter);
         let i = self.scans.iter().position(|s| {
             s.scan.what == What::Count && s.scan.table == table && s.filters.contains(&f)
