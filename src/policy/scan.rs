@@ -376,11 +376,7 @@ impl AggValues {
 
     /// [`AggValues::counts`], taken out of the values (copied only when a [`ScanCache`]
     /// shares the scan).
-    pub fn into_counts(
-        mut self,
-        table: usize,
-        filter: Option<&Node>,
-    ) -> Option<OwnedCounts> {
+    pub fn into_counts(mut self, table: usize, filter: Option<&Node>) -> Option<OwnedCounts> {
         let f = addr(filter);
         let i = self.scans.iter().position(|s| {
             s.scan.what == What::Count && s.scan.table == table && s.filters.contains(&f)
