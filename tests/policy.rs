@@ -12,6 +12,7 @@ use proptest::prelude::*;
 
 use mianshen::date::Date;
 use mianshen::policy::ast::Lit;
+use mianshen::policy::ast::Policy;
 use mianshen::policy::ast::Tri;
 use mianshen::policy::cases::run_cases;
 use mianshen::policy::check::{Catalogue, DOMAINS, load_dir, load_texts};
@@ -397,6 +398,20 @@ fn world_catalogue(
     (dir, snap, cat)
 }
 
+/// `w` with the relations and one policy, its id `id`: the snapshot, the catalogue and the
+/// policy.
+fn one_policy(w: &World, id: &str, text: &str) -> (tempfile::TempDir, Snapshot, Catalogue, Policy) {
+    let (dir, snap, cat) = world_catalogue(
+        w,
+        &[
+            ("r.policy", RELATIONS.to_string()),
+            ("p.policy", text.to_string()),
+        ],
+    );
+    let policy = cat.get(id).unwrap().policy.clone();
+    (dir, snap, cat, policy)
+}
+
 /// A random person-level boolean expression over the world's fields.
 fn person_cond() -> impl Strategy<Value = String> {
     let leaf = prop_oneof![
@@ -589,11 +604,7 @@ proptest! {
             when old: T.reg.age >= k * 20\n\
             when rich: sum(T.ev.amount) in k * 500 .. 4000\n\
             amount k * count(T.ev where T.ev.amount > 300) + 1\n}\n";
-        let (_dir, snap, cat) = world_catalogue(
-            &w,
-            &[("r.policy", RELATIONS.to_string()), ("p3.policy", text.to_string())],
-        );
-        let policy = cat.get("P3").unwrap().policy.clone();
+        let (_dir, snap, cat, policy) = one_policy(&w, "P3", text);
         let as_of = Date::from_ymd(2025, 12, 31).unwrap();
         let mut engine = Engine::new(&snap, cat.clone(), as_of);
         for k in ks {
@@ -636,11 +647,7 @@ proptest! {
             when few: count(T.ev where T.ev.amount > 300) >= k\n\
             amount rate * max(T.ev.amount where T.ev.kind == \"a\") + max(T.ev.amount where T.ev.kind == \"b\")\n\
                    + (if exists(T.ev where T.ev.kind == \"a\") then 1 else 2)\n}\n";
-        let (_dir, snap, cat) = world_catalogue(
-            &w,
-            &[("r.policy", RELATIONS.to_string()), ("p4.policy", text.to_string())],
-        );
-        let policy = cat.get("P4").unwrap().policy.clone();
+        let (_dir, snap, cat, policy) = one_policy(&w, "P4", text);
         let as_of = Date::from_ymd(2025, 12, 31).unwrap();
         let mut engine = Engine::new(&snap, cat.clone(), as_of);
         for (k, rate) in runs {
@@ -840,12 +847,8 @@ fn aggregates_agree(w: &World, conds: &[String]) -> Result<(), TestCaseError> {
         "amount band T.reg.age { .. 30 => 1, 30 .. 60 => T.reg.age * 10, 60 .. => 7 }",
         "amount sum(T.ev.amount where T.ev.kind == \"a\") + count(T.ev where T.ev.amount > 500)",
     );
-    let (_dir, snap, cat) = world_catalogue(
-        w,
-        &[("r.policy", RELATIONS.to_string()), ("a.policy", text)],
-    );
+    let (_dir, snap, cat, policy) = one_policy(w, "A1", &text);
     conditions_agree(&snap, &cat, "A1")?;
-    let policy = cat.get("A1").unwrap().policy.clone();
     let as_of = Date::from_ymd(2025, 12, 31).unwrap();
     let mut engine = Engine::new(&snap, cat.clone(), as_of);
     let run = engine.run_policy(&policy, &HashMap::new()).unwrap();
