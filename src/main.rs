@@ -1036,7 +1036,7 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
     }
     let warm = warm.elapsed();
     // Recombined: every condition from the cache, but candidates, to-verify, near-miss and
-    // amounts computed again (what a new snapshot with its conditions at hand costs).
+    // amounts computed again (what a policy costs once its conditions are at hand).
     engine.forget_results();
     let recombined = std::time::Instant::now();
     for id in &ids {

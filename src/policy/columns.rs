@@ -498,17 +498,13 @@ pub struct RankValues {
 impl RankValues {
     pub fn build(env: &Env<'_>, expr: &Node, fc: &FieldColumn) -> RankValues {
         let ev = Evaluator::new(env);
-        let exact = |v: Val<'_>| match v.v {
-            V::Num(l, h) if l == h && l.is_finite() => Some(l),
-            _ => None,
-        };
         RankValues {
             per_rank: (0..fc.reps.len())
                 .into_par_iter()
                 .with_min_len(1024)
-                .map(|r| exact(ev.val(expr, fc.at(r), &mut NoTrace)))
+                .map(|r| ev.val(expr, fc.at(r), &mut NoTrace).v.amount())
                 .collect(),
-            no_row: exact(ev.val(expr, At::entity(NO_ENTITY), &mut NoTrace)),
+            no_row: ev.val(expr, At::entity(NO_ENTITY), &mut NoTrace).v.amount(),
         }
     }
 
@@ -665,28 +661,22 @@ pub fn aggregate_operand(n: &Node) -> Option<&Node> {
     operand
 }
 
-/// The numeric value of `expr` for each of `who` (ascending, within `ids`), reading its
-/// aggregate operand `x` from `kept` (values for `ids`).
-pub fn kept_values(
+/// The amount `expr` gives each of `who`, its aggregate operand `x` given by `value_of`
+/// (a kept value, a kept count; `None`: no amount).
+pub fn given_values(
     env: &Env<'_>,
     expr: &Node,
     x: &Node,
-    kept: &ValueColumn,
-    ids: &[u32],
     who: &[u32],
+    value_of: impl Fn(u32) -> Option<Val<'static>> + Sync,
 ) -> Vec<Option<f64>> {
     who.par_iter()
         .with_min_len(1024)
         .map(|&e| {
-            let (k, doubt) = ids
-                .binary_search(&e)
-                .ok()
-                .and_then(|i| kept.values.get(i).copied())?;
-            let ev = Evaluator::giving(env, x, Val { v: k.v(), doubt });
-            match ev.val(expr, At::entity(e), &mut NoTrace).v {
-                V::Num(l, h) if l == h && l.is_finite() => Some(l),
-                _ => None,
-            }
+            Evaluator::giving(env, x, value_of(e)?)
+                .val(expr, At::entity(e), &mut NoTrace)
+                .v
+                .amount()
         })
         .collect()
 }

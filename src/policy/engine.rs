@@ -34,7 +34,7 @@ use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
 use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
-    rel_fold,
+    rel_count, rel_fold,
 };
 use super::scan::{AggValues, ScanCache};
 use crate::date::Date;
@@ -145,6 +145,16 @@ struct Counted {
 }
 
 impl Counted {
+    fn new(entities: Vec<u32>, counts: Vec<(u64, u64)>) -> Counted {
+        let with_rows = RoaringBitmap::from_sorted_iter(entities.iter().copied())
+            .unwrap_or_else(|_| entities.iter().copied().collect());
+        Counted {
+            entities,
+            with_rows,
+            counts,
+        }
+    }
+
     /// The rows (or related entities) of `e` surely and possibly counted; none when it has
     /// none.
     fn count_of(&self, e: u32) -> (u64, u64) {
@@ -445,27 +455,19 @@ impl<'s> Engine<'s> {
                 (Some((fc, values)), _, _) => values.of(&fc, &ids),
                 (None, Some((x, k)), _) => {
                     let all = self.ids(&p.subject, &universe);
-                    columns::kept_values(&self.env, node, x, &k, &all, &ids)
+                    columns::given_values(&self.env, node, x, &ids, |e| {
+                        let (k, doubt) = *k.values.get(all.binary_search(&e).ok()?)?;
+                        Some(Val { v: k.v(), doubt })
+                    })
                 }
                 (None, None, Some((x, c))) => {
-                    let env = &self.env;
-                    ids.par_iter()
-                        .with_min_len(1024)
-                        .map(|&e| {
-                            let (lo, hi) = c.count_of(e);
-                            let v = Val {
-                                v: V::Num(lo as f64, hi as f64),
-                                doubt: false,
-                            };
-                            match Evaluator::giving(env, x, v)
-                                .val(node, At::entity(e), &mut NoTrace)
-                                .v
-                            {
-                                V::Num(l, h) if l == h && l.is_finite() => Some(l),
-                                _ => None,
-                            }
+                    columns::given_values(&self.env, node, x, &ids, |e| {
+                        let (lo, hi) = c.count_of(e);
+                        Some(Val {
+                            v: V::Num(lo as f64, hi as f64),
+                            doubt: false,
                         })
-                        .collect()
+                    })
                 }
                 (None, None, None) => {
                     let filters = RowFilters::of(&self.env, node);
@@ -480,10 +482,7 @@ impl<'s> Engine<'s> {
                         .with_filters(&filters)
                         .with_aggs(&aggs);
                     ids.par_iter()
-                        .map(|&e| match ev.val(node, At::entity(e), &mut NoTrace).v {
-                            V::Num(l, h) if l == h && l.is_finite() => Some(l),
-                            _ => None,
-                        })
+                        .map(|&e| ev.val(node, At::entity(e), &mut NoTrace).v.amount())
                         .collect()
                 }
             };
@@ -674,30 +673,12 @@ impl<'s> Engine<'s> {
             .with_min_len(1 << 14)
             .filter_map(|&e| {
                 let edges = r.of(e);
-                if edges.is_empty() {
-                    return None;
-                }
-                let (mut lo, mut hi) = (0u64, 0u64);
-                for &(x, doubtful) in edges {
-                    match (body_state(&ev, body.as_ref(), x), doubtful) {
-                        (Tri::True, false) => {
-                            lo += 1;
-                            hi += 1;
-                        }
-                        (Tri::False, _) => {}
-                        _ => hi += 1,
-                    }
-                }
-                Some((e, (lo, hi)))
+                let state =
+                    |&(x, doubtful): &(u32, bool)| (body_state(&ev, body.as_ref(), x), doubtful);
+                (!edges.is_empty()).then(|| (e, rel_count(edges.iter().map(state))))
             })
             .unzip();
-        let with_rows = RoaringBitmap::from_sorted_iter(entities.iter().copied())
-            .unwrap_or_else(|_| entities.iter().copied().collect());
-        Counted {
-            entities,
-            with_rows,
-            counts,
-        }
+        Counted::new(entities, counts)
     }
 
     /// An atom that compares one table count with constants (`count(T where …) >= k`,
@@ -735,26 +716,17 @@ impl<'s> Engine<'s> {
                 let filters = RowFilters::of(&self.env, x);
                 let aggs = AggValues::of(&self.env, x, &filters, Some(universe));
                 let (entities, counts) = aggs.into_counts(*table, filter.as_deref())?;
-                let all = RoaringBitmap::from_sorted_iter(entities.iter().copied())
-                    .unwrap_or_else(|_| entities.iter().copied().collect());
-                let counted = if all.is_subset(universe) {
-                    Counted {
-                        entities,
-                        with_rows: all,
-                        counts,
-                    }
-                } else {
-                    let (e, c): (Vec<u32>, Vec<(u64, u64)>) = entities
+                let mut counted = Counted::new(entities, counts);
+                if !counted.with_rows.is_subset(universe) {
+                    // The calendar answers every entity with rows, of any kind.
+                    let (e, c) = counted
+                        .entities
                         .into_iter()
-                        .zip(counts)
+                        .zip(counted.counts)
                         .filter(|(x, _)| universe.contains(*x))
                         .unzip();
-                    Counted {
-                        with_rows: &all & universe,
-                        entities: e,
-                        counts: c,
-                    }
-                };
+                    counted = Counted::new(e, c);
+                }
                 let counted = Arc::new(counted);
                 self.keep_counted(key, counted.clone());
                 counted

@@ -158,6 +158,16 @@ impl<'a> Val<'a> {
     }
 }
 
+impl V<'_> {
+    /// The value as an amount: a number known exactly (not a range, not missing).
+    pub fn amount(&self) -> Option<f64> {
+        match *self {
+            V::Num(l, h) if l == h && l.is_finite() => Some(l),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for V<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -731,6 +741,24 @@ pub fn rel_fold(agg: Agg, related: impl Iterator<Item = (Tri, bool)>) -> Tri {
         _ if any_u => Tri::Unknown,
         _ => Tri::False,
     }
+}
+
+/// `count(rel: body)` from the body's state of each related entity and whether its edge is
+/// doubtful: the related entities surely and possibly counted (a sure edge to a TRUE body
+/// surely; a doubtful edge or an UNKNOWN body possibly).
+pub fn rel_count(related: impl Iterator<Item = (Tri, bool)>) -> (u64, u64) {
+    let (mut lo, mut hi) = (0u64, 0u64);
+    for (t, doubtful) in related {
+        match (t, doubtful) {
+            (Tri::True, false) => {
+                lo += 1;
+                hi += 1;
+            }
+            (Tri::False, _) => {}
+            _ => hi += 1,
+        }
+    }
+    (lo, hi)
 }
 
 /// `exists` from the rows surely (`lo`) and possibly (`hi`) passing its filter.
@@ -1311,20 +1339,12 @@ impl<'e, 's> Evaluator<'e, 's> {
                 body,
             } => {
                 let r = &self.env.rels[*rel];
-                let (mut lo, mut hi) = (0u64, 0u64);
-                for &(x, doubtful) in r.of(at.e) {
+                let (lo, hi) = rel_count(r.of(at.e).iter().map(|&(x, doubtful)| {
                     let t = body
                         .as_deref()
                         .map_or(Tri::True, |b| self.tri(b, At::entity(x), &mut NoTrace));
-                    match (t, doubtful) {
-                        (Tri::True, false) => {
-                            lo += 1;
-                            hi += 1;
-                        }
-                        (Tri::False, _) => {}
-                        _ => hi += 1,
-                    }
-                }
+                    (t, doubtful)
+                }));
                 let v = V::Num(lo as f64, hi as f64);
                 if tr.on() {
                     tr.note(format!("count({}) = {v} of {}", r.name, r.of(at.e).len()));

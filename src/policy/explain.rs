@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::ast::{Lit, Tri};
 use super::engine::{Engine, EngineError};
-use super::eval::{At, Evaluator, V, fmt_num};
+use super::eval::{At, Evaluator, fmt_num};
 
 /// Where an entity stands with a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,14 +146,10 @@ pub fn explain(
         Outcome::of(&states)
     };
     let mut amount_note = Vec::new();
-    let amount =
-        compiled
-            .amount
-            .as_ref()
-            .and_then(|n| match ev.val(n, At::entity(e), &mut amount_note).v {
-                V::Num(l, h) if l == h && l.is_finite() => Some(l),
-                _ => None,
-            });
+    let amount = compiled
+        .amount
+        .as_ref()
+        .and_then(|n| ev.val(n, At::entity(e), &mut amount_note).v.amount());
     Ok(Explanation {
         policy: p.id.clone(),
         version: p.version,

@@ -67,10 +67,23 @@ const NO_ROWS: u32 = u32::MAX;
 const OUT_OF_SCOPE: u32 = u32::MAX - 1;
 
 impl Scanned {
-    /// Sets the entity count the dense index covers.
-    fn index(mut self, n: usize) -> Scanned {
-        self.entity_count = n;
-        self
+    fn new(
+        env: &Env<'_>,
+        what: What,
+        table: usize,
+        scope: Option<RoaringBitmap>,
+        entities: Vec<u32>,
+        values: Values,
+    ) -> Scanned {
+        Scanned {
+            what,
+            table,
+            scope,
+            entities,
+            values,
+            dense: OnceLock::new(),
+            entity_count: env.snap.entity_count(),
+        }
     }
 
     /// [`Scanned::dense`], when the scan found rows for at least one entity in 64 of the
@@ -329,13 +342,16 @@ impl AggValues {
         out
     }
 
-    fn find(&self, what: What, table: usize, filter: Option<&Node>, e: u32) -> Option<Found<'_>> {
+    /// Where the scan of `what` over `table` for `filter` is.
+    fn position(&self, what: What, table: usize, filter: Option<&Node>) -> Option<usize> {
         let f = addr(filter);
-        let s = &self
-            .scans
+        self.scans
             .iter()
-            .find(|s| s.scan.what == what && s.scan.table == table && s.filters.contains(&f))?
-            .scan;
+            .position(|s| s.scan.what == what && s.scan.table == table && s.filters.contains(&f))
+    }
+
+    fn find(&self, what: What, table: usize, filter: Option<&Node>, e: u32) -> Option<Found<'_>> {
+        let s = &self.scans[self.position(what, table, filter)?].scan;
         if let Some(dense) = s.dense() {
             return match dense.get(e as usize).copied() {
                 Some(OUT_OF_SCOPE) => None,
@@ -360,14 +376,7 @@ impl AggValues {
     /// Every scanned entity with rows in `table` (ascending) and its rows surely / possibly
     /// passing `filter`, when that count was scanned.
     pub fn counts(&self, table: usize, filter: Option<&Node>) -> Option<EntityCounts<'_>> {
-        let f = addr(filter);
-        let s = &self
-            .scans
-            .iter()
-            .find(|s| {
-                s.scan.what == What::Count && s.scan.table == table && s.filters.contains(&f)
-            })?
-            .scan;
+        let s = &self.scans[self.position(What::Count, table, filter)?].scan;
         match &s.values {
             Values::Counts(c) => Some((&s.entities, c)),
             Values::Folds(_) => None,
@@ -377,10 +386,7 @@ impl AggValues {
     /// [`AggValues::counts`], taken out of the values (copied only when a [`ScanCache`]
     /// shares the scan).
     pub fn into_counts(mut self, table: usize, filter: Option<&Node>) -> Option<OwnedCounts> {
-        let f = addr(filter);
-        let i = self.scans.iter().position(|s| {
-            s.scan.what == What::Count && s.scan.table == table && s.filters.contains(&f)
-        })?;
+        let i = self.position(What::Count, table, filter)?;
         let scan = self.scans.swap_remove(i).scan;
         match Arc::try_unwrap(scan) {
             Ok(Scanned {
@@ -983,19 +989,15 @@ fn by_calendar(
             j += 1;
         }
     }
-    Some(
-        Scanned {
-            what: What::Count,
-            table,
-            // Every entity with rows is answered, whatever the scope asked for.
-            scope: None,
-            entities,
-            values: Values::Counts(values),
-            dense: OnceLock::new(),
-            entity_count: 0,
-        }
-        .index(env.snap.entity_count()),
-    )
+    // Every entity with rows is answered, whatever the scope asked for.
+    Some(Scanned::new(
+        env,
+        What::Count,
+        table,
+        None,
+        entities,
+        Values::Counts(values),
+    ))
 }
 
 /// Parallel tasks over `runs`: consecutive runs of about the same number of rows, 64 or more
@@ -1108,14 +1110,5 @@ fn scan(
             _ => {}
         }
     }
-    Scanned {
-        what,
-        table,
-        scope: scope.cloned(),
-        entities,
-        values,
-        dense: OnceLock::new(),
-        entity_count: 0,
-    }
-    .index(env.snap.entity_count())
+    Scanned::new(env, what, table, scope.cloned(), entities, values)
 }
