@@ -125,9 +125,9 @@ impl FieldColumn {
     fn at(&self, r: usize) -> At {
         let (row, doubt) = self.reps[r];
         At {
-            e: NO_ENTITY,
             row: Some((self.table, row)),
             row_doubt: doubt,
+            ..At::entity(NO_ENTITY)
         }
     }
 

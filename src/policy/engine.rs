@@ -23,7 +23,7 @@
 //! over the candidates, keeping the scans for the next run ([`ScanCache`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -32,6 +32,7 @@ use roaring::RoaringBitmap;
 use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
+use super::dense::{self, Span};
 use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
     rel_count, rel_fold,
@@ -45,6 +46,69 @@ use crate::snapshot::Snapshot;
 pub struct Sets {
     pub t: RoaringBitmap,
     pub u: RoaringBitmap,
+    /// The TRUE and not-FALSE sets as words over the universe's span, read from the bitmaps
+    /// when the condition is first combined and kept with them.
+    words: OnceLock<Arc<Words>>,
+}
+
+/// A condition's sets as words over a span of ids ([`dense`]).
+struct Words {
+    span: Span,
+    t: Vec<u64>,
+    /// TRUE or UNKNOWN; `None` when nothing is UNKNOWN (then it is `t`).
+    p: Option<Vec<u64>>,
+}
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Words({:?})", self.span)
+    }
+}
+
+impl Words {
+    fn of(s: &Sets, span: Span) -> Words {
+        let t = dense::words(&s.t, span);
+        let p = (!s.u.is_empty()).then(|| {
+            let mut p = dense::words(&s.u, span);
+            p.iter_mut().zip(&t).for_each(|(p, t)| *p |= t);
+            p
+        });
+        Words { span, t, p }
+    }
+
+    fn possible(&self) -> &[u64] {
+        self.p.as_deref().unwrap_or(&self.t)
+    }
+
+    fn bytes(&self) -> usize {
+        8 * (self.t.len() + self.p.as_ref().map_or(0, Vec::len))
+    }
+}
+
+impl Sets {
+    pub fn new(t: RoaringBitmap, u: RoaringBitmap) -> Sets {
+        Sets {
+            t,
+            u,
+            words: OnceLock::new(),
+        }
+    }
+
+    /// The sets' words over `span`: kept for the span they were first read over (a
+    /// subject's universe, the same for every run of an engine).
+    fn words(&self, span: Span) -> Arc<Words> {
+        let kept = self.words.get_or_init(|| Arc::new(Words::of(self, span)));
+        if kept.span == span {
+            kept.clone()
+        } else {
+            Arc::new(Words::of(self, span))
+        }
+    }
+
+    /// Bytes the kept words take.
+    fn words_bytes(&self) -> usize {
+        self.words.get().map_or(0, |w| w.bytes())
+    }
 }
 
 /// One condition's outcome over the subject universe.
@@ -107,6 +171,8 @@ pub struct Engine<'s> {
     pub env: Env<'s>,
     pub cat: Catalogue,
     universes: HashMap<String, RoaringBitmap>,
+    /// Each universe as sets (all TRUE), so that its words are kept for combining.
+    universe_sets: HashMap<String, Arc<Sets>>,
     cache: HashMap<String, Arc<Sets>>,
     /// Compiled policies, by policy text and parameter values.
     compiled: HashMap<String, Arc<Compiled>>,
@@ -192,6 +258,7 @@ impl<'s> Engine<'s> {
             env: Env::new(snap, as_of),
             cat,
             universes: HashMap::new(),
+            universe_sets: HashMap::new(),
             cache: HashMap::new(),
             compiled: HashMap::new(),
             memo: HashMap::new(),
@@ -221,6 +288,16 @@ impl<'s> Engine<'s> {
         }
         let u = self.env.snap.universe(kind).unwrap_or_default();
         self.universes.insert(kind.to_string(), u.clone());
+        u
+    }
+
+    /// The universe of `kind` as sets (every entity TRUE), kept with its words.
+    fn universe_sets(&mut self, kind: &str) -> Arc<Sets> {
+        if let Some(u) = self.universe_sets.get(kind) {
+            return u.clone();
+        }
+        let u = Arc::new(Sets::new(self.universe(kind), RoaringBitmap::new()));
+        self.universe_sets.insert(kind.to_string(), u.clone());
         u
     }
 
@@ -398,14 +475,15 @@ impl<'s> Engine<'s> {
             r.seconds = started.elapsed().as_secs_f64();
             return Ok(r);
         }
-        let universe = self.universe(&p.subject);
+        let uni = self.universe_sets(&p.subject);
+        let universe = &uni.t;
         let before = self.cache.len();
         let mut conditions = Vec::with_capacity(compiled.conditions.len());
         for ((name, node), key) in compiled.conditions.iter().zip(&compiled.keys) {
             let sets = match self.cache.get(key) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = self.sets(node, &p.subject, &universe);
+                    let s = self.sets(node, &p.subject, universe);
                     if !matches!(node, Node::Policy(_)) && !contains_policy(node) {
                         self.cache.insert(key.clone(), s.clone());
                     }
@@ -421,78 +499,12 @@ impl<'s> Engine<'s> {
             to_verify,
             near_miss,
             conditions,
-        } = combine(&universe, conditions);
+        } = combine(&uni, conditions);
 
-        // Amounts of the candidates.
-        let mut amounts = Vec::new();
-        let mut amount_missing = 0;
-        if let Some(node) = &compiled.amount {
-            let ids: Vec<u32> = candidates.iter().collect();
-            let operand = columns::aggregate_operand(node);
-            let kept = operand.and_then(|x| {
-                let k = self.kept.get(&format!("{}|{x:?}", p.subject))?.clone();
-                Some((x, k))
-            });
-            // A count a condition keeps (`count(employees: …) >= k`, the amount per employee).
-            let counted = operand
-                .filter(|x| {
-                    matches!(
-                        x,
-                        Node::TableAgg {
-                            agg: Agg::Count,
-                            ..
-                        } | Node::RelAgg {
-                            agg: Agg::Count,
-                            ..
-                        }
-                    )
-                })
-                .and_then(|x| {
-                    let c = self.counted.get(&format!("{}|{x:?}", p.subject))?.clone();
-                    Some((x, c))
-                });
-            let vals: Vec<Option<f64>> = match (self.rank_values(node), kept, counted) {
-                (Some((fc, values)), _, _) => values.of(&fc, &ids),
-                (None, Some((x, k)), _) => {
-                    let all = self.ids(&p.subject, &universe);
-                    columns::given_values(&self.env, node, x, &ids, |e| {
-                        let (k, doubt) = *k.values.get(all.binary_search(&e).ok()?)?;
-                        Some(Val { v: k.v(), doubt })
-                    })
-                }
-                (None, None, Some((x, c))) => {
-                    columns::given_values(&self.env, node, x, &ids, |e| {
-                        let (lo, hi) = c.count_of(e);
-                        Some(Val {
-                            v: V::Num(lo as f64, hi as f64),
-                            doubt: false,
-                        })
-                    })
-                }
-                (None, None, None) => {
-                    let filters = RowFilters::of(&self.env, node);
-                    let aggs = AggValues::kept_in(
-                        &self.env,
-                        node,
-                        &filters,
-                        Some(&candidates),
-                        Some(&mut self.amount_scans),
-                    );
-                    let ev = Evaluator::new(&self.env)
-                        .with_filters(&filters)
-                        .with_aggs(&aggs);
-                    ids.par_iter()
-                        .map(|&e| ev.val(node, At::entity(e), &mut NoTrace).v.amount())
-                        .collect()
-                }
-            };
-            for (e, v) in ids.into_iter().zip(vals) {
-                match v {
-                    Some(v) => amounts.push((e, v)),
-                    None => amount_missing += 1,
-                }
-            }
-        }
+        let (amounts, amount_missing) = match &compiled.amount {
+            Some(node) => self.amounts(node, &p.subject, universe, &candidates),
+            None => (Vec::new(), 0),
+        };
         let total = amounts.iter().map(|a| a.1).sum();
         let run = PolicyRun {
             id: p.id.clone(),
@@ -515,6 +527,119 @@ impl<'s> Engine<'s> {
         Ok(run)
     }
 
+    /// The amount `node` gives each of `candidates` (of `kind`, within `universe`), and how
+    /// many have none (missing inputs).
+    ///
+    /// An amount that reads nothing of the entity is evaluated once. One of a single field is
+    /// read per distinct value ([`RankValues`]); one of an aggregate a condition keeps (its
+    /// values, or its counts) reads them. Otherwise the interpreter evaluates it for each
+    /// candidate, given the aggregates scanned over the candidates ([`ScanCache`]), aligned
+    /// with them, and, when the candidates are many, the states of its `if` conditions from
+    /// the engine's sets (cached conditions, often).
+    fn amounts(
+        &mut self,
+        node: &Node,
+        kind: &str,
+        universe: &RoaringBitmap,
+        candidates: &RoaringBitmap,
+    ) -> (Vec<(u32, f64)>, u64) {
+        if reads_nothing(node) {
+            let v = Evaluator::new(&self.env)
+                .val(node, At::entity(NO_ENTITY), &mut NoTrace)
+                .v
+                .amount();
+            return match v {
+                Some(v) => (candidates.iter().map(|e| (e, v)).collect(), 0),
+                None => (Vec::new(), candidates.len()),
+            };
+        }
+        let ids: Vec<u32> = candidates.iter().collect();
+        let operand = columns::aggregate_operand(node);
+        let kept = operand.and_then(|x| {
+            let k = self.kept.get(&format!("{kind}|{x:?}"))?.clone();
+            Some((x, k))
+        });
+        // A count a condition keeps (`count(employees: …) >= k`, the amount per employee).
+        let counted = operand
+            .filter(|x| {
+                matches!(
+                    x,
+                    Node::TableAgg {
+                        agg: Agg::Count,
+                        ..
+                    } | Node::RelAgg {
+                        agg: Agg::Count,
+                        ..
+                    }
+                )
+            })
+            .and_then(|x| {
+                let c = self.counted.get(&format!("{kind}|{x:?}"))?.clone();
+                Some((x, c))
+            });
+        let vals: Vec<Option<f64>> = match (self.rank_values(node), kept, counted) {
+            (Some((fc, values)), _, _) => values.of(&fc, &ids),
+            (None, Some((x, k)), _) => {
+                let all = self.ids(kind, universe);
+                columns::given_values(&self.env, node, x, &ids, |e| {
+                    let (k, doubt) = *k.values.get(all.binary_search(&e).ok()?)?;
+                    Some(Val { v: k.v(), doubt })
+                })
+            }
+            (None, None, Some((x, c))) => columns::given_values(&self.env, node, x, &ids, |e| {
+                let (lo, hi) = c.count_of(e);
+                Some(Val {
+                    v: V::Num(lo as f64, hi as f64),
+                    doubt: false,
+                })
+            }),
+            (None, None, None) => {
+                let conditions = if ids.len() as u64 * 64 >= universe.len() {
+                    entity_conditions(node)
+                } else {
+                    Vec::new()
+                };
+                let states: Vec<(usize, Vec<Tri>)> = conditions
+                    .into_iter()
+                    .map(|c| {
+                        let s = self.sets(c, kind, universe);
+                        (c as *const Node as usize, states_of(&ids, candidates, &s))
+                    })
+                    .collect();
+                let states: Vec<(usize, &[Tri])> =
+                    states.iter().map(|(a, s)| (*a, &s[..])).collect();
+                let given: Vec<usize> = states.iter().map(|s| s.0).collect();
+                let filters = RowFilters::of(&self.env, node);
+                let mut aggs = AggValues::kept_in(
+                    &self.env,
+                    node,
+                    &filters,
+                    Some(candidates),
+                    Some(&mut self.amount_scans),
+                    &given,
+                );
+                aggs.align(&ids, candidates);
+                let ev = Evaluator::new(&self.env)
+                    .with_filters(&filters)
+                    .with_aggs(&aggs)
+                    .with_states(&states);
+                ids.par_iter()
+                    .enumerate()
+                    .map(|(i, &e)| ev.val(node, At::in_batch(e, i), &mut NoTrace).v.amount())
+                    .collect()
+            }
+        };
+        let mut amounts = Vec::with_capacity(ids.len());
+        let mut missing = 0;
+        for (e, v) in ids.into_iter().zip(vals) {
+            match v {
+                Some(v) => amounts.push((e, v)),
+                None => missing += 1,
+            }
+        }
+        (amounts, missing)
+    }
+
     /// Forgets whole-policy results (condition sets stay cached): the next run of each policy
     /// recombines its conditions and recomputes its amounts.
     pub fn forget_results(&mut self) {
@@ -528,31 +653,22 @@ impl<'s> Engine<'s> {
                 let (x, y) = (self.sets(a, kind, universe), self.sets(b, kind, universe));
                 let t = &x.t & &y.t;
                 let u = &(&(&x.t | &x.u) & &(&y.t | &y.u)) - &t;
-                Arc::new(Sets { t, u })
+                Arc::new(Sets::new(t, u))
             }
             Node::Or(a, b) => {
                 let (x, y) = (self.sets(a, kind, universe), self.sets(b, kind, universe));
                 let t = &x.t | &y.t;
                 let u = &(&x.u | &y.u) - &t;
-                Arc::new(Sets { t, u })
+                Arc::new(Sets::new(t, u))
             }
             Node::Not(a) => {
                 let x = self.sets(a, kind, universe);
-                Arc::new(Sets {
-                    t: &(universe - &x.t) - &x.u,
-                    u: x.u.clone(),
-                })
+                Arc::new(Sets::new(&(universe - &x.t) - &x.u, x.u.clone()))
             }
             Node::Policy(id) => match self.env.policy_states.get(id) {
-                Some((t, u)) => Arc::new(Sets {
-                    t: &**t & universe,
-                    u: &**u & universe,
-                }),
+                Some((t, u)) => Arc::new(Sets::new(&**t & universe, &**u & universe)),
                 // Not run: unknown for everyone.
-                None => Arc::new(Sets {
-                    t: RoaringBitmap::new(),
-                    u: universe.clone(),
-                }),
+                None => Arc::new(Sets::new(RoaringBitmap::new(), universe.clone())),
             },
             atom => {
                 let key = format!("{kind}|{atom:?}");
@@ -580,7 +696,7 @@ impl<'s> Engine<'s> {
             && let Some(fc) = self.field_column(t, c)
         {
             let (t, u) = columns::field_atom(&self.env, atom, &fc, universe);
-            return Sets { t, u };
+            return Sets::new(t, u);
         }
         if let Some(s) = self.counted_atom(atom, kind, universe) {
             return s;
@@ -601,7 +717,7 @@ impl<'s> Engine<'s> {
             };
             if let Some(k) = kept {
                 let (t, u) = columns::kept_atom(&self.env, atom, &k, &ids);
-                return Sets { t, u };
+                return Sets::new(t, u);
             }
         }
         atom_sets(&self.env, atom, universe)
@@ -628,7 +744,7 @@ impl<'s> Engine<'s> {
         let (t, u) = columns::split_tri(&ids, |_, e| {
             rel_fold(agg, r.of(e).iter().map(|&(x, d)| (state(x), d)))
         });
-        Sets { t, u }
+        Sets::new(t, u)
     }
 
     /// The state of a relation's body for every entity, one byte each, so that an edge costs
@@ -750,7 +866,7 @@ impl<'s> Engine<'s> {
             Tri::Unknown => u |= universe - &counted.with_rows,
             Tri::False => {}
         }
-        Some(Sets { t, u })
+        Some(Sets::new(t, u))
     }
 
     fn keep_counted(&mut self, key: String, counted: Arc<Counted>) {
@@ -793,7 +909,8 @@ impl<'s> Engine<'s> {
             .clone()
     }
 
-    /// Bytes held by the columnar kernels' field columns, kept values and row calendars.
+    /// Bytes held by the columnar kernels' field columns, kept values, row calendars, kept
+    /// scans and the words of combined conditions.
     pub fn column_bytes(&self) -> usize {
         self.fields
             .values()
@@ -804,6 +921,12 @@ impl<'s> Engine<'s> {
             + self.env.calendars.bytes()
             + self.counted.values().map(|c| c.bytes()).sum::<usize>()
             + self.amount_scans.bytes()
+            + self
+                .cache
+                .values()
+                .chain(self.universe_sets.values())
+                .map(|s| s.words_bytes())
+                .sum::<usize>()
     }
 
     /// The field column of `table.column`, built on first use; `None` when the snapshot lacks
@@ -869,85 +992,45 @@ impl<'s> Engine<'s> {
 /// UNKNOWN), near-miss (exactly one FALSE), and per condition its FALSE count and how many
 /// entities it alone blocks.
 ///
-/// With `P_i = T_i ∪ U_i` (not FALSE), ordered smallest first: the prefix and suffix
-/// intersections give, for each condition, the entities no *other* condition rules out; those
-/// that this one rules out are its sole-blocked entities, and near-miss is their (disjoint)
-/// union. FALSE sets are never built.
-fn combine(universe: &RoaringBitmap, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
+/// A word (64 entities) at a time over the universe's span, every condition at once, with no
+/// intermediate sets: the candidates are the AND of the TRUE words; with `P_i` the not-FALSE
+/// words, an entity is ruled out by a condition where `P_i` lacks it, and two accumulators
+/// (ruled out at least once, at least twice) give the near-miss word (exactly once) and the
+/// to-verify word (never, and not a candidate). Blocks of 1,024 words are combined in
+/// parallel; the three results are written back as roaring sets.
+fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
+    let span = Span::of(&universe.t);
+    let uni = universe.words(span);
+    let words: Vec<Arc<Words>> = conditions.par_iter().map(|(_, s)| s.words(span)).collect();
     let n = conditions.len();
-    let possible: Vec<std::borrow::Cow<'_, RoaringBitmap>> = conditions
-        .iter()
-        .map(|(_, s)| {
-            if s.u.is_empty() {
-                std::borrow::Cow::Borrowed(&s.t)
-            } else {
-                std::borrow::Cow::Owned(&s.t | &s.u)
-            }
-        })
+    let blocks: Vec<Block> = (0..span.count)
+        .into_par_iter()
+        .map(|b| combine_block(span, b, &uni.t, &words))
         .collect();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| possible[i].len());
-    // Every P is within the universe, so intersections need not start from it:
-    // prefix[k] = P of the first k + 1 conditions in `order`, suffix[k] = of those from k on.
-    let mut prefix: Vec<RoaringBitmap> = Vec::with_capacity(n);
-    for &i in &order {
-        let next = match prefix.last() {
-            Some(p) => p & &*possible[i],
-            None => possible[i].clone().into_owned(),
-        };
-        prefix.push(next);
-    }
-    let mut suffix: Vec<RoaringBitmap> = Vec::with_capacity(n);
-    for &i in order.iter().rev() {
-        let next = match suffix.last() {
-            Some(p) => p & &*possible[i],
-            None => possible[i].clone().into_owned(),
-        };
-        suffix.push(next);
-    }
-    suffix.reverse();
-    let mut sole = vec![0u64; n];
+    let mut candidates = RoaringBitmap::new();
+    let mut to_verify = RoaringBitmap::new();
     let mut near_miss = RoaringBitmap::new();
-    for (k, &i) in order.iter().enumerate() {
-        // The entities no other condition rules out, less those this one does.
-        let blocked = match (k.checked_sub(1).map(|x| &prefix[x]), suffix.get(k + 1)) {
-            (None, None) => universe - &*possible[i],
-            (Some(p), None) => p - &*possible[i],
-            (None, Some(q)) => q - &*possible[i],
-            (Some(p), Some(q)) => {
-                let mut b = p & q;
-                b -= &*possible[i];
-                b
-            }
-        };
-        sole[i] = blocked.len();
-        near_miss |= blocked;
+    let mut sole = vec![0u64; n];
+    let mut possible = vec![0u64; n];
+    for b in blocks {
+        candidates |= b.candidates;
+        to_verify |= b.to_verify;
+        near_miss |= b.near_miss;
+        sole.iter_mut().zip(b.sole).for_each(|(a, b)| *a += b);
+        possible
+            .iter_mut()
+            .zip(b.possible)
+            .for_each(|(a, b)| *a += b);
     }
-    // Candidates: intersect the most selective first.
-    let mut by_size: Vec<&RoaringBitmap> = conditions.iter().map(|(_, s)| &s.t).collect();
-    by_size.sort_by_key(|t| t.len());
-    let mut candidates = match by_size.first() {
-        Some(t) => *t & universe,
-        None => universe.clone(),
-    };
-    for t in by_size.iter().skip(1) {
-        candidates &= *t;
-    }
-    let to_verify = match prefix.last() {
-        Some(all) => all - &candidates,
-        None => universe - &candidates,
-    };
-    let total = universe.len();
-    let not_false: Vec<u64> = possible.iter().map(|p| p.len()).collect();
-    drop(possible);
+    let total = universe.t.len();
     let results = conditions
         .into_iter()
-        .zip(not_false)
+        .zip(possible)
         .zip(sole)
-        .map(|(((name, sets), not_false), sole_blocker)| CondResult {
+        .map(|(((name, sets), possible), sole_blocker)| CondResult {
             name,
             sets,
-            false_count: total - not_false,
+            false_count: total - possible,
             sole_blocker,
         })
         .collect();
@@ -959,12 +1042,142 @@ fn combine(universe: &RoaringBitmap, conditions: Vec<(String, Arc<Sets>)>) -> Co
     }
 }
 
+/// One block's part of [`combine`]: its sets, and each condition's sole-blocked and
+/// not-FALSE counts.
+struct Block {
+    candidates: RoaringBitmap,
+    to_verify: RoaringBitmap,
+    near_miss: RoaringBitmap,
+    sole: Vec<u64>,
+    possible: Vec<u64>,
+}
+
+/// Combines block `b` of `span` (1,024 words): each condition's words are read once, in
+/// order, into three accumulators the size of the block.
+fn combine_block(span: Span, b: usize, universe: &[u64], words: &[Arc<Words>]) -> Block {
+    let n = words.len();
+    let mut out = Block {
+        candidates: RoaringBitmap::new(),
+        to_verify: RoaringBitmap::new(),
+        near_miss: RoaringBitmap::new(),
+        sole: vec![0; n],
+        possible: vec![0; n],
+    };
+    let r = b * dense::BLOCK..(b + 1) * dense::BLOCK;
+    let x = &universe[r.clone()];
+    if x.iter().all(|&w| w == 0) {
+        return out;
+    }
+    // TRUE for all; ruled out (not possible) by at least one, by at least two.
+    let mut all = [0u64; dense::BLOCK];
+    all.copy_from_slice(x);
+    let mut once = [0u64; dense::BLOCK];
+    let mut twice = [0u64; dense::BLOCK];
+    for c in words {
+        let (t, p) = (&c.t[r.clone()], &c.possible()[r.clone()]);
+        for i in 0..dense::BLOCK {
+            all[i] &= t[i];
+            let ruled_out = x[i] & !p[i];
+            twice[i] |= once[i] & ruled_out;
+            once[i] |= ruled_out;
+        }
+    }
+    // `twice` becomes the near-miss words, `once` the to-verify words.
+    for i in 0..dense::BLOCK {
+        twice[i] = once[i] & !twice[i];
+        once[i] = x[i] & !once[i] & !all[i];
+    }
+    let (near, verify) = (&twice, &once);
+    for (k, c) in words.iter().enumerate() {
+        let p = &c.possible()[r.clone()];
+        let (mut s, mut q) = (0u64, 0u64);
+        for i in 0..dense::BLOCK {
+            s += u64::from((near[i] & !p[i]).count_ones());
+            q += u64::from((x[i] & p[i]).count_ones());
+        }
+        out.sole[k] = s;
+        out.possible[k] = q;
+    }
+    let one = Span {
+        first: span.first + b as u32,
+        count: 1,
+    };
+    out.candidates = dense::bitmap(&all, one);
+    out.to_verify = dense::bitmap(verify, one);
+    out.near_miss = dense::bitmap(near, one);
+    out
+}
+
 /// A policy's sets, combined from its conditions'.
 struct Combined {
     candidates: RoaringBitmap,
     to_verify: RoaringBitmap,
     near_miss: RoaringBitmap,
     conditions: Vec<CondResult>,
+}
+
+/// Whether an expression reads nothing of the entity it is evaluated for (constants and
+/// the as-of date, however combined): its value is the same for everyone.
+fn reads_nothing(n: &Node) -> bool {
+    let mut reads = false;
+    n.visit(&mut |x| {
+        reads |= matches!(
+            x,
+            Node::Field { .. }
+                | Node::TableAgg { .. }
+                | Node::RelAgg { .. }
+                | Node::Policy(_)
+                | Node::DictIn { .. }
+        );
+    });
+    !reads
+}
+
+/// The state of each of `ids` (ascending, the set `within`) by `sets`.
+fn states_of(ids: &[u32], within: &RoaringBitmap, sets: &Sets) -> Vec<Tri> {
+    let mut out = vec![Tri::False; ids.len()];
+    for (set, state) in [(&sets.t, Tri::True), (&sets.u, Tri::Unknown)] {
+        let mut i = 0;
+        for e in set & within {
+            while i < ids.len() && ids[i] < e {
+                i += 1;
+            }
+            if ids.get(i) == Some(&e) {
+                out[i] = state;
+            }
+        }
+    }
+    out
+}
+
+/// The conditions of an amount's `if`s that are read at the subject entity itself (not in an
+/// aggregate's row filter or a relation's body).
+fn entity_conditions(n: &Node) -> Vec<&Node> {
+    fn walk<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
+        match n {
+            Node::If(c, a, b) => {
+                out.push(c);
+                walk(a, out);
+                walk(b, out);
+            }
+            Node::Arith(_, a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            Node::Neg(x) | Node::Offset(x, _) => walk(x, out),
+            Node::Call(_, args) => args.iter().for_each(|a| walk(a, out)),
+            Node::Band { of, arms } => {
+                walk(of, out);
+                arms.iter().for_each(|a| walk(&a.2, out));
+            }
+            // Conditions inside comparisons are left to the interpreter, and those inside
+            // aggregates and relations are read at other rows or entities.
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(n, &mut out);
+    out
 }
 
 /// `policy(X)` references of a policy.
@@ -1043,7 +1256,7 @@ fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
         let _ = t.append(pt);
         let _ = u.append(pu);
     }
-    Sets { t, u }
+    Sets::new(t, u)
 }
 
 /// In [`Engine::body_states`]: an entity outside the related kind (its body is interpreted).
@@ -1085,14 +1298,13 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
                         let first_sure = rows.clone().find(|&r| !table.doubtful.contains(r as u32));
                         let at = match (first_sure, rows.is_empty()) {
                             (Some(r), _) => At {
-                                e: *e,
                                 row: Some((ti, r)),
-                                row_doubt: false,
+                                ..At::entity(*e)
                             },
                             (None, false) => At {
-                                e: *e,
                                 row: Some((ti, rows.start)),
                                 row_doubt: true,
+                                ..At::entity(*e)
                             },
                             (None, true) => At::entity(*e),
                         };
@@ -1139,7 +1351,7 @@ fn for_each_id(set: &RoaringBitmap, mut f: impl FnMut(u32)) {
 fn sets_by(universe: &RoaringBitmap, state: impl Fn(u32) -> Tri + Sync) -> Sets {
     let ids: Vec<u32> = universe.iter().collect();
     let (t, u) = columns::split_tri(&ids, |_, e| state(e));
-    Sets { t, u }
+    Sets::new(t, u)
 }
 
 #[cfg(test)]
@@ -1176,11 +1388,17 @@ mod tests {
                 .map(|(i, (t, u))| {
                     let t = &t & &universe;
                     let u = &(&u & &universe) - &t;
-                    (format!("c{i}"), Arc::new(Sets { t, u }))
+                    (format!("c{i}"), Arc::new(Sets::new(t, u)))
                 })
                 .collect();
             let sets: Vec<Arc<Sets>> = conditions.iter().map(|c| c.1.clone()).collect();
+            let universe = Sets::new(universe, RoaringBitmap::new());
+            // Twice: the second reads the words the first kept.
+            let first = combine(&universe, conditions.clone());
             let got = combine(&universe, conditions);
+            prop_assert_eq!(&first.candidates, &got.candidates);
+            prop_assert_eq!(&first.near_miss, &got.near_miss);
+            let universe = universe.t;
             let (mut cand, mut verify, mut near) =
                 (RoaringBitmap::new(), RoaringBitmap::new(), RoaringBitmap::new());
             let mut false_count = vec![0u64; sets.len()];

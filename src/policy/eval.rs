@@ -647,10 +647,16 @@ pub struct At {
     pub row: Option<(usize, usize)>,
     /// Whether that row's link is doubtful (a primary row chosen by a scan).
     pub row_doubt: bool,
+    /// The entity's position in the batch of entities an evaluator was given columns for
+    /// ([`Evaluator::with_states`], [`AggValues::align`]); [`NO_BATCH`] otherwise.
+    pub batch: u32,
 }
 
 /// An entity id no entity has: evaluates as "no rows anywhere".
 pub const NO_ENTITY: u32 = u32::MAX;
+
+/// In [`At::batch`]: not an entity of the batch.
+pub const NO_BATCH: u32 = u32::MAX;
 
 impl At {
     pub fn entity(e: u32) -> At {
@@ -658,6 +664,15 @@ impl At {
             e,
             row: None,
             row_doubt: false,
+            batch: NO_BATCH,
+        }
+    }
+
+    /// Entity `e`, at position `i` of the batch the evaluator's columns are aligned with.
+    pub fn in_batch(e: u32, i: usize) -> At {
+        At {
+            batch: u32::try_from(i).unwrap_or(NO_BATCH),
+            ..At::entity(e)
         }
     }
 
@@ -666,6 +681,7 @@ impl At {
             e,
             row: Some((table, r)),
             row_doubt: false,
+            batch: NO_BATCH,
         }
     }
 }
@@ -882,6 +898,9 @@ pub struct Evaluator<'e, 's> {
     filters: Option<&'e RowFilters>,
     /// Aggregates over tables, computed beforehand by a columnar scan.
     aggs: Option<&'e AggValues>,
+    /// Boolean nodes (by address) whose states are given for each entity of a batch
+    /// ([`At::batch`]): an amount's `if` conditions, which the engine holds as sets.
+    states: &'e [(usize, &'e [Tri])],
 }
 
 /// Row filters (`count(RS.contrib where RS.contrib.insurance == "养老" and RS.contrib.month
@@ -941,6 +960,7 @@ impl RowFilters {
                         given_raw: Some((col, raw)),
                         filters: None,
                         aggs: None,
+                        states: &[],
                     };
                     ev.tri(f, At::entity(NO_ENTITY), &mut NoTrace)
                 };
@@ -984,6 +1004,7 @@ impl<'e, 's> Evaluator<'e, 's> {
             given_raw: None,
             filters: None,
             aggs: None,
+            states: &[],
         }
     }
 
@@ -999,6 +1020,13 @@ impl<'e, 's> Evaluator<'e, 's> {
         self
     }
 
+    /// This evaluator, taking the states of the nodes `states` names (by address) for the
+    /// entities of a batch, each at its position ([`At::in_batch`]).
+    pub fn with_states(mut self, states: &'e [(usize, &'e [Tri])]) -> Self {
+        self.states = states;
+        self
+    }
+
     /// An evaluator that takes `x` as the value of the node `n` (that very node of a tree,
     /// not an equal one): an amount reading an aggregate whose values the engine keeps.
     pub fn giving(env: &'e Env<'s>, n: &'e Node, x: Val<'e>) -> Self {
@@ -1008,6 +1036,7 @@ impl<'e, 's> Evaluator<'e, 's> {
             given_raw: None,
             filters: None,
             aggs: None,
+            states: &[],
         }
     }
 
@@ -1017,6 +1046,16 @@ impl<'e, 's> Evaluator<'e, 's> {
             && let Some(t) = f.state(self.env, n, table, row)
         {
             return t;
+        }
+        if at.batch != NO_BATCH
+            && at.row.is_none()
+            && let Some((_, states)) = self
+                .states
+                .iter()
+                .find(|s| s.0 == n as *const Node as usize)
+            && let Some(t) = states.get(at.batch as usize)
+        {
+            return *t;
         }
         match n {
             Node::Not(x) => not3(self.tri(x, at, tr)),
@@ -1214,7 +1253,7 @@ impl<'e, 's> Evaluator<'e, 's> {
         at: At,
         _tr: &mut T,
     ) -> (u64, u64) {
-        if let Some(x) = self.aggs.and_then(|a| a.count(table, filter, at.e)) {
+        if let Some(x) = self.aggs.and_then(|a| a.count(table, filter, at)) {
             return x;
         }
         let t = &self.env.tables[table];
@@ -1405,10 +1444,7 @@ impl<'e, 's> Evaluator<'e, 's> {
         filter: Option<&'e Node>,
         at: At,
     ) -> V<'e> {
-        if let Some(v) = self
-            .aggs
-            .and_then(|a| a.fold(agg, table, col, filter, at.e))
-        {
+        if let Some(v) = self.aggs.and_then(|a| a.fold(agg, table, col, filter, at)) {
             return v;
         }
         let t = &self.env.tables[table];

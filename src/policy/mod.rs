@@ -12,6 +12,8 @@
 //!   to-verify, near-miss, amounts;
 //! - [`columns`]: the engine's columnar kernels: atoms and amounts on one field evaluated per
 //!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
+//! - [`dense`]: roaring sets as 64-bit words over a span of ids, for combining a policy's
+//!   conditions a word at a time;
 //! - [`scan`]: aggregates over a table's rows for every entity at once, by one columnar scan;
 //! - [`calendar`]: an event table's rows per entity as bitsets over a small column (months), so
 //!   that windowed counts are popcounts;
@@ -23,6 +25,7 @@ pub mod calendar;
 pub mod cases;
 pub mod check;
 pub mod columns;
+pub mod dense;
 pub mod engine;
 pub mod eval;
 pub mod explain;

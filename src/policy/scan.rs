@@ -25,7 +25,7 @@ use roaring::RoaringBitmap;
 use super::ast::{Agg, Tri};
 use super::columns::Kept;
 use super::eval::{
-    At, ColRef, Env, Evaluator, NoTrace, Node, RowFilters, RowFold, V, and3, not3, or3,
+    At, ColRef, Env, Evaluator, NO_BATCH, NoTrace, Node, RowFilters, RowFold, V, and3, not3, or3,
 };
 use super::schema::{Scale, Ty};
 
@@ -159,6 +159,11 @@ pub struct AggValues {
 struct Entry {
     scan: Arc<Scanned>,
     filters: Vec<usize>,
+    /// Whether it is read for the entities themselves (not inside a relation's body).
+    subject: bool,
+    /// Once aligned with a batch of entities ([`AggValues::align`]): each one's position in
+    /// the scan's entities, or [`NO_ROWS`] / [`OUT_OF_SCOPE`].
+    positions: Option<Vec<u32>>,
 }
 
 /// Scans kept between evaluations of one engine (one snapshot, one as-of date), by what they
@@ -236,58 +241,63 @@ impl AggValues {
         filters: &RowFilters,
         scope: Option<&RoaringBitmap>,
     ) -> AggValues {
-        Self::kept_in(env, n, filters, scope, None)
+        Self::kept_in(env, n, filters, scope, None, &[])
     }
 
     /// [`AggValues::of`], reading scans from `cache` where it has them and keeping the new
-    /// ones there.
+    /// ones there, and leaving out the nodes `given` (by address) whose values the evaluator
+    /// is given.
     pub fn kept_in(
         env: &Env<'_>,
         n: &Node,
         filters: &RowFilters,
         scope: Option<&RoaringBitmap>,
         mut cache: Option<&mut ScanCache>,
+        given: &[usize],
     ) -> AggValues {
         let mut found: Vec<(&Node, bool)> = Vec::new();
-        fn walk<'n>(n: &'n Node, in_rel: bool, found: &mut Vec<(&'n Node, bool)>) {
+        fn walk<'n>(n: &'n Node, in_rel: bool, given: &[usize], found: &mut Vec<(&'n Node, bool)>) {
+            if !in_rel && given.contains(&(n as *const Node as usize)) {
+                return;
+            }
             match n {
                 Node::TableAgg {
                     agg: Agg::Exists | Agg::Count | Agg::Sum | Agg::Min | Agg::Max,
                     filter,
                     ..
                 } if filter.as_deref().is_none_or(flat) => found.push((n, in_rel)),
-                Node::RelAgg { body: Some(b), .. } => walk(b, true, found),
+                Node::RelAgg { body: Some(b), .. } => walk(b, true, given, found),
                 Node::TableAgg { .. } | Node::RelAgg { .. } => {}
                 Node::Const(_) | Node::Field { .. } | Node::DictIn { .. } | Node::Policy(_) => {}
-                Node::Not(x) | Node::Neg(x) | Node::Offset(x, _) => walk(x, in_rel, found),
+                Node::Not(x) | Node::Neg(x) | Node::Offset(x, _) => walk(x, in_rel, given, found),
                 Node::And(a, b) | Node::Or(a, b) | Node::Cmp(_, a, b) | Node::Arith(_, a, b) => {
-                    walk(a, in_rel, found);
-                    walk(b, in_rel, found);
+                    walk(a, in_rel, given, found);
+                    walk(b, in_rel, given, found);
                 }
                 Node::InSet(x, items) => {
-                    walk(x, in_rel, found);
-                    items.iter().for_each(|i| walk(i, in_rel, found));
+                    walk(x, in_rel, given, found);
+                    items.iter().for_each(|i| walk(i, in_rel, given, found));
                 }
                 Node::InRange(x, lo, hi) => {
-                    walk(x, in_rel, found);
+                    walk(x, in_rel, given, found);
                     [lo, hi]
                         .into_iter()
                         .flatten()
-                        .for_each(|b| walk(b, in_rel, found));
+                        .for_each(|b| walk(b, in_rel, given, found));
                 }
-                Node::Call(_, args) => args.iter().for_each(|a| walk(a, in_rel, found)),
+                Node::Call(_, args) => args.iter().for_each(|a| walk(a, in_rel, given, found)),
                 Node::If(c, a, b) => {
-                    walk(c, in_rel, found);
-                    walk(a, in_rel, found);
-                    walk(b, in_rel, found);
+                    walk(c, in_rel, given, found);
+                    walk(a, in_rel, given, found);
+                    walk(b, in_rel, given, found);
                 }
                 Node::Band { of, arms } => {
-                    walk(of, in_rel, found);
-                    arms.iter().for_each(|a| walk(&a.2, in_rel, found));
+                    walk(of, in_rel, given, found);
+                    arms.iter().for_each(|a| walk(&a.2, in_rel, given, found));
                 }
             }
         }
-        walk(n, false, &mut found);
+        walk(n, false, given, &mut found);
         let ev = Evaluator::new(env).with_filters(filters);
         let mut out = AggValues::default();
         // The same aggregate written twice (`max(…)` in a condition and in an amount) is
@@ -337,6 +347,8 @@ impl AggValues {
             out.scans.push(Entry {
                 scan: scanned,
                 filters: vec![addr(filter.as_deref())],
+                subject: !in_rel,
+                positions: None,
             });
         }
         out
@@ -350,8 +362,49 @@ impl AggValues {
             .position(|s| s.scan.what == what && s.scan.table == table && s.filters.contains(&f))
     }
 
-    fn find(&self, what: What, table: usize, filter: Option<&Node>, e: u32) -> Option<Found<'_>> {
-        let s = &self.scans[self.position(what, table, filter)?].scan;
+    /// Aligns the aggregates read for the entities themselves with `ids` (ascending, the set
+    /// `batch`), so that
+    /// an entity evaluated at its position in them ([`At::in_batch`]) finds its value by that
+    /// position: one merge of `ids` with each scan's entities, instead of a lookup per entity
+    /// scattered over the whole id space.
+    pub fn align(&mut self, ids: &[u32], batch: &RoaringBitmap) {
+        for entry in self.scans.iter_mut().filter(|s| s.subject) {
+            let s = &entry.scan;
+            let covered = s.scope.as_ref().is_none_or(|scope| batch.is_subset(scope));
+            let mut j = 0;
+            let positions = ids
+                .iter()
+                .map(|&e| {
+                    while j < s.entities.len() && s.entities[j] < e {
+                        j += 1;
+                    }
+                    if s.entities.get(j) == Some(&e) {
+                        j as u32
+                    } else if covered || s.scope.as_ref().is_some_and(|sc| sc.contains(e)) {
+                        NO_ROWS
+                    } else {
+                        OUT_OF_SCOPE
+                    }
+                })
+                .collect();
+            entry.positions = Some(positions);
+        }
+    }
+
+    fn find(&self, what: What, table: usize, filter: Option<&Node>, at: At) -> Option<Found<'_>> {
+        let entry = &self.scans[self.position(what, table, filter)?];
+        let s = &entry.scan;
+        if at.batch != NO_BATCH
+            && let Some(p) = &entry.positions
+            && let Some(&i) = p.get(at.batch as usize)
+        {
+            return match i {
+                OUT_OF_SCOPE => None,
+                NO_ROWS => Some(Found::NoRows),
+                i => Some(Found::At(s, i as usize)),
+            };
+        }
+        let e = at.e;
         if let Some(dense) = s.dense() {
             return match dense.get(e as usize).copied() {
                 Some(OUT_OF_SCOPE) => None,
@@ -402,9 +455,9 @@ impl AggValues {
         }
     }
 
-    /// Rows of `table` for `e` surely / possibly passing `filter`, when scanned.
-    pub fn count(&self, table: usize, filter: Option<&Node>, e: u32) -> Option<(u64, u64)> {
-        match self.find(What::Count, table, filter, e)? {
+    /// Rows of `table` for the entity `at` surely / possibly passing `filter`, when scanned.
+    pub fn count(&self, table: usize, filter: Option<&Node>, at: At) -> Option<(u64, u64)> {
+        match self.find(What::Count, table, filter, at)? {
             Found::At(s, i) => match &s.values {
                 Values::Counts(c) => c.get(i).copied(),
                 Values::Folds(_) => None,
@@ -413,16 +466,17 @@ impl AggValues {
         }
     }
 
-    /// `agg` of `col` over the rows of `table` for `e` passing `filter`, when scanned.
+    /// `agg` of `col` over the rows of `table` for the entity `at` passing `filter`, when
+    /// scanned.
     pub fn fold<'a>(
         &self,
         agg: Agg,
         table: usize,
         col: usize,
         filter: Option<&Node>,
-        e: u32,
+        at: At,
     ) -> Option<V<'a>> {
-        match self.find(What::Fold(agg, col), table, filter, e)? {
+        match self.find(What::Fold(agg, col), table, filter, at)? {
             Found::At(s, i) => match &s.values {
                 Values::Folds(v) => v.get(i).map(|k| k.v()),
                 Values::Counts(_) => None,

@@ -1,0 +1,223 @@
+//! Roaring bitmaps as dense words over a span of ids, and back.
+//!
+//! A policy's condition sets are dense where the subject universe is (most persons are
+//! alive, registered here, of some age band). Combining them into candidates, to-verify and
+//! near-miss sets one roaring operation at a time builds an intermediate set per step;
+//! combining them a 64-bit word at a time, all conditions at once, reads each condition's
+//! words once and builds nothing in between (DESIGN.md §3.6: block by block over the id
+//! space, without intermediates). The engine keeps a condition's words with its sets, so they
+//! are read from roaring once, when the condition is first combined.
+//!
+//! A [`Span`] covers whole roaring containers (65,536 ids, 1,024 words), so that a container
+//! maps onto one aligned block of words. Bitmaps are read through their portable
+//! serialization (the RoaringFormatSpec layout, which `roaring` writes): a bitmap container
+//! is copied, an array or run container is scattered into its block.
+
+use roaring::RoaringBitmap;
+
+/// Words per roaring container.
+pub const BLOCK: usize = 1024;
+
+/// Whole containers `[first, first + count)` of the 32-bit id space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub first: u32,
+    pub count: usize,
+}
+
+impl Span {
+    /// The containers from `set`'s least to its greatest id (none when it is empty).
+    pub fn of(set: &RoaringBitmap) -> Span {
+        match (set.min(), set.max()) {
+            (Some(lo), Some(hi)) => Span {
+                first: lo >> 16,
+                count: ((hi >> 16) - (lo >> 16)) as usize + 1,
+            },
+            _ => Span { first: 0, count: 0 },
+        }
+    }
+
+    /// Words the span holds.
+    pub fn words(&self) -> usize {
+        self.count * BLOCK
+    }
+}
+
+/// The words of `set` within `span` (bit `i` of word `w` is id `first · 65536 + 64 w + i`);
+/// ids outside the span are left out.
+pub fn words(set: &RoaringBitmap, span: Span) -> Vec<u64> {
+    let mut out = vec![0u64; span.words()];
+    if set.is_empty() || span.count == 0 {
+        return out;
+    }
+    let mut bytes = Vec::with_capacity(set.serialized_size());
+    let parsed = set.serialize_into(&mut bytes).is_ok() && scatter(&bytes, span, &mut out);
+    if !parsed {
+        // Not the layout this module reads (a future `roaring`): one id at a time.
+        out.iter_mut().for_each(|w| *w = 0);
+        let lo = span.first << 16;
+        for id in set.range(lo..) {
+            let i = ((id - lo) / 64) as usize;
+            match out.get_mut(i) {
+                Some(w) => *w |= 1 << (id % 64),
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// The set whose words within `span` are `words`.
+pub fn bitmap(words: &[u64], span: Span) -> RoaringBitmap {
+    let mut bytes = Vec::with_capacity(words.len() * 8);
+    for w in words {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    RoaringBitmap::from_lsb0_bytes(span.first << 16, &bytes)
+}
+
+/// Cookies of the portable format: without run containers, and with (in its low half).
+const NO_RUNS: u32 = 12346;
+const WITH_RUNS: u16 = 12347;
+/// Containers of at most this many values are arrays; more, bitmaps.
+const ARRAY_MAX: usize = 4096;
+
+/// Scatters a serialized bitmap into `out` (all zero); false when `bytes` is not the layout
+/// expected.
+fn scatter(bytes: &[u8], span: Span, out: &mut [u64]) -> bool {
+    let u16_at = |i: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(bytes.get(i..i + 2)?.try_into().ok()?) as usize)
+    };
+    let u32_at = |i: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?))
+    };
+    let parse = |out: &mut [u64]| -> Option<()> {
+        let cookie = u32_at(0)?;
+        let (size, runs, header) = if cookie as u16 == WITH_RUNS {
+            let size = (cookie >> 16) as usize + 1;
+            let flags = bytes.get(4..4 + size.div_ceil(8))?;
+            (size, Some(flags), 4 + size.div_ceil(8))
+        } else if cookie == NO_RUNS {
+            (u32_at(4)? as usize, None, 8)
+        } else {
+            return None;
+        };
+        // Keys and cardinalities, then offsets (always without runs; with them, from four
+        // containers on), then the containers in order.
+        let mut pos = header + 4 * size;
+        if runs.is_none() || size >= 4 {
+            pos += 4 * size;
+        }
+        for c in 0..size {
+            let key = u16_at(header + 4 * c)? as u32;
+            let card = u16_at(header + 4 * c + 2)? + 1;
+            let is_run = runs.is_some_and(|f| f[c / 8] & (1 << (c % 8)) != 0);
+            let block = key
+                .checked_sub(span.first)
+                .map(|k| k as usize)
+                .filter(|&k| k < span.count)
+                .map(|k| k * BLOCK);
+            if is_run {
+                let n = u16_at(pos)?;
+                for r in 0..n {
+                    let start = u16_at(pos + 2 + 4 * r)?;
+                    let len = u16_at(pos + 4 + 4 * r)?;
+                    if let Some(b) = block {
+                        set_range(&mut out[b..b + BLOCK], start, start + len);
+                    }
+                }
+                pos += 2 + 4 * n;
+            } else if card > ARRAY_MAX {
+                let src = bytes.get(pos..pos + 8 * BLOCK)?;
+                if let Some(b) = block {
+                    for (w, chunk) in out[b..b + BLOCK].iter_mut().zip(src.chunks_exact(8)) {
+                        *w = u64::from_le_bytes(chunk.try_into().ok()?);
+                    }
+                }
+                pos += 8 * BLOCK;
+            } else {
+                let src = bytes.get(pos..pos + 2 * card)?;
+                if let Some(b) = block {
+                    let words = &mut out[b..b + BLOCK];
+                    for v in src.chunks_exact(2) {
+                        let v = u16::from_le_bytes([v[0], v[1]]) as usize;
+                        words[v / 64] |= 1 << (v % 64);
+                    }
+                }
+                pos += 2 * card;
+            }
+        }
+        Some(())
+    };
+    parse(out).is_some()
+}
+
+/// Sets bits `start..=end` of one block.
+fn set_range(words: &mut [u64], start: usize, end: usize) {
+    let end = end.min(BLOCK * 64 - 1);
+    for (i, w) in words
+        .iter_mut()
+        .enumerate()
+        .take(end / 64 + 1)
+        .skip(start / 64)
+    {
+        let lo = if i == start / 64 { start % 64 } else { 0 };
+        let hi = if i == end / 64 { end % 64 } else { 63 };
+        *w |= (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(set: &RoaringBitmap, span: Span) -> Vec<u64> {
+        let mut out = vec![0u64; span.words()];
+        let lo = u64::from(span.first) << 16;
+        for id in set {
+            let d = u64::from(id).wrapping_sub(lo);
+            if u64::from(id) >= lo && (d / 64) < out.len() as u64 {
+                out[(d / 64) as usize] |= 1 << (d % 64);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Array, bitmap and run containers, at and across container edges, read as the
+        /// ids one at a time say, and written back to the same set.
+        #[test]
+        fn words_agree_with_the_ids(
+            ids in proptest::collection::vec(0u32..400_000, 0..3000),
+            ranges in proptest::collection::vec((0u32..400_000, 0u32..70_000), 0..4),
+            dense_block in proptest::option::of(0u32..6),
+            optimize in proptest::bool::ANY,
+            first in 0u32..3,
+        ) {
+            let mut set: RoaringBitmap = ids.into_iter().collect();
+            for (s, len) in ranges {
+                set.insert_range(s..s.saturating_add(len));
+            }
+            if let Some(b) = dense_block {
+                // More than 4,096 values in one container: a bitmap container.
+                set.extend((b << 16..(b << 16) + 65_536).step_by(3));
+            }
+            if optimize {
+                set.optimize();
+            }
+            let span = Span { first, count: 5 };
+            let w = words(&set, span);
+            proptest::prop_assert_eq!(&w, &naive(&set, span));
+            let lo = first << 16;
+            let within: RoaringBitmap = set.range(lo..lo + 5 * 65_536).collect();
+            proptest::prop_assert_eq!(bitmap(&w, span), within);
+        }
+    }
+
+    #[test]
+    fn span_covers_the_containers_of_a_set() {
+        let set: RoaringBitmap = [70_000u32, 200_000].into_iter().collect();
+        assert_eq!(Span::of(&set), Span { first: 1, count: 3 });
+        assert_eq!(Span::of(&RoaringBitmap::new()).count, 0);
+    }
+}
