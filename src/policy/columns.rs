@@ -510,7 +510,8 @@ impl RankValues {
 
     /// The value for each of `ids`.
     pub fn of(&self, fc: &FieldColumn, ids: &[u32]) -> Vec<Option<f64>> {
-        ids.iter()
+        ids.par_iter()
+            .with_min_len(1 << 14)
             .map(|&e| match fc.ranks.get(e as usize) {
                 Some(&r) if r != NO_ROW => self.per_rank.get(r as usize).copied().flatten(),
                 _ => self.no_row,
@@ -662,18 +663,19 @@ pub fn aggregate_operand(n: &Node) -> Option<&Node> {
 }
 
 /// The amount `expr` gives each of `who`, its aggregate operand `x` given by `value_of`
-/// (a kept value, a kept count; `None`: no amount).
+/// for each one's position in `who` (a kept value, a kept count; `None`: no amount).
 pub fn given_values(
     env: &Env<'_>,
     expr: &Node,
     x: &Node,
     who: &[u32],
-    value_of: impl Fn(u32) -> Option<Val<'static>> + Sync,
+    value_of: impl Fn(usize) -> Option<Val<'static>> + Sync,
 ) -> Vec<Option<f64>> {
     who.par_iter()
+        .enumerate()
         .with_min_len(1024)
-        .map(|&e| {
-            Evaluator::giving(env, x, value_of(e)?)
+        .map(|(i, &e)| {
+            Evaluator::giving(env, x, value_of(i)?)
                 .val(expr, At::entity(e), &mut NoTrace)
                 .v
                 .amount()

@@ -69,11 +69,13 @@ pub fn words(set: &RoaringBitmap, span: Span) -> Vec<u64> {
 
 /// The set whose words within `span` are `words`.
 pub fn bitmap(words: &[u64], span: Span) -> RoaringBitmap {
-    let mut bytes = Vec::with_capacity(words.len() * 8);
-    for w in words {
-        bytes.extend_from_slice(&w.to_le_bytes());
+    if cfg!(target_endian = "little") {
+        // The words' bytes in memory are their little-endian bytes.
+        RoaringBitmap::from_lsb0_bytes(span.first << 16, bytemuck::cast_slice(words))
+    } else {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        RoaringBitmap::from_lsb0_bytes(span.first << 16, &bytes)
     }
-    RoaringBitmap::from_lsb0_bytes(span.first << 16, &bytes)
 }
 
 /// Cookies of the portable format: without run containers, and with (in its low half).

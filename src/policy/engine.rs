@@ -37,7 +37,7 @@ use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
     rel_count, rel_fold,
 };
-use super::scan::{AggValues, ScanCache};
+use super::scan::{AggValues, ScanCache, positions_in};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
 
@@ -218,15 +218,6 @@ impl Counted {
             entities,
             with_rows,
             counts,
-        }
-    }
-
-    /// The rows (or related entities) of `e` surely and possibly counted; none when it has
-    /// none.
-    fn count_of(&self, e: u32) -> (u64, u64) {
-        match self.entities.binary_search(&e) {
-            Ok(i) => self.counts[i],
-            Err(_) => (0, 0),
         }
     }
 
@@ -581,18 +572,23 @@ impl<'s> Engine<'s> {
             (Some((fc, values)), _, _) => values.of(&fc, &ids),
             (None, Some((x, k)), _) => {
                 let all = self.ids(kind, universe);
-                columns::given_values(&self.env, node, x, &ids, |e| {
-                    let (k, doubt) = *k.values.get(all.binary_search(&e).ok()?)?;
+                let at: Vec<Option<usize>> = positions_in(&all, &ids).collect();
+                columns::given_values(&self.env, node, x, &ids, |i| {
+                    let (k, doubt) = *k.values.get(at[i]?)?;
                     Some(Val { v: k.v(), doubt })
                 })
             }
-            (None, None, Some((x, c))) => columns::given_values(&self.env, node, x, &ids, |e| {
-                let (lo, hi) = c.count_of(e);
-                Some(Val {
-                    v: V::Num(lo as f64, hi as f64),
-                    doubt: false,
+            (None, None, Some((x, c))) => {
+                let at: Vec<Option<usize>> = positions_in(&c.entities, &ids).collect();
+                columns::given_values(&self.env, node, x, &ids, |i| {
+                    // No rows (or edges): a count of none.
+                    let (lo, hi) = at[i].map_or((0, 0), |j| c.counts[j]);
+                    Some(Val {
+                        v: V::Num(lo as f64, hi as f64),
+                        doubt: false,
+                    })
                 })
-            }),
+            }
             (None, None, None) => {
                 let conditions = if ids.len() as u64 * 64 >= universe.len() {
                     entity_conditions(node)

@@ -371,20 +371,13 @@ impl AggValues {
         for entry in self.scans.iter_mut().filter(|s| s.subject) {
             let s = &entry.scan;
             let covered = s.scope.as_ref().is_none_or(|scope| batch.is_subset(scope));
-            let mut j = 0;
             let positions = ids
                 .iter()
-                .map(|&e| {
-                    while j < s.entities.len() && s.entities[j] < e {
-                        j += 1;
-                    }
-                    if s.entities.get(j) == Some(&e) {
-                        j as u32
-                    } else if covered || s.scope.as_ref().is_some_and(|sc| sc.contains(e)) {
-                        NO_ROWS
-                    } else {
-                        OUT_OF_SCOPE
-                    }
+                .zip(positions_in(&s.entities, ids))
+                .map(|(&e, at)| match at {
+                    Some(j) => j as u32,
+                    None if covered || s.scope.as_ref().is_some_and(|sc| sc.contains(e)) => NO_ROWS,
+                    None => OUT_OF_SCOPE,
                 })
                 .collect();
             entry.positions = Some(positions);
@@ -489,6 +482,33 @@ impl AggValues {
     pub fn bytes(&self) -> usize {
         self.scans.iter().map(|s| s.scan.bytes()).sum()
     }
+}
+
+/// The position of each of `ids` in `sorted` (both ascending), if there, by one merge that
+/// gallops over `sorted`: what a lookup per id costs in binary searches over all of `sorted`,
+/// it does in one pass over `ids` and a skip over `sorted`.
+pub fn positions_in<'a>(
+    sorted: &'a [u32],
+    ids: &'a [u32],
+) -> impl Iterator<Item = Option<usize>> + 'a {
+    let mut j = 0;
+    ids.iter().map(move |&e| {
+        j += gallop(&sorted[j..], e);
+        (sorted.get(j) == Some(&e)).then_some(j)
+    })
+}
+
+/// How many of `sorted` (ascending) are below `e`, found by galloping from the start: the
+/// cost grows with the log of that count, so a merge of a few ids into many entities skips
+/// ahead instead of walking every entity.
+fn gallop(sorted: &[u32], e: u32) -> usize {
+    let mut hi = 1;
+    while hi < sorted.len() && sorted[hi - 1] < e {
+        hi *= 2;
+    }
+    let lo = hi / 2;
+    let hi = hi.min(sorted.len());
+    lo + sorted[lo..hi].partition_point(|&x| x < e)
 }
 
 enum Found<'a> {
@@ -1165,4 +1185,35 @@ fn scan(
         }
     }
     Scanned::new(env, what, table, scope.cloned(), entities, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn gallop_counts_what_is_below(
+            mut sorted in proptest::collection::vec(0u32..1000, 0..300),
+            e in 0u32..1100,
+        ) {
+            sorted.sort_unstable();
+            proptest::prop_assert_eq!(gallop(&sorted, e), sorted.partition_point(|&x| x < e));
+        }
+
+        #[test]
+        fn positions_are_those_a_binary_search_finds(
+            mut sorted in proptest::collection::vec(0u32..1000, 0..300),
+            mut ids in proptest::collection::vec(0u32..1100, 0..300),
+        ) {
+            sorted.sort_unstable();
+            sorted.dedup();
+            ids.sort_unstable();
+            ids.dedup();
+            let got: Vec<Option<usize>> = positions_in(&sorted, &ids).collect();
+            let want: Vec<Option<usize>> =
+                ids.iter().map(|e| sorted.binary_search(e).ok()).collect();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
 }
