@@ -997,12 +997,24 @@ impl<'s> Engine<'s> {
 fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
     let span = Span::of(&universe.t);
     let uni = universe.words(span);
-    let words: Vec<Arc<Words>> = conditions.par_iter().map(|(_, s)| s.words(span)).collect();
     let n = conditions.len();
-    let blocks: Vec<Block> = (0..span.count)
-        .into_par_iter()
-        .map(|b| combine_block(span, b, &uni.t, &words))
-        .collect();
+    // A universe of a few blocks (a small city) is combined on this thread: handing it to
+    // the pool would cost more than the work.
+    let (words, blocks): (Vec<Arc<Words>>, Vec<Block>) = if span.count <= SERIAL_BLOCKS {
+        let words: Vec<Arc<Words>> = conditions.iter().map(|(_, s)| s.words(span)).collect();
+        let blocks = (0..span.count)
+            .map(|b| combine_block(span, b, &uni.t, &words))
+            .collect();
+        (words, blocks)
+    } else {
+        let words: Vec<Arc<Words>> = conditions.par_iter().map(|(_, s)| s.words(span)).collect();
+        let blocks = (0..span.count)
+            .into_par_iter()
+            .map(|b| combine_block(span, b, &uni.t, &words))
+            .collect();
+        (words, blocks)
+    };
+    drop(words);
     let mut candidates = RoaringBitmap::new();
     let mut to_verify = RoaringBitmap::new();
     let mut near_miss = RoaringBitmap::new();
@@ -1037,6 +1049,9 @@ fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
         conditions: results,
     }
 }
+
+/// Universes of at most this many blocks of words are combined on the calling thread.
+const SERIAL_BLOCKS: usize = 4;
 
 /// One block's part of [`combine`]: its sets, and each condition's sole-blocked and
 /// not-FALSE counts.
