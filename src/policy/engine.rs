@@ -18,9 +18,12 @@
 //! - `policy(X)` is X's result.
 //!
 //! A policy's results: candidates (every condition TRUE), to-verify (none FALSE, some
-//! UNKNOWN), near-miss (exactly one FALSE), and the amount of every candidate. An amount
-//! reads a kept count or value when a condition has one, and otherwise scans its aggregates
-//! over the candidates, keeping the scans for the next run ([`ScanCache`]).
+//! UNKNOWN), near-miss (exactly one FALSE), and the amount of every candidate. The policy's
+//! conditions are combined a 64-bit word at a time, all at once, from words each condition
+//! keeps with its sets ([`dense`]). An amount reads a kept count or value when a condition
+//! has one, and otherwise scans its aggregates over the candidates, keeping the scans for
+//! the next run ([`ScanCache`]); the interpreter then evaluates it for the candidates as a
+//! batch, given their aggregates (aligned by one merge) and their `if` conditions' states.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
