@@ -151,7 +151,7 @@ pub fn single_field(n: &Node) -> Option<(usize, usize)> {
 }
 
 /// Whether `n` reads nothing of the entity (a constant, maybe not folded: `month(as_of)`).
-fn constant(n: &Node) -> bool {
+pub fn constant(n: &Node) -> bool {
     matches!(reads(n), Some(None))
 }
 

@@ -173,9 +173,8 @@ pub enum EngineError {
 pub struct Engine<'s> {
     pub env: Env<'s>,
     pub cat: Catalogue,
-    universes: HashMap<String, RoaringBitmap>,
-    /// Each universe as sets (all TRUE), so that its words are kept for combining.
-    universe_sets: HashMap<String, Arc<Sets>>,
+    /// Each kind's universe, as sets (all TRUE) so that its words are kept for combining.
+    universes: HashMap<String, Arc<Sets>>,
     cache: HashMap<String, Arc<Sets>>,
     /// Compiled policies, by policy text and parameter values.
     compiled: HashMap<String, Arc<Compiled>>,
@@ -252,7 +251,6 @@ impl<'s> Engine<'s> {
             env: Env::new(snap, as_of),
             cat,
             universes: HashMap::new(),
-            universe_sets: HashMap::new(),
             cache: HashMap::new(),
             compiled: HashMap::new(),
             memo: HashMap::new(),
@@ -277,21 +275,17 @@ impl<'s> Engine<'s> {
     }
 
     pub fn universe(&mut self, kind: &str) -> RoaringBitmap {
-        if let Some(u) = self.universes.get(kind) {
-            return u.clone();
-        }
-        let u = self.env.snap.universe(kind).unwrap_or_default();
-        self.universes.insert(kind.to_string(), u.clone());
-        u
+        self.universe_sets(kind).t.clone()
     }
 
     /// The universe of `kind` as sets (every entity TRUE), kept with its words.
     fn universe_sets(&mut self, kind: &str) -> Arc<Sets> {
-        if let Some(u) = self.universe_sets.get(kind) {
+        if let Some(u) = self.universes.get(kind) {
             return u.clone();
         }
-        let u = Arc::new(Sets::new(self.universe(kind), RoaringBitmap::new()));
-        self.universe_sets.insert(kind.to_string(), u.clone());
+        let u = self.env.snap.universe(kind).unwrap_or_default();
+        let u = Arc::new(Sets::new(u, RoaringBitmap::new()));
+        self.universes.insert(kind.to_string(), u.clone());
         u
     }
 
@@ -537,7 +531,7 @@ impl<'s> Engine<'s> {
         universe: &RoaringBitmap,
         candidates: &RoaringBitmap,
     ) -> (Vec<(u32, f64)>, u64) {
-        if reads_nothing(node) {
+        if columns::constant(node) {
             let v = Evaluator::new(&self.env)
                 .val(node, At::entity(NO_ENTITY), &mut NoTrace)
                 .v
@@ -593,7 +587,7 @@ impl<'s> Engine<'s> {
                 })
             }
             (None, None, None) => {
-                let conditions = if ids.len() as u64 * 64 >= universe.len() {
+                let conditions = if ids.len() as u64 * GIVEN_STATES_SHARE >= universe.len() {
                     entity_conditions(node)
                 } else {
                     Vec::new()
@@ -923,7 +917,7 @@ impl<'s> Engine<'s> {
             + self
                 .cache
                 .values()
-                .chain(self.universe_sets.values())
+                .chain(self.universes.values())
                 .map(|s| s.words_bytes())
                 .sum::<usize>()
     }
@@ -1003,21 +997,18 @@ fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
     let n = conditions.len();
     // A universe of a few blocks (a small city) is combined on this thread: handing it to
     // the pool would cost more than the work.
-    let (words, blocks): (Vec<Arc<Words>>, Vec<Block>) = if span.count <= SERIAL_BLOCKS {
-        let words: Vec<Arc<Words>> = conditions.iter().map(|(_, s)| s.words(span)).collect();
-        let blocks = (0..span.count)
-            .map(|b| combine_block(span, b, &uni.t, &words))
-            .collect();
-        (words, blocks)
+    let serial = span.count <= SERIAL_BLOCKS;
+    let words: Vec<Arc<Words>> = if serial {
+        conditions.iter().map(|(_, s)| s.words(span)).collect()
     } else {
-        let words: Vec<Arc<Words>> = conditions.par_iter().map(|(_, s)| s.words(span)).collect();
-        let blocks = (0..span.count)
-            .into_par_iter()
-            .map(|b| combine_block(span, b, &uni.t, &words))
-            .collect();
-        (words, blocks)
+        conditions.par_iter().map(|(_, s)| s.words(span)).collect()
     };
-    drop(words);
+    let block = |b| combine_block(span, b, &uni.t, &words);
+    let blocks: Vec<Block> = if serial {
+        (0..span.count).map(block).collect()
+    } else {
+        (0..span.count).into_par_iter().map(block).collect()
+    };
     let mut candidates = RoaringBitmap::new();
     let mut to_verify = RoaringBitmap::new();
     let mut near_miss = RoaringBitmap::new();
@@ -1052,6 +1043,10 @@ fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
         conditions: results,
     }
 }
+
+/// An amount's `if` conditions are read from the engine's sets (computed over the whole
+/// universe when not cached) when the candidates are at least this share (1 in …) of it.
+const GIVEN_STATES_SHARE: u64 = 64;
 
 /// Universes of at most this many blocks of words are combined on the calling thread.
 const SERIAL_BLOCKS: usize = 4;
@@ -1130,35 +1125,13 @@ struct Combined {
     conditions: Vec<CondResult>,
 }
 
-/// Whether an expression reads nothing of the entity it is evaluated for (constants and
-/// the as-of date, however combined): its value is the same for everyone.
-fn reads_nothing(n: &Node) -> bool {
-    let mut reads = false;
-    n.visit(&mut |x| {
-        reads |= matches!(
-            x,
-            Node::Field { .. }
-                | Node::TableAgg { .. }
-                | Node::RelAgg { .. }
-                | Node::Policy(_)
-                | Node::DictIn { .. }
-        );
-    });
-    !reads
-}
-
 /// The state of each of `ids` (ascending, the set `within`) by `sets`.
 fn states_of(ids: &[u32], within: &RoaringBitmap, sets: &Sets) -> Vec<Tri> {
     let mut out = vec![Tri::False; ids.len()];
     for (set, state) in [(&sets.t, Tri::True), (&sets.u, Tri::Unknown)] {
-        let mut i = 0;
-        for e in set & within {
-            while i < ids.len() && ids[i] < e {
-                i += 1;
-            }
-            if ids.get(i) == Some(&e) {
-                out[i] = state;
-            }
+        let members: Vec<u32> = (set & within).iter().collect();
+        for i in positions_in(ids, &members).flatten() {
+            out[i] = state;
         }
     }
     out

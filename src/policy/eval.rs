@@ -955,12 +955,8 @@ impl RowFilters {
                 }
                 let state = |raw: Option<i64>| {
                     let ev = Evaluator {
-                        env,
-                        given: None,
                         given_raw: Some((col, raw)),
-                        filters: None,
-                        aggs: None,
-                        states: &[],
+                        ..Evaluator::new(env)
                     };
                     ev.tri(f, At::entity(NO_ENTITY), &mut NoTrace)
                 };
@@ -1031,12 +1027,8 @@ impl<'e, 's> Evaluator<'e, 's> {
     /// not an equal one): an amount reading an aggregate whose values the engine keeps.
     pub fn giving(env: &'e Env<'s>, n: &'e Node, x: Val<'e>) -> Self {
         Evaluator {
-            env,
             given: Some((n as *const Node as usize, x)),
-            given_raw: None,
-            filters: None,
-            aggs: None,
-            states: &[],
+            ..Evaluator::new(env)
         }
     }
 
