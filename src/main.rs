@@ -501,7 +501,13 @@ fn main() -> Result<()> {
                 whatif_param: (pn.trim().to_string(), pv.trim().to_string()),
                 tls,
             };
-            let rt = runtime()?;
+            // One thread: the requests in flight share one event loop, as the server's
+            // threads do, so requests and replies are written in batches (more load: run
+            // more loadgens).
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             println!(
                 "loadgen: {} for {} s, {} in flight over {} connections",
                 mix, duration, o.concurrency, o.connections

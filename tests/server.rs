@@ -1291,6 +1291,85 @@ async fn packed_condition_states_agree_with_the_condition_bitmaps() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eligibility_replies_written_from_templates_are_the_bytes_prost_writes() {
+    use mianshen::server::auth::{Caller, Role};
+    use mianshen::server::eligibility::{Lookup, encode, message};
+    use prost::Message;
+
+    let (running, _) = serve().await;
+    let served = running.shared.served();
+    let caller = |role, department: &str| Caller {
+        name: "t".into(),
+        role,
+        department: department.into(),
+    };
+    // Personal and masked keys; a department that leads only some policies.
+    let callers = [
+        caller(Role::Admin, "DSJ"),
+        caller(Role::Hotline, "12345"),
+        caller(Role::Service, "MZ"),
+    ];
+    let first_of = |kind: &str| {
+        served
+            .policies
+            .iter()
+            .find(|p| p.subject == kind)
+            .map(|p| p.id.clone())
+            .unwrap()
+    };
+    let asks = |key: String| {
+        let ask = pb::EligibilityRequest {
+            key,
+            ..Default::default()
+        };
+        vec![
+            ask.clone(),
+            pb::EligibilityRequest {
+                compact: true,
+                ..ask.clone()
+            },
+            pb::EligibilityRequest {
+                with_text: true,
+                ..ask.clone()
+            },
+            pb::EligibilityRequest {
+                all_kinds: true,
+                compact: true,
+                ..ask.clone()
+            },
+            pb::EligibilityRequest {
+                policies: vec![first_of("person"), first_of("enterprise")],
+                with_text: true,
+                ..ask.clone()
+            },
+        ]
+    };
+    let (mut compared, mut amounts, mut outcomes) = (0, 0, std::collections::HashSet::new());
+    let n = served.snap().entity_count() as u32;
+    for e in (0..n).step_by(5) {
+        let key = served.snap().key(e).unwrap().to_string();
+        for c in &callers {
+            for ask in asks(key.clone()) {
+                let lookup = Lookup::new(&served, c, &ask).unwrap();
+                let fast = encode(&served, &lookup).0;
+                let built = message(&served, &lookup, Default::default());
+                assert_eq!(fast, built.encode_to_vec(), "entity {e}, {c:?}, {ask:?}");
+                for p in &built.policies {
+                    amounts += usize::from(p.amount.is_some());
+                    outcomes.insert(p.outcome);
+                }
+                compared += 1;
+            }
+        }
+    }
+    // The comparison covered amounts and every outcome, not only empty answers.
+    assert!(compared > 10_000, "{compared}");
+    assert!(amounts > 100, "{amounts}");
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_catalogue_is_loaded_whole_and_a_broken_one_changes_nothing() {
     let (running, _) = serve().await;
     let mut admin = clients(running.addr, Some(ADMIN)).await;

@@ -9,6 +9,7 @@
 //! request_timeout_seconds = 60
 //! heavy_requests = 4
 //! watch_seconds = 0
+//! serving_threads = 0     # one per core
 //!
 //! [[tokens]]
 //! name = "minzheng-system"
@@ -80,6 +81,9 @@ pub struct ServerConfig {
     /// Poll the snapshot folder for a new generation this often (0: only on Admin.Reload or
     /// SIGHUP).
     pub watch_seconds: u64,
+    /// Threads that serve connections, each with the connections it was handed (0: one per
+    /// core).
+    pub serving_threads: usize,
     pub tokens: Vec<TokenConfig>,
     /// TLS, and with a client CA mutual TLS; plaintext without it.
     pub tls: Option<TlsConfig>,
@@ -95,6 +99,7 @@ impl Default for ServerConfig {
             request_timeout_seconds: 60,
             heavy_requests: 4,
             watch_seconds: 0,
+            serving_threads: 0,
             tokens: Vec::new(),
             tls: None,
         }

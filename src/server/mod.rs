@@ -25,6 +25,7 @@ pub mod profiles;
 pub mod state;
 pub mod status;
 pub mod supervision;
+pub mod threads;
 pub mod whatif;
 pub mod workflow;
 pub mod yardstick;
@@ -36,7 +37,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 
@@ -245,20 +246,17 @@ where
 pub struct Running {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    threads: threads::Threads,
     health: tonic_health::server::HealthReporter,
 }
 
 impl Running {
     /// Stops accepting, lets requests in flight finish, and returns.
-    pub async fn stop(mut self) -> Result<(), ServeError> {
+    pub async fn stop(self) -> Result<(), ServeError> {
         self.health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.threads.stop();
         let audit = self.shared.audit.clone();
         let r = self.wait().await;
         audit.flush();
@@ -267,11 +265,7 @@ impl Running {
 
     /// Waits until the server stops.
     pub async fn wait(self) -> Result<(), ServeError> {
-        match self.task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ServeError::Setup(format!("the server failed: {e}"))),
-            Err(e) => Err(ServeError::Setup(format!("the server task failed: {e}"))),
-        }
+        self.threads.wait().await.map_err(ServeError::Setup)
     }
 }
 
@@ -354,7 +348,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
             whatif::WhatIfService(s.clone())
         ))
         .add_service(svc!(
-            eligibility_server::EligibilityServer<eligibility::EligibilityService>,
+            pb::encoded::eligibility_server::EligibilityServer<eligibility::EligibilityService>,
             eligibility::EligibilityService(s.clone())
         ))
         .add_service(svc!(
@@ -384,24 +378,33 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     );
     let routes = tonic::service::Routes::from(router);
 
-    let (tx, rx) = oneshot::channel::<()>();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &opts.config.tls {
         builder = builder
             .tls_config(server_tls(tls)?)
             .map_err(|e| setup("setting up TLS", &e))?;
     }
-    let server = builder
+    let router = builder
         .accept_http1(true)
         .concurrency_limit_per_connection(opts.config.concurrency_per_connection.max(1))
         .timeout(Duration::from_secs(
             opts.config.request_timeout_seconds.max(1),
         ))
         .add_routes(routes);
-    let task = tokio::spawn(server.serve_with_incoming_shutdown(incoming, async {
-        let _ = rx.await;
-    }));
+    let n = threads::count(opts.config.serving_threads);
+    let threads = threads::Threads::start(listener, n, move |handed, mut stop| {
+        let router = router.clone();
+        async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            router
+                .serve_with_incoming_shutdown(threads::connections(handed), stopped)
+                .await
+                .map_err(|e| format!("the server failed: {e}"))
+        }
+    })
+    .map_err(|e| setup("starting the serving threads", &e))?;
     if opts.config.watch_seconds > 0 {
         tokio::spawn(watch(
             Arc::downgrade(&shared),
@@ -411,8 +414,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, ServeError> {
     Ok(Running {
         addr,
         shared,
-        shutdown: Some(tx),
-        task,
+        threads,
         health,
     })
 }

@@ -12,3 +12,9 @@ pub mod yardstick {
 
 /// The encoded descriptor set of every proto file, for server reflection.
 pub const DESCRIPTOR: &[u8] = tonic::include_file_descriptor_set!("mianshen_descriptor");
+
+/// The Eligibility service once more, server side only, its reply written as bytes
+/// ([`super::eligibility::Encoded`]): see `build.rs`.
+pub mod encoded {
+    include!(concat!(env!("OUT_DIR"), "/encoded/mianshen.v1.rs"));
+}

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use roaring::RoaringBitmap;
 
+use super::eligibility::Templates;
 use super::pb::v1 as pb;
 use crate::date::Date;
 use crate::policy::ast::{Policy, Tri};
@@ -138,6 +139,8 @@ pub struct Served {
     pub versions: HashMap<String, String>,
     /// Each policy's conditions as written, by policy id.
     pub condition_texts: HashMap<String, Vec<String>>,
+    /// The encoded parts every eligibility reply of this generation shares.
+    pub templates: Templates,
     pub generation: u64,
     pub built_at: String,
     pub as_of: Date,
@@ -206,8 +209,16 @@ impl Served {
             .iter()
             .map(|p| (p.id.clone(), format!("{}@{}", p.id, p.version)))
             .collect();
+        let pin = pb::Pin {
+            generation,
+            built_at: built_at.clone(),
+            as_of: as_of.to_string(),
+            policy_versions: Vec::new(),
+        };
+        let templates = Templates::build(&pin, &policies, &runs, &condition_texts);
         Ok(Served {
             loaded,
+            templates,
             versions,
             condition_texts,
             catalogue,
