@@ -92,12 +92,20 @@ fn build_reads_back_what_the_sources_hold() {
     let s = Snapshot::open(&out).unwrap();
     s.verify().unwrap();
 
-    // Every entity's key finds it again.
+    // Every entity's key finds it again, with and without the fence posts (a server's
+    // index), and the index knows each entity's kind.
+    let fenced = s.keys().unwrap().fenced();
     for e in 0..s.entity_count() as u32 {
         let key = s.key(e).unwrap().to_string();
         assert_eq!(s.entity_of_key(&key).unwrap(), Some(e), "key {key}");
+        assert_eq!(fenced.entity_of(&key), Some(e), "key {key}");
+        assert_eq!(fenced.key(e), Some(key.as_str()));
+        assert_eq!(fenced.kind(e), s.kind(e));
     }
-    assert_eq!(s.entity_of_key("no such key").unwrap(), None);
+    for missing in ["no such key", "", "411403198503071236X"] {
+        assert_eq!(s.entity_of_key(missing).unwrap(), None);
+        assert_eq!(fenced.entity_of(missing), None);
+    }
     let persons = s.universe("person").unwrap();
     let households = s.universe("household").unwrap();
     let enterprises = s.universe("enterprise").unwrap();

@@ -207,7 +207,7 @@ impl<'a> Lookup<'a> {
         let (e, key) = served
             .entity_of(&r.key)
             .ok_or_else(|| Status::not_found("no entity has this key"))?;
-        let kind = served.snap().kind(e).unwrap_or("?");
+        let kind = served.kind(e).unwrap_or("?");
         for id in &r.policies {
             if served.policy(id).is_none() {
                 return Err(Status::not_found(format!(

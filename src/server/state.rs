@@ -21,16 +21,20 @@ use crate::policy::check::{self, Diagnostic};
 use crate::policy::engine::{Engine, PolicyRun};
 use crate::policy::render;
 use crate::policy::schema::Schema;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{KeyIndex, Snapshot};
 
-type EngineCell<'s> = Mutex<Engine<'s>>;
+/// What borrows the snapshot: the engine, and the key index every request's lookup reads.
+struct Borrowers<'s> {
+    engine: Mutex<Engine<'s>>,
+    keys: KeyIndex<'s>,
+}
 
 self_cell::self_cell!(
-    /// A snapshot and the engine that borrows it.
+    /// A snapshot and what borrows it.
     struct Loaded {
         owner: Snapshot,
         #[not_covariant]
-        dependent: EngineCell,
+        dependent: Borrowers,
     }
 );
 
@@ -181,11 +185,17 @@ impl Served {
         let policies: Vec<Policy> = cat.policies.iter().map(|c| c.policy.clone()).collect();
         let generation = snap.generation();
         let built_at = snap.meta("built_at").unwrap_or_default().to_string();
-        let loaded = Loaded::new(snap, |s| Mutex::new(Engine::new(s, cat, as_of)));
+        let loaded = Loaded::try_new(snap, |s| {
+            Ok::<_, crate::error::SnapshotError>(Borrowers {
+                engine: Mutex::new(Engine::new(s, cat, as_of)),
+                keys: s.keys()?.fenced(),
+            })
+        })
+        .map_err(snap_err)?;
         let started = Instant::now();
         let runs = loaded
-            .with_dependent(|_, engine| {
-                let mut engine = engine.lock().unwrap_or_else(|p| p.into_inner());
+            .with_dependent(|_, b| {
+                let mut engine = b.engine.lock().unwrap_or_else(|p| p.into_inner());
                 let runs = engine.run_all();
                 // What-ifs come and go; the catalogue's own work stays cached.
                 engine.pin();
@@ -239,8 +249,8 @@ impl Served {
 
     /// Runs `f` with the engine (one caller at a time: what-if and explanations).
     pub fn with_engine<R>(&self, f: impl for<'s> FnOnce(&mut Engine<'s>) -> R) -> R {
-        self.loaded.with_dependent(|_, engine| {
-            let mut engine = engine.lock().unwrap_or_else(|p| p.into_inner());
+        self.loaded.with_dependent(|_, b| {
+            let mut engine = b.engine.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut engine)
         })
     }
@@ -270,25 +280,31 @@ impl Served {
     /// The entity of a stable key, or of an id number / USCC in any accepted spelling (a
     /// lower-case check character, a legacy 15-digit id number).
     pub fn entity_of(&self, identifier: &str) -> Option<(u32, String)> {
-        let snap = self.snap();
-        let found = |k: &str| -> Option<(u32, String)> {
-            let e = snap.entity_of_key(k).ok().flatten()?;
-            Some((e, snap.key(e)?.to_string()))
-        };
-        let id = identifier.trim();
-        if let Some(x) = found(id) {
-            return Some(x);
-        }
-        if id.bytes().any(|b| b.is_ascii_lowercase())
-            && let Some(x) = found(&id.to_ascii_uppercase())
-        {
-            return Some(x);
-        }
-        if id.len() == 15 {
-            let p = crate::ids::upgrade_pid_15(id.as_bytes())?;
-            return found(std::str::from_utf8(&p).ok()?);
-        }
-        None
+        self.loaded.with_dependent(|_, b| {
+            let found = |k: &str| -> Option<(u32, String)> {
+                let e = b.keys.entity_of(k)?;
+                Some((e, b.keys.key(e)?.to_string()))
+            };
+            let id = identifier.trim();
+            if let Some(x) = found(id) {
+                return Some(x);
+            }
+            if id.bytes().any(|b| b.is_ascii_lowercase())
+                && let Some(x) = found(&id.to_ascii_uppercase())
+            {
+                return Some(x);
+            }
+            if id.len() == 15 {
+                let p = crate::ids::upgrade_pid_15(id.as_bytes())?;
+                return found(std::str::from_utf8(&p).ok()?);
+            }
+            None
+        })
+    }
+
+    /// The kind of entity `e` (`person`, `household`, `enterprise`).
+    pub fn kind(&self, e: u32) -> Option<&'static str> {
+        self.loaded.with_dependent(|_, b| b.keys.kind(e))
     }
 
     /// The state of every condition of `policy` for entity `e`: from the packed rows, or from

@@ -240,30 +240,19 @@ impl Snapshot {
 
     /// The entity with stable key `key`: a binary search over key hashes.
     pub fn entity_of_key(&self, key: &str) -> Result<Option<u32>, SnapshotError> {
-        let hashes = self.column_section("entities/key_hash")?;
-        let order = self.column_section("entities/key_order")?;
-        let keys = self.column_section("entities/key")?;
-        let h = xxh3_64(key.as_bytes()) as i64;
-        let n = hashes.rows();
-        let at = |i: usize| hashes.int(i).unwrap_or(i64::MAX);
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if at(mid) < h {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        while lo < n && at(lo) == h {
-            if let Some(e) = order.int(lo).and_then(|e| u32::try_from(e).ok())
-                && keys.str(e as usize) == Some(key)
-            {
-                return Ok(Some(e));
-            }
-            lo += 1;
-        }
-        Ok(None)
+        Ok(self.keys()?.entity_of(key))
+    }
+
+    /// The entity columns that key lookups read, parsed once: for callers that look up many
+    /// keys (a server). [`KeyIndex::fenced`] also keeps every 64th key hash in memory.
+    pub fn keys(&self) -> Result<KeyIndex<'_>, SnapshotError> {
+        Ok(KeyIndex {
+            hashes: self.column_section("entities/key_hash")?,
+            order: self.column_section("entities/key_order")?,
+            keys: self.column_section("entities/key")?,
+            kinds: self.column_section("entities/kind")?,
+            fence: Vec::new(),
+        })
     }
 
     /// Every entity of a kind.
@@ -469,5 +458,76 @@ impl<'a> Table<'a> {
                 .c
                 .corrupt(&name, format!("not a roaring bitmap: {e}"))
         })
+    }
+}
+
+/// Rows of the key hashes between two fence posts of [`KeyIndex::fenced`].
+const FENCE: usize = 64;
+
+/// Stable key ↔ entity, and each entity's kind, over the snapshot's entity columns parsed once.
+#[derive(Debug)]
+pub struct KeyIndex<'s> {
+    /// Key hashes (xxh3, as i64) in ascending order, and the entity of each.
+    hashes: Column<'s>,
+    order: Column<'s>,
+    keys: Column<'s>,
+    kinds: Column<'s>,
+    /// Every [`FENCE`]th hash (empty: not fenced).
+    fence: Vec<i64>,
+}
+
+impl<'s> KeyIndex<'s> {
+    /// The same index with every 64th key hash in memory (8 bytes per 64 entities), so that a
+    /// lookup searches one stretch of 64 hashes in the column instead of all of them.
+    pub fn fenced(mut self) -> KeyIndex<'s> {
+        let n = self.hashes.rows();
+        self.fence = (0..n)
+            .step_by(FENCE)
+            .map(|i| self.hashes.int(i).unwrap_or(i64::MAX))
+            .collect();
+        self
+    }
+
+    /// The entity with stable key `key`.
+    pub fn entity_of(&self, key: &str) -> Option<u32> {
+        let h = xxh3_64(key.as_bytes()) as i64;
+        let n = self.hashes.rows();
+        let at = |i: usize| self.hashes.int(i).unwrap_or(i64::MAX);
+        // The first row whose hash is not below h lies after the last fence post below h and
+        // at or before the next post.
+        let (mut lo, mut hi) = if self.fence.is_empty() {
+            (0, n)
+        } else {
+            let j = self.fence.partition_point(|&x| x < h);
+            (j.saturating_sub(1) * FENCE, (j * FENCE).min(n))
+        };
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if at(mid) < h {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        while lo < n && at(lo) == h {
+            if let Some(e) = self.order.int(lo).and_then(|e| u32::try_from(e).ok())
+                && self.keys.str(e as usize) == Some(key)
+            {
+                return Some(e);
+            }
+            lo += 1;
+        }
+        None
+    }
+
+    /// The stable key of entity `e`.
+    pub fn key(&self, e: u32) -> Option<&'s str> {
+        self.keys.str(e as usize)
+    }
+
+    /// The kind of entity `e`.
+    pub fn kind(&self, e: u32) -> Option<&'static str> {
+        let k = self.kinds.int(e as usize)?;
+        KINDS.get(usize::try_from(k).ok()?).copied()
     }
 }
