@@ -302,6 +302,30 @@ async fn every_rpc_answers_and_names_its_generation_and_policy_versions() {
     assert_eq!(code, Code::NotFound);
     let near = stream(&mut mz, "M01", pb::SetKind::NearMiss).await.unwrap();
     assert!(near.0.iter().all(|e| !ids.contains(e)));
+    // Flag bit 0 marks exactly the set's entities that are also to be verified.
+    let to_verify = running.shared.served().runs["M01"].to_verify.clone();
+    for set in [pb::SetKind::NearMiss, pb::SetKind::ToVerify] {
+        let mut s = mz
+            .matching
+            .candidates(pb::CandidatesRequest {
+                policy: "M01".into(),
+                set: set as i32,
+                batch_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut seen = 0;
+        while let Some(b) = s.message().await.unwrap() {
+            assert_eq!(b.entities.len(), b.flags.len());
+            for (e, f) in b.entities.iter().zip(&b.flags) {
+                assert_eq!(f & 1 == 1, to_verify.contains(*e), "{set:?} {e}");
+            }
+            seen += b.entities.len();
+        }
+        assert!(seen > 0, "{set:?} is empty: the flags were not exercised");
+    }
 
     // Eligibility: a candidate of M01, all its conditions TRUE, with the values read.
     let mut hotline = clients(addr, Some(HOTLINE)).await;

@@ -251,6 +251,13 @@ fn stream_set(
     let bits = served.set_of(run, set);
     let snap = served.snap();
     let mut amounts = run.amounts.iter().peekable();
+    // The set's to-verify members, walked beside the set (a merge, not a probe per entity).
+    let doubtful = if set == pb::SetKind::Candidates {
+        roaring::RoaringBitmap::new()
+    } else {
+        bits & &*run.to_verify
+    };
+    let mut doubtful = doubtful.iter().peekable();
     let mut b = pb::CandidateBatch {
         pin: Some(served.pin([policy])),
         ..Default::default()
@@ -260,7 +267,7 @@ fn stream_set(
         while amounts.next_if(|(x, _)| *x < e).is_some() {}
         let amount = amounts.next_if(|(x, _)| *x == e).map(|&(_, a)| a);
         let mut flags = 0;
-        if set != pb::SetKind::Candidates && run.to_verify.contains(e) {
+        if doubtful.next_if(|&x| x == e).is_some() {
             flags |= FLAG_TO_VERIFY;
         }
         if amount.is_none() && set == pb::SetKind::Candidates {
