@@ -296,6 +296,10 @@ enum Command {
         /// Poll the snapshot folder every N seconds and reload a new generation.
         #[arg(long)]
         watch: Option<u64>,
+        /// Threads that serve connections [default: the config's, or one per core]. Fewer
+        /// when something else needs the cores (a load generator on the same machine).
+        #[arg(long)]
+        serving_threads: Option<usize>,
         /// Demo city size, when no --snapshot is given.
         #[arg(long, default_value_t = 100_000)]
         persons: u64,
@@ -392,6 +396,7 @@ fn main() -> Result<()> {
             config,
             data,
             watch,
+            serving_threads,
             persons,
             work,
             catalogue,
@@ -408,6 +413,9 @@ fn main() -> Result<()> {
             };
             if let Some(w) = watch {
                 cfg.watch_seconds = w;
+            }
+            if let Some(n) = serving_threads {
+                cfg.serving_threads = n;
             }
             let listen = listen
                 .or_else(|| cfg.listen.clone())

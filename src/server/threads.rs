@@ -65,6 +65,11 @@ impl Threads {
         Ok(Threads { shutdown, done })
     }
 
+    /// How many serving threads there are.
+    pub fn count(&self) -> usize {
+        self.done.len()
+    }
+
     /// Stops accepting and tells every thread to finish its requests in flight.
     pub fn stop(&self) {
         let _ = self.shutdown.send(true);
