@@ -494,9 +494,14 @@ async fn watch(shared: std::sync::Weak<Shared>, every: Duration) {
 pub async fn serve_until_signal(opts: ServeOptions) -> Result<(), ServeError> {
     let running = start(opts).await?;
     eprintln!(
-        "mianshen serve: listening on {} (gRPC, {} serving threads; Prometheus metrics at http://{}/metrics), generation {}",
+        "mianshen serve: listening on {} (gRPC, {} serving thread{}; Prometheus metrics at http://{}/metrics), generation {}",
         running.addr,
         running.threads.count(),
+        if running.threads.count() == 1 {
+            ""
+        } else {
+            "s"
+        },
         running.addr,
         running.shared.served().generation
     );
