@@ -171,7 +171,8 @@ pub(crate) fn write_atomic(
 
 /// CSV field quoting for values that may hold commas or quotes.
 pub(crate) fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
+    // The four are ASCII, so a byte scan finds them (a char pattern decodes UTF-8 first).
+    if s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
         format!("\"{}\"", s.replace('"', "\"\"")).into()
     } else {
         s.into()
