@@ -7,7 +7,8 @@
 //! writes each response as soon as it is ready, one system call per response. On a thread of
 //! its own, the requests of a connection that arrived together are all answered before the
 //! connection runs again, and their responses leave in one write. With the load generator on
-//! the same two cores this took lookups from ~14k to ~21k requests/s (BENCHMARKS.md).
+//! the same two cores, lookups went from 12–15k requests/s to 18–22k with two serving threads
+//! and 21–24k with one (BENCHMARKS.md, issue 5).
 //!
 //! Heavy work (what-if, explain, reload) already leaves the serving threads through
 //! `spawn_blocking`, so one slow request does not hold up the other connections of its thread.
