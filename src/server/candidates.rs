@@ -160,11 +160,7 @@ impl Match for MatchService {
                     to_verify: run.to_verify.len(),
                     near_miss: run.near_miss.len(),
                     total_amount: run.total,
-                    period: p
-                        .amount
-                        .as_ref()
-                        .map(|(_, per)| per.as_str().to_string())
-                        .unwrap_or_default(),
+                    period: super::eligibility::period(p),
                 });
             }
             Ok(pb::CountReply {

@@ -102,12 +102,13 @@ struct PolicyTemplate {
 
 impl Templates {
     /// The templates of `policies` (those with a run), with `pin` the generation's pin
-    /// without policy versions.
+    /// without policy versions and `versions` each policy's `ID@VERSION`.
     pub fn build(
         pin: &pb::Pin,
         policies: &[Policy],
         runs: &HashMap<String, PolicyRun>,
         texts: &HashMap<String, Vec<String>>,
+        versions: &HashMap<String, String>,
     ) -> Templates {
         let policies = policies
             .iter()
@@ -149,7 +150,7 @@ impl Templates {
                     }
                     .encode_to_vec(),
                     version: pb::Pin {
-                        policy_versions: vec![format!("{}@{}", p.id, p.version)],
+                        policy_versions: versions.get(&p.id).cloned().into_iter().collect(),
                         ..Default::default()
                     }
                     .encode_to_vec(),
@@ -166,7 +167,7 @@ impl Templates {
 }
 
 /// The period of a policy's amount (`month`, `year`, …), empty when it has none.
-fn period(p: &Policy) -> String {
+pub fn period(p: &Policy) -> String {
     p.amount
         .as_ref()
         .map(|(_, per)| per.as_str().to_string())
@@ -356,8 +357,10 @@ pub fn encode(served: &Served, lookup: &Lookup<'_>) -> Encoded {
     let templates = &served.templates;
     let standings: Vec<(Standing<'_>, &PolicyTemplate)> = lookup
         .standings(served)
-        .filter_map(|s| Some((templates.policies.get(&s.policy.id)?, s)))
-        .map(|(t, s)| (s, t))
+        .filter_map(|s| {
+            let t = templates.policies.get(&s.policy.id)?;
+            Some((s, t))
+        })
         .collect();
     let mut out = Vec::with_capacity(2048);
     let versions = standings
@@ -448,15 +451,9 @@ async fn explain_values(
     served: &Arc<Served>,
     lookup: &Lookup<'_>,
 ) -> Result<HashMap<String, Vec<Vec<String>>>, Status> {
-    let _permit = shared
-        .heavy
-        .acquire()
-        .await
-        .map_err(|_| Status::unavailable("shutting down"))?;
-    let ids = lookup.explained();
-    let (s, k) = (served.clone(), lookup.key.clone());
-    tokio::task::spawn_blocking(move || {
-        s.with_engine(|engine| {
+    let (ids, k) = (lookup.explained(), lookup.key.clone());
+    shared
+        .on_engine(served, move |engine| {
             ids.into_iter()
                 .filter_map(|id| {
                     let x = explain::explain(engine, &id, &k, &HashMap::new()).ok()?;
@@ -464,7 +461,5 @@ async fn explain_values(
                 })
                 .collect()
         })
-    })
-    .await
-    .map_err(super::status::join)
+        .await
 }

@@ -160,6 +160,24 @@ impl Shared {
         }
     }
 
+    /// Runs `f` with the engine of `served` off the serving threads, as one of the heavy
+    /// requests (what-if, explain) allowed at once.
+    pub async fn on_engine<R: Send + 'static>(
+        &self,
+        served: &Arc<Served>,
+        f: impl for<'s> FnOnce(&mut crate::policy::engine::Engine<'s>) -> R + Send + 'static,
+    ) -> Result<R, Status> {
+        let _permit = self
+            .heavy
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
+        let s = served.clone();
+        tokio::task::spawn_blocking(move || s.with_engine(f))
+            .await
+            .map_err(status::join)
+    }
+
     /// Records a finished request in the metrics.
     pub fn observe<T>(&self, rpc: &'static str, started: Instant, r: &Result<T, Status>) {
         let code = match r {

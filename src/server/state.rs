@@ -215,7 +215,7 @@ impl Served {
         let runs: HashMap<String, PolicyRun> =
             runs.into_iter().map(|r| (r.id.clone(), r)).collect();
         let states = StateRows::build(&policies, &runs, loaded.borrow_owner().entity_count());
-        let versions = policies
+        let versions: HashMap<String, String> = policies
             .iter()
             .map(|p| (p.id.clone(), format!("{}@{}", p.id, p.version)))
             .collect();
@@ -225,7 +225,7 @@ impl Served {
             as_of: as_of.to_string(),
             policy_versions: Vec::new(),
         };
-        let templates = Templates::build(&pin, &policies, &runs, &condition_texts);
+        let templates = Templates::build(&pin, &policies, &runs, &condition_texts, &versions);
         Ok(Served {
             loaded,
             templates,

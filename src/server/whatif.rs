@@ -56,24 +56,16 @@ impl WhatIf for WhatIfService {
                 }
                 None => return Err(Status::invalid_argument("give policy_id or policy_text")),
             };
-            let _permit = self
+            let w = self
                 .0
-                .heavy
-                .acquire()
-                .await
-                .map_err(|_| Status::unavailable("shutting down"))?;
-            let s = served.clone();
-            let w = tokio::task::spawn_blocking(move || {
-                s.with_engine(|engine| {
+                .on_engine(&served, move |engine| {
                     let w = what_if(engine, &policy, &overrides);
                     // Every distinct override adds atoms and a result: keep the cache bounded.
                     engine.trim(MAX_CACHED);
                     w
                 })
-            })
-            .await
-            .map_err(status::join)?
-            .map_err(status::engine)?;
+                .await?
+                .map_err(status::engine)?;
             let personal = caller.sees_personal();
             let snap = served.snap();
             let sample = |set: &roaring::RoaringBitmap| -> Vec<String> {
