@@ -227,6 +227,10 @@ enum Command {
         /// Candidates to print per policy.
         #[arg(long, default_value_t = 10)]
         limit: usize,
+        /// Recombine the catalogue this many times (conditions cached, results recomputed)
+        /// and report the median and range: the figure is noisy on a busy machine.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
     },
     /// Explain one policy for one entity: every condition's state and the values that decided
     /// it, and the amount.
@@ -689,7 +693,8 @@ fn main() -> Result<()> {
             policies,
             common,
             limit,
-        } => run_match(&snapshot, &policies, &common, limit),
+            rounds,
+        } => run_match(&snapshot, &policies, &common, limit, rounds),
         Command::Explain {
             snapshot,
             policy,
@@ -895,7 +900,7 @@ fn demo(persons: u64, seed: u64, work: &Path, reuse: bool) -> Result<PathBuf> {
         "evaluating the policy catalogue {} …",
         default_catalogue().display()
     );
-    run_match(&snapdir, &["all".to_string()], &common, 0)?;
+    run_match(&snapdir, &["all".to_string()], &common, 0, 1)?;
     println!(
         "next: mianshen explain --snapshot {} M01 <key>, mianshen whatif --snapshot {} M01 --set min_age=85",
         snapdir.display(),
@@ -1024,7 +1029,13 @@ fn policies_check(dir: &Path, snapshot: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize) -> Result<()> {
+fn run_match(
+    snapshot: &Path,
+    ids: &[String],
+    common: &PolicyArgs,
+    limit: usize,
+    rounds: u32,
+) -> Result<()> {
     let t = std::time::Instant::now();
     let snap = Snapshot::open(snapshot)?;
     let (mut engine, overrides) = engine_for(&snap, common)?;
@@ -1051,12 +1062,41 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
     let warm = warm.elapsed();
     // Recombined: every condition from the cache, but candidates, to-verify, near-miss and
     // amounts computed again (what a policy costs once its conditions are at hand).
-    engine.forget_results();
-    let recombined = std::time::Instant::now();
-    for id in &ids {
-        engine.run(id, &overrides)?;
+    // Each round keeps every policy's time; the table shows the median round's.
+    struct Round {
+        seconds: f64,
+        /// Each policy's time, and of it combining and amounts.
+        each: Vec<(f64, f64, f64)>,
+        combine: f64,
+        amounts: f64,
     }
-    let recombined = recombined.elapsed();
+    let mut recombined: Vec<Round> = Vec::new();
+    for _ in 0..rounds {
+        engine.forget_results();
+        let t = std::time::Instant::now();
+        let mut round = Round {
+            seconds: 0.0,
+            each: Vec::with_capacity(ids.len()),
+            combine: 0.0,
+            amounts: 0.0,
+        };
+        for id in &ids {
+            let run = engine.run(id, &overrides)?;
+            round
+                .each
+                .push((run.seconds, run.combine_seconds, run.amount_seconds));
+            round.combine += run.combine_seconds;
+            round.amounts += run.amount_seconds;
+        }
+        round.seconds = t.elapsed().as_secs_f64();
+        recombined.push(round);
+    }
+    recombined.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let (fastest, slowest) = (
+        recombined[0].seconds,
+        recombined[recombined.len() - 1].seconds,
+    );
+    let recombined = recombined.swap_remove(recombined.len() / 2);
     // Loaded: conditions and results forgotten, the decoded field columns kept (what a
     // what-if with a new parameter value costs, and what a database with its tables in
     // memory is compared with).
@@ -1066,7 +1106,7 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
         loaded.push(engine.run(id, &overrides)?.seconds);
     }
     println!(
-        "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9} {:>9}",
+        "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "id",
         "name",
         "subject",
@@ -1075,11 +1115,14 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
         "near miss",
         "amount",
         "cold ms",
-        "loaded ms"
+        "loaded ms",
+        "recomb ms",
+        "combine",
+        "amounts"
     );
-    for (run, loaded) in runs.iter().zip(&loaded) {
+    for ((run, loaded), recombined) in runs.iter().zip(&loaded).zip(&recombined.each) {
         println!(
-            "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9.2} {:>9.2}",
+            "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             run.id,
             run.name,
             run.subject,
@@ -1088,7 +1131,10 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
             run.near_miss.len(),
             policy::eval::fmt_num(run.total),
             run.seconds * 1e3,
-            loaded * 1e3
+            loaded * 1e3,
+            recombined.0 * 1e3,
+            recombined.1 * 1e3,
+            recombined.2 * 1e3
         );
     }
     for run in &runs {
@@ -1104,14 +1150,25 @@ fn run_match(snapshot: &Path, ids: &[String], common: &PolicyArgs, limit: usize)
             );
         }
     }
+    let range = if rounds > 1 {
+        format!(
+            " (median of {rounds} rounds; {:.1}–{:.1} ms)",
+            fastest * 1e3,
+            slowest * 1e3
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; loaded (field columns decoded, no condition cached) {:.1} ms; recombined (cached conditions, results recomputed) {:.1} ms; warm (cached results) {:.2} ms; {} cached atoms; columns {:.1} MB",
+        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; loaded (field columns decoded, no condition cached) {:.1} ms; recombined (cached conditions, results recomputed) {:.1} ms{range}, of which combining {:.1} ms and amounts {:.1} ms; warm (cached results) {:.2} ms; {} cached atoms; columns {:.1} MB",
         runs.len(),
         engine.as_of(),
         opened.as_secs_f64() * 1e3,
         runs.iter().map(|r| r.seconds).sum::<f64>() * 1e3,
         loaded.iter().sum::<f64>() * 1e3,
-        recombined.as_secs_f64() * 1e3,
+        recombined.seconds * 1e3,
+        recombined.combine * 1e3,
+        recombined.amounts * 1e3,
         warm.as_secs_f64() * 1e3,
         engine.cached(),
         engine.column_bytes() as f64 / 1e6

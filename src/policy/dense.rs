@@ -78,6 +78,107 @@ pub fn bitmap(words: &[u64], span: Span) -> RoaringBitmap {
     }
 }
 
+/// A set's part in one block, read within the universe's part there, in the form that
+/// costs least to read while combining: a condition TRUE for nearly everyone (alive, a local
+/// hukou) is the few ids it leaves out, a rare one (aged 80 or more, 特困) the few it holds;
+/// only a part in between is read as the block's 1,024 words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// None of the universe's ids.
+    None,
+    /// All of the universe's ids.
+    All,
+    /// These ids (offsets in the block), ascending.
+    Ids(Box<[u16]>),
+    /// All of the universe's ids but these (offsets in the block), ascending.
+    AllBut(Box<[u16]>),
+    /// The block's words (no bit outside the universe's).
+    Words(Box<[u64; BLOCK]>),
+}
+
+/// A part lists its ids (or those it leaves out) when they are at most this many: a quarter
+/// of the bytes of the block's words.
+const LISTED_MAX: u32 = 1024;
+
+impl Part {
+    /// The part of the block `set` within the universe's block `x`, and how many ids it
+    /// holds.
+    pub fn of(set: &[u64; BLOCK], x: &[u64; BLOCK]) -> (Part, u32) {
+        let (mut n, mut m) = (0, 0);
+        for i in 0..BLOCK {
+            n += (set[i] & x[i]).count_ones();
+            m += x[i].count_ones();
+        }
+        let part = if n == 0 {
+            Part::None
+        } else if n == m {
+            Part::All
+        } else if n <= LISTED_MAX {
+            Part::Ids(offsets(|i| set[i] & x[i]))
+        } else if m - n <= LISTED_MAX {
+            Part::AllBut(offsets(|i| x[i] & !set[i]))
+        } else {
+            let mut w = Box::new([0u64; BLOCK]);
+            for i in 0..BLOCK {
+                w[i] = set[i] & x[i];
+            }
+            Part::Words(w)
+        };
+        (part, n)
+    }
+
+    /// Heap bytes the part takes.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Part::None | Part::All => 0,
+            Part::Ids(ids) | Part::AllBut(ids) => 2 * ids.len(),
+            Part::Words(_) => 8 * BLOCK,
+        }
+    }
+}
+
+/// The offsets of the bits set in `word(0) … word(BLOCK - 1)`, ascending.
+fn offsets(word: impl Fn(usize) -> u64) -> Box<[u16]> {
+    let mut out = Vec::new();
+    for i in 0..BLOCK {
+        let mut w = word(i);
+        while w != 0 {
+            out.push((i * 64) as u16 + w.trailing_zeros() as u16);
+            w &= w - 1;
+        }
+    }
+    out.into_boxed_slice()
+}
+
+/// A set within a universe, over the universe's span: a [`Part`] per block and how many
+/// ids each holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    pub parts: Vec<Part>,
+    pub counts: Vec<u32>,
+}
+
+impl Parts {
+    /// The parts of `set` (words over a span) within `universe` (words over the same span).
+    pub fn of(set: &[u64], universe: &[u64]) -> Parts {
+        let (parts, counts) = set
+            .as_chunks::<BLOCK>()
+            .0
+            .iter()
+            .zip(universe.as_chunks::<BLOCK>().0)
+            .map(|(s, x)| Part::of(s, x))
+            .unzip();
+        Parts { parts, counts }
+    }
+
+    /// Heap bytes the parts take.
+    pub fn bytes(&self) -> usize {
+        self.parts.iter().map(Part::bytes).sum::<usize>()
+            + self.parts.len() * std::mem::size_of::<Part>()
+            + 4 * self.counts.len()
+    }
+}
+
 /// Cookies of the portable format: without run containers, and with (in its low half).
 const NO_RUNS: u32 = 12346;
 const WITH_RUNS: u16 = 12347;
@@ -185,6 +286,66 @@ mod tests {
         out
     }
 
+    /// The words a part stands for, within the universe's words `x`.
+    fn part_words(part: &Part, x: &[u64; BLOCK]) -> [u64; BLOCK] {
+        let mut out = [0u64; BLOCK];
+        match part {
+            Part::None => {}
+            Part::All => out = *x,
+            Part::Ids(ids) => ids
+                .iter()
+                .for_each(|&o| out[o as usize / 64] |= 1 << (o % 64)),
+            Part::AllBut(left) => {
+                out = *x;
+                left.iter()
+                    .for_each(|&o| out[o as usize / 64] &= !(1 << (o % 64)));
+            }
+            Part::Words(w) => out = **w,
+        }
+        out
+    }
+
+    #[test]
+    fn parts_take_the_form_that_reads_least() {
+        // The universe: the first 3,000 ids of block 0 and all of block 1.
+        let x: RoaringBitmap = (0..3000).chain(65_536..131_072).collect();
+        let span = Span { first: 0, count: 2 };
+        let xw = words(&x, span);
+        let form = |set: RoaringBitmap| {
+            let p = Parts::of(&words(&set, span), &xw);
+            p.parts
+                .iter()
+                .zip(&p.counts)
+                .map(|(p, &n)| {
+                    let name = match p {
+                        Part::None => "none",
+                        Part::All => "all",
+                        Part::Ids(_) => "ids",
+                        Part::AllBut(_) => "all but",
+                        Part::Words(_) => "words",
+                    };
+                    (name, n)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(form(RoaringBitmap::new()), [("none", 0), ("none", 0)]);
+        // Ids outside the universe do not count.
+        assert_eq!(form((3000..6000).collect()), [("none", 0), ("none", 0)]);
+        assert_eq!(form(x.clone()), [("all", 3000), ("all", 65_536)]);
+        assert_eq!(
+            form((0..10).chain(65_536..65_546).collect()),
+            [("ids", 10), ("ids", 10)]
+        );
+        assert_eq!(
+            form((5..3000).chain(65_536 + 1024..131_072).collect()),
+            [("all but", 2995), ("all but", 64_512)]
+        );
+        assert_eq!(
+            form((0..1500).chain(65_536..100_000).collect()),
+            [("words", 1500), ("words", 34_464)]
+        );
+    }
+
     proptest::proptest! {
         /// Array, bitmap and run containers, at and across container edges, read as the
         /// ids one at a time say, and written back to the same set.
@@ -213,6 +374,42 @@ mod tests {
             let lo = first << 16;
             let within: RoaringBitmap = set.range(lo..lo + 5 * 65_536).collect();
             proptest::prop_assert_eq!(bitmap(&w, span), within);
+        }
+
+        /// A set's parts within a universe stand for the set's words within the universe's,
+        /// and count them.
+        #[test]
+        fn parts_stand_for_the_words_within_the_universe(
+            universe in proptest::collection::vec((0u32..200_000, 0u32..70_000), 0..4),
+            ids in proptest::collection::vec(0u32..200_000, 0..3000),
+            drop in proptest::collection::vec(0u32..200_000, 0..3000),
+            ranges in proptest::collection::vec((0u32..200_000, 0u32..70_000), 0..3),
+        ) {
+            let mut x = RoaringBitmap::new();
+            for (s, len) in universe {
+                x.insert_range(s..s + len);
+            }
+            let mut set: RoaringBitmap = ids.into_iter().collect();
+            for (s, len) in ranges {
+                set.insert_range(s..s + len);
+            }
+            for d in drop {
+                set.remove(d);
+            }
+            let span = Span { first: 0, count: 4 };
+            let (xw, sw) = (words(&x, span), words(&set, span));
+            let parts = Parts::of(&sw, &xw);
+            for (b, (part, &n)) in parts.parts.iter().zip(&parts.counts).enumerate() {
+                let xb: &[u64; BLOCK] = &xw.as_chunks().0[b];
+                let want: Vec<u64> = sw[b * BLOCK..(b + 1) * BLOCK]
+                    .iter()
+                    .zip(xb)
+                    .map(|(s, x)| s & x)
+                    .collect();
+                proptest::prop_assert_eq!(&part_words(part, xb)[..], &want[..]);
+                let count: u32 = want.iter().map(|w| w.count_ones()).sum();
+                proptest::prop_assert_eq!(n, count);
+            }
         }
     }
 

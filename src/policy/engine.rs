@@ -35,7 +35,7 @@ use roaring::RoaringBitmap;
 use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
-use super::dense::{self, Span};
+use super::dense::{self, BLOCK, Part, Parts, Span};
 use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
     rel_count, rel_fold,
@@ -49,17 +49,18 @@ use crate::snapshot::Snapshot;
 pub struct Sets {
     pub t: RoaringBitmap,
     pub u: RoaringBitmap,
-    /// The TRUE and not-FALSE sets as words over the universe's span, read from the bitmaps
-    /// when the condition is first combined and kept with them.
+    /// A universe's words over its span, read from the bitmap when a policy over it is first
+    /// combined and kept with it.
     words: OnceLock<Arc<Words>>,
+    /// A condition's TRUE and not-FALSE sets as parts within its universe, read when the
+    /// condition is first combined and kept with it.
+    parts: OnceLock<Arc<CondParts>>,
 }
 
-/// A condition's sets as words over a span of ids ([`dense`]).
+/// A universe's set as words over its span ([`dense`]).
 struct Words {
     span: Span,
     t: Vec<u64>,
-    /// TRUE or UNKNOWN; `None` when nothing is UNKNOWN (then it is `t`).
-    p: Option<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Words {
@@ -68,23 +69,44 @@ impl std::fmt::Debug for Words {
     }
 }
 
-impl Words {
-    fn of(s: &Sets, span: Span) -> Words {
+/// A condition's sets within a universe, a part per block of the universe's span
+/// ([`dense::Parts`]).
+struct CondParts {
+    /// The universe's words they were read within.
+    universe: Arc<Words>,
+    t: Parts,
+    /// TRUE or UNKNOWN; `None` when nothing is UNKNOWN (then it is `t`).
+    p: Option<Parts>,
+}
+
+impl std::fmt::Debug for CondParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CondParts({:?})", self.universe.span)
+    }
+}
+
+impl CondParts {
+    fn of(s: &Sets, universe: &Arc<Words>) -> CondParts {
+        let span = universe.span;
         let t = dense::words(&s.t, span);
         let p = (!s.u.is_empty()).then(|| {
             let mut p = dense::words(&s.u, span);
             p.iter_mut().zip(&t).for_each(|(p, t)| *p |= t);
-            p
+            Parts::of(&p, &universe.t)
         });
-        Words { span, t, p }
+        CondParts {
+            universe: universe.clone(),
+            t: Parts::of(&t, &universe.t),
+            p,
+        }
     }
 
-    fn possible(&self) -> &[u64] {
-        self.p.as_deref().unwrap_or(&self.t)
+    fn possible(&self) -> &Parts {
+        self.p.as_ref().unwrap_or(&self.t)
     }
 
     fn bytes(&self) -> usize {
-        8 * (self.t.len() + self.p.as_ref().map_or(0, Vec::len))
+        self.t.bytes() + self.p.as_ref().map_or(0, Parts::bytes)
     }
 }
 
@@ -94,23 +116,41 @@ impl Sets {
             t,
             u,
             words: OnceLock::new(),
+            parts: OnceLock::new(),
         }
     }
 
-    /// The sets' words over `span`: kept for the span they were first read over (a
-    /// subject's universe, the same for every run of an engine).
+    /// The TRUE set's words over `span`: kept for the span they were first read over (a
+    /// universe's, the same for every run of an engine).
     fn words(&self, span: Span) -> Arc<Words> {
-        let kept = self.words.get_or_init(|| Arc::new(Words::of(self, span)));
+        let of = || Words {
+            span,
+            t: dense::words(&self.t, span),
+        };
+        let kept = self.words.get_or_init(|| Arc::new(of()));
         if kept.span == span {
             kept.clone()
         } else {
-            Arc::new(Words::of(self, span))
+            Arc::new(of())
         }
     }
 
-    /// Bytes the kept words take.
+    /// The sets' parts within `universe`: kept for the universe they were first read within
+    /// (a condition is cached per subject kind, so that is the kind's universe).
+    fn parts(&self, universe: &Arc<Words>) -> Arc<CondParts> {
+        let kept = self
+            .parts
+            .get_or_init(|| Arc::new(CondParts::of(self, universe)));
+        if Arc::ptr_eq(&kept.universe, universe) {
+            kept.clone()
+        } else {
+            Arc::new(CondParts::of(self, universe))
+        }
+    }
+
+    /// Bytes the kept words and parts take.
     fn words_bytes(&self) -> usize {
-        self.words.get().map_or(0, |w| w.bytes())
+        self.words.get().map_or(0, |w| 8 * w.t.len()) + self.parts.get().map_or(0, |p| p.bytes())
     }
 }
 
@@ -146,6 +186,9 @@ pub struct PolicyRun {
     /// Atoms computed for this run (the rest came from the cache).
     pub computed: usize,
     pub seconds: f64,
+    /// Of which combining the conditions' sets, and computing the amounts.
+    pub combine_seconds: f64,
+    pub amount_seconds: f64,
 }
 
 impl PolicyRun {
@@ -461,6 +504,8 @@ impl<'s> Engine<'s> {
             let mut r = r.clone();
             r.computed = 0;
             r.seconds = started.elapsed().as_secs_f64();
+            r.combine_seconds = 0.0;
+            r.amount_seconds = 0.0;
             return Ok(r);
         }
         let uni = self.universe_sets(&p.subject);
@@ -482,17 +527,21 @@ impl<'s> Engine<'s> {
         }
         let computed = self.cache.len() - before;
 
+        let combining = Instant::now();
         let Combined {
             candidates,
             to_verify,
             near_miss,
             conditions,
         } = combine(&uni, conditions);
+        let combine_seconds = combining.elapsed().as_secs_f64();
 
+        let amounting = Instant::now();
         let (amounts, amount_missing) = match &compiled.amount {
             Some(node) => self.amounts(node, &p.subject, universe, &candidates),
             None => (Vec::new(), 0),
         };
+        let amount_seconds = amounting.elapsed().as_secs_f64();
         let total = amounts.iter().map(|a| a.1).sum();
         let run = PolicyRun {
             id: p.id.clone(),
@@ -510,6 +559,8 @@ impl<'s> Engine<'s> {
             total,
             computed,
             seconds: started.elapsed().as_secs_f64(),
+            combine_seconds,
+            amount_seconds,
         };
         self.memo.insert(memo_key, run.clone());
         Ok(run)
@@ -985,12 +1036,14 @@ impl<'s> Engine<'s> {
 /// UNKNOWN), near-miss (exactly one FALSE), and per condition its FALSE count and how many
 /// entities it alone blocks.
 ///
-/// A word (64 entities) at a time over the universe's span, every condition at once, with no
-/// intermediate sets: the candidates are the AND of the TRUE words; with `P_i` the not-FALSE
-/// words, an entity is ruled out by a condition where `P_i` lacks it, and two accumulators
-/// (ruled out at least once, at least twice) give the near-miss word (exactly once) and the
-/// to-verify word (never, and not a candidate). Blocks of 1,024 words are combined in
-/// parallel; the three results are written back as roaring sets.
+/// A block of 65,536 ids at a time over the universe's span, every condition at once, with
+/// no intermediate sets: the candidates are the AND of the TRUE sets; with `P_i` the
+/// not-FALSE sets, an entity is ruled out by a condition where `P_i` lacks it, and two
+/// accumulators (ruled out at least once, at least twice) give the near-miss words (exactly
+/// once) and the to-verify words (never, and not a candidate). Each condition's part of the
+/// block is read in its own form ([`Part`]): one TRUE for nearly all the universe costs the
+/// few ids it leaves out, not the block's words. Blocks are combined in parallel; the three
+/// results are written back as roaring sets.
 fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
     let span = Span::of(&universe.t);
     let uni = universe.words(span);
@@ -998,12 +1051,12 @@ fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
     // A universe of a few blocks (a small city) is combined on this thread: handing it to
     // the pool would cost more than the work.
     let serial = span.count <= SERIAL_BLOCKS;
-    let words: Vec<Arc<Words>> = if serial {
-        conditions.iter().map(|(_, s)| s.words(span)).collect()
+    let parts: Vec<Arc<CondParts>> = if serial {
+        conditions.iter().map(|(_, s)| s.parts(&uni)).collect()
     } else {
-        conditions.par_iter().map(|(_, s)| s.words(span)).collect()
+        conditions.par_iter().map(|(_, s)| s.parts(&uni)).collect()
     };
-    let block = |b| combine_block(span, b, &uni.t, &words);
+    let block = |b| combine_block(span, b, &uni.t, &parts);
     let blocks: Vec<Block> = if serial {
         (0..span.count).map(block).collect()
     } else {
@@ -1013,26 +1066,27 @@ fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
     let mut to_verify = RoaringBitmap::new();
     let mut near_miss = RoaringBitmap::new();
     let mut sole = vec![0u64; n];
-    let mut possible = vec![0u64; n];
     for b in blocks {
         candidates |= b.candidates;
         to_verify |= b.to_verify;
         near_miss |= b.near_miss;
         sole.iter_mut().zip(b.sole).for_each(|(a, b)| *a += b);
-        possible
-            .iter_mut()
-            .zip(b.possible)
-            .for_each(|(a, b)| *a += b);
     }
     let total = universe.t.len();
     let results = conditions
         .into_iter()
-        .zip(possible)
+        .zip(&parts)
         .zip(sole)
-        .map(|(((name, sets), possible), sole_blocker)| CondResult {
+        .map(|(((name, sets), parts), sole_blocker)| CondResult {
             name,
             sets,
-            false_count: total - possible,
+            false_count: total
+                - parts
+                    .possible()
+                    .counts
+                    .iter()
+                    .map(|&c| u64::from(c))
+                    .sum::<u64>(),
             sole_blocker,
         })
         .collect();
@@ -1051,61 +1105,123 @@ const GIVEN_STATES_SHARE: u64 = 64;
 /// Universes of at most this many blocks of words are combined on the calling thread.
 const SERIAL_BLOCKS: usize = 4;
 
-/// One block's part of [`combine`]: its sets, and each condition's sole-blocked and
-/// not-FALSE counts.
+/// One block's part of [`combine`]: its sets, and each condition's sole-blocked count.
 struct Block {
     candidates: RoaringBitmap,
     to_verify: RoaringBitmap,
     near_miss: RoaringBitmap,
     sole: Vec<u64>,
-    possible: Vec<u64>,
 }
 
-/// Combines block `b` of `span` (1,024 words): each condition's words are read once, in
-/// order, into three accumulators the size of the block.
-fn combine_block(span: Span, b: usize, universe: &[u64], words: &[Arc<Words>]) -> Block {
-    let n = words.len();
+/// The word and bit of offset `o` in a block.
+fn bit(o: u16) -> (usize, u64) {
+    (usize::from(o / 64), 1 << (o % 64))
+}
+
+/// Combines block `b` of `span` (1,024 words of the universe, `universe`): each condition's
+/// part is read once, into three accumulators the size of the block, and read again for
+/// the ids near a miss.
+fn combine_block(span: Span, b: usize, universe: &[u64], conditions: &[Arc<CondParts>]) -> Block {
     let mut out = Block {
         candidates: RoaringBitmap::new(),
         to_verify: RoaringBitmap::new(),
         near_miss: RoaringBitmap::new(),
-        sole: vec![0; n],
-        possible: vec![0; n],
+        sole: vec![0; conditions.len()],
     };
-    let r = b * dense::BLOCK..(b + 1) * dense::BLOCK;
-    let x = &universe[r.clone()];
+    // Whole blocks as arrays: the loops below index them without bounds checks.
+    let x: &[u64; BLOCK] = &universe.as_chunks().0[b];
     if x.iter().all(|&w| w == 0) {
         return out;
     }
     // TRUE for all; ruled out (not possible) by at least one, by at least two.
-    let mut all = [0u64; dense::BLOCK];
-    all.copy_from_slice(x);
-    let mut once = [0u64; dense::BLOCK];
-    let mut twice = [0u64; dense::BLOCK];
-    for c in words {
-        let (t, p) = (&c.t[r.clone()], &c.possible()[r.clone()]);
-        for i in 0..dense::BLOCK {
-            all[i] &= t[i];
-            let ruled_out = x[i] & !p[i];
-            twice[i] |= once[i] & ruled_out;
-            once[i] |= ruled_out;
+    let mut all = *x;
+    let mut once = [0u64; BLOCK];
+    let mut twice = [0u64; BLOCK];
+    let mut scratch = [0u64; BLOCK];
+    for c in conditions {
+        match &c.t.parts[b] {
+            Part::All => {}
+            Part::None => all.fill(0),
+            Part::AllBut(left) => {
+                for &o in left.iter() {
+                    let (i, m) = bit(o);
+                    all[i] &= !m;
+                }
+            }
+            Part::Ids(ids) => {
+                scratch.fill(0);
+                for &o in ids.iter() {
+                    let (i, m) = bit(o);
+                    scratch[i] |= all[i] & m;
+                }
+                all = scratch;
+            }
+            Part::Words(t) => {
+                for i in 0..BLOCK {
+                    all[i] &= t[i];
+                }
+            }
+        }
+        // Ruled out: the universe's ids the not-FALSE set lacks.
+        let ruled_out = match &c.possible().parts[b] {
+            Part::All => continue,
+            Part::AllBut(left) => {
+                for &o in left.iter() {
+                    let (i, m) = bit(o);
+                    twice[i] |= once[i] & m;
+                    once[i] |= m;
+                }
+                continue;
+            }
+            Part::None => x,
+            Part::Ids(ids) => {
+                scratch = *x;
+                for &o in ids.iter() {
+                    let (i, m) = bit(o);
+                    scratch[i] &= !m;
+                }
+                &scratch
+            }
+            Part::Words(p) => {
+                for i in 0..BLOCK {
+                    scratch[i] = x[i] & !p[i];
+                }
+                &scratch
+            }
+        };
+        for i in 0..BLOCK {
+            twice[i] |= once[i] & ruled_out[i];
+            once[i] |= ruled_out[i];
         }
     }
     // `twice` becomes the near-miss words, `once` the to-verify words.
-    for i in 0..dense::BLOCK {
+    for i in 0..BLOCK {
         twice[i] = once[i] & !twice[i];
         once[i] = x[i] & !once[i] & !all[i];
     }
     let (near, verify) = (&twice, &once);
-    for (k, c) in words.iter().enumerate() {
-        let p = &c.possible()[r.clone()];
-        let (mut s, mut q) = (0u64, 0u64);
-        for i in 0..dense::BLOCK {
-            s += u64::from((near[i] & !p[i]).count_ones());
-            q += u64::from((x[i] & p[i]).count_ones());
+    // An entity near a miss is ruled out by exactly one condition: the one that lacks it.
+    let near_count: u64 = near.iter().map(|w| u64::from(w.count_ones())).sum();
+    if near_count > 0 {
+        let near_in = |ids: &[u16]| -> u64 {
+            ids.iter()
+                .filter(|&&o| {
+                    let (i, m) = bit(o);
+                    near[i] & m != 0
+                })
+                .count() as u64
+        };
+        for (c, s) in conditions.iter().zip(&mut out.sole) {
+            *s = match &c.possible().parts[b] {
+                Part::All => 0,
+                Part::None => near_count,
+                Part::AllBut(left) => near_in(left),
+                Part::Ids(ids) => near_count - near_in(ids),
+                Part::Words(p) => (0..BLOCK)
+                    .map(|i| u64::from((near[i] & !p[i]).count_ones()))
+                    .sum(),
+            };
         }
-        out.sole[k] = s;
-        out.possible[k] = q;
     }
     let one = Span {
         first: span.first + b as u32,
@@ -1367,14 +1483,22 @@ mod tests {
         #[test]
         fn combine_agrees_with_entity_by_entity_states(
             universe in ids(),
-            conds in proptest::collection::vec((ids(), ids()), 0..5),
+            conds in proptest::collection::vec(
+                (ids(), ids(), proptest::bool::ANY, proptest::bool::ANY),
+                0..5,
+            ),
         ) {
+            // A set or its complement within the universe: conditions TRUE (or not FALSE)
+            // for nearly everyone are read as the few they leave out.
             let conditions: Vec<(String, Arc<Sets>)> = conds
                 .into_iter()
                 .enumerate()
-                .map(|(i, (t, u))| {
-                    let t = &t & &universe;
-                    let u = &(&u & &universe) - &t;
+                .map(|(i, (t, u, t_rest, u_rest))| {
+                    let within = |s: RoaringBitmap, rest: bool| {
+                        if rest { &universe - &s } else { &s & &universe }
+                    };
+                    let t = within(t, t_rest);
+                    let u = &within(u, u_rest) - &t;
                     (format!("c{i}"), Arc::new(Sets::new(t, u)))
                 })
                 .collect();
