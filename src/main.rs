@@ -1062,41 +1062,24 @@ fn run_match(
     let warm = warm.elapsed();
     // Recombined: every condition from the cache, but candidates, to-verify, near-miss and
     // amounts computed again (what a policy costs once its conditions are at hand).
-    // Each round keeps every policy's time; the table shows the median round's.
-    struct Round {
-        seconds: f64,
-        /// Each policy's time, and of it combining and amounts.
-        each: Vec<(f64, f64, f64)>,
-        combine: f64,
-        amounts: f64,
-    }
-    let mut recombined: Vec<Round> = Vec::new();
+    // Each round keeps every policy's time, and of it combining and amounts; the table
+    // shows the median round's.
+    // A policy's time, and of it combining and amounts.
+    type Times = (f64, f64, f64);
+    let mut recombined: Vec<(f64, Vec<Times>)> = Vec::new();
     for _ in 0..rounds {
         engine.forget_results();
         let t = std::time::Instant::now();
-        let mut round = Round {
-            seconds: 0.0,
-            each: Vec::with_capacity(ids.len()),
-            combine: 0.0,
-            amounts: 0.0,
-        };
+        let mut each = Vec::with_capacity(ids.len());
         for id in &ids {
             let run = engine.run(id, &overrides)?;
-            round
-                .each
-                .push((run.seconds, run.combine_seconds, run.amount_seconds));
-            round.combine += run.combine_seconds;
-            round.amounts += run.amount_seconds;
+            each.push((run.seconds, run.combine_seconds, run.amount_seconds));
         }
-        round.seconds = t.elapsed().as_secs_f64();
-        recombined.push(round);
+        recombined.push((t.elapsed().as_secs_f64(), each));
     }
-    recombined.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    let (fastest, slowest) = (
-        recombined[0].seconds,
-        recombined[recombined.len() - 1].seconds,
-    );
-    let recombined = recombined.swap_remove(recombined.len() / 2);
+    recombined.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (fastest, slowest) = (recombined[0].0, recombined[recombined.len() - 1].0);
+    let (recombined, recombined_each) = recombined.swap_remove(recombined.len() / 2);
     // Loaded: conditions and results forgotten, the decoded field columns kept (what a
     // what-if with a new parameter value costs, and what a database with its tables in
     // memory is compared with).
@@ -1120,7 +1103,7 @@ fn run_match(
         "combine",
         "amounts"
     );
-    for ((run, loaded), recombined) in runs.iter().zip(&loaded).zip(&recombined.each) {
+    for ((run, loaded), recombined) in runs.iter().zip(&loaded).zip(&recombined_each) {
         println!(
             "{:<4} {:<26} {:<10} {:>10} {:>10} {:>10} {:>16} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             run.id,
@@ -1166,9 +1149,9 @@ fn run_match(
         opened.as_secs_f64() * 1e3,
         runs.iter().map(|r| r.seconds).sum::<f64>() * 1e3,
         loaded.iter().sum::<f64>() * 1e3,
-        recombined.seconds * 1e3,
-        recombined.combine * 1e3,
-        recombined.amounts * 1e3,
+        recombined * 1e3,
+        recombined_each.iter().map(|r| r.1).sum::<f64>() * 1e3,
+        recombined_each.iter().map(|r| r.2).sum::<f64>() * 1e3,
         warm.as_secs_f64() * 1e3,
         engine.cached(),
         engine.column_bytes() as f64 / 1e6
