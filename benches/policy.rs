@@ -6,6 +6,8 @@
 //!   from the snapshot's columns, then combined, with amounts.
 //! - `catalogue/recombine`: every condition's sets cached; each policy's candidates,
 //!   to-verify, near-miss and amounts recomputed (what a new as-of-independent run costs).
+//! - `catalogue/counts`: every condition's sets cached; the catalogue counted together,
+//!   block-major (counts of candidates, to-verify and near-miss, and each condition's).
 //! - `catalogue/cached`: nothing changed since the last run: results from the memo.
 //! - `whatif/numeric`: M01 with a new age threshold: one single-table condition computed,
 //!   the rest cached.
@@ -13,6 +15,9 @@
 //! - `new_policy/3_conditions`: a policy text whose three conditions are all new.
 //! - `random/6418`: 6,418 random policies, each a combination of 2-5 catalogue conditions
 //!   (cached), compiled and combined.
+//! - `random/6418_counts`: the same policies counted together, block-major
+//!   (`Engine::count_policies`): counts of candidates, to-verify and near-miss, and each
+//!   condition's FALSE and sole-blocked counts, without their sets.
 //!
 //! Run: `cargo bench --bench policy` (`SNAPSHOT_PERSONS=100000` for the demo city's size).
 
@@ -96,6 +101,10 @@ fn bench(c: &mut Criterion) {
                 .map(|r| r.candidates.len())
                 .sum::<u64>()
         })
+    });
+    let policies: Vec<Policy> = cat.policies.iter().map(|c| c.policy.clone()).collect();
+    g.bench_function("counts", |b| {
+        b.iter(|| engine.count_policies(&policies, &none).unwrap().len())
     });
     g.bench_function("cached", |b| {
         b.iter(|| {
@@ -210,8 +219,20 @@ fn bench(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("random");
     g.sample_size(10);
-    for p in &random {
-        engine.run_policy(p, &none).unwrap();
+    // Counted together, each policy counts what its own run holds.
+    let counted = engine.count_policies(&random, &none).unwrap();
+    for (p, c) in random.iter().zip(&counted) {
+        let run = engine.run_policy(p, &none).unwrap();
+        assert_eq!(
+            (c.candidates, c.to_verify, c.near_miss),
+            (
+                run.candidates.len(),
+                run.to_verify.len(),
+                run.near_miss.len()
+            ),
+            "{}",
+            p.id
+        );
     }
     g.bench_function("6418", |b| {
         b.iter(|| {
@@ -219,6 +240,16 @@ fn bench(c: &mut Criterion) {
             random
                 .iter()
                 .map(|p| engine.run_policy(p, &none).unwrap().candidates.len())
+                .sum::<u64>()
+        })
+    });
+    g.bench_function("6418_counts", |b| {
+        b.iter(|| {
+            engine
+                .count_policies(&random, &none)
+                .unwrap()
+                .iter()
+                .map(|c| c.candidates)
                 .sum::<u64>()
         })
     });

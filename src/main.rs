@@ -227,8 +227,9 @@ enum Command {
         /// Candidates to print per policy.
         #[arg(long, default_value_t = 10)]
         limit: usize,
-        /// Recombine the catalogue this many times (conditions cached, results recomputed)
-        /// and report the median and range: the figure is noisy on a busy machine.
+        /// Recombine the catalogue this many times (conditions cached, results recomputed),
+        /// and count it together (counts only) as many times, and report the medians and
+        /// the recombination's range: the figures are noisy on a busy machine.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         rounds: u32,
     },
@@ -1080,6 +1081,35 @@ fn run_match(
     recombined.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (fastest, slowest) = (recombined[0].0, recombined[recombined.len() - 1].0);
     let (recombined, recombined_each) = recombined.swap_remove(recombined.len() / 2);
+    // Counted: the same policies counted together, block-major (counts of candidates,
+    // to-verify and near-miss, and each condition's; no sets, no amounts), as many rounds.
+    let policies = ids
+        .iter()
+        .map(|id| engine.catalogue_policy(id))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut counted_times = Vec::with_capacity(rounds as usize);
+    let mut counted = Vec::new();
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        counted = engine.count_policies(&policies, &overrides)?;
+        counted_times.push(t.elapsed().as_secs_f64());
+    }
+    counted_times.sort_by(f64::total_cmp);
+    let counted_median = counted_times[counted_times.len() / 2];
+    for (c, run) in counted.iter().zip(&runs) {
+        let run_counts = (
+            run.candidates.len(),
+            run.to_verify.len(),
+            run.near_miss.len(),
+        );
+        if (c.candidates, c.to_verify, c.near_miss) != run_counts {
+            bail!(
+                "{}: counted together {:?}, run alone {run_counts:?}",
+                c.id,
+                (c.candidates, c.to_verify, c.near_miss)
+            );
+        }
+    }
     // Loaded: conditions and results forgotten, the decoded field columns kept (what a
     // what-if with a new parameter value costs, and what a database with its tables in
     // memory is compared with).
@@ -1143,7 +1173,7 @@ fn run_match(
         String::new()
     };
     println!(
-        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; loaded (field columns decoded, no condition cached) {:.1} ms; recombined (cached conditions, results recomputed) {:.1} ms{range}, of which combining {:.1} ms and amounts {:.1} ms; warm (cached results) {:.2} ms; {} cached atoms; columns {:.1} MB",
+        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; loaded (field columns decoded, no condition cached) {:.1} ms; recombined (cached conditions, results recomputed) {:.1} ms{range}, of which combining {:.1} ms and amounts {:.1} ms; counted together (cached conditions, counts only) {:.2} ms{}; warm (cached results) {:.2} ms; {} cached atoms; columns {:.1} MB",
         runs.len(),
         engine.as_of(),
         opened.as_secs_f64() * 1e3,
@@ -1152,6 +1182,8 @@ fn run_match(
         recombined * 1e3,
         recombined_each.iter().map(|r| r.1).sum::<f64>() * 1e3,
         recombined_each.iter().map(|r| r.2).sum::<f64>() * 1e3,
+        counted_median * 1e3,
+        if rounds > 1 { " (median)" } else { "" },
         warm.as_secs_f64() * 1e3,
         engine.cached(),
         engine.column_bytes() as f64 / 1e6

@@ -135,6 +135,27 @@ fn demo_generates_and_ingests_a_city() {
     assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
     let out = stdout(&m);
     assert!(out.contains("M01  高龄津贴"), "{out}");
+    // The whole catalogue, twice over: counted together, it agrees with every run.
+    let all = mianshen(&[
+        "match",
+        "--snapshot",
+        snap,
+        "all",
+        "--limit",
+        "0",
+        "--rounds",
+        "2",
+    ]);
+    let alls = stdout(&all);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert!(
+        alls.contains("counted together (cached conditions, counts only)"),
+        "{alls}"
+    );
     // Explain the first candidate: it is a candidate, every condition TRUE.
     let key = out
         .lines()

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
@@ -1036,4 +1037,51 @@ policy X02 "test" {
     for r in run_cases(&cat, &schema).unwrap() {
         assert!(r.failures.is_empty(), "{}: {:?}", r.case, r.failures);
     }
+}
+
+/// A condition reading another policy's result is cached (a second run computes nothing),
+/// and when that policy's states change, the condition reads the new states, not the
+/// cached ones.
+#[test]
+fn conditions_reading_a_policy_follow_its_states() {
+    let w = World {
+        persons: 3,
+        households: 1,
+        register: vec![
+            (0, Some(85), Some(0), None, false),
+            (1, Some(30), Some(0), None, false),
+            (2, Some(70), Some(0), None, false),
+        ],
+        events: vec![],
+        members: vec![],
+    };
+    let texts = [
+        (
+            "a.policy",
+            "policy A \"old\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
+             when old: T.reg.age >= 60\n  amount 1\n}\n"
+                .to_string(),
+        ),
+        (
+            "b.policy",
+            "policy B \"not A\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
+             when registered: T.reg.age >= 0\n  when not_a: not policy(A)\n  amount 1\n}\n"
+                .to_string(),
+        ),
+    ];
+    let (_dir, snap, cat) = world_catalogue(&w, &texts);
+    let b = cat.get("B").unwrap().policy.clone();
+    let mut engine = Engine::new(&snap, cat, Date::from_ymd(2025, 12, 31).unwrap());
+    let none = HashMap::new();
+    let first = engine.run("B", &none).unwrap();
+    assert_eq!(first.candidates.iter().collect::<Vec<_>>(), vec![1]);
+    engine.forget_results();
+    assert_eq!(engine.run_policy(&b, &none).unwrap().computed, 0, "cached");
+    // A now holds person 1 only: B's candidates are the others.
+    let one: roaring::RoaringBitmap = [1u32].into_iter().collect();
+    engine.set_policy_states("A", Arc::new(one), Arc::new(Default::default()));
+    let again = engine.run_policy(&b, &none).unwrap();
+    assert_eq!(again.candidates.iter().collect::<Vec<_>>(), vec![0, 2]);
+    let counted = engine.count_policies(&[b], &none).unwrap();
+    assert_eq!(counted[0].candidates, 2);
 }

@@ -302,10 +302,7 @@ fn run_case(p: &Policy, case: &Case, cat: &Catalogue, schema: &Schema, dir: &Pat
             Tri::Unknown => (RoaringBitmap::new(), one),
             Tri::False => (RoaringBitmap::new(), RoaringBitmap::new()),
         };
-        engine
-            .env
-            .policy_states
-            .insert(id.clone(), (Arc::new(t), Arc::new(u)));
+        engine.set_policy_states(id, Arc::new(t), Arc::new(u));
     }
     let run = match engine.run_policy(p, &HashMap::new()) {
         Ok(r) => r,

@@ -137,6 +137,20 @@ impl Part {
     }
 }
 
+/// The word and bit of offset `o` in a block.
+pub fn bit(o: u16) -> (usize, u64) {
+    (usize::from(o / 64), 1 << (o % 64))
+}
+
+/// `out` becomes the block `x` without the ids `left` (offsets in the block).
+pub fn all_but_into(out: &mut [u64; BLOCK], x: &[u64; BLOCK], left: &[u16]) {
+    *out = *x;
+    for &o in left {
+        let (i, m) = bit(o);
+        out[i] &= !m;
+    }
+}
+
 /// The offsets of the bits set in `word(0) … word(BLOCK - 1)`, ascending.
 fn offsets(word: impl Fn(usize) -> u64) -> Box<[u16]> {
     let mut out = Vec::new();

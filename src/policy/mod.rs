@@ -14,6 +14,7 @@
 //!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
 //! - [`dense`]: roaring sets as 64-bit words over a span of ids, for combining a policy's
 //!   conditions a word at a time;
+//! - [`count`]: many policies counted at once, block-major, for sweeps and screens;
 //! - [`scan`]: aggregates over a table's rows for every entity at once, by one columnar scan;
 //! - [`calendar`]: an event table's rows per entity as bitsets over a small column (months), so
 //!   that windowed counts are popcounts;
@@ -25,6 +26,7 @@ pub mod calendar;
 pub mod cases;
 pub mod check;
 pub mod columns;
+pub mod count;
 pub mod dense;
 pub mod engine;
 pub mod eval;
