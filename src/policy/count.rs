@@ -184,36 +184,39 @@ fn kernel(
         kept,
     } = acc;
     // Candidates. Until a part narrows them, they are the universe `x` (not yet copied).
+    // Their count is kept while only parts listing the ids they leave out narrow them (the
+    // commonest form: alive, registered here); after a part in words, it is counted.
     let mut narrowed = false;
-    let mut candidates = universe;
+    let mut candidates = Some(universe);
     for &c in read {
         match &parts[c as usize].t.parts[b] {
             Part::All => {}
             Part::None => {
-                candidates = 0;
-                narrowed = false;
+                candidates = Some(0);
                 break;
             }
             Part::Words(t) => {
                 if narrowed {
-                    for i in 0..BLOCK {
-                        all[i] &= t[i];
-                    }
+                    and_into(all, t);
                 } else {
                     // A part's words are within the universe's.
                     *all = **t;
                     narrowed = true;
                 }
+                candidates = None;
             }
             Part::AllBut(left) => {
                 if !narrowed {
                     *all = *x;
                     narrowed = true;
                 }
+                let mut cleared = 0;
                 for &o in left.iter() {
                     let (i, m) = bit(o);
+                    cleared += u32::from(all[i] & m != 0);
                     all[i] &= !m;
                 }
+                candidates = candidates.map(|n| n - cleared);
             }
             Part::Ids(ids) => {
                 let within: &[u64; BLOCK] = if narrowed { all } else { x };
@@ -228,14 +231,15 @@ fn kernel(
                     all[i] |= m;
                 }
                 narrowed = true;
+                candidates = Some(kept.len() as u32);
             }
         }
     }
-    if narrowed {
-        candidates = popcount(all);
-    }
-    // Ruled out at least once, twice: how many of `once` and `twice` hold words.
+    let candidates = candidates.unwrap_or_else(|| popcount(all));
+    // Ruled out at least once (`once`), twice (`twice`): how many of them hold words, and
+    // their counts while only parts listing a few ids have added to them.
     let mut live = 0;
+    let mut counted = Some((0u32, 0u32));
     for &c in read {
         let words: &[u64; BLOCK] = match &parts[c as usize].possible().parts[b] {
             Part::All => continue,
@@ -249,29 +253,27 @@ fn kernel(
                     twice.fill(0);
                     live = 2;
                 }
+                let (mut new_once, mut new_twice) = (0, 0);
                 for &o in left.iter() {
                     let (i, m) = bit(o);
+                    let (was_once, was_twice) = (once[i] & m != 0, twice[i] & m != 0);
+                    new_twice += u32::from(was_once && !was_twice);
+                    new_once += u32::from(!was_once);
                     twice[i] |= once[i] & m;
                     once[i] |= m;
                 }
+                counted = counted.map(|(n1, n2)| (n1 + new_once, n2 + new_twice));
                 continue;
             }
             Part::None => {
-                // Ruled out: the whole universe here.
-                match live {
-                    0 => *once = *x,
-                    1 => {
-                        *twice = *once;
-                        *once = *x;
-                    }
-                    _ => {
-                        for i in 0..BLOCK {
-                            twice[i] |= once[i];
-                        }
-                        *once = *x;
-                    }
+                // Ruled out: the whole universe here (`twice` becomes `once`, which holds
+                // it).
+                if live > 0 {
+                    *twice = *once;
                 }
+                *once = *x;
                 live = (live + 1).min(2);
+                counted = counted.map(|(n1, _)| (universe, n1));
                 continue;
             }
             Part::Ids(ids) => {
@@ -280,54 +282,24 @@ fn kernel(
                 out
             }
             Part::Words(p) => {
-                match live {
-                    0 => {
-                        for i in 0..BLOCK {
-                            once[i] = x[i] & !p[i];
-                        }
-                    }
-                    1 => {
-                        for i in 0..BLOCK {
-                            let r = x[i] & !p[i];
-                            twice[i] = once[i] & r;
-                            once[i] |= r;
-                        }
-                    }
-                    _ => {
-                        for i in 0..BLOCK {
-                            let r = x[i] & !p[i];
-                            twice[i] |= once[i] & r;
-                            once[i] |= r;
-                        }
-                    }
-                }
+                rule_out(live, once, twice, x, p);
                 live = (live + 1).min(2);
+                counted = None;
                 continue;
             }
         };
-        // Ruled out: `words`.
-        match live {
-            0 => *once = *words,
-            1 => {
-                for i in 0..BLOCK {
-                    twice[i] = once[i] & words[i];
-                    once[i] |= words[i];
-                }
-            }
-            _ => {
-                for i in 0..BLOCK {
-                    twice[i] |= once[i] & words[i];
-                    once[i] |= words[i];
-                }
-            }
-        }
+        // Ruled out: `words` (the universe's ids that `!words` lacks).
+        rule_out(live, once, twice, words, &ZERO);
         live = (live + 1).min(2);
+        counted = None;
     }
-    let ruled = if live > 0 { popcount(once) } else { 0 };
-    let near = match live {
-        0 | 1 => ruled,
-        _ => ruled - popcount(twice),
+    let (ruled, twice_n) = match (live, counted) {
+        (0, _) => (0, 0),
+        (_, Some(n)) => n,
+        (1, None) => (popcount(once), 0),
+        (_, None) => (popcount(once), popcount(twice)),
     };
+    let near = ruled - twice_n;
     slots[0] += u64::from(candidates);
     slots[1] += u64::from(universe - ruled - candidates);
     slots[2] += u64::from(near);
@@ -335,18 +307,14 @@ fn kernel(
         return;
     }
     // An id near a miss is ruled out by exactly one condition: the one that rules it out.
-    // `once` becomes the near-miss words.
-    if live == 2 {
-        for i in 0..BLOCK {
-            once[i] &= !twice[i];
-        }
-    }
-    let near_words: &[u64; BLOCK] = once;
+    // The near-miss ids are `once` without `twice` (`twice` is all zero while `live` < 2).
+    let (once, twice): (&[u64; BLOCK], &[u64; BLOCK]) = (once, twice);
+    let two = live == 2;
     let near_in = |ids: &[u16]| -> u32 {
         ids.iter()
             .filter(|&&o| {
                 let (i, m) = bit(o);
-                near_words[i] & m != 0
+                once[i] & m != 0 && !(two && twice[i] & m != 0)
             })
             .count() as u32
     };
@@ -356,10 +324,61 @@ fn kernel(
             Part::None => near,
             Part::AllBut(left) => near_in(left),
             Part::Ids(ids) => near - near_in(ids),
-            Part::Words(p) => (0..BLOCK)
-                .map(|i| (near_words[i] & !p[i]).count_ones())
-                .sum(),
+            Part::Words(p) => lacking(once, if two { twice } else { &ZERO }, p),
         };
         slots[3 + pos] += u64::from(sole);
     }
+}
+
+/// A block of no ids.
+static ZERO: [u64; BLOCK] = [0; BLOCK];
+
+// The loops below are functions of their own: their arguments are known not to overlap, so
+// they are vectorised (written inline over the accumulators, which the compiler could not
+// tell apart from the parts' boxes, they ran a word at a time).
+
+/// `all &= t`.
+fn and_into(all: &mut [u64; BLOCK], t: &[u64; BLOCK]) {
+    for i in 0..BLOCK {
+        all[i] &= t[i];
+    }
+}
+
+/// Adds the ids `x & !p` to those ruled out once and twice, `live` of which hold words
+/// (`once` is written outright when none does, `twice` when only `once` does).
+fn rule_out(
+    live: u8,
+    once: &mut [u64; BLOCK],
+    twice: &mut [u64; BLOCK],
+    x: &[u64; BLOCK],
+    p: &[u64; BLOCK],
+) {
+    match live {
+        0 => {
+            for i in 0..BLOCK {
+                once[i] = x[i] & !p[i];
+            }
+        }
+        1 => {
+            for i in 0..BLOCK {
+                let r = x[i] & !p[i];
+                twice[i] = once[i] & r;
+                once[i] |= r;
+            }
+        }
+        _ => {
+            for i in 0..BLOCK {
+                let r = x[i] & !p[i];
+                twice[i] |= once[i] & r;
+                once[i] |= r;
+            }
+        }
+    }
+}
+
+/// Ids of `once` but not `twice` that `p` lacks.
+fn lacking(once: &[u64; BLOCK], twice: &[u64; BLOCK], p: &[u64; BLOCK]) -> u32 {
+    (0..BLOCK)
+        .map(|i| (once[i] & !twice[i] & !p[i]).count_ones())
+        .sum()
 }
