@@ -9,9 +9,10 @@
 //! reads them, one policy's accumulators (32 KB) stay in L1, and nothing is written but
 //! counts. Each part is read in its own form ([`Part`]), as when combining one policy.
 //!
-//! Measured at the full city (7.8M persons, 6,418 random policies): 0.85–0.96 s counted
-//! together against 9.5 s run one by one (BENCHMARKS.md, issue 4). What is left is the
-//! kernel itself: about 2–3 µs per policy and block, most of it population counts.
+//! Measured at the full city (7.8M persons, 6,418 random policies): 0.92 s counted together
+//! against 9.55 s run one by one (BENCHMARKS.md, issue 4). What is left is the kernel
+//! itself: about 3 µs of a core per policy and block, most of it population counts where a
+//! part is in words.
 
 use std::sync::Arc;
 

@@ -1158,11 +1158,16 @@ fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
     } else {
         conditions.par_iter().map(|(_, s)| s.parts(&uni)).collect()
     };
-    let block = |b| combine_block(span, b, &uni.t, &parts);
+    // One set of accumulators per thread, not per block.
+    let block = |acc: &mut Box<Acc>, b| combine_block(span, b, &uni.t, &parts, acc);
     let blocks: Vec<Block> = if serial {
-        (0..span.count).map(block).collect()
+        let mut acc = Acc::new();
+        (0..span.count).map(|b| block(&mut acc, b)).collect()
     } else {
-        (0..span.count).into_par_iter().map(block).collect()
+        (0..span.count)
+            .into_par_iter()
+            .map_init(Acc::new, block)
+            .collect()
     };
     let mut candidates = RoaringBitmap::new();
     let mut to_verify = RoaringBitmap::new();
@@ -1221,7 +1226,13 @@ struct Block {
 }
 
 /// Combines block `b` of `span` (1,024 words of the universe, `universe`) into sets.
-fn combine_block(span: Span, b: usize, universe: &[u64], conditions: &[Arc<CondParts>]) -> Block {
+fn combine_block(
+    span: Span,
+    b: usize,
+    universe: &[u64],
+    conditions: &[Arc<CondParts>],
+    acc: &mut Acc,
+) -> Block {
     let mut out = Block {
         candidates: RoaringBitmap::new(),
         to_verify: RoaringBitmap::new(),
@@ -1229,8 +1240,7 @@ fn combine_block(span: Span, b: usize, universe: &[u64], conditions: &[Arc<CondP
         sole: vec![0; conditions.len()],
     };
     let x: &[u64; BLOCK] = &universe.as_chunks().0[b];
-    let mut acc = Acc::new();
-    let Some(counts) = combine_words(b, x, conditions, &mut acc, &mut out.sole) else {
+    let Some(counts) = combine_words(b, x, conditions, acc, &mut out.sole) else {
         return out;
     };
     let one = Span {
