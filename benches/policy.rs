@@ -75,6 +75,8 @@ fn as_of() -> Date {
 }
 
 fn bench(c: &mut Criterion) {
+    // As the `mianshen` command does for the policy engine (`mianshen::alloc`).
+    mianshen::alloc::keep_freed_memory(mianshen::alloc::KEEP_FREED_MS);
     let dir = snapshot_dir();
     let snap = Snapshot::open(&dir).unwrap();
     let cat = catalogue(&snap);

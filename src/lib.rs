@@ -23,13 +23,15 @@
 //! - [`ids`], [`date`]: national identifiers (GB 11643, GB 32100) and calendar arithmetic,
 //!   shared by every stage; [`codec`]: the blocked integers and bit packing that ingest's
 //!   segments and the snapshot both store.
-//! - [`error`]: one error enum per layer; [`mmap`]: read-only maps, the one `unsafe` place;
+//! - [`error`]: one error enum per layer; [`mmap`]: read-only maps and [`alloc`]: the
+//!   allocator's retention of freed memory, the two `unsafe` places;
 //!   [`parallel`]: work over threads with results used in order.
 //!
 //! Each stage imports only from the stages before it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod alloc;
 pub mod codec;
 pub mod date;
 pub mod error;

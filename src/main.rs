@@ -389,6 +389,20 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The policy engine allocates and frees the same working set run after run: keep freed
+    // memory with the process while it is busy (mianshen::alloc). The build's stages keep
+    // mimalloc's default, so its peak memory is measured as before.
+    if matches!(
+        cli.command,
+        Command::Demo { .. }
+            | Command::Serve { .. }
+            | Command::Match { .. }
+            | Command::Explain { .. }
+            | Command::Whatif { .. }
+            | Command::Policies { .. }
+    ) {
+        mianshen::alloc::keep_freed_memory(mianshen::alloc::KEEP_FREED_MS);
+    }
     match cli.command {
         Command::Demo {
             persons,

@@ -508,15 +508,12 @@ impl RankValues {
         }
     }
 
-    /// The value for each of `ids`.
-    pub fn of(&self, fc: &FieldColumn, ids: &[u32]) -> Vec<Option<f64>> {
-        ids.par_iter()
-            .with_min_len(1 << 14)
-            .map(|&e| match fc.ranks.get(e as usize) {
-                Some(&r) if r != NO_ROW => self.per_rank.get(r as usize).copied().flatten(),
-                _ => self.no_row,
-            })
-            .collect()
+    /// The value for entity `e`.
+    pub fn of_entity(&self, fc: &FieldColumn, e: u32) -> Option<f64> {
+        match fc.ranks.get(e as usize) {
+            Some(&r) if r != NO_ROW => self.per_rank.get(r as usize).copied().flatten(),
+            _ => self.no_row,
+        }
     }
 }
 

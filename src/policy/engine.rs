@@ -689,10 +689,10 @@ impl<'s> Engine<'s> {
                 .val(node, At::entity(NO_ENTITY), &mut NoTrace)
                 .v
                 .amount();
-            return match v {
-                Some(v) => (candidates.iter().map(|e| (e, v)).collect(), 0),
-                None => (Vec::new(), candidates.len()),
-            };
+            return amounts_by(candidates, |_| v);
+        }
+        if let Some((fc, values)) = self.rank_values(node) {
+            return amounts_by(candidates, |e| values.of_entity(&fc, e));
         }
         let ids: Vec<u32> = candidates.iter().collect();
         let operand = columns::aggregate_operand(node);
@@ -718,9 +718,8 @@ impl<'s> Engine<'s> {
                 let c = self.counted.get(&format!("{kind}|{x:?}"))?.clone();
                 Some((x, c))
             });
-        let vals: Vec<Option<f64>> = match (self.rank_values(node), kept, counted) {
-            (Some((fc, values)), _, _) => values.of(&fc, &ids),
-            (None, Some((x, k)), _) => {
+        let vals: Vec<Option<f64>> = match (kept, counted) {
+            (Some((x, k)), _) => {
                 let all = self.ids(kind, universe);
                 let at: Vec<Option<usize>> = positions_in(&all, &ids).collect();
                 columns::given_values(&self.env, node, x, &ids, |i| {
@@ -728,7 +727,7 @@ impl<'s> Engine<'s> {
                     Some(Val { v: k.v(), doubt })
                 })
             }
-            (None, None, Some((x, c))) => {
+            (None, Some((x, c))) => {
                 let at: Vec<Option<usize>> = positions_in(&c.entities, &ids).collect();
                 columns::given_values(&self.env, node, x, &ids, |i| {
                     // No rows (or edges): a count of none.
@@ -739,7 +738,7 @@ impl<'s> Engine<'s> {
                     })
                 })
             }
-            (None, None, None) => {
+            (None, None) => {
                 let conditions = if ids.len() as u64 * GIVEN_STATES_SHARE >= universe.len() {
                     entity_conditions(node)
                 } else {
@@ -1600,6 +1599,46 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
         }
         None => sets_by(universe, |e| ev.tri(atom, At::entity(e), &mut NoTrace)),
     }
+}
+
+/// Each candidate's amount by `value`, in candidate order, and how many have none: the
+/// candidates' containers in parallel, each read in batches.
+fn amounts_by(
+    candidates: &RoaringBitmap,
+    value: impl Fn(u32) -> Option<f64> + Sync,
+) -> (Vec<(u32, f64)>, u64) {
+    let (Some(min), Some(max)) = (candidates.min(), candidates.max()) else {
+        return (Vec::new(), 0);
+    };
+    let parts: Vec<(Vec<(u32, f64)>, u64)> = (min >> 16..=max >> 16)
+        .into_par_iter()
+        .map(|hi| {
+            let mut it = candidates.range(hi << 16..=(hi << 16 | 0xFFFF));
+            let mut buf = [0u32; 1024];
+            let (mut out, mut missing) = (Vec::new(), 0u64);
+            loop {
+                let got = it.next_many(&mut buf);
+                if got.is_empty() {
+                    break;
+                }
+                out.reserve(got.len());
+                for &e in got.iter() {
+                    match value(e) {
+                        Some(v) => out.push((e, v)),
+                        None => missing += 1,
+                    }
+                }
+            }
+            (out, missing)
+        })
+        .collect();
+    let mut amounts = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+    let mut missing = 0;
+    for (part, m) in parts {
+        amounts.extend_from_slice(&part);
+        missing += m;
+    }
+    (amounts, missing)
 }
 
 /// Calls `f` on every id of `set` in order, taking them from the bitmap in batches (faster

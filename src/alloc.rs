@@ -1,0 +1,55 @@
+//! The allocator's retention of freed memory, tuned for the policy engine.
+//!
+//! The binary and the benches use mimalloc as the global allocator. By default it returns
+//! memory it no longer uses to the OS (a *purge*) about a second after it was freed, and a
+//! page returned costs a page fault and zeroing when it is used again. The policy engine
+//! allocates and frees the same working set run after run (candidate sets, amounts, dense
+//! blocks), so at the full city a third of a recombined catalogue was the kernel clearing
+//! pages it had just been given back (`clear_page_erms`, 54% of a profile of repeated
+//! what-ifs; BENCHMARKS.md, issue 4). [`keep_freed_memory`] delays purging: memory stays with
+//! the process while it is busy and goes back to the OS once it has been idle that long.
+//! Peak memory is unchanged: freed memory is reused before more is asked of the OS.
+
+/// mimalloc's `mi_option_purge_delay` (its index in `mi_option_t`, the same in v2 and v3).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How long freed memory is kept before it is returned to the OS, by default.
+pub const KEEP_FREED_MS: i64 = 10_000;
+
+/// Keeps freed memory with the process for `ms` milliseconds before returning it to the OS
+/// (`-1`: never). Only has effect when mimalloc is the global allocator.
+pub fn keep_freed_memory(ms: i64) {
+    // SAFETY: `mi_option_set` takes any option index and value; it only stores the value, and
+    // mimalloc reads it at its next purge. It allocates nothing and is thread-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, ms as std::os::raw::c_long);
+    }
+}
+
+/// The purge delay in force, in milliseconds.
+pub fn freed_memory_kept_ms() -> i64 {
+    // SAFETY: reads an option's value; mimalloc initialises it from the environment on first
+    // read.
+    #[allow(unsafe_code)]
+    let ms = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
+    // `c_long` is `i64` here, but narrower on some platforms.
+    #[allow(clippy::useless_conversion)]
+    i64::from(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_is_the_option_set() {
+        // mimalloc's default purge delay (v3: 1000 ms; v2: 10 ms) unless the environment
+        // says otherwise: a different value means the index names another option.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert!(matches!(freed_memory_kept_ms(), 1000 | 10));
+        }
+        keep_freed_memory(KEEP_FREED_MS);
+        assert_eq!(freed_memory_kept_ms(), KEEP_FREED_MS);
+    }
+}
