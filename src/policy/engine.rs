@@ -32,6 +32,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
+use super::amounts::Amounts;
 use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn};
@@ -179,8 +180,8 @@ pub struct PolicyRun {
     pub candidates: Arc<RoaringBitmap>,
     pub to_verify: Arc<RoaringBitmap>,
     pub near_miss: Arc<RoaringBitmap>,
-    /// `(entity, amount)` for each candidate whose amount is known, in entity order.
-    pub amounts: Arc<Vec<(u32, f64)>>,
+    /// Each candidate's amount ([`Amounts::iter`] lists them with the candidates).
+    pub amounts: Arc<Amounts>,
     /// Candidates whose amount could not be computed (missing inputs).
     pub amount_missing: u64,
     pub total: f64,
@@ -193,11 +194,14 @@ pub struct PolicyRun {
 }
 
 impl PolicyRun {
+    /// The amount of candidate `e` (`None`: not a candidate, or its amount is unknown).
     pub fn amount_of(&self, e: u32) -> Option<f64> {
-        self.amounts
-            .binary_search_by_key(&e, |&(x, _)| x)
-            .ok()
-            .map(|i| self.amounts[i].1)
+        self.amounts.of(&self.candidates, e)
+    }
+
+    /// `(entity, amount)` for each candidate whose amount is known, in entity order.
+    pub fn amount_list(&self) -> impl Iterator<Item = (u32, f64)> + '_ {
+        self.amounts.iter(&self.candidates)
     }
 }
 
@@ -546,12 +550,15 @@ impl<'s> Engine<'s> {
         let combine_seconds = combining.elapsed().as_secs_f64();
 
         let amounting = Instant::now();
-        let (amounts, amount_missing) = match &compiled.amount {
+        let amounts = match &compiled.amount {
             Some(node) => self.amounts(node, &p.subject, universe, &candidates),
-            None => (Vec::new(), 0),
+            None => Amounts::default(),
+        };
+        let (total, amount_missing) = match &compiled.amount {
+            Some(_) => amounts.total(&candidates),
+            None => (0.0, 0),
         };
         let amount_seconds = amounting.elapsed().as_secs_f64();
-        let total = amounts.iter().map(|a| a.1).sum();
         let run = PolicyRun {
             id: p.id.clone(),
             name: p.name.clone(),
@@ -683,16 +690,16 @@ impl<'s> Engine<'s> {
         kind: &str,
         universe: &RoaringBitmap,
         candidates: &RoaringBitmap,
-    ) -> (Vec<(u32, f64)>, u64) {
+    ) -> Amounts {
         if columns::constant(node) {
             let v = Evaluator::new(&self.env)
                 .val(node, At::entity(NO_ENTITY), &mut NoTrace)
                 .v
                 .amount();
-            return amounts_by(candidates, |_| v);
+            return Amounts::Constant(v);
         }
         if let Some((fc, values)) = self.rank_values(node) {
-            return amounts_by(candidates, |e| values.of_entity(&fc, e));
+            return Amounts::ByRank(fc, values);
         }
         let ids: Vec<u32> = candidates.iter().collect();
         let operand = columns::aggregate_operand(node);
@@ -774,15 +781,12 @@ impl<'s> Engine<'s> {
                     .collect()
             }
         };
-        let mut amounts = Vec::with_capacity(ids.len());
-        let mut missing = 0;
-        for (e, v) in ids.into_iter().zip(vals) {
-            match v {
-                Some(v) => amounts.push((e, v)),
-                None => missing += 1,
-            }
-        }
-        (amounts, missing)
+        Amounts::Listed(
+            ids.into_iter()
+                .zip(vals)
+                .filter_map(|(e, v)| Some((e, v?)))
+                .collect(),
+        )
     }
 
     /// Forgets whole-policy results (condition sets stay cached): the next run of each policy
@@ -1599,46 +1603,6 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
         }
         None => sets_by(universe, |e| ev.tri(atom, At::entity(e), &mut NoTrace)),
     }
-}
-
-/// Each candidate's amount by `value`, in candidate order, and how many have none: the
-/// candidates' containers in parallel, each read in batches.
-fn amounts_by(
-    candidates: &RoaringBitmap,
-    value: impl Fn(u32) -> Option<f64> + Sync,
-) -> (Vec<(u32, f64)>, u64) {
-    let (Some(min), Some(max)) = (candidates.min(), candidates.max()) else {
-        return (Vec::new(), 0);
-    };
-    let parts: Vec<(Vec<(u32, f64)>, u64)> = (min >> 16..=max >> 16)
-        .into_par_iter()
-        .map(|hi| {
-            let mut it = candidates.range(hi << 16..=(hi << 16 | 0xFFFF));
-            let mut buf = [0u32; 1024];
-            let (mut out, mut missing) = (Vec::new(), 0u64);
-            loop {
-                let got = it.next_many(&mut buf);
-                if got.is_empty() {
-                    break;
-                }
-                out.reserve(got.len());
-                for &e in got.iter() {
-                    match value(e) {
-                        Some(v) => out.push((e, v)),
-                        None => missing += 1,
-                    }
-                }
-            }
-            (out, missing)
-        })
-        .collect();
-    let mut amounts = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
-    let mut missing = 0;
-    for (part, m) in parts {
-        amounts.extend_from_slice(&part);
-        missing += m;
-    }
-    (amounts, missing)
 }
 
 /// Calls `f` on every id of `set` in order, taking them from the bitmap in batches (faster

@@ -9,7 +9,8 @@
 //!   cycles) and its dependency order;
 //! - [`eval`]: compilation against a snapshot and the three-valued evaluation of one entity;
 //! - [`engine`]: conditions as TRUE / UNKNOWN bitmaps, cached and shared; candidates,
-//!   to-verify, near-miss, amounts;
+//!   to-verify, near-miss, amounts ([`amounts`]: kept as the rule that computes them when it
+//!   is a constant or reads one field);
 //! - [`columns`]: the engine's columnar kernels: atoms and amounts on one field evaluated per
 //!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
 //! - [`dense`]: roaring sets as 64-bit words over a span of ids, for combining a policy's
@@ -21,6 +22,7 @@
 //! - [`explain`], [`whatif`]: one entity's reasons; a changed policy against the saved one;
 //! - [`cases`]: each policy's case tests, run against a snapshot built from the case.
 
+pub mod amounts;
 pub mod ast;
 pub mod calendar;
 pub mod cases;

@@ -145,7 +145,7 @@ fn tally(
         .collect();
     let mut rows = vec![(0u64, 0.0f64); labels.len()];
     // Amounts are in entity order, as candidates are: walk both.
-    let mut amounts = run.amounts.iter().peekable();
+    let mut amounts = run.amount_list().peekable();
     for e in run.candidates.iter() {
         let l = match fc.ranks.get(e as usize) {
             Some(&r) if r != NO_ROW => label_of_rank[r as usize],
@@ -153,7 +153,7 @@ fn tally(
         };
         rows[l].0 += 1;
         while amounts.next_if(|a| a.0 < e).is_some() {}
-        if let Some(&&(_, a)) = amounts.peek().filter(|a| a.0 == e) {
+        if let Some(&(_, a)) = amounts.peek().filter(|a| a.0 == e) {
             rows[l].1 += a;
         }
     }
@@ -232,7 +232,7 @@ fn breakdowns(engine: &mut Engine<'_>, run: &PolicyRun) -> Vec<Breakdown> {
                 tally(engine, run, "SC.ent", "type", str::to_string),
             ));
             let sizes = enterprise_size(engine.env.snap, &run.candidates);
-            let amount: HashMap<u32, f64> = run.amounts.iter().copied().collect();
+            let amount: HashMap<u32, f64> = run.amount_list().collect();
             let mut rows: BTreeMap<String, (u64, f64)> = BTreeMap::new();
             for e in run.candidates.iter() {
                 let k = sizes.get(&e).cloned().unwrap_or_else(|| "unknown".into());

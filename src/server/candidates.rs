@@ -246,7 +246,7 @@ fn stream_set(
     };
     let bits = served.set_of(run, set);
     let snap = served.snap();
-    let mut amounts = run.amounts.iter().peekable();
+    let mut amounts = run.amount_list().peekable();
     // The set's to-verify members, walked beside the set (a merge, not a probe per entity).
     let doubtful = if set == pb::SetKind::Candidates {
         roaring::RoaringBitmap::new()
@@ -261,7 +261,7 @@ fn stream_set(
     let mut sent = 0u64;
     for e in bits.iter().take(limit.min(bits.len()) as usize) {
         while amounts.next_if(|(x, _)| *x < e).is_some() {}
-        let amount = amounts.next_if(|(x, _)| *x == e).map(|&(_, a)| a);
+        let amount = amounts.next_if(|(x, _)| *x == e).map(|(_, a)| a);
         let mut flags = 0;
         if doubtful.next_if(|&x| x == e).is_some() {
             flags |= FLAG_TO_VERIFY;
