@@ -953,8 +953,22 @@ fn trimming_keeps_pinned_atoms() {
         assert!(engine.run_policy(&policy, &set).unwrap().computed > 0);
     }
     assert!(engine.cached() > pinned);
-    assert!(engine.trim(1));
+    assert!(engine.unpinned_bytes() > 0);
+    let before = engine.cached();
+    assert!(!engine.trim(usize::MAX, usize::MAX), "within both bounds");
+    assert_eq!(engine.cached(), before, "nothing dropped");
+    assert!(engine.trim(1, usize::MAX));
     assert_eq!(engine.cached(), pinned, "only the pinned atoms stay");
+    assert_eq!(engine.unpinned_bytes(), 0);
+    // Past the byte budget, the same.
+    for k in 2..5 {
+        let set = HashMap::from([("k".to_string(), Lit::Num(f64::from(k)))]);
+        engine.run_policy(&policy, &set).unwrap();
+    }
+    assert!(engine.cached() > pinned);
+    assert!(engine.trim(usize::MAX, 0));
+    assert_eq!(engine.cached(), pinned, "dropped by bytes");
+    assert_eq!(engine.unpinned_bytes(), 0);
     engine.forget_results();
     assert_eq!(engine.run("P4", &HashMap::new()).unwrap().computed, 0);
     let set = HashMap::from([("k".to_string(), Lit::Num(3.0))]);

@@ -152,6 +152,9 @@ mod tests {
         let parts = per_container(&set, |ids, n: &mut u64| *n += ids.len() as u64);
         assert_eq!(parts.len(), 5);
         assert_eq!(parts.iter().sum::<u64>(), set.len());
-        assert_eq!(per_container(&RoaringBitmap::new(), |_, _: &mut u64| {}).len(), 0);
+        assert_eq!(
+            per_container(&RoaringBitmap::new(), |_, _: &mut u64| {}).len(),
+            0
+        );
     }
 }

@@ -1101,19 +1101,68 @@ impl<'s> Engine<'s> {
             .collect();
     }
 
-    /// Keeps a long-lived engine's caches bounded: past `max` entries, whole-policy results
-    /// and then compiled policies and atoms are dropped, all but the pinned ones (they are
-    /// recomputed on demand; the catalogue's published results stay). Returns whether
-    /// anything was dropped.
-    pub fn trim(&mut self, max: usize) -> bool {
+    /// Bytes held by what is not pinned: whole-policy results (their own sets and listed
+    /// amounts), atoms' sets with their words and parts, kept values and counts.
+    pub fn unpinned_bytes(&self) -> usize {
+        let pinned = &self.pinned;
+        let sets = |s: &Sets| s.t.serialized_size() + s.u.serialized_size() + s.words_bytes();
+        let runs = self
+            .memo
+            .iter()
+            .filter(|(k, _)| !pinned.contains(*k))
+            .map(|(_, r)| {
+                let listed = match &*r.amounts {
+                    Amounts::Listed(l) => 16 * l.len(),
+                    _ => 0,
+                };
+                [&r.candidates, &r.to_verify, &r.near_miss]
+                    .iter()
+                    .map(|b| b.serialized_size())
+                    .sum::<usize>()
+                    + listed
+            })
+            .sum::<usize>();
+        let atoms = self
+            .cache
+            .iter()
+            .filter(|(k, _)| !pinned.contains(*k))
+            .map(|(_, s)| sets(s))
+            .sum::<usize>();
+        let kept = self
+            .kept
+            .iter()
+            .filter(|(k, _)| !pinned.contains(*k))
+            .map(|(_, v)| v.bytes())
+            .sum::<usize>()
+            + self
+                .counted
+                .iter()
+                .filter(|(k, _)| !pinned.contains(*k))
+                .map(|(_, c)| c.bytes())
+                .sum::<usize>();
+        runs + atoms + kept
+    }
+
+    /// Keeps a long-lived engine's caches bounded: past `max` entries, or past `max_bytes`
+    /// held by what is not pinned ([`unpinned_bytes`](Self::unpinned_bytes)), whole-policy
+    /// results and then compiled policies and atoms are dropped, all but the pinned ones
+    /// (they are recomputed on demand; the catalogue's published results stay). Returns
+    /// whether anything was dropped.
+    ///
+    /// Dropping all at once, rather than the least recently used, keeps the caches' memory
+    /// in a few large frees that the next runs reuse: an engine answering a stream of
+    /// what-ifs then works in memory it already has instead of page-faulting in new memory
+    /// for every answer.
+    pub fn trim(&mut self, max: usize, max_bytes: usize) -> bool {
+        let over = self.unpinned_bytes() > max_bytes;
         let pinned = std::mem::take(&mut self.pinned);
         let keep = |k: &String| pinned.contains(k);
         let mut trimmed = false;
-        if self.memo.len() > max {
+        if self.memo.len() > max || over {
             self.memo.retain(|k, _| keep(k));
             trimmed = true;
         }
-        if self.cache.len() > max || self.compiled.len() > max {
+        if self.cache.len() > max || self.compiled.len() > max || over {
             self.cache.retain(|k, _| keep(k));
             self.compiled.retain(|k, _| keep(k));
             self.kept.retain(|k, _| keep(k));

@@ -20,7 +20,11 @@ use crate::policy::whatif::what_if;
 pub struct WhatIfService(pub Arc<Shared>);
 
 /// Cached atoms, compiled policies and results a served engine keeps before trimming.
-const MAX_CACHED: usize = 2048;
+pub const MAX_CACHED: usize = 2048;
+
+/// Bytes of what-if results and atoms (beyond the catalogue's, which are pinned) a served
+/// engine keeps before trimming: a few hundred what-ifs at the full city (1–5 MB each).
+pub const MAX_CACHED_BYTES: usize = 512 << 20;
 
 /// Parameter overrides of a request.
 pub fn overrides(params: &[pb::Param]) -> Result<HashMap<String, Lit>, Status> {
@@ -61,7 +65,7 @@ impl WhatIf for WhatIfService {
                 .on_engine(&served, move |engine| {
                     let w = what_if(engine, &policy, &overrides);
                     // Every distinct override adds atoms and a result: keep the cache bounded.
-                    engine.trim(MAX_CACHED);
+                    engine.trim(MAX_CACHED, MAX_CACHED_BYTES);
                     w
                 })
                 .await?
