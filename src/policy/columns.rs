@@ -23,6 +23,7 @@ use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::ast::Tri;
+use super::dense::{self, BLOCK, Span};
 use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val};
 use super::scan::AggValues;
 
@@ -237,11 +238,16 @@ pub(super) fn split_tri(
 /// entities of the two smaller classes (of FALSE, TRUE, UNKNOWN) are gathered from their
 /// ranks' entity lists and the largest is the rest, so a selective threshold costs its
 /// result, not the city.
+///
+/// `universe_words` are the universe's words over `span`, the containers from its least to
+/// its greatest id ([`dense::words`]).
 pub fn field_atom(
     env: &Env<'_>,
     atom: &Node,
     fc: &FieldColumn,
     universe: &RoaringBitmap,
+    universe_words: &[u64],
+    span: Span,
 ) -> (RoaringBitmap, RoaringBitmap) {
     let ev = Evaluator::new(env);
     let table = threshold_table(&ev, atom, fc).unwrap_or_else(|| {
@@ -257,18 +263,7 @@ pub fn field_atom(
     for (r, &t) in table.iter().enumerate() {
         count[t as usize] += fc.of_rank(r).len();
     }
-    let gather = |class: u8| -> RoaringBitmap {
-        // The ranks' lists are each ascending but interleave: set bits, then read them out.
-        let mut bits = vec![0u8; fc.ranks.len().div_ceil(8)];
-        for (r, _) in table.iter().enumerate().filter(|&(_, &t)| t == class) {
-            for &e in fc.of_rank(r) {
-                bits[e as usize >> 3] |= 1 << (e & 7);
-            }
-        }
-        let mut b = RoaringBitmap::from_lsb0_bytes(0, &bits);
-        b &= universe;
-        b
-    };
+    let gather = |class: u8| gather(fc, &table, class, universe_words, span);
     let rest = |a: &RoaringBitmap, b: &RoaringBitmap| -> RoaringBitmap {
         let mut x = &fc.with_rows & universe;
         x -= a;
@@ -299,6 +294,78 @@ pub fn field_atom(
         }
     }
     (t, u)
+}
+
+/// Ranks' entities gathered by one thread at most; more are split between two. Debug builds
+/// (the tests') split small classes too, so that the tests' small cities take both paths.
+const GATHER_SPLIT: usize = if cfg!(debug_assertions) { 4 } else { 1 << 16 };
+
+/// The entities of the universe (its words over `span`) in the ranks of `class` in `table`.
+///
+/// The ranks' lists are each ascending but interleave, so they are scattered into words over
+/// the span (split between two threads, each into its own words, when there are many, then
+/// OR-ed), which are read out a block at a time, within the universe, in parallel.
+fn gather(
+    fc: &FieldColumn,
+    table: &[u8],
+    class: u8,
+    universe: &[u64],
+    span: Span,
+) -> RoaringBitmap {
+    let ranks: Vec<usize> = (0..table.len()).filter(|&r| table[r] == class).collect();
+    let total: usize = ranks.iter().map(|&r| fc.of_rank(r).len()).sum();
+    if total == 0 || span.count == 0 {
+        return RoaringBitmap::new();
+    }
+    let first = (span.first as usize) << 16;
+    let scatter = |ranks: &[usize]| {
+        let mut bits = vec![0u64; span.words()];
+        for &r in ranks {
+            for &e in fc.of_rank(r) {
+                // Entities outside the span are outside the universe.
+                if let Some(w) = (e as usize)
+                    .checked_sub(first)
+                    .and_then(|i| bits.get_mut(i >> 6))
+                {
+                    *w |= 1 << (e & 63);
+                }
+            }
+        }
+        bits
+    };
+    let bits = if total > GATHER_SPLIT {
+        // Halves by entities, not ranks.
+        let mut seen = 0;
+        let half = ranks
+            .iter()
+            .position(|&r| {
+                seen += fc.of_rank(r).len();
+                seen * 2 >= total
+            })
+            .map_or(ranks.len(), |i| i + 1);
+        let (mut a, b) = rayon::join(|| scatter(&ranks[..half]), || scatter(&ranks[half..]));
+        a.iter_mut().zip(&b).for_each(|(a, b)| *a |= b);
+        a
+    } else {
+        scatter(&ranks)
+    };
+    bits.par_chunks(BLOCK)
+        .zip(universe.par_chunks(BLOCK))
+        .enumerate()
+        .filter_map(|(b, (x, u))| {
+            let mut w = [0u64; BLOCK];
+            let mut any = 0;
+            for i in 0..x.len().min(u.len()) {
+                w[i] = x[i] & u[i];
+                any |= w[i];
+            }
+            let one = Span {
+                first: span.first + b as u32,
+                count: 1,
+            };
+            (any != 0).then(|| dense::bitmap(&w, one))
+        })
+        .reduce(RoaringBitmap::new, |a, b| a | b)
 }
 
 /// Direction of an expression in its one field, over present values.

@@ -844,7 +844,11 @@ impl<'s> Engine<'s> {
         if let Some((t, c)) = columns::single_field(atom)
             && let Some(fc) = self.field_column(t, c)
         {
-            let (t, u) = columns::field_atom(&self.env, atom, &fc, universe);
+            // The universe's words, kept with it (the universe is the kind's: atoms are
+            // cached per kind).
+            let span = Span::of(universe);
+            let words = self.universe_sets(kind).words(span);
+            let (t, u) = columns::field_atom(&self.env, atom, &fc, universe, &words.t, span);
             return Sets::new(t, u);
         }
         if let Some(s) = self.counted_atom(atom, kind, universe) {
