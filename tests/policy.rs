@@ -474,9 +474,12 @@ fn policy_text(id: &str, subject: &str, conds: &[String]) -> String {
     for (i, c) in conds.iter().enumerate() {
         s += &format!("  when c{i}: {c}\n");
     }
-    // Person amounts read one field (the columnar kernel evaluates them per distinct value).
-    s += if subject == "person" {
+    // Person amounts read one field (the columnar kernel evaluates them per distinct value):
+    // many distinct values (summed per candidate in debug builds) or three (counted per value).
+    s += if subject == "person" && conds.len().is_multiple_of(2) {
         "  amount band T.reg.age { .. 30 => 1, 30 .. 60 => T.reg.age * 10, 60 .. => 7 }\n}\n"
+    } else if subject == "person" {
+        "  amount band T.reg.age { .. 30 => 1.5, 30 .. 60 => 20, 60 .. => 7 }\n}\n"
     } else {
         "  amount 1\n}\n"
     };
@@ -578,6 +581,12 @@ proptest! {
             }
             prop_assert_eq!(&run.amount_list().collect::<Vec<_>>(), &want_amounts, "policy {} amounts", id);
             prop_assert_eq!(run.amount_missing, want_missing);
+            // The total: counted per value or summed, against the plain sum.
+            let want_total: f64 = want_amounts.iter().map(|a| a.1).sum();
+            prop_assert!(
+                (run.total - want_total).abs() <= 1e-9 * want_total.abs().max(1.0),
+                "policy {} total {} against {}", id, run.total, want_total
+            );
             prop_assert_eq!(run.candidates.iter().collect::<BTreeSet<_>>(), candidates);
             prop_assert_eq!(run.to_verify.iter().collect::<BTreeSet<_>>(), to_verify);
             prop_assert_eq!(run.near_miss.iter().collect::<BTreeSet<_>>(), near_miss);

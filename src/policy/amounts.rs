@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
-use super::columns::{FieldColumn, RankValues};
+use super::columns::{FieldColumn, RankValues, Tally};
 
 /// Each candidate's amount, in candidate (entity) order.
 #[derive(Debug, Clone)]
@@ -74,17 +74,9 @@ impl Amounts {
             Amounts::Constant(None) => (0.0, candidates.len()),
             Amounts::Constant(Some(v)) => (v * candidates.len() as f64, 0),
             Amounts::ByRank(fc, values) => {
-                let (sum, missing) = per_container(candidates, |ids, acc: &mut (f64, u64)| {
-                    for &e in ids {
-                        match values.of_entity(fc, e) {
-                            Some(v) => acc.0 += v,
-                            None => acc.1 += 1,
-                        }
-                    }
-                })
-                .into_iter()
-                .fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-                (sum, missing)
+                let tallies =
+                    per_container(candidates, |ids, t: &mut Tally| values.tally(fc, ids, t));
+                values.total(&tallies)
             }
         }
     }

@@ -556,23 +556,125 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
 
 /// A single-field numeric expression (an amount) evaluated for every rank of its field:
 /// `None` where it is missing or not an exact number.
+///
+/// When the expression takes few distinct values (a band: 50, 100, 300), each entity's value
+/// is also kept as a one-byte code into them, so that a total over candidates reads a byte
+/// per candidate, not the field's four-byte rank and then the rank's value.
 #[derive(Debug)]
 pub struct RankValues {
     per_rank: Vec<Option<f64>>,
     no_row: Option<f64>,
+    /// Per entity, its value's index in `values`, or [`NO_VALUE`].
+    codes: Option<Vec<u8>>,
+    values: Vec<f64>,
+}
+
+/// The code of an entity whose value is missing.
+const NO_VALUE: u8 = u8::MAX;
+
+/// Expressions with at most this many distinct values are coded per entity. Debug builds (the
+/// tests') code only a few, so that the tests' small cities take both paths.
+const CODED_MAX: usize = if cfg!(debug_assertions) {
+    8
+} else {
+    NO_VALUE as usize
+};
+
+/// Values of some ids, added up: per value code, or summed when there are no codes.
+#[derive(Debug, Default)]
+pub struct Tally {
+    per_code: Vec<u64>,
+    sum: f64,
+    missing: u64,
 }
 
 impl RankValues {
     pub fn build(env: &Env<'_>, expr: &Node, fc: &FieldColumn) -> RankValues {
         let ev = Evaluator::new(env);
+        let per_rank: Vec<Option<f64>> = (0..fc.reps.len())
+            .into_par_iter()
+            .with_min_len(1024)
+            .map(|r| ev.val(expr, fc.at(r), &mut NoTrace).v.amount())
+            .collect();
+        let no_row = ev.val(expr, At::entity(NO_ENTITY), &mut NoTrace).v.amount();
+        // Distinct values (by their bits), in order of first appearance.
+        let mut values: Vec<f64> = Vec::new();
+        let mut code_of = |v: Option<f64>| -> Option<u8> {
+            let Some(v) = v else {
+                return Some(NO_VALUE);
+            };
+            match values.iter().position(|x| x.to_bits() == v.to_bits()) {
+                Some(i) => Some(i as u8),
+                None if values.len() < CODED_MAX => {
+                    values.push(v);
+                    Some((values.len() - 1) as u8)
+                }
+                None => None,
+            }
+        };
+        let rank_codes: Option<Vec<u8>> = per_rank.iter().map(|&v| code_of(v)).collect();
+        let no_row_code = code_of(no_row);
+        let codes = rank_codes
+            .zip(no_row_code)
+            .map(|(rank_codes, no_row_code)| {
+                fc.ranks
+                    .par_iter()
+                    .with_min_len(1 << 16)
+                    .map(|&r| match r {
+                        NO_ROW => no_row_code,
+                        r => rank_codes[r as usize],
+                    })
+                    .collect()
+            });
         RankValues {
-            per_rank: (0..fc.reps.len())
-                .into_par_iter()
-                .with_min_len(1024)
-                .map(|r| ev.val(expr, fc.at(r), &mut NoTrace).v.amount())
-                .collect(),
-            no_row: ev.val(expr, At::entity(NO_ENTITY), &mut NoTrace).v.amount(),
+            per_rank,
+            no_row,
+            codes,
+            values,
         }
+    }
+
+    /// Adds `ids`' values to `tally`.
+    pub fn tally(&self, fc: &FieldColumn, ids: &[u32], tally: &mut Tally) {
+        match &self.codes {
+            Some(codes) => {
+                tally.per_code.resize(256, 0);
+                for &e in ids {
+                    let c = codes.get(e as usize).copied().unwrap_or(NO_VALUE);
+                    tally.per_code[usize::from(c)] += 1;
+                }
+            }
+            None => {
+                for &e in ids {
+                    match self.of_entity(fc, e) {
+                        Some(v) => tally.sum += v,
+                        None => tally.missing += 1,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The total of the tallies and how many of their ids have no value: with codes, counted
+    /// per value and then multiplied.
+    pub fn total(&self, tallies: &[Tally]) -> (f64, u64) {
+        let mut per_code = vec![0u64; 256];
+        let (mut sum, mut missing) = (0.0, 0);
+        for t in tallies {
+            per_code
+                .iter_mut()
+                .zip(&t.per_code)
+                .for_each(|(a, b)| *a += b);
+            sum += t.sum;
+            missing += t.missing;
+        }
+        sum += self
+            .values
+            .iter()
+            .zip(&per_code)
+            .map(|(v, &n)| v * n as f64)
+            .sum::<f64>();
+        (sum, missing + per_code[usize::from(NO_VALUE)])
     }
 
     /// The value for entity `e`.

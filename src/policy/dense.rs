@@ -13,6 +13,7 @@
 //! serialization (the RoaringFormatSpec layout, which `roaring` writes): a bitmap container
 //! is copied, an array or run container is scattered into its block.
 
+use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 /// Words per roaring container.
@@ -174,11 +175,12 @@ pub struct Parts {
 
 impl Parts {
     /// The parts of `set` (words over a span) within `universe` (words over the same span).
+    /// The blocks are read in parallel.
     pub fn of(set: &[u64], universe: &[u64]) -> Parts {
         let (parts, counts) = set
             .as_chunks::<BLOCK>()
             .0
-            .iter()
+            .par_iter()
             .zip(universe.as_chunks::<BLOCK>().0)
             .map(|(s, x)| Part::of(s, x))
             .unzip();

@@ -90,15 +90,22 @@ impl std::fmt::Debug for CondParts {
 impl CondParts {
     fn of(s: &Sets, universe: &Arc<Words>) -> CondParts {
         let span = universe.span;
-        let t = dense::words(&s.t, span);
-        let p = (!s.u.is_empty()).then(|| {
-            let mut p = dense::words(&s.u, span);
-            p.iter_mut().zip(&t).for_each(|(p, t)| *p |= t);
-            Parts::of(&p, &universe.t)
-        });
+        let (t, u) = rayon::join(
+            || dense::words(&s.t, span),
+            || (!s.u.is_empty()).then(|| dense::words(&s.u, span)),
+        );
+        let (t_parts, p) = rayon::join(
+            || Parts::of(&t, &universe.t),
+            || {
+                u.map(|mut p| {
+                    p.iter_mut().zip(&t).for_each(|(p, t)| *p |= t);
+                    Parts::of(&p, &universe.t)
+                })
+            },
+        );
         CondParts {
             universe: universe.clone(),
-            t: Parts::of(&t, &universe.t),
+            t: t_parts,
             p,
         }
     }
