@@ -253,6 +253,12 @@ enum Command {
         snapshot: PathBuf,
         /// A policy file, or the id of a catalogue policy.
         policy: String,
+        /// Sweep one parameter instead: `--sweep min_age=60..100` (every integer),
+        /// `min_age=60..100:5` (a step) or `kind=a,b,c` (values). Prints the policy's counts
+        /// for each value beside the saved version's, all counted together (no sets, no
+        /// amounts).
+        #[arg(long, value_name = "NAME=LO..HI[:STEP]")]
+        sweep: Option<String>,
         #[command(flatten)]
         common: PolicyArgs,
     },
@@ -725,6 +731,7 @@ fn main() -> Result<()> {
         Command::Whatif {
             snapshot,
             policy,
+            sweep,
             common,
         } => {
             let snap = Snapshot::open(&snapshot)?;
@@ -744,6 +751,13 @@ fn main() -> Result<()> {
                     .map(|c| c.policy.clone())
                     .with_context(|| format!("{policy} is neither a file nor a catalogue policy"))?
             };
+            if let Some(spec) = sweep {
+                let (param, values) =
+                    policy::sweep::parse_spec(&spec).map_err(|e| anyhow::anyhow!("--sweep {e}"))?;
+                let s = policy::sweep::sweep(&mut engine, &new, &overrides, &param, &values)?;
+                print!("{}", s.render());
+                return Ok(());
+            }
             let w = policy::whatif::what_if(&mut engine, &new, &overrides)?;
             print!("{}", w.render(&snap));
             Ok(())

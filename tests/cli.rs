@@ -182,6 +182,48 @@ fn demo_generates_and_ingests_a_city() {
         ws.contains("by district:") && ws.contains("excludes the most: `old`"),
         "{ws}"
     );
+    // The threshold swept: its saved value (80) counts what the saved version does, and a
+    // higher threshold never more.
+    let sw = mianshen(&[
+        "whatif",
+        "--snapshot",
+        snap,
+        "M01",
+        "--sweep",
+        "min_age=79..81",
+    ]);
+    let sws = stdout(&sw);
+    assert!(
+        sw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sw.stderr)
+    );
+    assert!(sws.contains("`min_age` over 3 values"), "{sws}");
+    let count = |label: &str| -> i64 {
+        sws.lines()
+            .find(|l| l.split_whitespace().next() == Some(label))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no line {label}: {sws}"))
+    };
+    assert_eq!(count("80"), count("saved"), "{sws}");
+    assert!(
+        count("79") >= count("80") && count("80") >= count("81"),
+        "{sws}"
+    );
+    assert!(count("saved") > 0, "{sws}");
+    let both = mianshen(&[
+        "whatif",
+        "--snapshot",
+        snap,
+        "M01",
+        "--sweep",
+        "min_age=79..81",
+        "--set",
+        "min_age=85",
+    ]);
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("both set and swept"));
     let bad = mianshen(&["whatif", "--snapshot", snap, "M01", "--set", "no_such=1"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("has no such parameter"));

@@ -104,13 +104,21 @@ fn golden_cases_accuracy_and_stable_keys() {
             .iter()
             .any(|(k, v)| k == "holder_name" && v == "章伟")
     );
-    // A city person: a household relation and events.
-    let person = l
+    // A city person: a household relation and events. Not every person of a small city has
+    // event records: the first (by key) of those that do, so the test does not depend on the
+    // links map's order.
+    let mut persons: Vec<&String> = l
         .iter()
-        .find(|((s, _), k)| s == "GA.person" && k.len() == 18)
-        .map(|(_, k)| k.clone())
-        .unwrap();
-    let prof = profile(ing.path(), out.path(), &person).unwrap();
+        .filter(|((s, _), k)| s == "GA.person" && k.len() == 18)
+        .map(|(_, k)| k)
+        .collect();
+    persons.sort();
+    let prof = persons
+        .iter()
+        .take(200)
+        .map(|k| profile(ing.path(), out.path(), k).unwrap())
+        .find(|p| !p.events.is_empty())
+        .expect("a person with events among the first 200");
     assert!(
         prof.relations
             .iter()

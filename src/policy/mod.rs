@@ -20,6 +20,7 @@
 //! - [`calendar`]: an event table's rows per entity as bitsets over a small column (months), so
 //!   that windowed counts are popcounts;
 //! - [`explain`], [`whatif`]: one entity's reasons; a changed policy against the saved one;
+//!   [`sweep`]: one parameter over many values, counted together;
 //! - [`cases`]: each policy's case tests, run against a snapshot built from the case.
 
 pub mod amounts;
@@ -37,4 +38,5 @@ pub mod parse;
 pub mod render;
 pub mod scan;
 pub mod schema;
+pub mod sweep;
 pub mod whatif;
