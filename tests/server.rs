@@ -593,6 +593,46 @@ async fn every_rpc_answers_and_names_its_generation_and_policy_versions() {
         "analysts see masked keys: {:?}",
         w.newly_ineligible_sample
     );
+    // Sweep: the saved value counts what the saved version does, 85 what the what-if did.
+    let m01_sweep = |param: &str, values: &[&str]| pb::SweepRequest {
+        policy: Some(pb::sweep_request::Policy::PolicyId("M01".into())),
+        params: vec![],
+        param: param.into(),
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    let sw = analyst
+        .whatif
+        .sweep(m01_sweep("min_age", &["80", "85"]))
+        .await
+        .unwrap()
+        .into_inner();
+    let saved = sw.saved.expect("the saved version's row");
+    assert_eq!(saved.candidates, m01.candidates);
+    assert_eq!(sw.rows.len(), 2);
+    assert_eq!(
+        (sw.rows[0].value.as_str(), sw.rows[1].value.as_str()),
+        ("80", "85")
+    );
+    assert_eq!(sw.rows[0].candidates, saved.candidates);
+    assert_eq!(sw.rows[1].candidates, w.candidates, "as the what-if at 85");
+    assert_eq!(sw.rows[1].most_excluding, "old");
+    for (param, values) in [
+        ("min_age", &[][..]),
+        ("no_such", &["1"][..]),
+        ("min_age", &["old"][..]),
+    ] {
+        let e = analyst
+            .whatif
+            .sweep(m01_sweep(param, values))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code(),
+            Code::InvalidArgument,
+            "{param} {values:?}: {}",
+            e.message()
+        );
+    }
     let bad = analyst
         .whatif
         .evaluate(pb::WhatIfRequest {
@@ -766,6 +806,16 @@ async fn calls_are_authenticated_and_each_role_reads_only_what_it_may() {
     };
     assert_eq!(
         code(hotline.whatif.evaluate(w.clone()).await).await,
+        Code::PermissionDenied
+    );
+    let sweep = pb::SweepRequest {
+        policy: Some(pb::sweep_request::Policy::PolicyId("M01".into())),
+        params: vec![],
+        param: "min_age".into(),
+        values: vec!["80".into()],
+    };
+    assert_eq!(
+        code(hotline.whatif.sweep(sweep).await).await,
         Code::PermissionDenied
     );
     assert_eq!(

@@ -13,7 +13,9 @@ use super::pb::v1::{self as pb, what_if_request::Policy as Which, what_if_server
 use super::{Shared, handle, mask, status};
 use crate::policy::ast::{Lit, Policy};
 use crate::policy::check::check_with_catalogue;
+use crate::policy::engine::PolicyCounts;
 use crate::policy::schema::Schema;
+use crate::policy::sweep::{MAX_VALUES, sweep};
 use crate::policy::whatif::what_if;
 
 #[derive(Debug)]
@@ -39,8 +41,90 @@ pub fn overrides(params: &[pb::Param]) -> Result<HashMap<String, Lit>, Status> {
     Ok(out)
 }
 
+/// The policy a request names: a served catalogue policy, or a text checked against the
+/// served catalogue.
+fn requested(served: &super::state::Served, which: Option<Which>) -> Result<Policy, Status> {
+    match which {
+        Some(Which::PolicyId(id)) => served
+            .policy(&id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no policy {id} in the served catalogue"))),
+        Some(Which::PolicyText(text)) => {
+            let schema = Schema::of_snapshot(served.snap());
+            check_with_catalogue(&served.catalogue, Path::new("request"), &text, &schema)
+                .map_err(|d| status::diagnostics(&d))
+        }
+        None => Err(Status::invalid_argument("give policy_id or policy_text")),
+    }
+}
+
+/// A sweep's row.
+fn sweep_row(value: String, c: &PolicyCounts) -> pb::SweepRow {
+    let most = c
+        .conditions
+        .iter()
+        .max_by_key(|x| (x.sole_blocker, x.false_count));
+    pb::SweepRow {
+        value,
+        candidates: c.candidates,
+        to_verify: c.to_verify,
+        near_miss: c.near_miss,
+        most_excluding: most.map(|m| m.name.clone()).unwrap_or_default(),
+        most_excluding_alone: most.map_or(0, |m| m.sole_blocker),
+    }
+}
+
 #[tonic::async_trait]
 impl WhatIf for WhatIfService {
+    async fn sweep(
+        &self,
+        req: Request<pb::SweepRequest>,
+    ) -> Result<Response<pb::SweepReply>, Status> {
+        handle(&self.0, "WhatIf/Sweep", req, |caller, r| async move {
+            caller.require(&[Role::Analyst], "run what-ifs")?;
+            let served = self.0.served();
+            let overrides = overrides(&r.params)?;
+            let param = r.param.trim().to_string();
+            if param.is_empty() {
+                return Err(Status::invalid_argument("give the parameter to sweep"));
+            }
+            if r.values.is_empty() || r.values.len() > MAX_VALUES {
+                return Err(Status::invalid_argument(format!(
+                    "give 1 to {MAX_VALUES} values to sweep (got {})",
+                    r.values.len()
+                )));
+            }
+            let values: Vec<Lit> = r.values.iter().map(|v| Lit::parse_value(v)).collect();
+            let which = r.policy.map(|p| match p {
+                pb::sweep_request::Policy::PolicyId(id) => Which::PolicyId(id),
+                pb::sweep_request::Policy::PolicyText(t) => Which::PolicyText(t),
+            });
+            let policy = requested(&served, which)?;
+            let s = self
+                .0
+                .on_engine(&served, move |engine| {
+                    let s = sweep(engine, &policy, &overrides, &param, &values);
+                    engine.trim(MAX_CACHED, MAX_CACHED_BYTES);
+                    s
+                })
+                .await?
+                .map_err(status::engine)?;
+            Ok(pb::SweepReply {
+                pin: Some(served.pin([s.policy.as_str()])),
+                policy: s.policy.clone(),
+                param: s.param.clone(),
+                saved: Some(sweep_row(String::new(), &s.saved)),
+                rows: s
+                    .rows
+                    .iter()
+                    .map(|(v, c)| sweep_row(v.to_string(), c))
+                    .collect(),
+                seconds: s.seconds,
+            })
+        })
+        .await
+    }
+
     async fn evaluate(
         &self,
         req: Request<pb::WhatIfRequest>,
@@ -49,17 +133,7 @@ impl WhatIf for WhatIfService {
             caller.require(&[Role::Analyst], "run what-ifs")?;
             let served = self.0.served();
             let overrides = overrides(&r.params)?;
-            let policy: Policy = match r.policy {
-                Some(Which::PolicyId(id)) => served.policy(&id).cloned().ok_or_else(|| {
-                    Status::not_found(format!("no policy {id} in the served catalogue"))
-                })?,
-                Some(Which::PolicyText(text)) => {
-                    let schema = Schema::of_snapshot(served.snap());
-                    check_with_catalogue(&served.catalogue, Path::new("request"), &text, &schema)
-                        .map_err(|d| status::diagnostics(&d))?
-                }
-                None => return Err(Status::invalid_argument("give policy_id or policy_text")),
-            };
+            let policy = requested(&served, r.policy)?;
             let w = self
                 .0
                 .on_engine(&served, move |engine| {
