@@ -245,7 +245,7 @@ pub fn field_atom(
     env: &Env<'_>,
     atom: &Node,
     fc: &FieldColumn,
-    universe: &RoaringBitmap,
+    within: &Within,
     universe_words: &[u64],
     span: Span,
 ) -> (RoaringBitmap, RoaringBitmap) {
@@ -265,7 +265,7 @@ pub fn field_atom(
     }
     let gather = |class: u8| gather(fc, &table, class, universe_words, span);
     let rest = |a: &RoaringBitmap, b: &RoaringBitmap| -> RoaringBitmap {
-        let mut x = &fc.with_rows & universe;
+        let mut x = within.with_rows.clone();
         x -= a;
         x -= b;
         x
@@ -286,14 +286,36 @@ pub fn field_atom(
     };
     // Entities without a row all evaluate alike.
     if no_row != 0 {
-        let none = universe - &fc.with_rows;
         if no_row == 1 {
-            t |= none;
+            t |= &within.without_rows;
         } else {
-            u |= none;
+            u |= &within.without_rows;
         }
     }
     (t, u)
+}
+
+/// A field column's entities within one universe: those with a row in its table and those
+/// without. The same for every atom on the field, so the engine keeps them per column and
+/// subject kind.
+#[derive(Debug)]
+pub struct Within {
+    pub with_rows: RoaringBitmap,
+    pub without_rows: RoaringBitmap,
+}
+
+impl Within {
+    pub fn of(fc: &FieldColumn, universe: &RoaringBitmap) -> Within {
+        Within {
+            with_rows: &fc.with_rows & universe,
+            without_rows: universe - &fc.with_rows,
+        }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.with_rows.serialized_size() + self.without_rows.serialized_size()
+    }
 }
 
 /// Ranks' entities gathered by one thread at most; more are split between two. Debug builds

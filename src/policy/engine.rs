@@ -35,7 +35,7 @@ use roaring::RoaringBitmap;
 use super::amounts::Amounts;
 use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
-use super::columns::{self, FieldColumn, RankValues, ValueColumn};
+use super::columns::{self, FieldColumn, RankValues, ValueColumn, Within};
 use super::count::{Counts, count_many};
 use super::dense::{self, BLOCK, Part, Parts, Span, bit};
 use super::eval::{
@@ -254,6 +254,8 @@ pub struct Engine<'s> {
     ids: HashMap<String, Arc<Vec<u32>>>,
     /// Field columns by column handle (`None`: a column kernels cannot use).
     fields: HashMap<usize, Option<Arc<FieldColumn>>>,
+    /// Each field column's entities with and without a row, within a kind's universe.
+    within: HashMap<(usize, String), Arc<Within>>,
     /// Values of expensive expressions by subject kind and compiled text.
     kept: HashMap<String, Arc<ValueColumn>>,
     /// Single-field amounts per rank of their field, by compiled text.
@@ -328,6 +330,7 @@ impl<'s> Engine<'s> {
             runs: HashMap::new(),
             ids: HashMap::new(),
             fields: HashMap::new(),
+            within: HashMap::new(),
             kept: HashMap::new(),
             rank_values: HashMap::new(),
             counted: HashMap::new(),
@@ -855,7 +858,12 @@ impl<'s> Engine<'s> {
             // cached per kind).
             let span = Span::of(universe);
             let words = self.universe_sets(kind).words(span);
-            let (t, u) = columns::field_atom(&self.env, atom, &fc, universe, &words.t, span);
+            let within = self
+                .within
+                .entry((fc.col, kind.to_string()))
+                .or_insert_with(|| Arc::new(Within::of(&fc, universe)))
+                .clone();
+            let (t, u) = columns::field_atom(&self.env, atom, &fc, &within, &words.t, span);
             return Sets::new(t, u);
         }
         if let Some(s) = self.counted_atom(atom, kind, universe) {
@@ -1077,6 +1085,7 @@ impl<'s> Engine<'s> {
             .flatten()
             .map(|f| f.bytes())
             .sum::<usize>()
+            + self.within.values().map(|w| w.bytes()).sum::<usize>()
             + self.kept.values().map(|k| k.bytes()).sum::<usize>()
             + self.env.calendars.bytes()
             + self.counted.values().map(|c| c.bytes()).sum::<usize>()
