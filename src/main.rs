@@ -254,9 +254,9 @@ enum Command {
         /// A policy file, or the id of a catalogue policy.
         policy: String,
         /// Sweep one parameter instead: `--sweep min_age=60..100` (every integer),
-        /// `min_age=60..100:5` (a step) or `kind=a,b,c` (values). Prints the policy's counts
-        /// for each value beside the saved version's, all counted together (no sets, no
-        /// amounts).
+        /// `min_age=60..100:5` (a step) or `kind=a,b,c` (values), at most 256 values. Prints
+        /// the policy's counts for each value beside the saved version's, all counted
+        /// together (no sets, no amounts).
         #[arg(long, value_name = "NAME=LO..HI[:STEP]")]
         sweep: Option<String>,
         #[command(flatten)]

@@ -616,10 +616,12 @@ async fn every_rpc_answers_and_names_its_generation_and_policy_versions() {
     assert_eq!(sw.rows[0].candidates, saved.candidates);
     assert_eq!(sw.rows[1].candidates, w.candidates, "as the what-if at 85");
     assert_eq!(sw.rows[1].most_excluding, "old");
+    let many = vec!["80"; 257];
     for (param, values) in [
         ("min_age", &[][..]),
         ("no_such", &["1"][..]),
         ("min_age", &["old"][..]),
+        ("min_age", &many[..]),
     ] {
         let e = analyst
             .whatif

@@ -15,8 +15,11 @@ use std::time::Instant;
 use super::ast::{Expr, ExprKind, Lit, Policy};
 use super::engine::{Engine, EngineError, PolicyCounts};
 
-/// The most values one sweep takes.
-pub const MAX_VALUES: usize = 10_000;
+/// The most values one sweep takes. Each value's changed conditions are computed and held
+/// (with its counts, and in the engine's cache) until the sweep is answered: 1–2 MB per value
+/// for a threshold over the full city's persons, so 256 values bound a sweep to about half a
+/// GB. Longer sweeps are asked in parts.
+pub const MAX_VALUES: usize = 256;
 
 /// A policy counted with each value of one parameter.
 #[derive(Debug, Clone)]
@@ -123,6 +126,12 @@ pub fn sweep(
     param: &str,
     values: &[Lit],
 ) -> Result<Sweep, EngineError> {
+    if values.len() > MAX_VALUES {
+        return Err(EngineError::Param(format!(
+            "{} values; a sweep takes at most {MAX_VALUES}",
+            values.len()
+        )));
+    }
     if overrides.contains_key(param) {
         return Err(EngineError::Param(format!(
             "`{param}` is both set and swept"
@@ -217,7 +226,9 @@ mod tests {
         assert_eq!(v[2], Lit::Num(0.1 + 2.0 * 0.1));
         let (_, v) = parse_spec("kind=a, b").unwrap();
         assert_eq!(v.len(), 2);
+        assert_eq!(parse_spec("x=1..256").unwrap().1.len(), 256);
         for bad in [
+            "x=1..257",
             "min_age",
             "=1..2",
             "x=5..1",
