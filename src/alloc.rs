@@ -4,11 +4,13 @@
 //! memory it no longer uses to the OS (a *purge*) about a second after it was freed, and a
 //! page returned costs a page fault and zeroing when it is used again. The policy engine
 //! allocates and frees the same working set run after run (candidate sets, amounts, dense
-//! blocks), so at the full city a third of a recombined catalogue was the kernel clearing
-//! pages it had just been given back (`clear_page_erms`, 54% of a profile of repeated
-//! what-ifs; BENCHMARKS.md, issue 4). [`keep_freed_memory`] delays purging: memory stays with
-//! the process while it is busy and goes back to the OS once it has been idle that long.
-//! Peak memory is unchanged: freed memory is reused before more is asked of the OS.
+//! blocks), so at the full city a profile of repeated what-ifs spent 54% of its time in the
+//! kernel clearing pages it had just been given back (`clear_page_erms`), and the catalogue
+//! recombined in 64.1 ms with the default against 50.2–53.2 ms with freed memory kept
+//! (BENCHMARKS.md, issue 4). [`keep_freed_memory`] delays purging: memory stays with the
+//! process while it is busy and goes back to the OS once it has been idle that long. Freed
+//! memory is reused before more is asked of the OS, so the peak should not grow; the build,
+//! whose peak memory is a target, keeps mimalloc's default.
 
 /// mimalloc's `mi_option_purge_delay` (its index in `mi_option_t`, the same in v2 and v3).
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;

@@ -173,6 +173,14 @@ pub struct CondResult {
     pub sole_blocker: u64,
 }
 
+/// The condition that excludes the most: the most entities blocked by it alone, then the
+/// most FALSE.
+pub fn most_excluding(conditions: &[CondResult]) -> Option<&CondResult> {
+    conditions
+        .iter()
+        .max_by_key(|c| (c.sole_blocker, c.false_count))
+}
+
 /// A policy evaluated over a snapshot.
 #[derive(Debug, Clone)]
 pub struct PolicyRun {
@@ -560,13 +568,13 @@ impl<'s> Engine<'s> {
         let combine_seconds = combining.elapsed().as_secs_f64();
 
         let amounting = Instant::now();
-        let amounts = match &compiled.amount {
-            Some(node) => self.amounts(node, &p.subject, universe, &candidates),
-            None => Amounts::default(),
-        };
-        let (total, amount_missing) = match &compiled.amount {
-            Some(_) => amounts.total(&candidates),
-            None => (0.0, 0),
+        let (amounts, total, amount_missing) = match &compiled.amount {
+            Some(node) => {
+                let amounts = self.amounts(node, &p.subject, universe, &candidates);
+                let (total, missing) = amounts.total(&candidates);
+                (amounts, total, missing)
+            }
+            None => (Amounts::default(), 0.0, 0),
         };
         let amount_seconds = amounting.elapsed().as_secs_f64();
         let run = PolicyRun {
@@ -1124,12 +1132,12 @@ impl<'s> Engine<'s> {
     /// Bytes held by what is not pinned: whole-policy results (their own sets and listed
     /// amounts), atoms' sets with their words and parts, kept values and counts.
     pub fn unpinned_bytes(&self) -> usize {
-        let pinned = &self.pinned;
+        let unpinned = |k: &String| !self.pinned.contains(k);
         let sets = |s: &Sets| s.t.serialized_size() + s.u.serialized_size() + s.words_bytes();
         let runs = self
             .memo
             .iter()
-            .filter(|(k, _)| !pinned.contains(*k))
+            .filter(|(k, _)| unpinned(k))
             .map(|(_, r)| {
                 let listed = match &*r.amounts {
                     Amounts::Listed(l) => 16 * l.len(),
@@ -1145,19 +1153,19 @@ impl<'s> Engine<'s> {
         let atoms = self
             .cache
             .iter()
-            .filter(|(k, _)| !pinned.contains(*k))
+            .filter(|(k, _)| unpinned(k))
             .map(|(_, s)| sets(s))
             .sum::<usize>();
         let kept = self
             .kept
             .iter()
-            .filter(|(k, _)| !pinned.contains(*k))
+            .filter(|(k, _)| unpinned(k))
             .map(|(_, v)| v.bytes())
             .sum::<usize>()
             + self
                 .counted
                 .iter()
-                .filter(|(k, _)| !pinned.contains(*k))
+                .filter(|(k, _)| unpinned(k))
                 .map(|(_, c)| c.bytes())
                 .sum::<usize>();
         runs + atoms + kept

@@ -13,12 +13,12 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use super::ast::{Expr, ExprKind, Lit, Policy};
-use super::engine::{Engine, EngineError, PolicyCounts};
+use super::engine::{Engine, EngineError, PolicyCounts, most_excluding};
 
 /// The most values one sweep takes. Each value's changed conditions are computed and held
-/// (with its counts, and in the engine's cache) until the sweep is answered: 1–2 MB per value
-/// for a threshold over the full city's persons, so 256 values bound a sweep to about half a
-/// GB. Longer sweeps are asked in parts.
+/// (with its counts, and in the engine's cache) until the sweep is answered: about 1 MB per
+/// value for a threshold over the full city's persons (what a what-if on M01 adds), so 256
+/// values bound a sweep to a few hundred MB. Longer sweeps are asked in parts.
 pub const MAX_VALUES: usize = 256;
 
 /// A policy counted with each value of one parameter.
@@ -186,9 +186,7 @@ impl Sweep {
             self.param, "candidates", "vs saved", "to verify", "near miss"
         );
         let most = |c: &PolicyCounts| -> String {
-            c.conditions
-                .iter()
-                .max_by_key(|x| (x.sole_blocker, x.false_count))
+            most_excluding(&c.conditions)
                 .map(|x| format!("{} ({})", x.name, x.sole_blocker))
                 .unwrap_or_default()
         };

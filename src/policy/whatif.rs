@@ -13,7 +13,7 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Lit, Policy};
 use super::columns::NO_ROW;
-use super::engine::{Engine, EngineError, PolicyRun};
+use super::engine::{Engine, EngineError, PolicyRun, most_excluding};
 use super::eval::fmt_num;
 use crate::ids::division_name;
 use crate::snapshot::Snapshot;
@@ -72,11 +72,8 @@ pub fn what_if(
     let seconds = started.elapsed().as_secs_f64();
     let newly_eligible = &*run.candidates - &*base.candidates;
     let newly_ineligible = &*base.candidates - &*run.candidates;
-    let most_excluding = run
-        .conditions
-        .iter()
-        .max_by_key(|c| (c.sole_blocker, c.false_count))
-        .map(|c| (c.name.clone(), c.sole_blocker, c.false_count));
+    let most_excluding =
+        most_excluding(&run.conditions).map(|c| (c.name.clone(), c.sole_blocker, c.false_count));
     // Overlap with every other catalogue policy of the same subject.
     let others: Vec<String> = engine
         .cat
