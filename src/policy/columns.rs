@@ -17,13 +17,14 @@
 //! row-by-row oracle).
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::ast::Tri;
-use super::dense::{self, BLOCK, Span};
+use super::dense::{self, BLOCK, Part, Parts, Span};
 use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val};
 use super::scan::AggValues;
 
@@ -232,15 +233,27 @@ pub(super) fn split_tri(
     split(ids, |i, e| tri_code(state(i, e)))
 }
 
+/// A field atom's TRUE and UNKNOWN sets within a universe: as roaring sets, and as the parts
+/// combining reads ([`Parts`], within the universe's words), read from the same words.
+#[derive(Debug)]
+pub struct AtomSets {
+    pub t: RoaringBitmap,
+    pub u: RoaringBitmap,
+    pub t_parts: Parts,
+    /// TRUE or UNKNOWN; `None` when nothing is UNKNOWN.
+    pub p_parts: Option<Parts>,
+}
+
 /// TRUE and UNKNOWN entities of `universe` for an atom reading only the field of `fc`.
 ///
 /// The atom is evaluated per rank (by runs of values when it is a threshold); then the
-/// entities of the two smaller classes (of FALSE, TRUE, UNKNOWN) are gathered from their
-/// ranks' entity lists and the largest is the rest, so a selective threshold costs its
-/// result, not the city.
+/// entities of the two smaller classes (of FALSE, TRUE, UNKNOWN) are gathered as words over
+/// the universe's span ([`Within::class_words`]) and the largest is the rest, so a selective
+/// threshold costs its result, not the city. The classes' words are read out a block at a
+/// time, in parallel, into roaring containers and the condition's parts at once.
 ///
 /// `universe_words` are the universe's words over `span`, the containers from its least to
-/// its greatest id ([`dense::words`]).
+/// its greatest id ([`dense::words`]); `within` is the column's within that universe.
 pub fn field_atom(
     env: &Env<'_>,
     atom: &Node,
@@ -248,7 +261,7 @@ pub fn field_atom(
     within: &Within,
     universe_words: &[u64],
     span: Span,
-) -> (RoaringBitmap, RoaringBitmap) {
+) -> AtomSets {
     let ev = Evaluator::new(env);
     let table = threshold_table(&ev, atom, fc).unwrap_or_else(|| {
         (0..fc.reps.len())
@@ -263,132 +276,330 @@ pub fn field_atom(
     for (r, &t) in table.iter().enumerate() {
         count[t as usize] += fc.of_rank(r).len();
     }
-    let gather = |class: u8| gather(fc, &table, class, universe_words, span);
-    let rest = |a: &RoaringBitmap, b: &RoaringBitmap| -> RoaringBitmap {
-        let mut x = within.with_rows.clone();
-        x -= a;
-        x -= b;
-        x
-    };
     // The two smaller classes are gathered, the largest is the rest.
     let largest = (0..3u8).max_by_key(|&c| count[c as usize]).unwrap_or(0);
-    let (mut t, mut u) = match largest {
-        0 => (gather(1), gather(2)),
-        1 => {
-            let u = gather(2);
-            (rest(&gather(0), &u), u)
-        }
-        _ => {
-            let t = gather(1);
-            let u = rest(&gather(0), &t);
-            (t, u)
-        }
-    };
-    // Entities without a row all evaluate alike.
-    if no_row != 0 {
-        if no_row == 1 {
-            t |= &within.without_rows;
-        } else {
-            u |= &within.without_rows;
-        }
-    }
-    (t, u)
+    let gathered: [Option<Vec<u64>>; 3] = std::array::from_fn(|c| {
+        let c = c as u8;
+        (c != largest && count[c as usize] > 0).then(|| within.class_words(fc, &table, c, span))
+    });
+    read_out(&gathered, largest, no_row, within, universe_words, span)
 }
 
-/// A field column's entities within one universe: those with a row in its table and those
-/// without. The same for every atom on the field, so the engine keeps them per column and
-/// subject kind.
+/// The TRUE and UNKNOWN sets from the classes' words (`gathered`, all but the `largest`
+/// class's), the rest of the column's entities being the largest class and those without a
+/// row `no_row`'s, within the universe's words `x`.
+fn read_out(
+    gathered: &[Option<Vec<u64>>; 3],
+    largest: u8,
+    no_row: u8,
+    within: &Within,
+    x: &[u64],
+    span: Span,
+) -> AtomSets {
+    fn at(w: &[u64], b: usize) -> &[u64; BLOCK] {
+        &w.as_chunks().0[b]
+    }
+    let block = |b: usize| {
+        let at = |w| at(w, b);
+        let x = at(x);
+        let wr = at(&within.with_words);
+        let class = |c: u8| gathered[c as usize].as_deref().map(at);
+        let word = |c: Option<&[u64; BLOCK]>, i: usize| c.map_or(0, |w| w[i]);
+        let (g0, g1, g2) = (class(0), class(1), class(2));
+        let (mut t, mut u) = ([0u64; BLOCK], [0u64; BLOCK]);
+        for i in 0..BLOCK {
+            let (ti, ui) = match largest {
+                0 => (word(g1, i) & x[i], word(g2, i) & x[i]),
+                1 => {
+                    let ui = word(g2, i) & x[i];
+                    (wr[i] & !word(g0, i) & !ui, ui)
+                }
+                _ => {
+                    let ti = word(g1, i) & x[i];
+                    (ti, wr[i] & !word(g0, i) & !ti)
+                }
+            };
+            let without = x[i] & !wr[i];
+            t[i] = ti | if no_row == 1 { without } else { 0 };
+            u[i] = ui | if no_row == 2 { without } else { 0 };
+        }
+        let one = Span {
+            first: span.first + b as u32,
+            count: 1,
+        };
+        let (t_part, t_count) = Part::of(&t, x);
+        let u_count: u32 = u.iter().map(|w| w.count_ones()).sum();
+        let set = |w: &[u64; BLOCK], n: u32| (n > 0).then(|| dense::bitmap(w, one));
+        let (t_set, u_set) = (set(&t, t_count), set(&u, u_count));
+        // TRUE or UNKNOWN: `u` becomes it.
+        let p = (u_count > 0).then(|| {
+            u.iter_mut().zip(t.iter()).for_each(|(u, t)| *u |= t);
+            Part::of(&u, x)
+        });
+        (t_set, u_set, (t_part, t_count), p, u_count)
+    };
+    let blocks: Vec<_> = (0..span.count).into_par_iter().map(block).collect();
+    let any_unknown = blocks.iter().any(|b| b.4 > 0);
+    let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
+    let mut t_parts = Parts {
+        parts: Vec::with_capacity(span.count),
+        counts: Vec::with_capacity(span.count),
+    };
+    let mut p_parts = any_unknown.then(|| t_parts.clone());
+    for (t_set, u_set, (t_part, t_count), p, u_count) in blocks {
+        t |= t_set.unwrap_or_default();
+        u |= u_set.unwrap_or_default();
+        if let Some(pp) = &mut p_parts {
+            let (p_part, p_count) = p.unwrap_or_else(|| (t_part.clone(), t_count));
+            debug_assert_eq!(p_count, t_count + u_count);
+            pp.parts.push(p_part);
+            pp.counts.push(p_count);
+        }
+        t_parts.parts.push(t_part);
+        t_parts.counts.push(t_count);
+    }
+    AtomSets {
+        t,
+        u,
+        t_parts,
+        p_parts,
+    }
+}
+
+/// A field column's entities within one universe, as words over the universe's span: those
+/// with a row in its table (those without are the rest of the universe), and, once the
+/// column's values are thresholded again and again, checkpoints of its sorted values. The
+/// same for every atom on the field, so the engine keeps them per column and subject kind.
 #[derive(Debug)]
 pub struct Within {
-    pub with_rows: RoaringBitmap,
-    pub without_rows: RoaringBitmap,
+    /// Entities of the universe with a row.
+    pub with_words: Vec<u64>,
+    /// Large classes gathered so far, until the checkpoints are built.
+    large: AtomicU32,
+    checkpoints: OnceLock<Checkpoints>,
+}
+
+/// The large class gathered that builds a column's checkpoints: the second, so that a
+/// catalogue's one threshold on a column does not build them and an analyst's next does.
+/// Debug builds (the tests') build them at the first.
+const CHECKPOINT_AT: u32 = if cfg!(debug_assertions) { 1 } else { 2 };
+
+/// Checkpoints a column's sure values are cut into, by entities (each 1 bit per id of the
+/// universe's span: 32 MB at 8M persons).
+const CHECKPOINTS: usize = if cfg!(debug_assertions) { 4 } else { 32 };
+
+/// Prefixes of a field column's sure values, in ascending value order: the entities of
+/// `sure[..at[k]]` as words over a span, at positions cut into about equal numbers of
+/// entities. A class that is a few runs of values (a threshold's TRUE: `sure[i..]`) is the
+/// XOR of the prefixes at its ends; each prefix is its nearest checkpoint's words with the
+/// entities in between toggled, so that a new threshold costs a copy of the words and a
+/// 64th of the column's entities at most, not a scatter of all the class's entities.
+#[derive(Debug)]
+struct Checkpoints {
+    /// Entities of `sure[..i]`, for `i` in `0..=sure.len()`.
+    before: Vec<u32>,
+    /// Positions in `sure`, ascending, from 0 to `sure.len()`.
+    at: Vec<usize>,
+    /// The words of each position's prefix (empty for position 0).
+    words: Vec<Vec<u64>>,
+}
+
+impl Checkpoints {
+    fn build(fc: &FieldColumn, span: Span) -> Checkpoints {
+        let mut before = Vec::with_capacity(fc.sure.len() + 1);
+        let mut n = 0u32;
+        before.push(0);
+        for &r in &fc.sure {
+            n += fc.of_rank(r as usize).len() as u32;
+            before.push(n);
+        }
+        let step = (n as usize).div_ceil(CHECKPOINTS).max(1);
+        let mut at = vec![0];
+        let mut words = vec![Vec::new()];
+        let mut cur = vec![0u64; span.words()];
+        let first = (span.first as usize) << 16;
+        for (i, &r) in fc.sure.iter().enumerate() {
+            if before[i] as usize >= at.len() * step && i > 0 {
+                at.push(i);
+                words.push(cur.clone());
+            }
+            toggle(&mut cur, first, fc.of_rank(r as usize));
+        }
+        if *at.last().unwrap_or(&0) != fc.sure.len() {
+            at.push(fc.sure.len());
+            words.push(cur);
+        }
+        Checkpoints { before, at, words }
+    }
+
+    /// The checkpoint nearest position `x` by entities.
+    fn nearest(&self, x: usize) -> usize {
+        let e = self.before[x];
+        let k = self.at.partition_point(|&a| self.before[a] <= e);
+        let below = k.saturating_sub(1);
+        match self.at.get(k) {
+            Some(&a) if self.before[a] - e < e - self.before[self.at[below]] => k,
+            _ => below,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        4 * self.before.len()
+            + 8 * self.at.len()
+            + self.words.iter().map(|w| 8 * w.len()).sum::<usize>()
+    }
+}
+
+/// Flips the bits of `ids` in `words` (whose bit 0 is id `first`); ids outside are skipped.
+fn toggle(words: &mut [u64], first: usize, ids: &[u32]) {
+    for &e in ids {
+        if let Some(w) = (e as usize)
+            .checked_sub(first)
+            .and_then(|i| words.get_mut(i >> 6))
+        {
+            *w ^= 1 << (e & 63);
+        }
+    }
 }
 
 impl Within {
-    pub fn of(fc: &FieldColumn, universe: &RoaringBitmap) -> Within {
+    pub fn of(fc: &FieldColumn, universe: &RoaringBitmap, span: Span) -> Within {
         Within {
-            with_rows: &fc.with_rows & universe,
-            without_rows: universe - &fc.with_rows,
+            with_words: dense::words(&(&fc.with_rows & universe), span),
+            large: AtomicU32::new(0),
+            checkpoints: OnceLock::new(),
         }
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.with_rows.serialized_size() + self.without_rows.serialized_size()
+        8 * self.with_words.len() + self.checkpoints.get().map_or(0, Checkpoints::bytes)
+    }
+
+    /// The entities in the ranks of `class` in `table`, as words over `span` (some may lie
+    /// outside the universe).
+    ///
+    /// From the checkpoints when the class's sure ranks are a few runs and that costs less
+    /// than scattering its entities; else scattered, split between two threads when there
+    /// are many (each into its own words, then OR-ed).
+    fn class_words(&self, fc: &FieldColumn, table: &[u8], class: u8, span: Span) -> Vec<u64> {
+        let ranks: Vec<usize> = (0..table.len()).filter(|&r| table[r] == class).collect();
+        let total: usize = ranks.iter().map(|&r| fc.of_rank(r).len()).sum();
+        let first = (span.first as usize) << 16;
+        if total > span.words() || cfg!(debug_assertions) {
+            let checkpoints = match self.checkpoints.get() {
+                Some(c) => Some(c),
+                None if self.large.fetch_add(1, AtomicOrdering::Relaxed) + 1 >= CHECKPOINT_AT => {
+                    Some(
+                        self.checkpoints
+                            .get_or_init(|| Checkpoints::build(fc, span)),
+                    )
+                }
+                None => None,
+            };
+            if let Some(words) =
+                checkpoints.and_then(|c| from_checkpoints(c, fc, table, class, total, span))
+            {
+                return words;
+            }
+        }
+        let scatter = |ranks: &[usize]| {
+            let mut bits = vec![0u64; span.words()];
+            for &r in ranks {
+                // Ranks hold distinct entities: toggling sets.
+                toggle(&mut bits, first, fc.of_rank(r));
+            }
+            bits
+        };
+        if total > GATHER_SPLIT {
+            // Halves by entities, not ranks.
+            let mut seen = 0;
+            let half = ranks
+                .iter()
+                .position(|&r| {
+                    seen += fc.of_rank(r).len();
+                    seen * 2 >= total
+                })
+                .map_or(ranks.len(), |i| i + 1);
+            let (mut a, b) = rayon::join(|| scatter(&ranks[..half]), || scatter(&ranks[half..]));
+            a.par_iter_mut().zip(&b).for_each(|(a, b)| *a |= b);
+            a
+        } else {
+            scatter(&ranks)
+        }
     }
 }
 
-/// Ranks' entities gathered by one thread at most; more are split between two. Debug builds
-/// (the tests') split small classes too, so that the tests' small cities take both paths.
-const GATHER_SPLIT: usize = if cfg!(debug_assertions) { 4 } else { 1 << 16 };
-
-/// The entities of the universe (its words over `span`) in the ranks of `class` in `table`.
-///
-/// The ranks' lists are each ascending but interleave, so they are scattered into words over
-/// the span (split between two threads, each into its own words, when there are many, then
-/// OR-ed), which are read out a block at a time, within the universe, in parallel.
-fn gather(
+/// The class's words from the checkpoints (see [`Checkpoints`]), or `None` when its sure
+/// ranks are more than two runs or scattering its `total` entities costs less.
+fn from_checkpoints(
+    c: &Checkpoints,
     fc: &FieldColumn,
     table: &[u8],
     class: u8,
-    universe: &[u64],
+    total: usize,
     span: Span,
-) -> RoaringBitmap {
-    let ranks: Vec<usize> = (0..table.len()).filter(|&r| table[r] == class).collect();
-    let total: usize = ranks.iter().map(|&r| fc.of_rank(r).len()).sum();
-    if total == 0 || span.count == 0 {
-        return RoaringBitmap::new();
-    }
-    let first = (span.first as usize) << 16;
-    let scatter = |ranks: &[usize]| {
-        let mut bits = vec![0u64; span.words()];
-        for &r in ranks {
-            for &e in fc.of_rank(r) {
-                // Entities outside the span are outside the universe.
-                if let Some(w) = (e as usize)
-                    .checked_sub(first)
-                    .and_then(|i| bits.get_mut(i >> 6))
-                {
-                    *w |= 1 << (e & 63);
-                }
+) -> Option<Vec<u64>> {
+    // Where membership flips along the sure ranks: the class is the XOR of those prefixes.
+    let mut ends = Vec::new();
+    let mut inside = false;
+    for (i, &r) in fc.sure.iter().enumerate() {
+        if (table[r as usize] == class) != inside {
+            inside = !inside;
+            ends.push(i);
+            if ends.len() > 4 {
+                return None;
             }
         }
-        bits
+    }
+    if inside {
+        ends.push(fc.sure.len());
+    }
+    let nearest: Vec<usize> = ends.iter().map(|&x| c.nearest(x)).collect();
+    let toggled: usize = ends
+        .iter()
+        .zip(&nearest)
+        .map(|(&x, &k)| c.before[x].abs_diff(c.before[c.at[k]]) as usize)
+        .sum();
+    let copied: Vec<&Vec<u64>> = nearest
+        .iter()
+        .map(|&k| &c.words[k])
+        .filter(|w| !w.is_empty())
+        .collect();
+    let cost = copied.len() * span.words() + toggled;
+    if cost >= total && !cfg!(debug_assertions) {
+        return None;
+    }
+    let mut words: Vec<u64> = match copied.as_slice() {
+        [] => vec![0u64; span.words()],
+        [a] => (*a).clone(),
+        [a, b] => a.par_iter().zip(b.par_iter()).map(|(a, b)| a ^ b).collect(),
+        more => (0..span.words())
+            .into_par_iter()
+            .map(|i| more.iter().fold(0, |acc, w| acc ^ w[i]))
+            .collect(),
     };
-    let bits = if total > GATHER_SPLIT {
-        // Halves by entities, not ranks.
-        let mut seen = 0;
-        let half = ranks
-            .iter()
-            .position(|&r| {
-                seen += fc.of_rank(r).len();
-                seen * 2 >= total
-            })
-            .map_or(ranks.len(), |i| i + 1);
-        let (mut a, b) = rayon::join(|| scatter(&ranks[..half]), || scatter(&ranks[half..]));
-        a.iter_mut().zip(&b).for_each(|(a, b)| *a |= b);
-        a
-    } else {
-        scatter(&ranks)
-    };
-    bits.par_chunks(BLOCK)
-        .zip(universe.par_chunks(BLOCK))
-        .enumerate()
-        .filter_map(|(b, (x, u))| {
-            let mut w = [0u64; BLOCK];
-            let mut any = 0;
-            for i in 0..x.len().min(u.len()) {
-                w[i] = x[i] & u[i];
-                any |= w[i];
-            }
-            let one = Span {
-                first: span.first + b as u32,
-                count: 1,
-            };
-            (any != 0).then(|| dense::bitmap(&w, one))
-        })
-        .reduce(RoaringBitmap::new, |a, b| a | b)
+    let first = (span.first as usize) << 16;
+    for (&x, &k) in ends.iter().zip(&nearest) {
+        let (lo, hi) = (x.min(c.at[k]), x.max(c.at[k]));
+        for &r in &fc.sure[lo..hi] {
+            toggle(&mut words, first, fc.of_rank(r as usize));
+        }
+    }
+    // The class's missing values and doubtful links.
+    let mut is_sure = vec![false; table.len()];
+    for &r in &fc.sure {
+        is_sure[r as usize] = true;
+    }
+    for r in (0..table.len()).filter(|&r| table[r] == class && !is_sure[r]) {
+        toggle(&mut words, first, fc.of_rank(r));
+    }
+    Some(words)
 }
+
+/// Ranks' entities scattered by one thread at most; more are split between two. Debug builds
+/// (the tests') split small classes too, so that the tests' small cities take both paths.
+const GATHER_SPLIT: usize = if cfg!(debug_assertions) { 4 } else { 1 << 16 };
 
 /// Direction of an expression in its one field, over present values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

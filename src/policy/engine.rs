@@ -129,6 +129,24 @@ impl Sets {
         }
     }
 
+    /// Sets whose parts within `universe` (the words of its kind's universe) were read with
+    /// them.
+    fn with_parts(
+        t: RoaringBitmap,
+        u: RoaringBitmap,
+        universe: &Arc<Words>,
+        t_parts: Parts,
+        p: Option<Parts>,
+    ) -> Sets {
+        let s = Sets::new(t, u);
+        let _ = s.parts.set(Arc::new(CondParts {
+            universe: universe.clone(),
+            t: t_parts,
+            p,
+        }));
+        s
+    }
+
     /// The TRUE set's words over `span`: kept for the span they were first read over (a
     /// universe's, the same for every run of an engine).
     pub(super) fn words(&self, span: Span) -> Arc<Words> {
@@ -869,10 +887,10 @@ impl<'s> Engine<'s> {
             let within = self
                 .within
                 .entry((fc.col, kind.to_string()))
-                .or_insert_with(|| Arc::new(Within::of(&fc, universe)))
+                .or_insert_with(|| Arc::new(Within::of(&fc, universe, span)))
                 .clone();
-            let (t, u) = columns::field_atom(&self.env, atom, &fc, &within, &words.t, span);
-            return Sets::new(t, u);
+            let a = columns::field_atom(&self.env, atom, &fc, &within, &words.t, span);
+            return Sets::with_parts(a.t, a.u, &words, a.t_parts, a.p_parts);
         }
         if let Some(s) = self.counted_atom(atom, kind, universe) {
             return s;
