@@ -46,6 +46,8 @@ pub struct FieldColumn {
     /// The ranks of sure, present values, in ascending value order (ranks of an int column
     /// follow its values; of a dictionary column, its sorted dictionary).
     pub sure: Vec<u32>,
+    /// The other ranks (missing values, doubtful links), ascending.
+    pub unsure: Vec<u32>,
     /// The entities of each rank, ascending: `entities[starts[r]..starts[r + 1]]`.
     pub entities: Vec<u32>,
     pub starts: Vec<u32>,
@@ -91,7 +93,7 @@ impl FieldColumn {
         keyed.par_sort_unstable_by_key(|k| (k.0, k.1));
         let mut ranks = vec![NO_ROW; n];
         let mut reps: Vec<(usize, bool)> = Vec::new();
-        let mut sure = Vec::new();
+        let (mut sure, mut unsure) = (Vec::new(), Vec::new());
         let mut entities = Vec::with_capacity(keyed.len());
         let mut starts = Vec::new();
         let mut last = None;
@@ -99,6 +101,8 @@ impl FieldColumn {
             if last != Some(key) {
                 if key.0 == 0 && !key.2 {
                     sure.push(reps.len() as u32);
+                } else {
+                    unsure.push(reps.len() as u32);
                 }
                 starts.push(entities.len() as u32);
                 reps.push((row, key.2));
@@ -117,6 +121,7 @@ impl FieldColumn {
             ranks,
             reps,
             sure,
+            unsure,
             entities,
             starts,
             with_rows,
@@ -140,7 +145,12 @@ impl FieldColumn {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        (self.ranks.len() + self.entities.len() + self.starts.len()) * 4
+        (self.ranks.len()
+            + self.entities.len()
+            + self.starts.len()
+            + self.sure.len()
+            + self.unsure.len())
+            * 4
             + self.reps.len() * 16
             + self.with_rows.serialized_size()
     }
@@ -278,18 +288,18 @@ pub fn field_atom(
     }
     // The two smaller classes are gathered, the largest is the rest.
     let largest = (0..3u8).max_by_key(|&c| count[c as usize]).unwrap_or(0);
-    let gathered: [Option<Vec<u64>>; 3] = std::array::from_fn(|c| {
+    let gathered: [Option<ClassBits<'_>>; 3] = std::array::from_fn(|c| {
         let c = c as u8;
-        (c != largest && count[c as usize] > 0).then(|| within.class_words(fc, &table, c, span))
+        (c != largest && count[c as usize] > 0).then(|| within.class_bits(fc, &table, c, span))
     });
     read_out(&gathered, largest, no_row, within, universe_words, span)
 }
 
-/// The TRUE and UNKNOWN sets from the classes' words (`gathered`, all but the `largest`
+/// The TRUE and UNKNOWN sets from the classes' bits (`gathered`, all but the `largest`
 /// class's), the rest of the column's entities being the largest class and those without a
 /// row `no_row`'s, within the universe's words `x`.
 fn read_out(
-    gathered: &[Option<Vec<u64>>; 3],
+    gathered: &[Option<ClassBits<'_>>; 3],
     largest: u8,
     no_row: u8,
     within: &Within,
@@ -303,9 +313,21 @@ fn read_out(
         let at = |w| at(w, b);
         let x = at(x);
         let wr = at(&within.with_words);
-        let class = |c: u8| gathered[c as usize].as_deref().map(at);
+        // Each gathered class's words in the block.
+        let mut words = [[0u64; BLOCK]; 2];
+        let mut slot = [None; 3];
+        for (c, w) in gathered
+            .iter()
+            .enumerate()
+            .filter_map(|(c, g)| Some((c, g.as_ref()?)))
+            .zip(words.iter_mut())
+        {
+            let (c, bits) = c;
+            bits.block_into(b, w);
+            slot[c] = Some(&*w);
+        }
         let word = |c: Option<&[u64; BLOCK]>, i: usize| c.map_or(0, |w| w[i]);
-        let (g0, g1, g2) = (class(0), class(1), class(2));
+        let [g0, g1, g2] = slot;
         let (mut t, mut u) = ([0u64; BLOCK], [0u64; BLOCK]);
         for i in 0..BLOCK {
             let (ti, ui) = match largest {
@@ -384,16 +406,16 @@ pub struct Within {
 /// Debug builds (the tests') build them at the first.
 const CHECKPOINT_AT: u32 = if cfg!(debug_assertions) { 1 } else { 2 };
 
-/// Checkpoints a column's sure values are cut into, by entities (each 1 bit per id of the
-/// universe's span: 32 MB at 8M persons).
+/// Checkpoints a column's sure values are cut into, by entities (each a bit per id of the
+/// universe's span: 46 MB in all for the persons of the 7.8M-person city).
 const CHECKPOINTS: usize = if cfg!(debug_assertions) { 4 } else { 32 };
 
 /// Prefixes of a field column's sure values, in ascending value order: the entities of
 /// `sure[..at[k]]` as words over a span, at positions cut into about equal numbers of
 /// entities. A class that is a few runs of values (a threshold's TRUE: `sure[i..]`) is the
 /// XOR of the prefixes at its ends; each prefix is its nearest checkpoint's words with the
-/// entities in between toggled, so that a new threshold costs a copy of the words and a
-/// 64th of the column's entities at most, not a scatter of all the class's entities.
+/// entities in between toggled, so that a new threshold costs reading the words and
+/// listing a 64th of the column's entities at most, not all the class's entities.
 #[derive(Debug)]
 struct Checkpoints {
     /// Entities of `sure[..i]`, for `i` in `0..=sure.len()`.
@@ -476,16 +498,21 @@ impl Within {
         8 * self.with_words.len() + self.checkpoints.get().map_or(0, Checkpoints::bytes)
     }
 
-    /// The entities in the ranks of `class` in `table`, as words over `span` (some may lie
-    /// outside the universe).
+    /// The entities in the ranks of `class` in `table`, over `span` (some may lie outside
+    /// the universe).
     ///
     /// From the checkpoints when the class's sure ranks are a few runs and that costs less
-    /// than scattering its entities; else scattered, split between two threads when there
-    /// are many (each into its own words, then OR-ed).
-    fn class_words(&self, fc: &FieldColumn, table: &[u8], class: u8, span: Span) -> Vec<u64> {
+    /// than listing its entities; else listed by block, split between two threads when there
+    /// are many.
+    fn class_bits<'a>(
+        &'a self,
+        fc: &FieldColumn,
+        table: &[u8],
+        class: u8,
+        span: Span,
+    ) -> ClassBits<'a> {
         let ranks: Vec<usize> = (0..table.len()).filter(|&r| table[r] == class).collect();
         let total: usize = ranks.iter().map(|&r| fc.of_rank(r).len()).sum();
-        let first = (span.first as usize) << 16;
         if total > span.words() || cfg!(debug_assertions) {
             let checkpoints = match self.checkpoints.get() {
                 Some(c) => Some(c),
@@ -497,49 +524,125 @@ impl Within {
                 }
                 None => None,
             };
-            if let Some(words) =
+            if let Some(Toggled { words, ranks, n }) =
                 checkpoints.and_then(|c| from_checkpoints(c, fc, table, class, total, span))
             {
-                return words;
+                let lists = listed(fc, &ranks, n, span);
+                return ClassBits { words, lists };
             }
         }
-        let scatter = |ranks: &[usize]| {
-            let mut bits = vec![0u64; span.words()];
-            for &r in ranks {
-                // Ranks hold distinct entities: toggling sets.
-                toggle(&mut bits, first, fc.of_rank(r));
-            }
-            bits
-        };
-        if total > GATHER_SPLIT {
-            // Halves by entities, not ranks.
-            let mut seen = 0;
-            let half = ranks
-                .iter()
-                .position(|&r| {
-                    seen += fc.of_rank(r).len();
-                    seen * 2 >= total
-                })
-                .map_or(ranks.len(), |i| i + 1);
-            let (mut a, b) = rayon::join(|| scatter(&ranks[..half]), || scatter(&ranks[half..]));
-            a.par_iter_mut().zip(&b).for_each(|(a, b)| *a |= b);
-            a
-        } else {
-            scatter(&ranks)
+        ClassBits {
+            words: Vec::new(),
+            lists: listed(fc, &ranks, total, span),
         }
     }
 }
 
-/// The class's words from the checkpoints (see [`Checkpoints`]), or `None` when its sure
-/// ranks are more than two runs or scattering its `total` entities costs less.
-fn from_checkpoints(
-    c: &Checkpoints,
+/// The entities of `ranks` (`n` of them) listed by block of `span`, split between two
+/// threads when there are many.
+fn listed(fc: &FieldColumn, ranks: &[usize], n: usize, span: Span) -> Vec<ByBlock> {
+    let list = |ranks: &[usize]| ByBlock::of(ranks.iter().map(|&r| fc.of_rank(r)), span);
+    if n > GATHER_SPLIT {
+        // Halves by entities, not ranks.
+        let mut seen = 0;
+        let half = ranks
+            .iter()
+            .position(|&r| {
+                seen += fc.of_rank(r).len();
+                seen * 2 >= n
+            })
+            .map_or(ranks.len(), |i| i + 1);
+        let (a, b) = rayon::join(|| list(&ranks[..half]), || list(&ranks[half..]));
+        vec![a, b]
+    } else {
+        vec![list(ranks)]
+    }
+}
+
+/// A class's entities over a span: the XOR of a few checkpoints' words and of ids listed by
+/// block, so that a block's bits are put together in a block-sized buffer (within a core's
+/// L1) as it is read out, with no words over the whole span written.
+struct ClassBits<'a> {
+    words: Vec<&'a [u64]>,
+    lists: Vec<ByBlock>,
+}
+
+impl ClassBits<'_> {
+    /// Block `b`'s words into `out`.
+    fn block_into(&self, b: usize, out: &mut [u64; BLOCK]) {
+        match self.words.as_slice() {
+            [] => out.fill(0),
+            [first, rest @ ..] => {
+                out.copy_from_slice(&first[b * BLOCK..(b + 1) * BLOCK]);
+                for w in rest {
+                    for (o, w) in out.iter_mut().zip(&w[b * BLOCK..(b + 1) * BLOCK]) {
+                        *o ^= w;
+                    }
+                }
+            }
+        }
+        for list in &self.lists {
+            for &o in list.block(b) {
+                let (i, m) = dense::bit(o);
+                out[i] ^= m;
+            }
+        }
+    }
+}
+
+/// Ids within a span, listed by block: block `b`'s offsets are `offs[starts[b]..starts[b +
+/// 1]]`.
+struct ByBlock {
+    starts: Vec<u32>,
+    offs: Vec<u16>,
+}
+
+impl ByBlock {
+    /// The ids of `lists` within `span` (others are left out), in two passes: counted per
+    /// block, then placed.
+    fn of<'a>(lists: impl Iterator<Item = &'a [u32]> + Clone, span: Span) -> ByBlock {
+        let block = |e: u32| {
+            ((e >> 16) as usize)
+                .checked_sub(span.first as usize)
+                .filter(|&b| b < span.count)
+        };
+        let mut starts = vec![0u32; span.count + 1];
+        // Internal iteration (`for_each`): a chain of flattened lists is walked list by
+        // list, not through the chain's state at every id.
+        lists.clone().flatten().for_each(|&e| {
+            if let Some(b) = block(e) {
+                starts[b + 1] += 1;
+            }
+        });
+        for b in 0..span.count {
+            starts[b + 1] += starts[b];
+        }
+        let mut next = starts.clone();
+        let mut offs = vec![0u16; starts[span.count] as usize];
+        lists.flatten().for_each(|&e| {
+            if let Some(b) = block(e) {
+                offs[next[b] as usize] = e as u16;
+                next[b] += 1;
+            }
+        });
+        ByBlock { starts, offs }
+    }
+
+    fn block(&self, b: usize) -> &[u16] {
+        &self.offs[self.starts[b] as usize..self.starts[b + 1] as usize]
+    }
+}
+
+/// The class from the checkpoints (see [`Checkpoints`]). `None` when its sure ranks are more
+/// than two runs or listing its `total` entities costs less.
+fn from_checkpoints<'a>(
+    c: &'a Checkpoints,
     fc: &FieldColumn,
     table: &[u8],
     class: u8,
     total: usize,
     span: Span,
-) -> Option<Vec<u64>> {
+) -> Option<Toggled<'a>> {
     // Where membership flips along the sure ranks: the class is the XOR of those prefixes.
     let mut ends = Vec::new();
     let mut inside = false;
@@ -561,43 +664,36 @@ fn from_checkpoints(
         .zip(&nearest)
         .map(|(&x, &k)| c.before[x].abs_diff(c.before[c.at[k]]) as usize)
         .sum();
-    let copied: Vec<&Vec<u64>> = nearest
+    let words: Vec<&[u64]> = nearest
         .iter()
-        .map(|&k| &c.words[k])
+        .map(|&k| c.words[k].as_slice())
         .filter(|w| !w.is_empty())
         .collect();
-    let cost = copied.len() * span.words() + toggled;
-    if cost >= total && !cfg!(debug_assertions) {
+    // A word read costs about an eighth of an entity listed.
+    if words.len() * span.words() / 8 + toggled >= total && !cfg!(debug_assertions) {
         return None;
     }
-    let mut words: Vec<u64> = match copied.as_slice() {
-        [] => vec![0u64; span.words()],
-        [a] => (*a).clone(),
-        [a, b] => a.par_iter().zip(b.par_iter()).map(|(a, b)| a ^ b).collect(),
-        more => (0..span.words())
-            .into_par_iter()
-            .map(|i| more.iter().fold(0, |acc, w| acc ^ w[i]))
-            .collect(),
-    };
-    let first = (span.first as usize) << 16;
-    for (&x, &k) in ends.iter().zip(&nearest) {
-        let (lo, hi) = (x.min(c.at[k]), x.max(c.at[k]));
-        for &r in &fc.sure[lo..hi] {
-            toggle(&mut words, first, fc.of_rank(r as usize));
-        }
-    }
-    // The class's missing values and doubtful links.
-    let mut is_sure = vec![false; table.len()];
-    for &r in &fc.sure {
-        is_sure[r as usize] = true;
-    }
-    for r in (0..table.len()).filter(|&r| table[r] == class && !is_sure[r]) {
-        toggle(&mut words, first, fc.of_rank(r));
-    }
-    Some(words)
+    // Between each end and its checkpoint, and the class's missing values and doubtful links.
+    let ranks: Vec<usize> = ends
+        .iter()
+        .zip(&nearest)
+        .flat_map(|(&x, &k)| fc.sure[x.min(c.at[k])..x.max(c.at[k])].iter())
+        .chain(fc.unsure.iter().filter(|&&r| table[r as usize] == class))
+        .map(|&r| r as usize)
+        .collect();
+    let n = ranks.iter().map(|&r| fc.of_rank(r).len()).sum();
+    Some(Toggled { words, ranks, n })
 }
 
-/// Ranks' entities scattered by one thread at most; more are split between two. Debug builds
+/// A class from the checkpoints: their words to XOR, and the ranks whose entities (`n`) are
+/// toggled.
+struct Toggled<'a> {
+    words: Vec<&'a [u64]>,
+    ranks: Vec<usize>,
+    n: usize,
+}
+
+/// Ranks' entities listed by one thread at most; more are split between two. Debug builds
 /// (the tests') split small classes too, so that the tests' small cities take both paths.
 const GATHER_SPLIT: usize = if cfg!(debug_assertions) { 4 } else { 1 << 16 };
 
@@ -761,14 +857,8 @@ fn threshold_table(ev: &Evaluator<'_, '_>, atom: &Node, fc: &FieldColumn) -> Opt
         }
     }
     // Missing values and doubtful links, one by one.
-    let mut is_sure = vec![false; fc.reps.len()];
-    for &r in &fc.sure {
-        is_sure[r as usize] = true;
-    }
-    for (r, slot) in table.iter_mut().enumerate() {
-        if !is_sure[r] {
-            *slot = tri_code(ev.tri(atom, fc.at(r), &mut NoTrace));
-        }
+    for &r in &fc.unsure {
+        table[r as usize] = tri_code(ev.tri(atom, fc.at(r as usize), &mut NoTrace));
     }
     Some(table)
 }

@@ -69,14 +69,92 @@ pub fn words(set: &RoaringBitmap, span: Span) -> Vec<u64> {
 }
 
 /// The set whose words within `span` are `words`.
+///
+/// A container of at most [`ARRAY_MAX`] ids (an array container) has its ids read out here,
+/// into the portable serialization roaring reads back ([`array_container`]); a denser one is
+/// copied as a bitmap container.
 pub fn bitmap(words: &[u64], span: Span) -> RoaringBitmap {
+    let mut out = RoaringBitmap::new();
+    for (b, block) in words.as_chunks::<BLOCK>().0.iter().enumerate() {
+        let key = span.first + b as u32;
+        let n: usize = block.iter().map(|w| w.count_ones() as usize).sum();
+        out |= match n {
+            0 => continue,
+            1..=ARRAY_MAX => array_container(block, key, n),
+            _ => bitmap_container(block, key),
+        };
+    }
+    out
+}
+
+/// Block `block` of container `key`, dense, as a bitmap container.
+fn bitmap_container(block: &[u64; BLOCK], key: u32) -> RoaringBitmap {
     if cfg!(target_endian = "little") {
         // The words' bytes in memory are their little-endian bytes.
-        RoaringBitmap::from_lsb0_bytes(span.first << 16, bytemuck::cast_slice(words))
+        RoaringBitmap::from_lsb0_bytes(key << 16, bytemuck::cast_slice(block))
     } else {
-        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        RoaringBitmap::from_lsb0_bytes(span.first << 16, &bytes)
+        let bytes: Vec<u8> = block.iter().flat_map(|w| w.to_le_bytes()).collect();
+        RoaringBitmap::from_lsb0_bytes(key << 16, &bytes)
     }
+}
+
+/// Block `block` of container `key`, holding `n` ids (1 to [`ARRAY_MAX`]), as an array
+/// container: its ids read out into the portable serialization of a one-container bitmap
+/// (cookie, container count, key and cardinality, offset, the ids), which roaring reads back
+/// as it stands.
+///
+/// roaring's own reading of words (`from_lsb0_bytes`) loops over each word's bits: a sparse
+/// block mispredicts a branch at nearly every word. Here each word writes its first `K` ids
+/// whether it has them or not (the next word overwrites the slots it did not fill), and only
+/// a word with more than `K` loops, with `K` chosen from the block's density so that such
+/// words are rare: two to three times faster on blocks of 0.5-6% of ids.
+fn array_container(block: &[u64; BLOCK], key: u32, n: usize) -> RoaringBitmap {
+    let mut ids = [0u16; ARRAY_MAX + 64];
+    let written = match n {
+        0..=512 => read_ids::<1>(block, &mut ids),
+        513..=1536 => read_ids::<2>(block, &mut ids),
+        1537..=3072 => read_ids::<4>(block, &mut ids),
+        _ => read_ids::<8>(block, &mut ids),
+    };
+    let ids = &ids[..written.min(ARRAY_MAX)];
+    // Spans are of 32-bit ids: a container's key is 16 bits.
+    let Ok(key16) = u16::try_from(key) else {
+        return bitmap_container(block, key);
+    };
+    let mut bytes = Vec::with_capacity(16 + 2 * ids.len());
+    bytes.extend_from_slice(&NO_RUNS.to_le_bytes());
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&key16.to_le_bytes());
+    bytes.extend_from_slice(&((ids.len().max(1) - 1) as u16).to_le_bytes());
+    bytes.extend_from_slice(&16u32.to_le_bytes());
+    for id in ids {
+        bytes.extend_from_slice(&id.to_le_bytes());
+    }
+    RoaringBitmap::deserialize_unchecked_from(&bytes[..])
+        .unwrap_or_else(|_| bitmap_container(block, key))
+}
+
+/// The offsets of `block`'s ids into `out`, ascending; returns how many. Each word writes
+/// `K` slots unconditionally (slots past its ids are overwritten by the next word's).
+fn read_ids<const K: usize>(block: &[u64; BLOCK], out: &mut [u16; ARRAY_MAX + 64]) -> usize {
+    let mut pos = 0usize;
+    for (i, &word) in block.iter().enumerate() {
+        let mut w = word;
+        let base = (i * 64) as u16;
+        let at = pos.min(ARRAY_MAX);
+        for k in 0..K {
+            out[at + k] = base.wrapping_add(w.trailing_zeros() as u16);
+            w &= w.wrapping_sub(1);
+        }
+        let mut k = at + K;
+        while w != 0 && k < out.len() {
+            out[k] = base + w.trailing_zeros() as u16;
+            w &= w - 1;
+            k += 1;
+        }
+        pos += word.count_ones() as usize;
+    }
+    pos
 }
 
 /// A set's part in one block, read within the universe's part there, in the form that
@@ -390,6 +468,30 @@ mod tests {
             let lo = first << 16;
             let within: RoaringBitmap = set.range(lo..lo + 5 * 65_536).collect();
             proptest::prop_assert_eq!(bitmap(&w, span), within);
+        }
+
+        /// A block read into a roaring set at any density (each of the array readers' `K`,
+        /// and a bitmap container past 4,096 ids) holds exactly the block's ids.
+        #[test]
+        fn a_block_reads_into_its_ids(
+            per_mille in 0u32..120,
+            seed in proptest::num::u64::ANY,
+            key in proptest::prop_oneof![0u32..4, 65_530u32..65_536],
+        ) {
+            let mut x = seed | 1;
+            let mut block = [0u64; BLOCK];
+            let mut want = RoaringBitmap::new();
+            for i in 0..65_536u32 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if (x % 1000) < u64::from(per_mille) {
+                    block[i as usize / 64] |= 1 << (i % 64);
+                    want.insert((key << 16) + i);
+                }
+            }
+            let got = bitmap(&block, Span { first: key, count: 1 });
+            proptest::prop_assert_eq!(got, want);
         }
 
         /// A set's parts within a universe stand for the set's words within the universe's,
