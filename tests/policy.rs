@@ -962,7 +962,15 @@ fn trimming_keeps_pinned_atoms() {
         assert!(engine.run_policy(&policy, &set).unwrap().computed > 0);
     }
     assert!(engine.cached() > pinned);
-    assert!(engine.unpinned_bytes() > 0);
+    let held = engine.unpinned_bytes();
+    assert!(held > 0);
+    assert!(!engine.trim(usize::MAX, held), "within the budget");
+    assert!(engine.trim(usize::MAX, held - 1), "a byte past it");
+    assert_eq!(engine.cached(), pinned, "dropped by bytes");
+    for k in 2..8 {
+        let set = HashMap::from([("k".to_string(), Lit::Num(f64::from(k)))]);
+        assert!(engine.run_policy(&policy, &set).unwrap().computed > 0);
+    }
     let before = engine.cached();
     assert!(!engine.trim(usize::MAX, usize::MAX), "within both bounds");
     assert_eq!(engine.cached(), before, "nothing dropped");
@@ -975,7 +983,11 @@ fn trimming_keeps_pinned_atoms() {
         engine.run_policy(&policy, &set).unwrap();
     }
     assert!(engine.cached() > pinned);
-    assert!(engine.trim(usize::MAX, 0));
+    // The budget is of the bytes `unpinned_bytes` counts (kept up to date as entries are
+    // cached): at it, nothing is dropped; a byte below it, all that is not pinned.
+    let held = engine.unpinned_bytes();
+    assert!(!engine.trim(usize::MAX, held), "within the budget");
+    assert!(engine.trim(usize::MAX, held - 1));
     assert_eq!(engine.cached(), pinned, "dropped by bytes");
     assert_eq!(engine.unpinned_bytes(), 0);
     engine.forget_results();
