@@ -544,7 +544,7 @@ proptest! {
                     .map(|(_, n)| ev.tri(n, At::entity(e), &mut NoTrace))
                     .collect();
                 for (c, s) in run.conditions.iter().zip(&states) {
-                    let got = if universe.contains(e) { tri_set(&c.sets.t, &c.sets.u, e) } else { Tri::False };
+                    let got = if universe.contains(e) { tri_set(c.sets.t(), c.sets.u(), e) } else { Tri::False };
                     let want = if universe.contains(e) { *s } else { Tri::False };
                     prop_assert_eq!(got, want, "policy {} condition {} entity {}", id, c.name, e);
                 }
@@ -627,7 +627,7 @@ proptest! {
             for e in &universe {
                 for ((_, n), c) in compiled.conditions.iter().zip(&run.conditions) {
                     prop_assert_eq!(
-                        tri_set(&c.sets.t, &c.sets.u, e),
+                        tri_set(c.sets.t(), c.sets.u(), e),
                         ev.tri(n, At::entity(e), &mut NoTrace),
                         "k {} condition {} entity {}", k, c.name, e
                     );
@@ -731,7 +731,7 @@ fn conditions_agree(snap: &Snapshot, cat: &Catalogue, id: &str) -> Result<(), Te
     for e in &snap.universe("person").unwrap() {
         for ((_, n), c) in compiled.conditions.iter().zip(&run.conditions) {
             prop_assert_eq!(
-                tri_set(&c.sets.t, &c.sets.u, e),
+                tri_set(c.sets.t(), c.sets.u(), e),
                 ev.tri(n, At::entity(e), &mut NoTrace),
                 "condition {} entity {}",
                 c.name,
@@ -1042,7 +1042,7 @@ fn doubtful_members_are_uncertain() {
     let states: Vec<Tri> = run
         .conditions
         .iter()
-        .map(|c| tri_set(&c.sets.t, &c.sets.u, h))
+        .map(|c| tri_set(c.sets.t(), c.sets.u(), h))
         .collect();
     // One sure 80+ member and one uncertain one: "at least two" is UNKNOWN, "at least one"
     // TRUE; person 1 (30) is a sure member, so "all" is FALSE; the count is 2..3, so "== 3"

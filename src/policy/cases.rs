@@ -316,9 +316,9 @@ fn run_case(p: &Policy, case: &Case, cat: &Catalogue, schema: &Schema, dir: &Pat
             result.failures.push(format!("no condition {cond}"));
             continue;
         };
-        let got = if c.sets.t.contains(0) {
+        let got = if c.sets.t().contains(0) {
             Tri::True
-        } else if c.sets.u.contains(0) {
+        } else if c.sets.u().contains(0) {
             Tri::Unknown
         } else {
             Tri::False

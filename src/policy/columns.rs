@@ -243,12 +243,10 @@ pub(super) fn split_tri(
     split(ids, |i, e| tri_code(state(i, e)))
 }
 
-/// A field atom's TRUE and UNKNOWN sets within a universe: as roaring sets, and as the parts
-/// combining reads ([`Parts`], within the universe's words), read from the same words.
+/// A field atom's TRUE and UNKNOWN sets within a universe, as the parts combining reads
+/// ([`Parts`], within the universe's words); roaring sets are read back from them on demand.
 #[derive(Debug)]
 pub struct AtomSets {
-    pub t: RoaringBitmap,
-    pub u: RoaringBitmap,
     pub t_parts: Parts,
     /// TRUE or UNKNOWN; `None` when nothing is UNKNOWN.
     pub p_parts: Option<Parts>,
@@ -260,7 +258,7 @@ pub struct AtomSets {
 /// entities of the two smaller classes (of FALSE, TRUE, UNKNOWN) are gathered as words over
 /// the universe's span ([`Within::class_words`]) and the largest is the rest, so a selective
 /// threshold costs its result, not the city. The classes' words are read out a block at a
-/// time, in parallel, into roaring containers and the condition's parts at once.
+/// time, in parallel, into the condition's parts.
 ///
 /// `universe_words` are the universe's words over `span`, the containers from its least to
 /// its greatest id ([`dense::words`]); `within` is the column's within that universe.
@@ -345,32 +343,23 @@ fn read_out(
             t[i] = ti | if no_row == 1 { without } else { 0 };
             u[i] = ui | if no_row == 2 { without } else { 0 };
         }
-        let one = Span {
-            first: span.first + b as u32,
-            count: 1,
-        };
         let (t_part, t_count) = Part::of(&t, x);
         let u_count: u32 = u.iter().map(|w| w.count_ones()).sum();
-        let set = |w: &[u64; BLOCK], n: u32| (n > 0).then(|| dense::bitmap(w, one));
-        let (t_set, u_set) = (set(&t, t_count), set(&u, u_count));
         // TRUE or UNKNOWN: `u` becomes it.
         let p = (u_count > 0).then(|| {
             u.iter_mut().zip(t.iter()).for_each(|(u, t)| *u |= t);
             Part::of(&u, x)
         });
-        (t_set, u_set, (t_part, t_count), p, u_count)
+        ((t_part, t_count), p, u_count)
     };
     let blocks: Vec<_> = (0..span.count).into_par_iter().map(block).collect();
-    let any_unknown = blocks.iter().any(|b| b.4 > 0);
-    let (mut t, mut u) = (RoaringBitmap::new(), RoaringBitmap::new());
+    let any_unknown = blocks.iter().any(|b| b.2 > 0);
     let mut t_parts = Parts {
         parts: Vec::with_capacity(span.count),
         counts: Vec::with_capacity(span.count),
     };
     let mut p_parts = any_unknown.then(|| t_parts.clone());
-    for (t_set, u_set, (t_part, t_count), p, u_count) in blocks {
-        t |= t_set.unwrap_or_default();
-        u |= u_set.unwrap_or_default();
+    for ((t_part, t_count), p, u_count) in blocks {
         if let Some(pp) = &mut p_parts {
             let (p_part, p_count) = p.unwrap_or_else(|| (t_part.clone(), t_count));
             debug_assert_eq!(p_count, t_count + u_count);
@@ -380,12 +369,7 @@ fn read_out(
         t_parts.parts.push(t_part);
         t_parts.counts.push(t_count);
     }
-    AtomSets {
-        t,
-        u,
-        t_parts,
-        p_parts,
-    }
+    AtomSets { t_parts, p_parts }
 }
 
 /// A field column's entities within one universe, as words over the universe's span: those

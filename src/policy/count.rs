@@ -39,7 +39,7 @@ pub(super) const CHUNK: usize = 256;
 /// conditions (their sets within `universe`); the result is, for each policy, its counts
 /// and each condition's sole-blocked count (entities failing it and no other).
 pub fn count_many(universe: &Sets, policies: &[Vec<Arc<Sets>>]) -> Vec<(Counts, Vec<u64>)> {
-    let span = Span::of(&universe.t);
+    let span = Span::of(universe.t());
     let uni = universe.words(span);
     // The distinct conditions, and each policy's as indexes into them.
     let mut distinct: Vec<Arc<Sets>> = Vec::new();

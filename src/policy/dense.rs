@@ -216,6 +216,22 @@ impl Part {
     }
 }
 
+/// The words a part stands for, within the universe's words `x`.
+pub fn part_words(part: &Part, x: &[u64; BLOCK]) -> [u64; BLOCK] {
+    let mut out = [0u64; BLOCK];
+    match part {
+        Part::None => {}
+        Part::All => out = *x,
+        Part::Ids(ids) => ids.iter().for_each(|&o| {
+            let (i, m) = bit(o);
+            out[i] |= m;
+        }),
+        Part::AllBut(left) => all_but_into(&mut out, x, left),
+        Part::Words(w) => out = **w,
+    }
+    out
+}
+
 /// The word and bit of offset `o` in a block.
 pub fn bit(o: u16) -> (usize, u64) {
     (usize::from(o / 64), 1 << (o % 64))
@@ -376,25 +392,6 @@ mod tests {
             if u64::from(id) >= lo && (d / 64) < out.len() as u64 {
                 out[(d / 64) as usize] |= 1 << (d % 64);
             }
-        }
-        out
-    }
-
-    /// The words a part stands for, within the universe's words `x`.
-    fn part_words(part: &Part, x: &[u64; BLOCK]) -> [u64; BLOCK] {
-        let mut out = [0u64; BLOCK];
-        match part {
-            Part::None => {}
-            Part::All => out = *x,
-            Part::Ids(ids) => ids
-                .iter()
-                .for_each(|&o| out[o as usize / 64] |= 1 << (o % 64)),
-            Part::AllBut(left) => {
-                out = *x;
-                left.iter()
-                    .for_each(|&o| out[o as usize / 64] &= !(1 << (o % 64)));
-            }
-            Part::Words(w) => out = **w,
         }
         out
     }

@@ -47,10 +47,15 @@ use crate::date::Date;
 use crate::snapshot::Snapshot;
 
 /// TRUE and UNKNOWN entities of a condition (FALSE: the universe minus both).
+///
+/// A condition computed as parts within its universe (a field atom) has its roaring sets
+/// read back from the parts only when something asks for them ([`t`](Self::t),
+/// [`u`](Self::u)): combining and counting read the parts, so a what-if's new threshold
+/// never builds them.
 #[derive(Debug, Clone, Default)]
 pub struct Sets {
-    pub t: RoaringBitmap,
-    pub u: RoaringBitmap,
+    t: OnceLock<RoaringBitmap>,
+    u: OnceLock<RoaringBitmap>,
     /// A universe's words over its span, read from the bitmap when a policy over it is first
     /// combined and kept with it.
     words: OnceLock<Arc<Words>>,
@@ -91,8 +96,8 @@ impl CondParts {
     fn of(s: &Sets, universe: &Arc<Words>) -> CondParts {
         let span = universe.span;
         let (t, u) = rayon::join(
-            || dense::words(&s.t, span),
-            || (!s.u.is_empty()).then(|| dense::words(&s.u, span)),
+            || dense::words(s.t(), span),
+            || (!s.u().is_empty()).then(|| dense::words(s.u(), span)),
         );
         let (t_parts, p) = rayon::join(
             || Parts::of(&t, &universe.t),
@@ -110,6 +115,27 @@ impl CondParts {
         }
     }
 
+    /// The TRUE (or UNKNOWN) entities, read back from the parts a block at a time.
+    fn set(&self, unknown: bool) -> RoaringBitmap {
+        let span = self.universe.span;
+        (0..span.count)
+            .into_par_iter()
+            .map(|b| {
+                let x: &[u64; BLOCK] = &self.universe.t.as_chunks().0[b];
+                let mut w = dense::part_words(&self.t.parts[b], x);
+                if unknown {
+                    let p = dense::part_words(&self.possible().parts[b], x);
+                    w.iter_mut().zip(p.iter()).for_each(|(w, p)| *w = p & !*w);
+                }
+                let one = Span {
+                    first: span.first + b as u32,
+                    count: 1,
+                };
+                dense::bitmap(&w[..], one)
+            })
+            .reduce(RoaringBitmap::new, |a, b| a | b)
+    }
+
     pub(super) fn possible(&self) -> &Parts {
         self.p.as_ref().unwrap_or(&self.t)
     }
@@ -122,29 +148,41 @@ impl CondParts {
 impl Sets {
     pub fn new(t: RoaringBitmap, u: RoaringBitmap) -> Sets {
         Sets {
-            t,
-            u,
+            t: OnceLock::from(t),
+            u: OnceLock::from(u),
             words: OnceLock::new(),
             parts: OnceLock::new(),
         }
     }
 
-    /// Sets whose parts within `universe` (the words of its kind's universe) were read with
-    /// them.
-    fn with_parts(
-        t: RoaringBitmap,
-        u: RoaringBitmap,
-        universe: &Arc<Words>,
-        t_parts: Parts,
-        p: Option<Parts>,
-    ) -> Sets {
-        let s = Sets::new(t, u);
+    /// Sets known by their parts within `universe` (the words of its kind's universe): TRUE
+    /// (`t`) and TRUE or UNKNOWN (`p`, `None` when nothing is UNKNOWN).
+    pub(super) fn of_parts(universe: &Arc<Words>, t: Parts, p: Option<Parts>) -> Sets {
+        let s = Sets::default();
         let _ = s.parts.set(Arc::new(CondParts {
             universe: universe.clone(),
-            t: t_parts,
+            t,
             p,
         }));
         s
+    }
+
+    /// The TRUE entities.
+    pub fn t(&self) -> &RoaringBitmap {
+        self.t.get_or_init(|| self.read_back(false))
+    }
+
+    /// The UNKNOWN entities.
+    pub fn u(&self) -> &RoaringBitmap {
+        self.u.get_or_init(|| self.read_back(true))
+    }
+
+    /// The TRUE (or UNKNOWN) entities read back from the parts; sets made without roaring
+    /// sets always have parts.
+    fn read_back(&self, unknown: bool) -> RoaringBitmap {
+        self.parts
+            .get()
+            .map_or_else(RoaringBitmap::new, |p| p.set(unknown))
     }
 
     /// The TRUE set's words over `span`: kept for the span they were first read over (a
@@ -152,7 +190,7 @@ impl Sets {
     pub(super) fn words(&self, span: Span) -> Arc<Words> {
         let of = || Words {
             span,
-            t: dense::words(&self.t, span),
+            t: dense::words(self.t(), span),
         };
         let kept = self.words.get_or_init(|| Arc::new(of()));
         if kept.span == span {
@@ -173,6 +211,15 @@ impl Sets {
         } else {
             Arc::new(CondParts::of(self, universe))
         }
+    }
+
+    /// Bytes the roaring sets take, those built.
+    fn sets_bytes(&self) -> usize {
+        [&self.t, &self.u]
+            .iter()
+            .filter_map(|s| s.get())
+            .map(RoaringBitmap::serialized_size)
+            .sum()
     }
 
     /// Bytes the kept words and parts take.
@@ -396,7 +443,7 @@ impl<'s> Engine<'s> {
     }
 
     pub fn universe(&mut self, kind: &str) -> RoaringBitmap {
-        self.universe_sets(kind).t.clone()
+        self.universe_sets(kind).t().clone()
     }
 
     /// The universe of `kind` as sets (every entity TRUE), kept with its words.
@@ -590,7 +637,7 @@ impl<'s> Engine<'s> {
             return Ok(r);
         }
         let uni = self.universe_sets(&p.subject);
-        let universe = &uni.t;
+        let universe = uni.t();
         let before = self.cache.len();
         let conditions = self.condition_sets(&p.subject, &compiled, universe);
         let computed = self.cache.len() - before;
@@ -694,7 +741,7 @@ impl<'s> Engine<'s> {
             self.run_referenced(p)?;
             let compiled = self.compiled(p, overrides)?;
             let uni = self.universe_sets(&p.subject);
-            prepared.push(self.condition_sets(&p.subject, &compiled, &uni.t));
+            prepared.push(self.condition_sets(&p.subject, &compiled, uni.t()));
         }
         let mut out: Vec<Option<PolicyCounts>> = vec![None; ps.len()];
         let mut kinds: Vec<&str> = ps.iter().map(|p| p.subject.as_str()).collect();
@@ -708,9 +755,9 @@ impl<'s> Engine<'s> {
                 .map(|&i| prepared[i].iter().map(|(_, s)| s.clone()).collect())
                 .collect();
             let counted = count_many(&uni, &sets);
-            let span = Span::of(&uni.t);
+            let span = Span::of(uni.t());
             let words = uni.words(span);
-            let total = uni.t.len();
+            let total = uni.t().len();
             for (&i, (counts, sole)) in members.iter().zip(counted) {
                 let conditions = std::mem::take(&mut prepared[i])
                     .into_iter()
@@ -861,19 +908,19 @@ impl<'s> Engine<'s> {
         match n {
             Node::And(a, b) => {
                 let (x, y) = (self.sets(a, kind, universe), self.sets(b, kind, universe));
-                let t = &x.t & &y.t;
-                let u = &(&(&x.t | &x.u) & &(&y.t | &y.u)) - &t;
+                let t = x.t() & y.t();
+                let u = &(&(x.t() | x.u()) & &(y.t() | y.u())) - &t;
                 Arc::new(Sets::new(t, u))
             }
             Node::Or(a, b) => {
                 let (x, y) = (self.sets(a, kind, universe), self.sets(b, kind, universe));
-                let t = &x.t | &y.t;
-                let u = &(&x.u | &y.u) - &t;
+                let t = x.t() | y.t();
+                let u = &(x.u() | y.u()) - &t;
                 Arc::new(Sets::new(t, u))
             }
             Node::Not(a) => {
                 let x = self.sets(a, kind, universe);
-                Arc::new(Sets::new(&(universe - &x.t) - &x.u, x.u.clone()))
+                Arc::new(Sets::new(&(universe - x.t()) - x.u(), x.u().clone()))
             }
             Node::Policy(id) => match self.env.policy_states.get(id) {
                 Some((t, u)) => Arc::new(Sets::new(&**t & universe, &**u & universe)),
@@ -918,7 +965,7 @@ impl<'s> Engine<'s> {
                 .or_insert_with(|| Arc::new(Within::of(&fc, universe, span)))
                 .clone();
             let a = columns::field_atom(&self.env, atom, &fc, &within, &words.t, span);
-            return Sets::with_parts(a.t, a.u, &words, a.t_parts, a.p_parts);
+            return Sets::of_parts(&words, a.t_parts, a.p_parts);
         }
         if let Some(s) = self.counted_atom(atom, kind, universe) {
             return s;
@@ -989,8 +1036,8 @@ impl<'s> Engine<'s> {
         for &x in self.ids(&to, &related).iter() {
             mark(x, 0);
         }
-        for_each_id(&sets.u, |x| mark(x, 2));
-        for_each_id(&sets.t, |x| mark(x, 1));
+        for_each_id(sets.u(), |x| mark(x, 2));
+        for_each_id(sets.t(), |x| mark(x, 1));
         states
     }
 
@@ -1205,7 +1252,7 @@ impl<'s> Engine<'s> {
 
     /// Bytes of the entry `key` of cache `held`.
     fn held_bytes(&self, held: Held, key: &str) -> usize {
-        let sets = |s: &Sets| s.t.serialized_size() + s.u.serialized_size() + s.words_bytes();
+        let sets = |s: &Sets| s.sets_bytes() + s.words_bytes();
         let run = |r: &PolicyRun| {
             let listed = match &*r.amounts {
                 Amounts::Listed(l) => 16 * l.len(),
@@ -1305,7 +1352,7 @@ impl<'s> Engine<'s> {
 /// few ids it leaves out, not the block's words. Blocks are combined in parallel; the three
 /// results are written back as roaring sets.
 fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
-    let span = Span::of(&universe.t);
+    let span = Span::of(universe.t());
     let uni = universe.words(span);
     let n = conditions.len();
     // A universe of a few blocks (a small city) is combined on this thread: handing it to
@@ -1337,7 +1384,7 @@ fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
         near_miss |= b.near_miss;
         sole.iter_mut().zip(b.sole).for_each(|(a, b)| *a += b);
     }
-    let total = universe.t.len();
+    let total = universe.t().len();
     let results = conditions
         .into_iter()
         .zip(&parts)
@@ -1565,7 +1612,7 @@ struct Combined {
 /// The state of each of `ids` (ascending, the set `within`) by `sets`.
 fn states_of(ids: &[u32], within: &RoaringBitmap, sets: &Sets) -> Vec<Tri> {
     let mut out = vec![Tri::False; ids.len()];
-    for (set, state) in [(&sets.t, Tri::True), (&sets.u, Tri::Unknown)] {
+    for (set, state) in [(sets.t(), Tri::True), (sets.u(), Tri::Unknown)] {
         let members: Vec<u32> = (set & within).iter().collect();
         for i in positions_in(ids, &members).flatten() {
             out[i] = state;
@@ -1675,7 +1722,7 @@ fn single_table(n: &Node) -> Option<usize> {
     if ok { t } else { None }
 }
 
-fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
+fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> (RoaringBitmap, RoaringBitmap) {
     let mut t = RoaringBitmap::new();
     let mut u = RoaringBitmap::new();
     for (pt, pu) in parts {
@@ -1683,7 +1730,7 @@ fn collect(parts: Vec<(Vec<u32>, Vec<u32>)>) -> Sets {
         let _ = t.append(pt);
         let _ = u.append(pu);
     }
-    Sets::new(t, u)
+    (t, u)
 }
 
 /// In [`Engine::body_states`]: an entity outside the related kind (its body is interpreted).
@@ -1744,17 +1791,17 @@ fn atom_sets(env: &Env<'_>, atom: &Node, universe: &RoaringBitmap) -> Sets {
                     (t, u)
                 })
                 .collect();
-            let mut s = collect(parts);
+            let (mut t, mut u) = collect(parts);
             // Entities with no row in the table all evaluate alike.
             let with_rows = RoaringBitmap::from_sorted_iter(runs.iter().map(|(e, _)| *e))
                 .unwrap_or_else(|_| runs.iter().map(|(e, _)| *e).collect());
             let without = universe - &with_rows;
             match ev.tri(atom, At::entity(NO_ENTITY), &mut NoTrace) {
-                Tri::True => s.t |= without,
-                Tri::Unknown => s.u |= without,
+                Tri::True => t |= without,
+                Tri::Unknown => u |= without,
                 Tri::False => {}
             }
-            s
+            Sets::new(t, u)
         }
         None => sets_by(universe, |e| ev.tri(atom, At::entity(e), &mut NoTrace)),
     }
@@ -1833,16 +1880,16 @@ mod tests {
             let got = combine(&universe, conditions);
             prop_assert_eq!(&first.candidates, &got.candidates);
             prop_assert_eq!(&first.near_miss, &got.near_miss);
-            let universe = universe.t;
+            let universe = universe.t().clone();
             let (mut cand, mut verify, mut near) =
                 (RoaringBitmap::new(), RoaringBitmap::new(), RoaringBitmap::new());
             let mut false_count = vec![0u64; sets.len()];
             let mut sole = vec![0u64; sets.len()];
             for e in &universe {
                 let falses: Vec<usize> = (0..sets.len())
-                    .filter(|&i| !sets[i].t.contains(e) && !sets[i].u.contains(e))
+                    .filter(|&i| !sets[i].t().contains(e) && !sets[i].u().contains(e))
                     .collect();
-                let all = sets.iter().all(|s| s.t.contains(e));
+                let all = sets.iter().all(|s| s.t().contains(e));
                 for &i in &falses {
                     false_count[i] += 1;
                 }

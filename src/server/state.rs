@@ -89,7 +89,7 @@ impl StateRows {
             };
             for (i, c) in run.conditions.iter().enumerate() {
                 let bit = off + 2 * i;
-                for (set, code) in [(&c.sets.t, 1u64), (&c.sets.u, 2u64)] {
+                for (set, code) in [(c.sets.t(), 1u64), (c.sets.u(), 2u64)] {
                     for e in set {
                         if let Some(w) = data.get_mut(e as usize * words + bit / 64) {
                             *w |= code << (bit % 64);
@@ -321,9 +321,9 @@ impl Served {
         run.conditions
             .iter()
             .map(|c| {
-                if c.sets.t.contains(e) {
+                if c.sets.t().contains(e) {
                     Tri::True
-                } else if c.sets.u.contains(e) {
+                } else if c.sets.u().contains(e) {
                     Tri::Unknown
                 } else {
                     Tri::False
