@@ -347,7 +347,14 @@ pub struct Engine<'s> {
     /// cache ([`Held`]) of what is not pinned.
     fresh: Vec<(Held, String)>,
     held: [usize; 4],
+    /// Too many entries were cached between trims to note each: the next trim counts all.
+    recount: bool,
 }
+
+/// Entries noted between trims at most (an engine that never trims, such as one counting
+/// thousands of policies, does not keep a key per entry). Debug builds (the tests') note
+/// few, so that the trim test's runs take both paths.
+const FRESH_MAX: usize = if cfg!(debug_assertions) { 16 } else { 4096 };
 
 /// The caches that [`Engine::trim`] bounds by bytes.
 #[derive(Debug, Clone, Copy)]
@@ -430,6 +437,7 @@ impl<'s> Engine<'s> {
             published: 0,
             fresh: Vec::new(),
             held: [0; 4],
+            recount: false,
         }
     }
 
@@ -901,6 +909,8 @@ impl<'s> Engine<'s> {
     /// recombines its conditions and recomputes its amounts.
     pub fn forget_results(&mut self) {
         self.memo.clear();
+        self.held[Held::Run as usize] = 0;
+        self.fresh.retain(|(h, _)| !matches!(h, Held::Run));
     }
 
     /// The TRUE / UNKNOWN sets of a boolean node.
@@ -1275,7 +1285,15 @@ impl<'s> Engine<'s> {
     /// Notes an entry about to be cached under a new key, to be measured at the next
     /// [`trim`](Self::trim).
     fn note(&mut self, held: Held, key: &str) {
-        self.fresh.push((held, key.to_string()));
+        if self.fresh.len() >= FRESH_MAX {
+            // An engine that caches without trimming: count everything at the next trim
+            // instead of remembering every key.
+            self.fresh.clear();
+            self.recount = true;
+        }
+        if !self.recount {
+            self.fresh.push((held, key.to_string()));
+        }
     }
 
     /// The bytes of what is not pinned, as [`unpinned_bytes`](Self::unpinned_bytes) counts
@@ -1284,6 +1302,23 @@ impl<'s> Engine<'s> {
     /// over every entry: an engine holding hundreds of what-ifs' atoms spent 0.2 ms of each
     /// 3 ms what-if at the full city recounting them.
     fn tracked_unpinned_bytes(&mut self) -> usize {
+        if std::mem::take(&mut self.recount) {
+            self.fresh.clear();
+            self.held = [0; 4];
+            let unpinned: Vec<(Held, String)> = Held::ALL
+                .iter()
+                .flat_map(|&h| {
+                    let keys: Vec<&String> = match h {
+                        Held::Run => self.memo.keys().collect(),
+                        Held::Atom => self.cache.keys().collect(),
+                        Held::Kept => self.kept.keys().collect(),
+                        Held::Counted => self.counted.keys().collect(),
+                    };
+                    keys.into_iter().map(move |k| (h, k.clone()))
+                })
+                .collect();
+            self.fresh = unpinned;
+        }
         for (held, key) in std::mem::take(&mut self.fresh) {
             if !self.pinned.contains(&key) {
                 self.held[held as usize] += self.held_bytes(held, &key);
@@ -1336,6 +1371,9 @@ impl<'s> Engine<'s> {
         self.amount_scans.clear();
         self.memo.clear();
         self.compiled.clear();
+        self.fresh.clear();
+        self.held = [0; 4];
+        self.recount = false;
     }
 }
 
