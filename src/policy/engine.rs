@@ -327,7 +327,8 @@ pub struct Engine<'s> {
     ids: HashMap<String, Arc<Vec<u32>>>,
     /// Field columns by column handle (`None`: a column kernels cannot use).
     fields: HashMap<usize, Option<Arc<FieldColumn>>>,
-    /// Each field column's entities with and without a row, within a kind's universe.
+    /// Each field column's entities with a row within a kind's universe, and its checkpoints
+    /// once it is thresholded again and again (`columns::Within`).
     within: HashMap<(usize, String), Arc<Within>>,
     /// Values of expensive expressions by subject kind and compiled text.
     kept: HashMap<String, Arc<ValueColumn>>,
