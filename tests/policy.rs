@@ -607,6 +607,7 @@ proptest! {
     fn threshold_what_ifs_agree_with_row_by_row_evaluation(
         w in world(),
         ks in proptest::collection::vec(0i64..5, 1..5),
+        checkpoints in proptest::bool::ANY,
     ) {
         let text = "policy P3 \"thresholds\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
             param k = 1\n\
@@ -617,6 +618,10 @@ proptest! {
         let (_dir, snap, cat, policy) = one_policy(&w, "P3", text);
         let as_of = Date::from_ymd(2025, 12, 31).unwrap();
         let mut engine = Engine::new(&snap, cat.clone(), as_of);
+        if !checkpoints {
+            // Thresholds answered without the columns' checkpoints, as past their budget.
+            engine.limit_checkpoints(0);
+        }
         for k in ks {
             let set = HashMap::from([("k".to_string(), Lit::Num(k as f64))]);
             let run = engine.run_policy(&policy, &set).unwrap();
@@ -934,6 +939,52 @@ proptest! {
     ) {
         aggregates_agree(&w, &conds)?;
     }
+}
+
+/// A column's checkpoints are taken out of the engine's budget; past it, thresholds are
+/// answered without them, alike.
+#[test]
+fn checkpoints_stay_within_their_budget() {
+    let w = World {
+        persons: 3,
+        households: 1,
+        register: vec![
+            (0, Some(85), Some(0), None, false),
+            (1, Some(30), Some(0), None, false),
+            (2, Some(62), Some(0), None, false),
+        ],
+        events: vec![],
+        members: vec![],
+    };
+    let text = "policy P5 \"t\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
+        param k = 1\n  when old: T.reg.age >= k * 20\n  amount 1\n}\n";
+    let (_dir, snap, cat) = world_catalogue(&w, &[("p.policy", text.to_string())]);
+    let policy = cat.get("P5").unwrap().policy.clone();
+    let runs = |limit: Option<usize>| {
+        let mut engine = Engine::new(&snap, cat.clone(), Date::from_ymd(2025, 12, 31).unwrap());
+        if let Some(bytes) = limit {
+            engine.limit_checkpoints(bytes);
+        }
+        let candidates: Vec<u64> = (1..5)
+            .map(|k| {
+                let set = HashMap::from([("k".to_string(), Lit::Num(f64::from(k)))]);
+                engine.run_policy(&policy, &set).unwrap().candidates.len()
+            })
+            .collect();
+        (candidates, engine.column_bytes())
+    };
+    let (with, with_bytes) = runs(None);
+    let (without, without_bytes) = runs(Some(0));
+    assert_eq!(
+        with,
+        vec![3, 2, 2, 1],
+        "ages 85, 30 and 62 against 20, 40, 60 and 80"
+    );
+    assert_eq!(without, with);
+    assert!(
+        with_bytes > without_bytes,
+        "checkpoints built: {with_bytes} bytes against {without_bytes} without"
+    );
 }
 
 /// A served engine trims what what-ifs cached but keeps the catalogue's pinned work.

@@ -17,7 +17,7 @@
 //! row-by-row oracle).
 
 use std::ops::Range;
-use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
@@ -293,9 +293,9 @@ pub fn field_atom(
     read_out(&gathered, largest, no_row, within, universe_words, span)
 }
 
-/// The TRUE and UNKNOWN sets from the classes' bits (`gathered`, all but the `largest`
-/// class's), the rest of the column's entities being the largest class and those without a
-/// row `no_row`'s, within the universe's words `x`.
+/// The TRUE and TRUE-or-UNKNOWN parts from the classes' bits (`gathered`, all but the
+/// `largest` class's), the rest of the column's entities being the largest class and those
+/// without a row `no_row`'s, within the universe's words `x`.
 fn read_out(
     gathered: &[Option<ClassBits<'_>>; 3],
     largest: u8,
@@ -314,13 +314,11 @@ fn read_out(
         // Each gathered class's words in the block.
         let mut words = [[0u64; BLOCK]; 2];
         let mut slot = [None; 3];
-        for (c, w) in gathered
+        let classes = gathered
             .iter()
             .enumerate()
-            .filter_map(|(c, g)| Some((c, g.as_ref()?)))
-            .zip(words.iter_mut())
-        {
-            let (c, bits) = c;
+            .filter_map(|(c, g)| Some((c, g.as_ref()?)));
+        for ((c, bits), w) in classes.zip(words.iter_mut()) {
             bits.block_into(b, w);
             slot[c] = Some(&*w);
         }
@@ -383,7 +381,13 @@ pub struct Within {
     /// Large classes gathered so far, until the checkpoints are built.
     large: AtomicU32,
     checkpoints: OnceLock<Checkpoints>,
+    /// Bytes all columns' checkpoints may still take (shared by the engine's columns).
+    budget: Arc<AtomicUsize>,
 }
+
+/// Bytes the checkpoints of all of an engine's columns take at most (about eleven columns'
+/// over the persons of the 7.8M-person city); past it, classes are listed.
+pub const CHECKPOINT_BUDGET: usize = 512 << 20;
 
 /// The large class gathered that builds a column's checkpoints: the second, so that a
 /// catalogue's one threshold on a column does not build them and an analyst's next does.
@@ -469,17 +473,36 @@ fn toggle(words: &mut [u64], first: usize, ids: &[u32]) {
 }
 
 impl Within {
-    pub fn of(fc: &FieldColumn, universe: &RoaringBitmap, span: Span) -> Within {
+    /// The column's entities within `universe` (over its `span`); its checkpoints, when
+    /// built, are taken out of `budget` (bytes that all columns' checkpoints may still take).
+    pub fn of(
+        fc: &FieldColumn,
+        universe: &RoaringBitmap,
+        span: Span,
+        budget: Arc<AtomicUsize>,
+    ) -> Within {
         Within {
             with_words: dense::words(&(&fc.with_rows & universe), span),
             large: AtomicU32::new(0),
             checkpoints: OnceLock::new(),
+            budget,
         }
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         8 * self.with_words.len() + self.checkpoints.get().map_or(0, Checkpoints::bytes)
+    }
+
+    /// Whether the budget has room for this column's checkpoints over `span`, taking it if
+    /// so; without room, its classes are listed as before.
+    fn take_from_budget(&self, span: Span) -> bool {
+        let need = CHECKPOINTS * span.words() * 8;
+        self.budget
+            .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |left| {
+                left.checked_sub(need)
+            })
+            .is_ok()
     }
 
     /// The entities in the ranks of `class` in `table`, over `span` (some may lie outside
@@ -500,7 +523,9 @@ impl Within {
         if total > span.words() || cfg!(debug_assertions) {
             let checkpoints = match self.checkpoints.get() {
                 Some(c) => Some(c),
-                None if self.large.fetch_add(1, AtomicOrdering::Relaxed) + 1 >= CHECKPOINT_AT => {
+                None if self.large.fetch_add(1, AtomicOrdering::Relaxed) + 1 == CHECKPOINT_AT
+                    && self.take_from_budget(span) =>
+                {
                     Some(
                         self.checkpoints
                             .get_or_init(|| Checkpoints::build(fc, span)),

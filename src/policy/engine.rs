@@ -348,6 +348,9 @@ pub struct Engine<'s> {
     /// cache ([`Held`]) of what is not pinned.
     fresh: Vec<(Held, String)>,
     held: [usize; 4],
+    /// Bytes the field columns' checkpoints may still take
+    /// ([`columns::CHECKPOINT_BUDGET`] in all).
+    checkpoint_budget: Arc<std::sync::atomic::AtomicUsize>,
     /// Too many entries were cached between trims to note each: the next trim counts all.
     recount: bool,
 }
@@ -438,6 +441,7 @@ impl<'s> Engine<'s> {
             published: 0,
             fresh: Vec::new(),
             held: [0; 4],
+            checkpoint_budget: Arc::new(columns::CHECKPOINT_BUDGET.into()),
             recount: false,
         }
     }
@@ -973,7 +977,14 @@ impl<'s> Engine<'s> {
             let within = self
                 .within
                 .entry((fc.col, kind.to_string()))
-                .or_insert_with(|| Arc::new(Within::of(&fc, universe, span)))
+                .or_insert_with(|| {
+                    Arc::new(Within::of(
+                        &fc,
+                        universe,
+                        span,
+                        self.checkpoint_budget.clone(),
+                    ))
+                })
                 .clone();
             let a = columns::field_atom(&self.env, atom, &fc, &within, &words.t, span);
             return Sets::of_parts(&words, a.t_parts, a.p_parts);
@@ -1224,6 +1235,14 @@ impl<'s> Engine<'s> {
         let col = self.env.col_idx(table, column).ok()?;
         let t = self.env.cols[col].1.table;
         self.field_column(t, col)
+    }
+
+    /// Limits the bytes that field columns' checkpoints (`columns::Within`) may take from
+    /// now on, beyond those built; the default is [`columns::CHECKPOINT_BUDGET`]. Without
+    /// room, a threshold's classes are listed entity by entity.
+    pub fn limit_checkpoints(&mut self, bytes: usize) {
+        self.checkpoint_budget
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Marks everything cached so far (the catalogue's atoms, compiled policies, results,
