@@ -256,7 +256,7 @@ pub struct AtomSets {
 ///
 /// The atom is evaluated per rank (by runs of values when it is a threshold); then the
 /// entities of the two smaller classes (of FALSE, TRUE, UNKNOWN) are gathered as words over
-/// the universe's span ([`Within::class_words`]) and the largest is the rest, so a selective
+/// the universe's span (`Within::class_bits`) and the largest is the rest, so a selective
 /// threshold costs its result, not the city. The classes' words are read out a block at a
 /// time, in parallel, into the condition's parts.
 ///

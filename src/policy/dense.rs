@@ -70,9 +70,9 @@ pub fn words(set: &RoaringBitmap, span: Span) -> Vec<u64> {
 
 /// The set whose words within `span` are `words`.
 ///
-/// A container of at most [`ARRAY_MAX`] ids (an array container) has its ids read out here,
-/// into the portable serialization roaring reads back ([`array_container`]); a denser one is
-/// copied as a bitmap container.
+/// A container of at most 4,096 ids (an array container) has its ids read out here, into
+/// the portable serialization roaring reads back (`array_container`); a denser one is copied
+/// as a bitmap container.
 pub fn bitmap(words: &[u64], span: Span) -> RoaringBitmap {
     let mut out = RoaringBitmap::new();
     for (b, block) in words.as_chunks::<BLOCK>().0.iter().enumerate() {
