@@ -377,7 +377,7 @@ fn read_out(
 #[derive(Debug)]
 pub struct Within {
     /// Entities of the universe with a row.
-    pub with_words: Vec<u64>,
+    with_words: Vec<u64>,
     /// Large classes gathered so far, until the checkpoints are built.
     large: AtomicU32,
     checkpoints: OnceLock<Checkpoints>,
@@ -435,10 +435,9 @@ impl Checkpoints {
             }
             toggle(&mut cur, first, fc.of_rank(r as usize));
         }
-        if *at.last().unwrap_or(&0) != fc.sure.len() {
-            at.push(fc.sure.len());
-            words.push(cur);
-        }
+        // The whole column (every checkpoint above lies below it).
+        at.push(fc.sure.len());
+        words.push(cur);
         Checkpoints { before, at, words }
     }
 

@@ -26,6 +26,7 @@
 //! batch, given their aggregates (aligned by one merge) and their `if` conditions' states.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -350,7 +351,7 @@ pub struct Engine<'s> {
     held: [usize; 4],
     /// Bytes the field columns' checkpoints may still take
     /// ([`columns::CHECKPOINT_BUDGET`] in all).
-    checkpoint_budget: Arc<std::sync::atomic::AtomicUsize>,
+    checkpoint_budget: Arc<AtomicUsize>,
     /// Too many entries were cached between trims to note each: the next trim counts all.
     recount: bool,
 }
@@ -693,9 +694,7 @@ impl<'s> Engine<'s> {
             combine_seconds,
             amount_seconds,
         };
-        if !self.memo.contains_key(&memo_key) {
-            self.note(Held::Run, &memo_key);
-        }
+        self.note(Held::Run, &memo_key);
         self.memo.insert(memo_key, run.clone());
         Ok(run)
     }
@@ -721,9 +720,7 @@ impl<'s> Engine<'s> {
                 Some(s) => s.clone(),
                 None => {
                     let s = self.sets(node, kind, universe);
-                    if !self.cache.contains_key(&key) {
-                        self.note(Held::Atom, &key);
-                    }
+                    self.note(Held::Atom, &key);
                     self.cache.insert(key, s.clone());
                     s
                 }
@@ -948,9 +945,7 @@ impl<'s> Engine<'s> {
                     return s.clone();
                 }
                 let s = Arc::new(self.atom(atom, kind, universe));
-                if !self.cache.contains_key(&key) {
-                    self.note(Held::Atom, &key);
-                }
+                self.note(Held::Atom, &key);
                 self.cache.insert(key, s.clone());
                 s
             }
@@ -1003,9 +998,7 @@ impl<'s> Engine<'s> {
                         self.held[Held::Kept as usize] = 0;
                     }
                     let k = Arc::new(k);
-                    if !self.kept.contains_key(&key) {
-                        self.note(Held::Kept, &key);
-                    }
+                    self.note(Held::Kept, &key);
                     self.kept.insert(key, k.clone());
                     k
                 }),
@@ -1169,9 +1162,7 @@ impl<'s> Engine<'s> {
             self.counted.retain(|k, _| self.pinned.contains(k));
             self.held[Held::Counted as usize] = 0;
         }
-        if !self.counted.contains_key(&key) {
-            self.note(Held::Counted, &key);
-        }
+        self.note(Held::Counted, &key);
         self.counted.insert(key, counted);
     }
 
@@ -1241,8 +1232,7 @@ impl<'s> Engine<'s> {
     /// now on, beyond those built; the default is [`columns::CHECKPOINT_BUDGET`]. Without
     /// room, a threshold's classes are listed entity by entity.
     pub fn limit_checkpoints(&mut self, bytes: usize) {
-        self.checkpoint_budget
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.checkpoint_budget.store(bytes, Ordering::Relaxed);
     }
 
     /// Marks everything cached so far (the catalogue's atoms, compiled policies, results,
@@ -1265,18 +1255,19 @@ impl<'s> Engine<'s> {
     /// Bytes held by what is not pinned: whole-policy results (their own sets and listed
     /// amounts), atoms' sets with their words and parts, kept values and counts.
     pub fn unpinned_bytes(&self) -> usize {
-        let unpinned = |k: &&String| !self.pinned.contains(*k);
-        let keys = |held: Held| -> Vec<&String> {
-            match held {
-                Held::Run => self.memo.keys().filter(unpinned).collect(),
-                Held::Atom => self.cache.keys().filter(unpinned).collect(),
-                Held::Kept => self.kept.keys().filter(unpinned).collect(),
-                Held::Counted => self.counted.keys().filter(unpinned).collect(),
-            }
+        Held::ALL.iter().map(|&h| self.unpinned_in(h)).sum()
+    }
+
+    /// Bytes held by what is not pinned in cache `held`.
+    fn unpinned_in(&self, held: Held) -> usize {
+        let keys: Box<dyn Iterator<Item = &String>> = match held {
+            Held::Run => Box::new(self.memo.keys()),
+            Held::Atom => Box::new(self.cache.keys()),
+            Held::Kept => Box::new(self.kept.keys()),
+            Held::Counted => Box::new(self.counted.keys()),
         };
-        Held::ALL
-            .iter()
-            .map(|&h| keys(h).iter().map(|k| self.held_bytes(h, k)).sum::<usize>())
+        keys.filter(|k| !self.pinned.contains(*k))
+            .map(|k| self.held_bytes(held, k))
             .sum()
     }
 
@@ -1302,9 +1293,18 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// Notes an entry about to be cached under a new key, to be measured at the next
-    /// [`trim`](Self::trim).
+    /// Notes an entry about to be cached, to be measured at the next [`trim`](Self::trim);
+    /// a key already cached (replaced) is not noted again.
     fn note(&mut self, held: Held, key: &str) {
+        let cached = match held {
+            Held::Run => self.memo.contains_key(key),
+            Held::Atom => self.cache.contains_key(key),
+            Held::Kept => self.kept.contains_key(key),
+            Held::Counted => self.counted.contains_key(key),
+        };
+        if cached {
+            return;
+        }
         if self.fresh.len() >= FRESH_MAX {
             // An engine that caches without trimming: count everything at the next trim
             // instead of remembering every key.
@@ -1324,20 +1324,9 @@ impl<'s> Engine<'s> {
     fn tracked_unpinned_bytes(&mut self) -> usize {
         if std::mem::take(&mut self.recount) {
             self.fresh.clear();
-            self.held = [0; 4];
-            let unpinned: Vec<(Held, String)> = Held::ALL
-                .iter()
-                .flat_map(|&h| {
-                    let keys: Vec<&String> = match h {
-                        Held::Run => self.memo.keys().collect(),
-                        Held::Atom => self.cache.keys().collect(),
-                        Held::Kept => self.kept.keys().collect(),
-                        Held::Counted => self.counted.keys().collect(),
-                    };
-                    keys.into_iter().map(move |k| (h, k.clone()))
-                })
-                .collect();
-            self.fresh = unpinned;
+            for h in Held::ALL {
+                self.held[h as usize] = self.unpinned_in(h);
+            }
         }
         for (held, key) in std::mem::take(&mut self.fresh) {
             if !self.pinned.contains(&key) {
