@@ -1165,7 +1165,7 @@ fn conditions_reading_a_policy_follow_its_states() {
     assert_eq!(engine.run_policy(&b, &none).unwrap().computed, 0, "cached");
     // A now holds person 1 only: B's candidates are the others.
     let one: roaring::RoaringBitmap = [1u32].into_iter().collect();
-    engine.set_policy_states("A", Arc::new(one), Arc::new(Default::default()));
+    engine.set_policy_states("A", Arc::new(one), Default::default());
     let again = engine.run_policy(&b, &none).unwrap();
     assert_eq!(again.candidates.iter().collect::<Vec<_>>(), vec![0, 2]);
     let counted = engine.count_policies(&[b], &none).unwrap();

@@ -12,6 +12,7 @@ use roaring::RoaringBitmap;
 
 use super::ast::{Case, CaseRow, Direction, Lit, Policy, Tri};
 use super::check::Catalogue;
+use super::combine::RunSet;
 use super::engine::Engine;
 use super::eval::fmt_num;
 use super::schema::{Scale, Schema, Ty};
@@ -302,7 +303,7 @@ fn run_case(p: &Policy, case: &Case, cat: &Catalogue, schema: &Schema, dir: &Pat
             Tri::Unknown => (RoaringBitmap::new(), one),
             Tri::False => (RoaringBitmap::new(), RoaringBitmap::new()),
         };
-        engine.set_policy_states(id, Arc::new(t), Arc::new(u));
+        engine.set_policy_states(id, Arc::new(t), RunSet::of(Arc::new(u)));
     }
     let run = match engine.run_policy(p, &HashMap::new()) {
         Ok(r) => r,

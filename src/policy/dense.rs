@@ -210,6 +210,20 @@ impl Part {
         (part, n)
     }
 
+    /// Whether the part holds offset `o`, an id of the universe's block.
+    pub fn holds(&self, o: u16) -> bool {
+        match self {
+            Part::None => false,
+            Part::All => true,
+            Part::Ids(ids) => ids.binary_search(&o).is_ok(),
+            Part::AllBut(left) => left.binary_search(&o).is_err(),
+            Part::Words(w) => {
+                let (i, m) = bit(o);
+                w[i] & m != 0
+            }
+        }
+    }
+
     /// Heap bytes the part takes.
     pub fn bytes(&self) -> usize {
         match self {

@@ -19,8 +19,9 @@
 //!
 //! A policy's results: candidates (every condition TRUE), to-verify (none FALSE, some
 //! UNKNOWN), near-miss (exactly one FALSE), and the amount of every candidate. The policy's
-//! conditions are combined a 64-bit word at a time, all at once, from words each condition
-//! keeps with its sets ([`dense`]). An amount reads a kept count or value when a condition
+//! conditions are combined a 64-bit word at a time, all at once, from parts each condition
+//! keeps with its sets ([`combine`](super::combine)); the to-verify and near-miss sets are
+//! counted, and written out when asked for ([`RunSet`]). An amount reads a kept count or value when a condition
 //! has one, and otherwise scans its aggregates over the candidates, keeping the scans for
 //! the next run ([`ScanCache`]); the interpreter then evaluates it for the candidates as a
 //! batch, given their aggregates (aligned by one merge) and their `if` conditions' states.
@@ -37,8 +38,9 @@ use super::amounts::Amounts;
 use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, ValueColumn, Within};
-use super::count::{Counts, count_many};
-use super::dense::{self, BLOCK, Part, Parts, Span, bit};
+use super::combine::{Combined, RunSet, combine, false_count};
+use super::count::count_many;
+use super::dense::{self, BLOCK, Parts, Span};
 use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
     rel_count, rel_fold,
@@ -67,7 +69,7 @@ pub struct Sets {
 
 /// A universe's set as words over its span ([`dense`]).
 pub(super) struct Words {
-    span: Span,
+    pub(super) span: Span,
     pub(super) t: Vec<u64>,
 }
 
@@ -259,8 +261,9 @@ pub struct PolicyRun {
     pub conditions: Vec<CondResult>,
     // The sets and amounts are shared: a run memoised, published and returned is one copy.
     pub candidates: Arc<RoaringBitmap>,
-    pub to_verify: Arc<RoaringBitmap>,
-    pub near_miss: Arc<RoaringBitmap>,
+    /// Counted when combined; written out when first asked for.
+    pub to_verify: RunSet,
+    pub near_miss: RunSet,
     /// Each candidate's amount ([`Amounts::iter`] lists them with the candidates).
     pub amounts: Arc<Amounts>,
     /// Candidates whose amount could not be computed (missing inputs).
@@ -621,7 +624,7 @@ impl<'s> Engine<'s> {
 
     /// Sets the states `policy(id)` reads (its TRUE and UNKNOWN sets): conditions and
     /// results that read the previous ones are not served from the caches again.
-    pub fn set_policy_states(&mut self, id: &str, t: Arc<RoaringBitmap>, u: Arc<RoaringBitmap>) {
+    pub fn set_policy_states(&mut self, id: &str, t: Arc<RoaringBitmap>, u: RunSet) {
         self.published += 1;
         self.generations.insert(id.to_string(), self.published);
         self.env.policy_states.insert(id.to_string(), (t, u));
@@ -684,8 +687,8 @@ impl<'s> Engine<'s> {
             universe: universe.len(),
             conditions,
             candidates: Arc::new(candidates),
-            to_verify: Arc::new(to_verify),
-            near_miss: Arc::new(near_miss),
+            to_verify,
+            near_miss,
             amounts: Arc::new(amounts),
             amount_missing,
             total,
@@ -935,7 +938,7 @@ impl<'s> Engine<'s> {
                 Arc::new(Sets::new(&(universe - x.t()) - x.u(), x.u().clone()))
             }
             Node::Policy(id) => match self.env.policy_states.get(id) {
-                Some((t, u)) => Arc::new(Sets::new(&**t & universe, &**u & universe)),
+                Some((t, u)) => Arc::new(Sets::new(&**t & universe, &**u.set() & universe)),
                 // Not run: unknown for everyone.
                 None => Arc::new(Sets::new(RoaringBitmap::new(), universe.clone())),
             },
@@ -1279,11 +1282,9 @@ impl<'s> Engine<'s> {
                 Amounts::Listed(l) => 16 * l.len(),
                 _ => 0,
             };
-            [&r.candidates, &r.to_verify, &r.near_miss]
-                .iter()
-                .map(|b| b.serialized_size())
-                .sum::<usize>()
-                + listed
+            // A to-verify or near-miss set written out after its run was measured is
+            // counted at the next recount.
+            r.candidates.serialized_size() + r.to_verify.bytes() + r.near_miss.bytes() + listed
         };
         match held {
             Held::Run => self.memo.get(key).map_or(0, run),
@@ -1386,275 +1387,9 @@ impl<'s> Engine<'s> {
     }
 }
 
-/// Combines a policy's condition sets: candidates (all TRUE), to-verify (none FALSE, some
-/// UNKNOWN), near-miss (exactly one FALSE), and per condition its FALSE count and how many
-/// entities it alone blocks.
-///
-/// A block of 65,536 ids at a time over the universe's span, every condition at once, with
-/// no intermediate sets: the candidates are the AND of the TRUE sets; with `P_i` the
-/// not-FALSE sets, an entity is ruled out by a condition where `P_i` lacks it, and two
-/// accumulators (ruled out at least once, at least twice) give the near-miss words (exactly
-/// once) and the to-verify words (never, and not a candidate). Each condition's part of the
-/// block is read in its own form ([`Part`]): one TRUE for nearly all the universe costs the
-/// few ids it leaves out, not the block's words. Blocks are combined in parallel; the three
-/// results are written back as roaring sets.
-fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
-    let span = Span::of(universe.t());
-    let uni = universe.words(span);
-    let n = conditions.len();
-    // A universe of a few blocks (a small city) is combined on this thread: handing it to
-    // the pool would cost more than the work.
-    let serial = span.count <= SERIAL_BLOCKS;
-    let parts: Vec<Arc<CondParts>> = if serial {
-        conditions.iter().map(|(_, s)| s.parts(&uni)).collect()
-    } else {
-        conditions.par_iter().map(|(_, s)| s.parts(&uni)).collect()
-    };
-    // One set of accumulators per thread, not per block.
-    let block = |acc: &mut Box<Acc>, b| combine_block(span, b, &uni.t, &parts, acc);
-    let blocks: Vec<Block> = if serial {
-        let mut acc = Acc::new();
-        (0..span.count).map(|b| block(&mut acc, b)).collect()
-    } else {
-        (0..span.count)
-            .into_par_iter()
-            .map_init(Acc::new, block)
-            .collect()
-    };
-    let mut candidates = RoaringBitmap::new();
-    let mut to_verify = RoaringBitmap::new();
-    let mut near_miss = RoaringBitmap::new();
-    let mut sole = vec![0u64; n];
-    for b in blocks {
-        candidates |= b.candidates;
-        to_verify |= b.to_verify;
-        near_miss |= b.near_miss;
-        sole.iter_mut().zip(b.sole).for_each(|(a, b)| *a += b);
-    }
-    let total = universe.t().len();
-    let results = conditions
-        .into_iter()
-        .zip(&parts)
-        .zip(sole)
-        .map(|(((name, sets), parts), sole_blocker)| CondResult {
-            name,
-            sets,
-            false_count: false_count(total, parts),
-            sole_blocker,
-        })
-        .collect();
-    Combined {
-        candidates,
-        to_verify,
-        near_miss,
-        conditions: results,
-    }
-}
-
-/// How many of `universe` a condition's parts rule out (its FALSE count).
-fn false_count(universe: u64, parts: &CondParts) -> u64 {
-    universe
-        - parts
-            .possible()
-            .counts
-            .iter()
-            .map(|&c| u64::from(c))
-            .sum::<u64>()
-}
-
 /// An amount's `if` conditions are read from the engine's sets (computed over the whole
 /// universe when not cached) when the candidates are at least this share (1 in …) of it.
 const GIVEN_STATES_SHARE: u64 = 64;
-
-/// Universes of at most this many blocks of words are combined on the calling thread.
-const SERIAL_BLOCKS: usize = 4;
-
-/// One block's part of [`combine`]: its sets, and each condition's sole-blocked count.
-struct Block {
-    candidates: RoaringBitmap,
-    to_verify: RoaringBitmap,
-    near_miss: RoaringBitmap,
-    sole: Vec<u64>,
-}
-
-/// Combines block `b` of `span` (1,024 words of the universe, `universe`) into sets.
-fn combine_block(
-    span: Span,
-    b: usize,
-    universe: &[u64],
-    conditions: &[Arc<CondParts>],
-    acc: &mut Acc,
-) -> Block {
-    let mut out = Block {
-        candidates: RoaringBitmap::new(),
-        to_verify: RoaringBitmap::new(),
-        near_miss: RoaringBitmap::new(),
-        sole: vec![0; conditions.len()],
-    };
-    let x: &[u64; BLOCK] = &universe.as_chunks().0[b];
-    let Some(counts) = combine_words(b, x, conditions, acc, &mut out.sole) else {
-        return out;
-    };
-    let one = Span {
-        first: span.first + b as u32,
-        count: 1,
-    };
-    let set = |words: &[u64; BLOCK], n: u64| {
-        if n == 0 {
-            RoaringBitmap::new()
-        } else {
-            dense::bitmap(words, one)
-        }
-    };
-    out.candidates = set(&acc.all, counts.candidates);
-    out.to_verify = set(&acc.once, counts.to_verify);
-    out.near_miss = set(&acc.twice, counts.near_miss);
-    out
-}
-
-/// A block's accumulators while its conditions are combined (32 KB, within a core's L1).
-struct Acc {
-    /// TRUE for every condition so far; at the end, the candidates.
-    all: [u64; BLOCK],
-    /// Ruled out (not possible) by at least one condition; at the end, the to-verify ids.
-    once: [u64; BLOCK],
-    /// Ruled out by at least two; at the end, the near-miss ids.
-    twice: [u64; BLOCK],
-    scratch: [u64; BLOCK],
-}
-
-impl Acc {
-    fn new() -> Box<Acc> {
-        Box::new(Acc {
-            all: [0; BLOCK],
-            once: [0; BLOCK],
-            twice: [0; BLOCK],
-            scratch: [0; BLOCK],
-        })
-    }
-}
-
-/// Combines block `b` of a policy's conditions (`x`: the universe's words there): each
-/// condition's part is read once, into the accumulators, and again for the ids near a miss.
-/// Afterwards `acc.all` holds the candidates' words, `acc.once` the to-verify words and
-/// `acc.twice` the near-miss words; each condition's sole-blocked count is added to `sole`.
-/// `None` when the universe has no ids in the block (the accumulators are then stale).
-fn combine_words(
-    b: usize,
-    x: &[u64; BLOCK],
-    conditions: &[Arc<CondParts>],
-    acc: &mut Acc,
-    sole: &mut [u64],
-) -> Option<Counts> {
-    if x.iter().all(|&w| w == 0) {
-        return None;
-    }
-    let Acc {
-        all,
-        once,
-        twice,
-        scratch,
-    } = acc;
-    *all = *x;
-    once.fill(0);
-    twice.fill(0);
-    for c in conditions {
-        match &c.t.parts[b] {
-            Part::All => {}
-            Part::None => all.fill(0),
-            Part::AllBut(left) => {
-                for &o in left.iter() {
-                    let (i, m) = bit(o);
-                    all[i] &= !m;
-                }
-            }
-            Part::Ids(ids) => {
-                scratch.fill(0);
-                for &o in ids.iter() {
-                    let (i, m) = bit(o);
-                    scratch[i] |= all[i] & m;
-                }
-                *all = *scratch;
-            }
-            Part::Words(t) => {
-                for i in 0..BLOCK {
-                    all[i] &= t[i];
-                }
-            }
-        }
-        // Ruled out: the universe's ids the not-FALSE set lacks.
-        let ruled_out: &[u64; BLOCK] = match &c.possible().parts[b] {
-            Part::All => continue,
-            Part::AllBut(left) => {
-                for &o in left.iter() {
-                    let (i, m) = bit(o);
-                    twice[i] |= once[i] & m;
-                    once[i] |= m;
-                }
-                continue;
-            }
-            Part::None => x,
-            Part::Ids(ids) => {
-                dense::all_but_into(scratch, x, ids);
-                scratch
-            }
-            Part::Words(p) => {
-                for i in 0..BLOCK {
-                    scratch[i] = x[i] & !p[i];
-                }
-                scratch
-            }
-        };
-        for i in 0..BLOCK {
-            twice[i] |= once[i] & ruled_out[i];
-            once[i] |= ruled_out[i];
-        }
-    }
-    // `twice` becomes the near-miss words, `once` the to-verify words; counted as they are
-    // written.
-    let mut counts = Counts::default();
-    for i in 0..BLOCK {
-        let near = once[i] & !twice[i];
-        let verify = x[i] & !once[i] & !all[i];
-        twice[i] = near;
-        once[i] = verify;
-        counts.candidates += u64::from(all[i].count_ones());
-        counts.near_miss += u64::from(near.count_ones());
-        counts.to_verify += u64::from(verify.count_ones());
-    }
-    // An entity near a miss is ruled out by exactly one condition: the one that lacks it.
-    if counts.near_miss > 0 {
-        let near: &[u64; BLOCK] = twice;
-        let near_in = |ids: &[u16]| -> u64 {
-            ids.iter()
-                .filter(|&&o| {
-                    let (i, m) = bit(o);
-                    near[i] & m != 0
-                })
-                .count() as u64
-        };
-        for (c, s) in conditions.iter().zip(sole.iter_mut()) {
-            *s += match &c.possible().parts[b] {
-                Part::All => 0,
-                Part::None => counts.near_miss,
-                Part::AllBut(left) => near_in(left),
-                Part::Ids(ids) => counts.near_miss - near_in(ids),
-                Part::Words(p) => (0..BLOCK)
-                    .map(|i| u64::from((near[i] & !p[i]).count_ones()))
-                    .sum(),
-            };
-        }
-    }
-    Some(counts)
-}
-
-/// A policy's sets, combined from its conditions'.
-struct Combined {
-    candidates: RoaringBitmap,
-    to_verify: RoaringBitmap,
-    near_miss: RoaringBitmap,
-    conditions: Vec<CondResult>,
-}
 
 /// The state of each of `ids` (ascending, the set `within`) by `sets`.
 fn states_of(ids: &[u32], within: &RoaringBitmap, sets: &Sets) -> Vec<Tri> {
@@ -1873,145 +1608,4 @@ fn sets_by(universe: &RoaringBitmap, state: impl Fn(u32) -> Tri + Sync) -> Sets 
     let ids: Vec<u32> = universe.iter().collect();
     let (t, u) = columns::split_tri(&ids, |_, e| state(e));
     Sets::new(t, u)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A set of ids over several containers: sparse runs, single ids and dense stretches.
-    fn ids() -> impl Strategy<Value = RoaringBitmap> {
-        (
-            proptest::collection::vec(0u32..300_000, 0..400),
-            proptest::collection::vec((0u32..300_000, 0u32..80_000), 0..3),
-        )
-            .prop_map(|(ids, ranges)| {
-                let mut s: RoaringBitmap = ids.into_iter().collect();
-                for (a, len) in ranges {
-                    s.insert_range(a..a + len);
-                }
-                s
-            })
-    }
-
-    proptest! {
-        /// Candidates, to-verify, near-miss and each condition's counts, word by word over
-        /// several containers, as entity by entity.
-        #[test]
-        fn combine_agrees_with_entity_by_entity_states(
-            universe in ids(),
-            conds in proptest::collection::vec(
-                (ids(), ids(), proptest::bool::ANY, proptest::bool::ANY),
-                0..5,
-            ),
-        ) {
-            // A set or its complement within the universe: conditions TRUE (or not FALSE)
-            // for nearly everyone are read as the few they leave out.
-            let conditions: Vec<(String, Arc<Sets>)> = conds
-                .into_iter()
-                .enumerate()
-                .map(|(i, (t, u, t_rest, u_rest))| {
-                    let within = |s: RoaringBitmap, rest: bool| {
-                        if rest { &universe - &s } else { &s & &universe }
-                    };
-                    let t = within(t, t_rest);
-                    let u = &within(u, u_rest) - &t;
-                    (format!("c{i}"), Arc::new(Sets::new(t, u)))
-                })
-                .collect();
-            let sets: Vec<Arc<Sets>> = conditions.iter().map(|c| c.1.clone()).collect();
-            let universe = Sets::new(universe, RoaringBitmap::new());
-            // Twice: the second reads the words the first kept.
-            let first = combine(&universe, conditions.clone());
-            let got = combine(&universe, conditions);
-            prop_assert_eq!(&first.candidates, &got.candidates);
-            prop_assert_eq!(&first.near_miss, &got.near_miss);
-            let universe = universe.t().clone();
-            let (mut cand, mut verify, mut near) =
-                (RoaringBitmap::new(), RoaringBitmap::new(), RoaringBitmap::new());
-            let mut false_count = vec![0u64; sets.len()];
-            let mut sole = vec![0u64; sets.len()];
-            for e in &universe {
-                let falses: Vec<usize> = (0..sets.len())
-                    .filter(|&i| !sets[i].t().contains(e) && !sets[i].u().contains(e))
-                    .collect();
-                let all = sets.iter().all(|s| s.t().contains(e));
-                for &i in &falses {
-                    false_count[i] += 1;
-                }
-                match falses.len() {
-                    0 if all => {
-                        cand.insert(e);
-                    }
-                    0 => {
-                        verify.insert(e);
-                    }
-                    1 => {
-                        near.insert(e);
-                        sole[falses[0]] += 1;
-                    }
-                    _ => {}
-                }
-            }
-            prop_assert_eq!(got.candidates, cand);
-            prop_assert_eq!(got.to_verify, verify);
-            prop_assert_eq!(got.near_miss, near);
-            let counts: Vec<(u64, u64)> =
-                got.conditions.iter().map(|c| (c.false_count, c.sole_blocker)).collect();
-            let want: Vec<(u64, u64)> = false_count.into_iter().zip(sole).collect();
-            prop_assert_eq!(counts, want);
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(96))]
-
-        /// Policies counted together, block-major, count what each combined alone holds;
-        /// policies share conditions, and a condition's parts are read the first time by
-        /// either.
-        #[test]
-        fn counted_together_as_combined_alone(
-            universe in ids(),
-            pool in proptest::collection::vec((ids(), ids(), proptest::bool::ANY), 1..5),
-            policies in proptest::collection::vec(
-                proptest::collection::vec(0usize..5, 0..5),
-                1..(2 * super::super::count::CHUNK + 3),
-            ),
-            first_alone in proptest::bool::ANY,
-        ) {
-            let pool: Vec<Arc<Sets>> = pool
-                .into_iter()
-                .map(|(t, u, t_rest)| {
-                    let t = if t_rest { &universe - &t } else { &t & &universe };
-                    let u = &(&u & &universe) - &t;
-                    Arc::new(Sets::new(t, u))
-                })
-                .collect();
-            let universe = Sets::new(universe, RoaringBitmap::new());
-            let policies: Vec<Vec<Arc<Sets>>> = policies
-                .iter()
-                .map(|p| p.iter().map(|&i| pool[i % pool.len()].clone()).collect())
-                .collect();
-            let alone = |conds: &Vec<Arc<Sets>>| {
-                let named = conds.iter().map(|s| (String::new(), s.clone())).collect();
-                combine(&universe, named)
-            };
-            if first_alone {
-                alone(&policies[0]);
-            }
-            let counted = count_many(&universe, &policies);
-            prop_assert_eq!(counted.len(), policies.len());
-            for (conds, (counts, sole)) in policies.iter().zip(counted) {
-                let want = alone(conds);
-                prop_assert_eq!(counts, Counts {
-                    candidates: want.candidates.len(),
-                    to_verify: want.to_verify.len(),
-                    near_miss: want.near_miss.len(),
-                });
-                let want_sole: Vec<u64> = want.conditions.iter().map(|c| c.sole_blocker).collect();
-                prop_assert_eq!(sole, want_sole);
-            }
-        }
-    }
 }

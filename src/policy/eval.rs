@@ -27,6 +27,7 @@ use roaring::RoaringBitmap;
 use super::ast::*;
 use super::calendar::Calendars;
 use super::check::Catalogue;
+use super::combine::RunSet;
 use super::scan::AggValues;
 use super::schema::{Scale, Schema, Ty};
 use crate::date::{Date, Month};
@@ -247,7 +248,7 @@ pub struct Env<'s> {
     pub rels: Vec<RelIndex>,
     pub as_of: Date,
     /// States of other policies, for `policy(X)`: (TRUE, UNKNOWN) sets.
-    pub policy_states: HashMap<String, (Arc<RoaringBitmap>, Arc<RoaringBitmap>)>,
+    pub policy_states: HashMap<String, (Arc<RoaringBitmap>, RunSet)>,
     /// Row calendars of event tables, built on first use (they depend on the snapshot only).
     pub calendars: Calendars,
 }

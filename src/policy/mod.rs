@@ -13,6 +13,8 @@
 //!   is a constant or reads one field);
 //! - [`columns`]: the engine's columnar kernels: atoms and amounts on one field evaluated per
 //!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
+//! - [`combine`]: a policy's conditions combined into its candidates, to-verify and
+//!   near-miss sets, a block of words at a time (the last two written out when asked for);
 //! - [`dense`]: roaring sets as 64-bit words over a span of ids, for combining a policy's
 //!   conditions a word at a time;
 //! - [`count`]: many policies counted at once, block-major, for sweeps and screens;
@@ -29,6 +31,7 @@ pub mod calendar;
 pub mod cases;
 pub mod check;
 pub mod columns;
+pub mod combine;
 pub mod count;
 pub mod dense;
 pub mod engine;

@@ -251,7 +251,7 @@ fn stream_set(
     let doubtful = if set == pb::SetKind::Candidates {
         roaring::RoaringBitmap::new()
     } else {
-        bits & &*run.to_verify
+        bits & &**run.to_verify.set()
     };
     let mut doubtful = doubtful.iter().peekable();
     let mut b = pb::CandidateBatch {

@@ -336,8 +336,8 @@ impl Served {
     pub fn set_of<'r>(&self, run: &'r PolicyRun, set: pb::SetKind) -> &'r RoaringBitmap {
         match set {
             pb::SetKind::Candidates => &run.candidates,
-            pb::SetKind::ToVerify => &run.to_verify,
-            pb::SetKind::NearMiss => &run.near_miss,
+            pb::SetKind::ToVerify => run.to_verify.set(),
+            pb::SetKind::NearMiss => run.near_miss.set(),
         }
     }
 
