@@ -587,6 +587,10 @@ proptest! {
                 (run.total - want_total).abs() <= 1e-9 * want_total.abs().max(1.0),
                 "policy {} total {} against {}", id, run.total, want_total
             );
+            // Totalled while combining (an amount of one field), or from the amounts kept.
+            let (total, missing) = run.amounts.total(&run.candidates);
+            prop_assert!((run.total - total).abs() <= 1e-9 * total.abs().max(1.0));
+            prop_assert_eq!(run.amount_missing, missing);
             prop_assert_eq!(run.candidates.iter().collect::<BTreeSet<_>>(), candidates);
             prop_assert_eq!(run.to_verify.iter().collect::<BTreeSet<_>>(), to_verify);
             prop_assert_eq!(run.near_miss.iter().collect::<BTreeSet<_>>(), near_miss);

@@ -890,7 +890,10 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
 ///
 /// When the expression takes few distinct values (a band: 50, 100, 300), each entity's value
 /// is also kept as a one-byte code into them, so that a total over candidates reads a byte
-/// per candidate, not the field's four-byte rank and then the rank's value.
+/// per candidate, not the field's four-byte rank and then the rank's value. With only a
+/// few codes, a block of candidates in words is tallied with the entities of each code kept
+/// as words too ([`CodeMasks`]): an AND and a population count a word, no read per
+/// candidate.
 #[derive(Debug)]
 pub struct RankValues {
     per_rank: Vec<Option<f64>>,
@@ -898,6 +901,83 @@ pub struct RankValues {
     /// Per entity, its value's index in `values`, or [`NO_VALUE`].
     codes: Option<Vec<u8>>,
     values: Vec<f64>,
+    /// Built when a block of words is first tallied.
+    masks: OnceLock<Option<CodeMasks>>,
+}
+
+/// The entities of each value code but the commonest, as words over all entity ids (bit
+/// `e % 64` of word `e / 64`); the commonest code's count is the rest of a block's.
+#[derive(Debug)]
+struct CodeMasks {
+    common: u8,
+    masks: Vec<(u8, Vec<u64>)>,
+}
+
+/// Codes are kept as words when there are at most this many besides the commonest.
+const MASKED_MAX: usize = 8;
+
+impl CodeMasks {
+    fn build(codes: &[u8]) -> Option<CodeMasks> {
+        let per_code = codes
+            .par_chunks(1 << 16)
+            .fold(
+                || vec![0u64; 256],
+                |mut n, chunk| {
+                    chunk.iter().for_each(|&c| n[usize::from(c)] += 1);
+                    n
+                },
+            )
+            .reduce(
+                || vec![0u64; 256],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                    a
+                },
+            );
+        let common = (0..=u8::MAX).max_by_key(|&c| per_code[usize::from(c)])?;
+        let others: Vec<u8> = (0..=u8::MAX)
+            .filter(|&c| c != common && per_code[usize::from(c)] > 0)
+            .collect();
+        if others.len() > MASKED_MAX {
+            return None;
+        }
+        let masks = others
+            .into_iter()
+            .map(|code| {
+                let words = codes
+                    .par_chunks(64)
+                    .map(|chunk| {
+                        chunk
+                            .iter()
+                            .enumerate()
+                            .filter(|&(_, &c)| c == code)
+                            .fold(0u64, |w, (j, _)| w | 1 << j)
+                    })
+                    .collect();
+                (code, words)
+            })
+            .collect();
+        Some(CodeMasks { common, masks })
+    }
+
+    /// Adds the `n` ids set in `words` (a block starting at id `base`, a multiple of 64) to
+    /// `per_code`; `None` when the block reaches past the codes.
+    fn tally(&self, base: usize, words: &[u64; BLOCK], n: u64, per_code: &mut [u64]) -> Option<()> {
+        let at = base / 64;
+        let mut others = 0;
+        for (code, mask) in &self.masks {
+            let mask = mask.get(at..at + BLOCK)?;
+            let k: u64 = mask
+                .iter()
+                .zip(words)
+                .map(|(m, w)| u64::from((m & w).count_ones()))
+                .sum();
+            per_code[usize::from(*code)] += k;
+            others += k;
+        }
+        per_code[usize::from(self.common)] += n - others;
+        Some(())
+    }
 }
 
 /// The code of an entity whose value is missing.
@@ -962,6 +1042,7 @@ impl RankValues {
             no_row,
             codes,
             values,
+            masks: OnceLock::new(),
         }
     }
 
@@ -983,6 +1064,43 @@ impl RankValues {
                     }
                 }
             }
+        }
+    }
+
+    /// Adds to `tally` the ids set in `words`, a block of words whose first id is `base`
+    /// (the candidates of one block while they are combined, still in the core's cache).
+    /// `n`: how many ids `words` holds.
+    pub fn tally_words(
+        &self,
+        fc: &FieldColumn,
+        base: u32,
+        words: &[u64; BLOCK],
+        n: u64,
+        tally: &mut Tally,
+    ) {
+        let base = base as usize;
+        match &self.codes {
+            Some(codes) => {
+                tally.per_code.resize(256, 0);
+                let per_code: &mut [u64] = &mut tally.per_code;
+                let masks = self.masks.get_or_init(|| CodeMasks::build(codes));
+                if masks
+                    .as_ref()
+                    .and_then(|m| m.tally(base, words, n, per_code))
+                    .is_none()
+                {
+                    dense::for_each_offset(words, |o| {
+                        let c = codes.get(base + usize::from(o)).copied();
+                        per_code[usize::from(c.unwrap_or(NO_VALUE))] += 1;
+                    });
+                }
+            }
+            None => dense::for_each_offset(words, |o| {
+                match self.of_entity(fc, (base + usize::from(o)) as u32) {
+                    Some(v) => tally.sum += v,
+                    None => tally.missing += 1,
+                }
+            }),
         }
     }
 
@@ -1193,4 +1311,86 @@ pub fn kept_atom(
         let (k, doubt) = kept.values[i];
         tri_code(ev.tri_with(atom, Val { v: k.v(), doubt }))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Per code, how many of the ids set in `words` (a block from `base`) have it, one id
+    /// at a time; ids past the codes have no value.
+    fn tally_by_ids(codes: &[u8], base: usize, words: &[u64; BLOCK]) -> Vec<u64> {
+        let mut per_code = vec![0u64; 256];
+        dense::for_each_offset(words, |o| {
+            let c = codes
+                .get(base + usize::from(o))
+                .copied()
+                .unwrap_or(NO_VALUE);
+            per_code[usize::from(c)] += 1;
+        });
+        per_code
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// A block's candidates tallied by the codes' words, as one id at a time: whichever
+        /// code is the commonest, with up to MASKED_MAX others, in any block of the codes.
+        #[test]
+        fn code_masks_tally_as_ids_do(
+            weights in proptest::collection::vec(0u32..100, 1..MASKED_MAX + 2),
+            len in (64 * BLOCK)..(3 * 64 * BLOCK),
+            seed in any::<u64>(),
+            density in 0u32..64,
+            block in 0usize..3,
+        ) {
+            let mut x = seed | 1;
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let total: u32 = weights.iter().sum::<u32>().max(1);
+            let codes: Vec<u8> = (0..len)
+                .map(|_| {
+                    let mut r = (next() % u64::from(total)) as u32;
+                    // The last weight stands for entities without a value.
+                    for (i, &w) in weights.iter().enumerate() {
+                        if r < w {
+                            return if i + 1 == weights.len() { NO_VALUE } else { i as u8 };
+                        }
+                        r -= w;
+                    }
+                    NO_VALUE
+                })
+                .collect();
+            let mut words = [0u64; BLOCK];
+            for w in words.iter_mut() {
+                for j in 0..64 {
+                    if (next() % 64) < u64::from(density) {
+                        *w |= 1 << j;
+                    }
+                }
+            }
+            let n: u64 = words.iter().map(|w| u64::from(w.count_ones())).sum();
+            let base = block * 64 * BLOCK;
+            let want = tally_by_ids(&codes, base, &words);
+            let masks = CodeMasks::build(&codes).expect("at most MASKED_MAX codes besides one");
+            let mut got = vec![0u64; 256];
+            match masks.tally(base, &words, n, &mut got) {
+                Some(()) => prop_assert_eq!(got, want),
+                // Only a block reaching past the codes is left to the ids.
+                None => prop_assert!(base + 64 * BLOCK > len),
+            }
+        }
+    }
+
+    #[test]
+    fn many_codes_are_not_masked() {
+        let codes: Vec<u8> = (0..5000u32).map(|i| (i % 40) as u8).collect();
+        assert!(CodeMasks::build(&codes).is_none());
+        assert!(CodeMasks::build(&[]).is_some_and(|m| m.masks.is_empty()));
+    }
 }

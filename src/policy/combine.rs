@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
+use super::columns::Tally;
 use super::count::Counts;
 use super::dense::{self, BLOCK, Part, Span, bit};
 use super::engine::{CondParts, CondResult, Sets, Words};
@@ -30,7 +31,15 @@ use super::engine::{CondParts, CondResult, Sets, Words};
 /// few ids it leaves out, not the block's words. Blocks are combined in parallel; the
 /// candidates are written back as a roaring set, the to-verify and near-miss sets are
 /// counted and written out only when asked for ([`RunSet`]).
-pub(super) fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> Combined {
+///
+/// `tally`, when given, adds each block's candidates (the block's first id, its words) to a
+/// [`Tally`] while they are in the core's cache: an amount read from one field of the
+/// candidate, totalled without reading the candidates again.
+pub(super) fn combine(
+    universe: &Sets,
+    conditions: Vec<(String, Arc<Sets>)>,
+    tally: Option<&BlockTally<'_>>,
+) -> Combined {
     let span = Span::of(universe.t());
     let uni = universe.words(span);
     let n = conditions.len();
@@ -43,7 +52,7 @@ pub(super) fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> 
         conditions.par_iter().map(|(_, s)| s.parts(&uni)).collect()
     };
     // One set of accumulators per thread, not per block.
-    let block = |acc: &mut Box<Acc>, b| combine_block(span, b, &uni.t, &parts, acc);
+    let block = |acc: &mut Box<Acc>, b| combine_block(span, b, &uni.t, &parts, tally, acc);
     let blocks: Vec<Block> = if serial {
         let mut acc = Acc::new();
         (0..span.count).map(|b| block(&mut acc, b)).collect()
@@ -56,7 +65,9 @@ pub(super) fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> 
     let mut candidates = RoaringBitmap::new();
     let mut counts = Counts::default();
     let mut sole = vec![0u64; n];
+    let mut tallies = Vec::with_capacity(if tally.is_some() { blocks.len() } else { 0 });
     for b in blocks {
+        tallies.extend(b.tally);
         candidates |= b.candidates;
         counts.to_verify += b.counts.to_verify;
         counts.near_miss += b.counts.near_miss;
@@ -83,6 +94,7 @@ pub(super) fn combine(universe: &Sets, conditions: Vec<(String, Arc<Sets>)>) -> 
         to_verify: RunSet::derived(Derived::ToVerify, counts.to_verify, &recipe),
         near_miss: RunSet::derived(Derived::NearMiss, counts.near_miss, &recipe),
         conditions: results,
+        tallies,
     }
 }
 
@@ -104,6 +116,8 @@ const SERIAL_BLOCKS: usize = 4;
 /// sole-blocked count.
 struct Block {
     candidates: RoaringBitmap,
+    /// The candidates tallied, when asked for.
+    tally: Option<Tally>,
     counts: Counts,
     sole: Vec<u64>,
 }
@@ -115,10 +129,12 @@ fn combine_block(
     b: usize,
     universe: &[u64],
     conditions: &[Arc<CondParts>],
+    tally: Option<&BlockTally<'_>>,
     acc: &mut Acc,
 ) -> Block {
     let mut out = Block {
         candidates: RoaringBitmap::new(),
+        tally: tally.map(|_| Tally::default()),
         counts: Counts::default(),
         sole: vec![0; conditions.len()],
     };
@@ -127,6 +143,16 @@ fn combine_block(
         return out;
     };
     out.candidates = block_set(span, b, &acc.all, counts.candidates);
+    if let (Some(f), Some(t)) = (tally, &mut out.tally)
+        && counts.candidates > 0
+    {
+        f(
+            (span.first + b as u32) << 16,
+            &acc.all,
+            counts.candidates,
+            t,
+        );
+    }
     out.counts = counts;
     out
 }
@@ -286,7 +312,12 @@ pub(super) struct Combined {
     pub(super) to_verify: RunSet,
     pub(super) near_miss: RunSet,
     pub(super) conditions: Vec<CondResult>,
+    /// Each block's candidates tallied, when asked for.
+    pub(super) tallies: Vec<Tally>,
 }
+
+/// Adds a block's candidates (its first id, its words, how many) to a tally.
+pub(super) type BlockTally<'a> = dyn Fn(u32, &[u64; BLOCK], u64, &mut Tally) + Sync + 'a;
 
 /// Which of a run's sets a [`RunSet`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -490,8 +521,8 @@ mod tests {
             let sets: Vec<Arc<Sets>> = conditions.iter().map(|c| c.1.clone()).collect();
             let universe = Sets::new(universe, RoaringBitmap::new());
             // Twice: the second reads the words the first kept.
-            let first = combine(&universe, conditions.clone());
-            let got = combine(&universe, conditions);
+            let first = combine(&universe, conditions.clone(), None);
+            let got = combine(&universe, conditions, None);
             prop_assert_eq!(&first.candidates, &got.candidates);
             let universe = universe.t().clone();
             let (mut cand, mut verify, mut near) =
@@ -575,7 +606,7 @@ mod tests {
                 .collect();
             let alone = |conds: &Vec<Arc<Sets>>| {
                 let named = conds.iter().map(|s| (String::new(), s.clone())).collect();
-                combine(&universe, named)
+                combine(&universe, named, None)
             };
             if first_alone {
                 alone(&policies[0]);

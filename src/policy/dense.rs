@@ -264,6 +264,18 @@ pub fn all_but_into(out: &mut [u64; BLOCK], x: &[u64; BLOCK], left: &[u16]) {
     }
 }
 
+/// Calls `f` with the offset of each bit set in the block `words`, ascending.
+#[inline]
+pub fn for_each_offset(words: &[u64; BLOCK], mut f: impl FnMut(u16)) {
+    for (i, &w) in words.iter().enumerate() {
+        let mut w = w;
+        while w != 0 {
+            f((i * 64) as u16 + w.trailing_zeros() as u16);
+            w &= w - 1;
+        }
+    }
+}
+
 /// The offsets of the bits set in `word(0) … word(BLOCK - 1)`, ascending.
 fn offsets(word: impl Fn(usize) -> u64) -> Box<[u16]> {
     let mut out = Vec::new();

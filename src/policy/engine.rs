@@ -37,8 +37,8 @@ use roaring::RoaringBitmap;
 use super::amounts::Amounts;
 use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
-use super::columns::{self, FieldColumn, RankValues, ValueColumn, Within};
-use super::combine::{Combined, RunSet, combine, false_count};
+use super::columns::{self, FieldColumn, RankValues, Tally, ValueColumn, Within};
+use super::combine::{BlockTally, Combined, RunSet, combine, false_count};
 use super::count::count_many;
 use super::dense::{self, BLOCK, Parts, Span};
 use super::eval::{
@@ -659,23 +659,43 @@ impl<'s> Engine<'s> {
         let conditions = self.condition_sets(&p.subject, &compiled, universe);
         let computed = self.cache.len() - before;
 
+        // An amount read from one field of the candidate is totalled while combining.
+        let by_rank = compiled
+            .amount
+            .as_ref()
+            .filter(|node| !columns::constant(node))
+            .and_then(|node| self.rank_values(node));
+        let tally = by_rank.as_ref().map(|(fc, values)| {
+            move |base: u32, words: &[u64; BLOCK], n: u64, t: &mut Tally| {
+                values.tally_words(fc, base, words, n, t)
+            }
+        });
         let combining = Instant::now();
         let Combined {
             candidates,
             to_verify,
             near_miss,
             conditions,
-        } = combine(&uni, conditions);
+            tallies,
+        } = combine(
+            &uni,
+            conditions,
+            tally.as_ref().map(|f| f as &BlockTally<'_>),
+        );
         let combine_seconds = combining.elapsed().as_secs_f64();
 
         let amounting = Instant::now();
-        let (amounts, total, amount_missing) = match &compiled.amount {
-            Some(node) => {
+        let (amounts, total, amount_missing) = match (&compiled.amount, by_rank) {
+            (Some(_), Some((fc, values))) => {
+                let (total, missing) = values.total(&tallies);
+                (Amounts::ByRank(fc, values), total, missing)
+            }
+            (Some(node), None) => {
                 let amounts = self.amounts(node, &p.subject, universe, &candidates);
                 let (total, missing) = amounts.total(&candidates);
                 (amounts, total, missing)
             }
-            None => (Amounts::default(), 0.0, 0),
+            (None, _) => (Amounts::default(), 0.0, 0),
         };
         let amount_seconds = amounting.elapsed().as_secs_f64();
         let run = PolicyRun {
