@@ -892,7 +892,7 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
 /// is also kept as a one-byte code into them, so that a total over candidates reads a byte
 /// per candidate, not the field's four-byte rank and then the rank's value. With only a
 /// few codes, a block of candidates in words is tallied with the entities of each code kept
-/// as words too ([`CodeMasks`]): an AND and a population count a word, no read per
+/// as words too (`CodeMasks`): an AND and a population count a word, no read per
 /// candidate.
 #[derive(Debug)]
 pub struct RankValues {
