@@ -32,9 +32,9 @@ use super::engine::{CondParts, CondResult, Sets, Words};
 /// candidates are written back as a roaring set, the to-verify and near-miss sets are
 /// counted and written out only when asked for ([`RunSet`]).
 ///
-/// `tally`, when given, adds each block's candidates (the block's first id, its words) to a
-/// [`Tally`] while they are in the core's cache: an amount read from one field of the
-/// candidate, totalled without reading the candidates again.
+/// `tally`, when given, adds each block's candidates (the block's first id, its words and
+/// how many ids they hold) to a [`Tally`] while they are in the core's cache: an amount read
+/// from one field of the candidate, totalled without reading the candidates again.
 pub(super) fn combine(
     universe: &Sets,
     conditions: Vec<(String, Arc<Sets>)>,
