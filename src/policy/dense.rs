@@ -13,6 +13,8 @@
 //! serialization (the RoaringFormatSpec layout, which `roaring` writes): a bitmap container
 //! is copied, an array or run container is scattered into its block.
 
+use std::sync::Arc;
+
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
@@ -175,8 +177,9 @@ pub enum Part {
     Ids(Box<[u16]>),
     /// All of the universe's ids but these (offsets in the block), ascending.
     AllBut(Box<[u16]>),
-    /// The block's words (no bit outside the universe's).
-    Words(Box<[u64; BLOCK]>),
+    /// The block's words (no bit outside the universe's). Shared: a condition's TRUE and
+    /// not-FALSE parts are often the same block (nothing UNKNOWN there).
+    Words(Arc<[u64; BLOCK]>),
 }
 
 /// A part lists its ids (or those it leaves out) when they are at most this many: a quarter
@@ -201,11 +204,11 @@ impl Part {
         } else if m - n <= LISTED_MAX {
             Part::AllBut(offsets(|i| x[i] & !set[i]))
         } else {
-            let mut w = Box::new([0u64; BLOCK]);
+            let mut w = [0u64; BLOCK];
             for i in 0..BLOCK {
                 w[i] = set[i] & x[i];
             }
-            Part::Words(w)
+            Part::Words(Arc::new(w))
         };
         (part, n)
     }
@@ -317,6 +320,20 @@ impl Parts {
             + self.parts.len() * std::mem::size_of::<Part>()
             + 4 * self.counts.len()
     }
+
+    /// Heap bytes the parts take beyond the words they share with `other`'s (a condition's
+    /// not-FALSE parts beside its TRUE parts).
+    pub fn bytes_beside(&self, other: &Parts) -> usize {
+        let shared: usize = self
+            .parts
+            .iter()
+            .zip(&other.parts)
+            .filter(
+                |(a, b)| matches!((a, b), (Part::Words(a), Part::Words(b)) if Arc::ptr_eq(a, b)),
+            )
+            .count();
+        self.bytes() - shared * 8 * BLOCK
+    }
 }
 
 /// Cookies of the portable format: without run containers, and with (in its low half).
@@ -413,6 +430,23 @@ fn set_range(words: &mut [u64], start: usize, end: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_words_are_counted_once() {
+        // Two blocks of a full universe: half of the first, a few ids of the second.
+        let x = vec![u64::MAX; 2 * BLOCK];
+        let mut set = vec![0u64; 2 * BLOCK];
+        set[..BLOCK / 2].fill(u64::MAX);
+        set[BLOCK] = 0b101;
+        let t = Parts::of(&set, &x);
+        assert!(matches!(t.parts[0], Part::Words(_)));
+        assert!(matches!(t.parts[1], Part::Ids(_)));
+        let shared = t.clone();
+        assert_eq!(shared.bytes_beside(&t), t.bytes() - 8 * BLOCK);
+        let copied = Parts::of(&set, &x);
+        assert_eq!(copied, t);
+        assert_eq!(copied.bytes_beside(&t), t.bytes());
+    }
 
     fn naive(set: &RoaringBitmap, span: Span) -> Vec<u64> {
         let mut out = vec![0u64; span.words()];

@@ -144,7 +144,7 @@ impl CondParts {
     }
 
     fn bytes(&self) -> usize {
-        self.t.bytes() + self.p.as_ref().map_or(0, Parts::bytes)
+        self.t.bytes() + self.p.as_ref().map_or(0, |p| p.bytes_beside(&self.t))
     }
 }
 
