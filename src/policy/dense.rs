@@ -321,6 +321,29 @@ impl Parts {
             + 4 * self.counts.len()
     }
 
+    /// These parts (of `set`'s words) with the ids of `more` (words over the same span)
+    /// added, within `universe`: where `more` adds nothing to a block, its part is this one's
+    /// (its words shared).
+    pub fn with(&self, more: &[u64], universe: &[u64]) -> Parts {
+        let (parts, counts) = more
+            .as_chunks::<BLOCK>()
+            .0
+            .par_iter()
+            .zip(universe.as_chunks::<BLOCK>().0)
+            .enumerate()
+            .map(|(b, (more, x))| {
+                let part = &self.parts[b];
+                if more.iter().zip(x).all(|(m, x)| m & x == 0) {
+                    return (part.clone(), self.counts[b]);
+                }
+                let mut w = part_words(part, x);
+                w.iter_mut().zip(more).for_each(|(w, m)| *w |= m);
+                Part::of(&w, x)
+            })
+            .unzip();
+        Parts { parts, counts }
+    }
+
     /// Heap bytes the parts take beyond the words they share with `other`'s (a condition's
     /// not-FALSE parts beside its TRUE parts).
     pub fn bytes_beside(&self, other: &Parts) -> usize {
@@ -588,6 +611,22 @@ mod tests {
                 proptest::prop_assert_eq!(&part_words(part, xb)[..], &want[..]);
                 let count: u32 = want.iter().map(|w| w.count_ones()).sum();
                 proptest::prop_assert_eq!(n, count);
+            }
+            // With more ids (some blocks' none within the universe): the parts of the
+            // union, sharing the words of the blocks where nothing was added.
+            let more: RoaringBitmap = (0..4u32).filter(|b| b % 2 == 1).flat_map(|b| {
+                let lo = (b << 16) + 7;
+                lo..lo + 3
+            }).collect();
+            let mw = words(&more, span);
+            let union: Vec<u64> = sw.iter().zip(&mw).map(|(s, m)| s | m).collect();
+            let with = parts.with(&mw, &xw);
+            proptest::prop_assert_eq!(&with, &Parts::of(&union, &xw));
+            for (b, (w, p)) in with.parts.iter().zip(&parts.parts).enumerate() {
+                if let (Part::Words(w), Part::Words(p)) = (w, p) {
+                    let adds = mw[b * BLOCK..(b + 1) * BLOCK].iter().zip(&xw[b * BLOCK..]).any(|(m, x)| m & x != 0);
+                    proptest::prop_assert_eq!(Arc::ptr_eq(w, p), !adds);
+                }
             }
         }
     }

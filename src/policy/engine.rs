@@ -102,15 +102,8 @@ impl CondParts {
             || dense::words(s.t(), span),
             || (!s.u().is_empty()).then(|| dense::words(s.u(), span)),
         );
-        let (t_parts, p) = rayon::join(
-            || Parts::of(&t, &universe.t),
-            || {
-                u.map(|mut p| {
-                    p.iter_mut().zip(&t).for_each(|(p, t)| *p |= t);
-                    Parts::of(&p, &universe.t)
-                })
-            },
-        );
+        let t_parts = Parts::of(&t, &universe.t);
+        let p = u.map(|u| t_parts.with(&u, &universe.t));
         CondParts {
             universe: universe.clone(),
             t: t_parts,
