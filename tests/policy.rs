@@ -213,6 +213,21 @@ struct World {
     members: Vec<(u32, u32, bool)>,
 }
 
+/// One household of persons registered at these ages (status 正常), no events, no
+/// memberships.
+fn registered(ages: &[i64]) -> World {
+    World {
+        persons: ages.len(),
+        households: 1,
+        register: (0u32..)
+            .zip(ages)
+            .map(|(i, &age)| (i, Some(age), Some(0), None, false))
+            .collect(),
+        events: vec![],
+        members: vec![],
+    }
+}
+
 const STATUS: [&str; 3] = ["正常", "迁出", "死亡注销"];
 const KIND: [&str; 2] = ["a", "b"];
 
@@ -949,17 +964,7 @@ proptest! {
 /// answered without them, alike.
 #[test]
 fn checkpoints_stay_within_their_budget() {
-    let w = World {
-        persons: 3,
-        households: 1,
-        register: vec![
-            (0, Some(85), Some(0), None, false),
-            (1, Some(30), Some(0), None, false),
-            (2, Some(62), Some(0), None, false),
-        ],
-        events: vec![],
-        members: vec![],
-    };
+    let w = registered(&[85, 30, 62]);
     let text = "policy P5 \"t\" {\n  domain 惠民 subject person lead X mode direct article \"a\"\n\
         param k = 1\n  when old: T.reg.age >= k * 20\n  amount 1\n}\n";
     let (_dir, snap, cat) = world_catalogue(&w, &[("p.policy", text.to_string())]);
@@ -1058,16 +1063,9 @@ fn trimming_keeps_pinned_atoms() {
 #[test]
 fn doubtful_members_are_uncertain() {
     let w = World {
-        persons: 3,
-        households: 1,
-        register: vec![
-            (0, Some(85), Some(0), None, false),
-            (1, Some(30), Some(0), None, false),
-            (2, Some(90), Some(0), None, false),
-        ],
-        events: vec![],
         // Person 2's membership comes from a doubtful link.
         members: vec![(0, 0, false), (1, 0, false), (2, 0, true)],
+        ..registered(&[85, 30, 90])
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.msnap");
@@ -1134,17 +1132,7 @@ policy X02 "test" {
 /// cached ones.
 #[test]
 fn conditions_reading_a_policy_follow_its_states() {
-    let w = World {
-        persons: 3,
-        households: 1,
-        register: vec![
-            (0, Some(85), Some(0), None, false),
-            (1, Some(30), Some(0), None, false),
-            (2, Some(70), Some(0), None, false),
-        ],
-        events: vec![],
-        members: vec![],
-    };
+    let w = registered(&[85, 30, 70]);
     let texts = [
         (
             "a.policy",

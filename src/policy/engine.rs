@@ -810,11 +810,11 @@ impl<'s> Engine<'s> {
     }
 
     /// The amount `node` gives each of `candidates` (of `kind`, within `universe`), and how
-    /// many have none (missing inputs).
+    /// many have none (missing inputs). An amount of a single field is not asked for here:
+    /// [`run_policy`](Self::run_policy) totals it while combining ([`RankValues`]).
     ///
-    /// An amount that reads nothing of the entity is evaluated once. One of a single field is
-    /// read per distinct value ([`RankValues`]); one of an aggregate a condition keeps (its
-    /// values, or its counts) reads them. Otherwise the interpreter evaluates it for each
+    /// An amount that reads nothing of the entity is evaluated once. One of an aggregate a
+    /// condition keeps (its values, or its counts) reads them. Otherwise the interpreter evaluates it for each
     /// candidate, given the aggregates scanned over the candidates ([`ScanCache`]), aligned
     /// with them, and, when the candidates are many, the states of its `if` conditions from
     /// the engine's sets (cached conditions, often).
@@ -831,9 +831,6 @@ impl<'s> Engine<'s> {
                 .v
                 .amount();
             return Amounts::Constant(v);
-        }
-        if let Some((fc, values)) = self.rank_values(node) {
-            return Amounts::ByRank(fc, values);
         }
         let ids: Vec<u32> = candidates.iter().collect();
         let operand = columns::aggregate_operand(node);
