@@ -37,7 +37,14 @@ fn city_with_fixture(dir: &Path) {
     generate_files(&p, dir, false).unwrap();
     let fix = dir.join("FIX");
     std::fs::create_dir_all(&fix).unwrap();
-    for f in ["person.csv", "person.toml", "account.csv", "account.toml"] {
+    for f in [
+        "person.csv",
+        "person.toml",
+        "account.csv",
+        "account.toml",
+        "ent.csv",
+        "ent.toml",
+    ] {
         std::fs::copy(fixtures().join(f), fix.join(f)).unwrap();
     }
 }
@@ -88,6 +95,14 @@ fn golden_cases_accuracy_and_stable_keys() {
     // Nobody known: the two accounts of the same stranger cluster under one minted key.
     assert_eq!(a("u6"), a("u7"));
     assert!(a("u6").starts_with('P'), "{}", a("u6"));
+    // A residential tariff is a household's. The account has its holder's name, a newer
+    // phone and another house in the holder's village; the holder's shop has that phone and
+    // the operator's name, which once outweighed the person: the account is never the
+    // shop's. The shop's commercial account is the shop's.
+    let shop = key("FIX.ent", "e1");
+    assert_eq!(shop, "92411423MA45N7P3K1");
+    assert_ne!(a("u8"), shop);
+    assert_eq!(a("u9"), shop);
 
     // The profile of 张伟: both records, the account's evidence.
     let prof = profile(ing.path(), out.path(), &p("p1")).unwrap();
@@ -219,10 +234,10 @@ fn adding_a_source_places_its_records_one_by_one() {
         Thresholds::default(),
     )
     .unwrap();
-    assert_eq!(report.records, 7);
-    assert_eq!(report.latencies_us.len(), 7);
+    assert_eq!(report.records, 9);
+    assert_eq!(report.latencies_us.len(), 9);
     let l = links(out.path());
-    assert_eq!(l.len(), before + 7);
+    assert_eq!(l.len(), before + 9);
     let key = |s: &str, r: &str| l[&(s.to_string(), r.to_string())].clone();
     let (p, a) = (|r| key("FIX.person", r), |r| key("FIX.account", r));
     assert_eq!(a("u1"), p("p1"));
@@ -232,6 +247,10 @@ fn adding_a_source_places_its_records_one_by_one() {
     assert_eq!(a("u5"), p("p6"));
     // The second stranger's account finds the first one, added a moment before.
     assert_eq!(a("u6"), a("u7"));
+    // The tariff says who holds the account, when placed one by one too.
+    let shop = key("FIX.ent", "e1");
+    assert_ne!(a("u8"), shop);
+    assert_eq!(a("u9"), shop);
     // A second addition sees the first: the build and its additions stay in step.
     let again = add_source(
         ing.path(),
@@ -240,9 +259,9 @@ fn adding_a_source_places_its_records_one_by_one() {
         Thresholds::default(),
     )
     .unwrap();
-    assert_eq!(again.records, 7);
-    // (Even the stranger is known now.)
-    assert_eq!(again.by_key + again.placed, 7, "{}", again.render());
+    assert_eq!(again.records, 9);
+    // (Even the strangers are known now.)
+    assert_eq!(again.by_key + again.placed, 9, "{}", again.render());
     assert_eq!(again.new_entities, 0);
     // A links file that no longer matches the segments is refused, not trusted.
     let links_path = out.path().join("links.csv");

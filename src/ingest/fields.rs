@@ -654,7 +654,8 @@ fn fold_id(s: &str) -> Cow<'_, str> {
     )
 }
 
-fn normalize_category(s: &str) -> Cow<'_, str> {
+/// A category value as ingest stores it (cleaned; see [`clean`]).
+pub fn normalize_category(s: &str) -> Cow<'_, str> {
     let c = clean(s);
     if c.is_ascii() {
         c

@@ -14,8 +14,9 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use crate::error::ResolveError;
 use crate::ids::{PidStatus, UsccStatus};
+use crate::ingest::fields::normalize_category;
 use crate::ingest::segment::{ColumnType, Segment};
-use crate::source::config::{Role, SourceConfig, Subject, TableKind};
+use crate::source::config::{PartyKind, Role, SourceConfig, Subject, TableKind};
 
 /// "No value" for the interned-index columns.
 pub const NONE: u32 = u32::MAX;
@@ -757,6 +758,34 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
                     l.recs[r].id_state = IdState::Local;
                 }
             }
+        }
+    }
+
+    // A category that says which kind of party the record is (a residential tariff: a
+    // person's account). A kind a valid id number or USCC gave stands.
+    if config.subject == Subject::Party {
+        for c in config.columns.iter().filter(|c| !c.party_kind.is_empty()) {
+            let said: HashMap<String, u8> = c
+                .party_kind
+                .iter()
+                .map(|(v, k)| {
+                    let kind = match k {
+                        PartyKind::Person => Kind::Person,
+                        PartyKind::Enterprise => Kind::Enterprise,
+                    };
+                    (normalize_category(v).into_owned(), 1 << kind as u8)
+                })
+                .collect();
+            let recs = &mut l.recs;
+            seg.for_each_str(&c.name, |r, v| {
+                if let Some(&k) = v.and_then(|v| said.get(v)) {
+                    let f = &mut recs[r];
+                    if f.kinds & k != 0 {
+                        f.kinds = k;
+                    }
+                }
+            })
+            .map_err(&err)?;
         }
     }
 

@@ -34,6 +34,15 @@ pub enum Subject {
     Other,
 }
 
+/// Which of a party table's two kinds a record is about, as a category of the table says
+/// (`居民` on an electricity account: a resident, so a person).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartyKind {
+    Person,
+    Enterprise,
+}
+
 /// The role of one column: how it is parsed, normalized and validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -158,6 +167,12 @@ pub struct ColumnConfig {
     /// What the column holds, for people reading the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doc: Option<String>,
+    /// Categories of a party table only: the values that say whether the record is a
+    /// person's or an enterprise's (`party_kind = { "居民" = "person", "一般工商业" =
+    /// "enterprise" }`). Resolution then places the record only with entities of that kind;
+    /// other values, and a valid id number or USCC, decide as before.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub party_kind: std::collections::BTreeMap<String, PartyKind>,
 }
 
 /// CSV dialect.
@@ -271,6 +286,14 @@ impl SourceConfig {
             }
             if c.name.contains('.') {
                 return fail(format!("column name {:?} must not contain '.'", c.name));
+            }
+            if !c.party_kind.is_empty()
+                && (c.role != Role::Category || self.subject != Subject::Party)
+            {
+                return fail(format!(
+                    "column {:?}: party_kind is for category columns of a party table",
+                    c.name
+                ));
             }
         }
         for role in [
@@ -395,5 +418,26 @@ values = ["正常", "迁出"]
         assert!(e.to_string().contains("r.toml"), "{e}");
         let bad_date = EXAMPLE.replace("2025-12-31", "2025-13-31");
         assert!(SourceConfig::from_toml(&bad_date, Path::new("d.toml")).is_err());
+        // A party kind is a category's, in a party table.
+        let kind = "party_kind = { \"正常\" = \"person\" }";
+        let on = |role: &str, subject: &str| {
+            EXAMPLE
+                .replace("subject = \"person\"", &format!("subject = \"{subject}\""))
+                .replace("role = \"category\"", &format!("role = \"{role}\"\n{kind}"))
+        };
+        let c = SourceConfig::from_toml(&on("category", "party"), Path::new("k.toml")).unwrap();
+        assert_eq!(c.columns[2].party_kind["正常"], PartyKind::Person);
+        let again = SourceConfig::from_toml(&c.to_toml(), Path::new("k2.toml")).unwrap();
+        assert_eq!(again.columns[2].party_kind, c.columns[2].party_kind);
+        for (role, subject) in [("category", "person"), ("key", "party")] {
+            let e = SourceConfig::from_toml(&on(role, subject), Path::new("k.toml")).unwrap_err();
+            assert!(e.to_string().contains("party_kind"), "{e}");
+        }
+        let e = SourceConfig::from_toml(
+            &on("category", "party").replace("\"person\" }", "\"household\" }"),
+            Path::new("k.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("k.toml"), "{e}");
     }
 }

@@ -5,7 +5,11 @@ use super::model::City;
 use super::out::{DateStyle, Out};
 use super::rng::Rng;
 use crate::date::Date;
-use crate::source::config::{ColumnConfig, CsvDialect, Role, SourceConfig, Subject, TableKind};
+use std::collections::BTreeMap;
+
+use crate::source::config::{
+    ColumnConfig, CsvDialect, PartyKind, Role, SourceConfig, Subject, TableKind,
+};
 
 /// What a table's rows are generated from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +64,7 @@ impl TableDef {
                     values: Vec::new(),
                     of: None,
                     doc: (!c.2.is_empty()).then(|| c.2.to_string()),
+                    party_kind: party_kinds(self.source, c.0),
                 })
                 .collect(),
         }
@@ -85,6 +90,52 @@ impl TableDef {
     pub fn has_truth(&self) -> bool {
         self.kind == TableKind::Identity
     }
+}
+
+/// The categories that say whether a party table's record is a person's or an enterprise's:
+/// the utilities' tariffs (a residential tariff is a household's; a commercial or industrial
+/// one is a business's). Values that do not decide are left out: an agricultural tariff may be
+/// a farmer's or a cooperative's, and a property's use (BDC) says nothing of its owner.
+/// (source, column, values and their kinds).
+type PartyKinds = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, PartyKind)],
+);
+
+const PARTY_KINDS: &[PartyKinds] = &[
+    (
+        "DL.account",
+        "customer_type",
+        &[
+            ("居民", PartyKind::Person),
+            ("一般工商业", PartyKind::Enterprise),
+            ("大工业", PartyKind::Enterprise),
+        ],
+    ),
+    (
+        "SS.account",
+        "type",
+        &[
+            ("居民", PartyKind::Person),
+            ("非居民", PartyKind::Enterprise),
+        ],
+    ),
+    (
+        "RQ.account",
+        "type",
+        &[("居民", PartyKind::Person), ("商业", PartyKind::Enterprise)],
+    ),
+];
+
+/// The party kinds column `column` of `source` declares (none for most).
+fn party_kinds(source: &str, column: &str) -> BTreeMap<String, PartyKind> {
+    PARTY_KINDS
+        .iter()
+        .filter(|(s, c, _)| *s == source && *c == column)
+        .flat_map(|(_, _, values)| values.iter())
+        .map(|(v, k)| (v.to_string(), *k))
+        .collect()
 }
 
 /// Every table, in the order files are written and streamed.
