@@ -8,6 +8,8 @@
 //!   to-verify, near-miss and amounts recomputed (what a new as-of-independent run costs).
 //! - `catalogue/counts`: every condition's sets cached; the catalogue counted together,
 //!   block-major (counts of candidates, to-verify and near-miss, and each condition's).
+//! - `catalogue/ids`: every condition's sets cached; the catalogue counted together,
+//!   block-major, with each policy's candidates written out as a set (no amounts).
 //! - `catalogue/cached`: nothing changed since the last run: results from the memo.
 //! - `whatif/numeric`: M01 with a new age threshold: one single-table condition computed,
 //!   the rest cached. The what-if and new-policy benches use the engine as the server does:
@@ -110,6 +112,24 @@ fn bench(c: &mut Criterion) {
     let policies: Vec<Policy> = cat.policies.iter().map(|c| c.policy.clone()).collect();
     g.bench_function("counts", |b| {
         b.iter(|| engine.count_policies(&policies, &none).unwrap().len())
+    });
+    // Written out together, the candidates are each run's.
+    let runs = engine.run_all().unwrap();
+    let with_ids = engine
+        .count_policies_with_candidates(&policies, &none)
+        .unwrap();
+    for (c, run) in with_ids.iter().zip(&runs) {
+        assert_eq!(c.candidate_ids.as_ref(), Some(&*run.candidates), "{}", c.id);
+    }
+    g.bench_function("ids", |b| {
+        b.iter(|| {
+            engine
+                .count_policies_with_candidates(&policies, &none)
+                .unwrap()
+                .iter()
+                .map(|c| c.candidate_ids.as_ref().map_or(0, |s| s.len()))
+                .sum::<u64>()
+        })
     });
     g.bench_function("cached", |b| {
         b.iter(|| {

@@ -1138,6 +1138,25 @@ fn run_match(
             );
         }
     }
+    // Counted together with every candidate written out (the catalogue's candidate ids, no
+    // amounts), as many rounds; the sets must be the runs'.
+    let mut with_ids_times = Vec::with_capacity(rounds as usize);
+    let mut with_ids = Vec::new();
+    for _ in 0..rounds {
+        let t = std::time::Instant::now();
+        with_ids = engine.count_policies_with_candidates(&policies, &overrides)?;
+        with_ids_times.push(t.elapsed().as_secs_f64());
+    }
+    with_ids_times.sort_by(f64::total_cmp);
+    let with_ids_median = with_ids_times[with_ids_times.len() / 2];
+    for (c, run) in with_ids.iter().zip(&runs) {
+        if c.candidate_ids.as_ref() != Some(&*run.candidates) {
+            bail!(
+                "{}: candidates written out together differ from its run's",
+                c.id
+            );
+        }
+    }
     // Loaded: conditions and results forgotten, the decoded field columns kept (what a
     // what-if with a new parameter value costs, and what a database with its tables in
     // memory is compared with).
@@ -1201,7 +1220,7 @@ fn run_match(
         String::new()
     };
     println!(
-        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; loaded (field columns decoded, no condition cached) {:.1} ms; recombined (cached conditions, results recomputed) {:.1} ms{range}, of which combining {:.1} ms and amounts {:.1} ms; counted together (cached conditions, counts only) {:.2} ms{}; warm (cached results) {:.2} ms; {} cached atoms; columns {:.1} MB",
+        "{} policies at as-of {}: opened in {:.1} ms; cold {:.1} ms; loaded (field columns decoded, no condition cached) {:.1} ms; recombined (cached conditions, results recomputed) {:.1} ms{range}, of which combining {:.1} ms and amounts {:.1} ms; counted together (cached conditions, counts only) {:.2} ms{}, with every candidate id written out {:.2} ms; warm (cached results) {:.2} ms; {} cached atoms; columns {:.1} MB",
         runs.len(),
         engine.as_of(),
         opened.as_secs_f64() * 1e3,
@@ -1212,6 +1231,7 @@ fn run_match(
         recombined_each.iter().map(|r| r.2).sum::<f64>() * 1e3,
         counted_median * 1e3,
         if rounds > 1 { " (median)" } else { "" },
+        with_ids_median * 1e3,
         warm.as_secs_f64() * 1e3,
         engine.cached(),
         engine.column_bytes() as f64 / 1e6

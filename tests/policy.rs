@@ -539,6 +539,7 @@ proptest! {
         let cat = load_texts(&files, &schema).unwrap_or_else(|d| panic!("{d:?}"));
         let as_of = Date::from_ymd(2025, 12, 31).unwrap();
         let mut engine = Engine::new(&snap, cat.clone(), as_of);
+        let mut runs = Vec::new();
         for id in ["P1", "P2", "H1"] {
             let run = engine.run(id, &HashMap::new()).unwrap();
             let policy = &cat.get(id).unwrap().policy;
@@ -613,6 +614,17 @@ proptest! {
                 run.conditions.iter().map(|c| (c.false_count, c.sole_blocker)).collect();
             let want: Vec<(u64, u64)> = false_counts.into_iter().zip(sole_blockers).collect();
             prop_assert_eq!(got, want, "policy {} false counts and sole blockers", id);
+            runs.push(run);
+        }
+        // Counted together, block-major, the candidates written out: what each run holds.
+        let ps: Vec<_> = ["P1", "P2", "H1"].iter().map(|id| cat.get(id).unwrap().policy.clone()).collect();
+        let together = engine.count_policies_with_candidates(&ps, &HashMap::new()).unwrap();
+        for (t, run) in together.iter().zip(&runs) {
+            prop_assert_eq!(t.candidate_ids.as_ref(), Some(&*run.candidates), "policy {}", t.id);
+            prop_assert_eq!(
+                (t.candidates, t.to_verify, t.near_miss),
+                (run.candidates.len(), run.to_verify.len(), run.near_miss.len())
+            );
         }
     }
 }
@@ -1160,6 +1172,12 @@ fn conditions_reading_a_policy_follow_its_states() {
     engine.set_policy_states("A", Arc::new(one), Default::default());
     let again = engine.run_policy(&b, &none).unwrap();
     assert_eq!(again.candidates.iter().collect::<Vec<_>>(), vec![0, 2]);
-    let counted = engine.count_policies(&[b], &none).unwrap();
+    let counted = engine
+        .count_policies(std::slice::from_ref(&b), &none)
+        .unwrap();
     assert_eq!(counted[0].candidates, 2);
+    assert_eq!(counted[0].candidate_ids, None);
+    let with_ids = engine.count_policies_with_candidates(&[b], &none).unwrap();
+    assert_eq!(with_ids[0].candidates, 2);
+    assert_eq!(with_ids[0].candidate_ids.as_ref(), Some(&*again.candidates));
 }

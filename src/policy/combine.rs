@@ -474,7 +474,7 @@ impl Recipe {
 
 #[cfg(test)]
 mod tests {
-    use super::super::count::count_many;
+    use super::super::count::{count_many, count_many_with_candidates};
     use super::*;
     use proptest::prelude::*;
 
@@ -612,8 +612,12 @@ mod tests {
                 alone(&policies[0]);
             }
             let counted = count_many(&universe, &policies);
+            let with_ids = count_many_with_candidates(&universe, &policies);
             prop_assert_eq!(counted.len(), policies.len());
-            for (conds, (counts, sole)) in policies.iter().zip(counted) {
+            prop_assert_eq!(with_ids.len(), policies.len());
+            for ((conds, (counts, sole)), (counts2, sole2, ids)) in
+                policies.iter().zip(counted).zip(with_ids)
+            {
                 let want = alone(conds);
                 prop_assert_eq!(counts, Counts {
                     candidates: want.candidates.len(),
@@ -621,7 +625,10 @@ mod tests {
                     near_miss: want.near_miss.len(),
                 });
                 let want_sole: Vec<u64> = want.conditions.iter().map(|c| c.sole_blocker).collect();
-                prop_assert_eq!(sole, want_sole);
+                prop_assert_eq!(&sole, &want_sole);
+                // Written out too: the same counts, and the candidates themselves.
+                prop_assert_eq!((counts2, sole2), (counts, sole));
+                prop_assert_eq!(ids, want.candidates);
             }
         }
     }

@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::dense::{BLOCK, Part, Span, all_but_into, bit};
+use roaring::RoaringBitmap;
+
+use super::dense::{BLOCK, Part, Span, all_but_into, bit, block_set};
 use super::engine::{CondParts, Sets};
 
 /// How many candidates, to-verify and near-miss ids a policy has.
@@ -44,6 +46,27 @@ pub(super) const CHUNK: usize = 256;
 /// conditions (their sets within `universe`); the result is, for each policy, its counts
 /// and each condition's sole-blocked count (entities failing it and no other).
 pub fn count_many(universe: &Sets, policies: &[Vec<Arc<Sets>>]) -> Vec<(Counts, Vec<u64>)> {
+    walk_many(universe, policies, false)
+        .into_iter()
+        .map(|(counts, sole, _)| (counts, sole))
+        .collect()
+}
+
+/// As [`count_many`], each policy's candidates written out too: a block's candidates become
+/// the set's container for that block where the policy's path ends.
+pub fn count_many_with_candidates(
+    universe: &Sets,
+    policies: &[Vec<Arc<Sets>>],
+) -> Vec<(Counts, Vec<u64>, RoaringBitmap)> {
+    walk_many(universe, policies, true)
+}
+
+/// Policies combined block-major; candidates written out when `collect` (else empty sets).
+fn walk_many(
+    universe: &Sets,
+    policies: &[Vec<Arc<Sets>>],
+    collect: bool,
+) -> Vec<(Counts, Vec<u64>, RoaringBitmap)> {
     let span = Span::of(universe.t());
     let uni = universe.words(span);
     // The distinct conditions, and each policy's as indexes into them.
@@ -88,7 +111,7 @@ pub fn count_many(universe: &Sets, policies: &[Vec<Arc<Sets>>]) -> Vec<(Counts, 
         .map(|c| Trie::of(&paths, c * chunk..reads.len().min((c + 1) * chunk)))
         .collect();
     let words = uni.t.as_chunks::<BLOCK>().0;
-    let sums = (0..span.count * chunks)
+    let (sums, mut found) = (0..span.count * chunks)
         .into_par_iter()
         .fold(
             || (Walker::default(), vec![0u64; slots]),
@@ -97,25 +120,31 @@ pub fn count_many(universe: &Sets, policies: &[Vec<Arc<Sets>>]) -> Vec<(Counts, 
                 let x = &words[b];
                 let walk = Walk {
                     b,
+                    key: span.first + b as u32,
                     x,
                     universe: popcount(x),
                     parts: &parts,
                     trie: &tries[c],
                     orders: &orders,
                     offsets: &offsets,
+                    collect,
                 };
                 walk.run(&mut walker, &mut sums);
                 (walker, sums)
             },
         )
-        .map(|(_, sums)| sums)
+        .map(|(walker, sums)| (sums, walker.found))
         .reduce(
-            || vec![0u64; slots],
-            |mut a, b| {
+            || (vec![0u64; slots], Vec::new()),
+            |(mut a, mut found), (b, more)| {
                 a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                a
+                found.extend(more);
+                (a, found)
             },
         );
+    // Each policy's blocks in ascending order, so that each set is built by appending.
+    found.sort_unstable_by_key(|&(k, key, _)| (k, key));
+    let mut found = found.into_iter().peekable();
     (0..reads.len())
         .map(|k| {
             let s = &sums[offsets[k]..offsets[k + 1]];
@@ -124,7 +153,11 @@ pub fn count_many(universe: &Sets, policies: &[Vec<Arc<Sets>>]) -> Vec<(Counts, 
                 to_verify: s[1],
                 near_miss: s[2],
             };
-            (counts, s[3..].to_vec())
+            let mut candidates = RoaringBitmap::new();
+            while let Some((_, _, block)) = found.next_if(|f| f.0 as usize == k) {
+                candidates |= block;
+            }
+            (counts, s[3..].to_vec(), candidates)
         })
         .collect()
 }
@@ -259,18 +292,24 @@ struct Walker {
     kept: Vec<u16>,
     sole: Vec<u32>,
     path: Vec<u32>,
+    /// Candidates written out: (policy, container key, the policy's candidates there).
+    found: Vec<(u32, u32, RoaringBitmap)>,
 }
 
 /// One tree's policies over one block: the conditions' parts, the universe's words `x` of
 /// block `b` (`universe` ids), and where each policy's counts go.
 struct Walk<'a> {
     b: usize,
+    /// The block's container key (its ids' upper 16 bits).
+    key: u32,
     x: &'a Block,
     universe: u32,
     parts: &'a [Arc<CondParts>],
     trie: &'a Trie,
     orders: &'a [Vec<usize>],
     offsets: &'a [usize],
+    /// Write each policy's candidates out.
+    collect: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -469,6 +508,12 @@ impl<'a> Walk<'a> {
                         Part::Ids(ids) => near - near_in(ids),
                         Part::Words(p) => lacking(once, twice, p),
                     });
+            }
+        }
+        if self.collect && candidates > 0 {
+            let block = block_set(get(s.all, x, bufs), self.key, candidates as usize);
+            for &k in ends {
+                w.found.push((k, self.key, block.clone()));
             }
         }
         for &k in ends {

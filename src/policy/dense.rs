@@ -78,15 +78,22 @@ pub fn words(set: &RoaringBitmap, span: Span) -> Vec<u64> {
 pub fn bitmap(words: &[u64], span: Span) -> RoaringBitmap {
     let mut out = RoaringBitmap::new();
     for (b, block) in words.as_chunks::<BLOCK>().0.iter().enumerate() {
-        let key = span.first + b as u32;
         let n: usize = block.iter().map(|w| w.count_ones() as usize).sum();
-        out |= match n {
-            0 => continue,
-            1..=ARRAY_MAX => array_container(block, key, n),
-            _ => bitmap_container(block, key),
-        };
+        if n > 0 {
+            out |= block_set(block, span.first + b as u32, n);
+        }
     }
     out
+}
+
+/// The ids of `block` (container `key`, `n` ids) as a set of one container: an array
+/// container when there are few, else a bitmap container.
+pub fn block_set(block: &[u64; BLOCK], key: u32, n: usize) -> RoaringBitmap {
+    match n {
+        0 => RoaringBitmap::new(),
+        1..=ARRAY_MAX => array_container(block, key, n),
+        _ => bitmap_container(block, key),
+    }
 }
 
 /// Block `block` of container `key`, dense, as a bitmap container.

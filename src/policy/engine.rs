@@ -39,7 +39,7 @@ use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, Tally, ValueColumn, Within};
 use super::combine::{BlockTally, Combined, RunSet, combine, false_count};
-use super::count::count_many;
+use super::count::{Counts, count_many, count_many_with_candidates};
 use super::dense::{self, BLOCK, Parts, Span};
 use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
@@ -292,6 +292,9 @@ pub struct PolicyCounts {
     pub to_verify: u64,
     pub near_miss: u64,
     pub conditions: Vec<CondResult>,
+    /// The candidates themselves, when asked for
+    /// ([`Engine::count_policies_with_candidates`]).
+    pub candidate_ids: Option<RoaringBitmap>,
 }
 
 /// Why a policy could not be run.
@@ -762,6 +765,27 @@ impl<'s> Engine<'s> {
         ps: &[Policy],
         overrides: &HashMap<String, Lit>,
     ) -> Result<Vec<PolicyCounts>, EngineError> {
+        self.counted(ps, overrides, false)
+    }
+
+    /// As [`count_policies`](Self::count_policies), each policy's candidates written out too
+    /// (`PolicyCounts::candidate_ids`): the whole catalogue's candidate sets in one pass over
+    /// the universe, block by block ([`count_many_with_candidates`]); still no amounts.
+    pub fn count_policies_with_candidates(
+        &mut self,
+        ps: &[Policy],
+        overrides: &HashMap<String, Lit>,
+    ) -> Result<Vec<PolicyCounts>, EngineError> {
+        self.counted(ps, overrides, true)
+    }
+
+    /// Policies counted together, their candidates written out when `with_ids`.
+    fn counted(
+        &mut self,
+        ps: &[Policy],
+        overrides: &HashMap<String, Lit>,
+        with_ids: bool,
+    ) -> Result<Vec<PolicyCounts>, EngineError> {
         let mut prepared = Vec::with_capacity(ps.len());
         for p in ps {
             self.run_referenced(p)?;
@@ -780,11 +804,21 @@ impl<'s> Engine<'s> {
                 .iter()
                 .map(|&i| prepared[i].iter().map(|(_, s)| s.clone()).collect())
                 .collect();
-            let counted = count_many(&uni, &sets);
+            let counted: Vec<(Counts, Vec<u64>, Option<RoaringBitmap>)> = if with_ids {
+                count_many_with_candidates(&uni, &sets)
+                    .into_iter()
+                    .map(|(c, sole, ids)| (c, sole, Some(ids)))
+                    .collect()
+            } else {
+                count_many(&uni, &sets)
+                    .into_iter()
+                    .map(|(c, sole)| (c, sole, None))
+                    .collect()
+            };
             let span = Span::of(uni.t());
             let words = uni.words(span);
             let total = uni.t().len();
-            for (&i, (counts, sole)) in members.iter().zip(counted) {
+            for (&i, (counts, sole, candidate_ids)) in members.iter().zip(counted) {
                 let conditions = std::mem::take(&mut prepared[i])
                     .into_iter()
                     .zip(sole)
@@ -803,6 +837,7 @@ impl<'s> Engine<'s> {
                     to_verify: counts.to_verify,
                     near_miss: counts.near_miss,
                     conditions,
+                    candidate_ids,
                 });
             }
         }
