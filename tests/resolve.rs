@@ -103,6 +103,10 @@ fn golden_cases_accuracy_and_stable_keys() {
     assert_eq!(shop, "92411423MA45N7P3K1");
     assert_ne!(a("u8"), shop);
     assert_eq!(a("u9"), shop);
+    // A commercial account whose USCC of 18 digits fails its check (read as a broken id
+    // number by its form): the tariff says it is an enterprise's, and it is one digit from
+    // the company's.
+    assert_eq!(a("u10"), key("FIX.ent", "e2"));
 
     // The profile of 张伟: both records, the account's evidence.
     let prof = profile(ing.path(), out.path(), &p("p1")).unwrap();
@@ -234,10 +238,10 @@ fn adding_a_source_places_its_records_one_by_one() {
         Thresholds::default(),
     )
     .unwrap();
-    assert_eq!(report.records, 9);
-    assert_eq!(report.latencies_us.len(), 9);
+    assert_eq!(report.records, 10);
+    assert_eq!(report.latencies_us.len(), 10);
     let l = links(out.path());
-    assert_eq!(l.len(), before + 9);
+    assert_eq!(l.len(), before + 10);
     let key = |s: &str, r: &str| l[&(s.to_string(), r.to_string())].clone();
     let (p, a) = (|r| key("FIX.person", r), |r| key("FIX.account", r));
     assert_eq!(a("u1"), p("p1"));
@@ -251,6 +255,7 @@ fn adding_a_source_places_its_records_one_by_one() {
     let shop = key("FIX.ent", "e1");
     assert_ne!(a("u8"), shop);
     assert_eq!(a("u9"), shop);
+    assert_eq!(a("u10"), key("FIX.ent", "e2"));
     // A second addition sees the first: the build and its additions stay in step.
     let again = add_source(
         ing.path(),
@@ -259,9 +264,9 @@ fn adding_a_source_places_its_records_one_by_one() {
         Thresholds::default(),
     )
     .unwrap();
-    assert_eq!(again.records, 9);
+    assert_eq!(again.records, 10);
     // (Even the strangers are known now.)
-    assert_eq!(again.by_key + again.placed, 9, "{}", again.render());
+    assert_eq!(again.by_key + again.placed, 10, "{}", again.render());
     assert_eq!(again.new_entities, 0);
     // A links file that no longer matches the segments is refused, not trusted.
     let links_path = out.path().join("links.csv");

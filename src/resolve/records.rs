@@ -762,7 +762,9 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
     }
 
     // A category that says which kind of party the record is (a residential tariff: a
-    // person's account). A kind a valid id number or USCC gave stands.
+    // person's account). A kind a valid id number or USCC gave stands; one read from the form
+    // of an id that failed its checks (18 digits taken for an id number, when a USCC can be
+    // all digits too) gives way.
     if config.subject == Subject::Party {
         for c in config.columns.iter().filter(|c| !c.party_kind.is_empty()) {
             let said: HashMap<String, u8> = c
@@ -780,8 +782,16 @@ fn load_source(path: &Path) -> Result<Option<Loaded>, ResolveError> {
             seg.for_each_str(&c.name, |r, v| {
                 if let Some(&k) = v.and_then(|v| said.get(v)) {
                     let f = &mut recs[r];
-                    if f.kinds & k != 0 {
+                    let broken = matches!(f.id_state, IdState::BrokenPid | IdState::BrokenUscc);
+                    if f.kinds & k != 0 || broken {
                         f.kinds = k;
+                    }
+                    if broken {
+                        f.id_state = if k == 1 << Kind::Person as u8 {
+                            IdState::BrokenPid
+                        } else {
+                            IdState::BrokenUscc
+                        };
                     }
                 }
             })
