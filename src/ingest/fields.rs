@@ -574,6 +574,12 @@ fn looks_like_person(id: &[u8]) -> bool {
             .and_then(|p| crate::ids::pid_birth_date(&p))
             .is_some(),
         18 => {
+            // No province's division code begins with 9, and every USCC issued by market
+            // regulation (91, 92, 93: companies, individual businesses, cooperatives) does:
+            // such an id is a USCC, broken or not, even when all its characters are digits.
+            if id[0] == b'9' {
+                return false;
+            }
             let pid = validate_pid(id, None, None).status;
             if matches!(pid, PidStatus::Valid | PidStatus::BadBirthDate) {
                 return true;
@@ -689,6 +695,25 @@ mod tests {
             fold_id("4114 0219-8503070035x"),
             "41140219850307 0035X".replace(' ', "")
         );
+    }
+
+    #[test]
+    fn a_party_id_is_read_as_a_person_or_an_enterprise_by_its_form() {
+        let none = Own {
+            birth: None,
+            gender: None,
+        };
+        let kind = |id: &str| check_id(Role::PartyId, id.as_bytes(), none).kind;
+        // Valid: an id number, a USCC of digits only, a USCC with letters.
+        assert_eq!(kind("411403198503071236"), Some("person"));
+        assert_eq!(kind("914114231234567872"), Some("enterprise"));
+        assert_eq!(kind("92411423MA45N7P3K1"), Some("enterprise"));
+        // Broken: 18 digits are an id number's form unless they begin as a USCC of market
+        // regulation does (no division code begins with 9).
+        assert_eq!(kind("411403198503071237"), Some("person"));
+        assert_eq!(kind("914114231234667872"), Some("enterprise"));
+        assert_eq!(kind("924114027833998703"), Some("enterprise"));
+        assert_eq!(kind(""), None);
     }
 
     #[test]
