@@ -17,7 +17,8 @@
 //!   near-miss sets, a block of words at a time (the last two written out when asked for);
 //! - [`dense`]: roaring sets as 64-bit words over a span of ids, for combining a policy's
 //!   conditions a word at a time;
-//! - [`count`]: many policies counted at once, block-major, for sweeps and screens;
+//! - [`count`]: many policies counted at once, block-major, their shared conditions combined
+//!   once (a prefix tree), for sweeps, screens and the catalogue's candidate sets;
 //! - [`scan`]: aggregates over a table's rows for every entity at once, by one columnar scan;
 //! - [`calendar`]: an event table's rows per entity as bitsets over a small column (months), so
 //!   that windowed counts are popcounts;
