@@ -41,6 +41,14 @@ pub enum ValueError {
 /// Full-width ASCII (U+FF01–U+FF5E) to half-width, ideographic and other Unicode spaces to a
 /// plain space; leading and trailing whitespace removed, runs of whitespace collapsed to one.
 pub fn fold_width(raw: &str) -> String {
+    if !needs_fold(raw.as_bytes()) {
+        return raw.to_string();
+    }
+    fold_chars(raw)
+}
+
+/// [`fold_width`] a character at a time.
+fn fold_chars(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut pending_space = false;
     for c in raw.chars() {
@@ -60,6 +68,28 @@ pub fn fold_width(raw: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Whether [`fold_width`] would change `b`: a leading, trailing or doubled space, an ASCII
+/// control whitespace, or a lead byte of the characters it folds (U+00A0 and U+0080–U+00BF
+/// begin with 0xC2, U+2002–U+200B with 0xE2, full-width ASCII with 0xEF; U+3000 is E3 80
+/// 80). Conservative: a few characters that need nothing (`·`, U+00B7) take the slow path.
+fn needs_fold(b: &[u8]) -> bool {
+    let mut after_space = true;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b' ' => {
+                if after_space {
+                    return true;
+                }
+                after_space = true;
+            }
+            b'\t' | b'\n' | b'\r' | 0xC2 | 0xE2 | 0xEF => return true,
+            0xE3 if b.get(i + 1..i + 3) == Some(&[0x80, 0x80][..]) => return true,
+            _ => after_space = false,
+        }
+    }
+    after_space && !b.is_empty()
 }
 
 fn is_han(c: char) -> bool {
@@ -732,7 +762,28 @@ mod tests {
     #[test]
     fn width_and_whitespace() {
         assert_eq!(fold_width("  ＡＢＣ１２３　 x\t y "), "ABC123 x y");
+        // Text with nothing to fold is copied whole.
+        assert_eq!(fold_width("河南省商丘市 睢阳区 12号"), "河南省商丘市 睢阳区 12号");
+        assert_eq!(fold_width("阿依·买买提"), "阿依·买买提");
         assert_eq!(fold_width("４１１４０２"), "411402");
+    }
+
+    proptest::proptest! {
+        /// The whole-text copy is taken only where folding a character at a time changes
+        /// nothing.
+        #[test]
+        fn fold_width_copies_only_what_needs_no_folding(
+            chars in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    'a', '1', ' ', '\t', '\n', '\r', '张', '·', '\u{00A0}', '\u{3000}', '\u{3001}',
+                    '\u{2003}', '\u{2010}', 'Ａ', '～', '\u{FF61}', '号',
+                ]),
+                0..12,
+            )
+        ) {
+            let s: String = chars.into_iter().collect();
+            proptest::prop_assert_eq!(fold_width(&s), fold_chars(&s), "{:?}", s);
+        }
     }
 
     #[test]
