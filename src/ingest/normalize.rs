@@ -97,11 +97,40 @@ fn is_han(c: char) -> bool {
 }
 
 /// Traditional → simplified, character by character (names and addresses, never ids).
+/// Text with no character the conversion could change (most of it: the departments write
+/// simplified) is copied whole.
 pub fn to_simplified(s: &str) -> String {
-    if s.is_ascii() {
+    if s.is_ascii() || !s.chars().any(traditional) {
         return s.to_string();
     }
     fast2s::convert(s)
+}
+
+/// The conversion's characters (every one it may change) in U+3400–U+FFFF, as bits.
+static TRADITIONAL: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+
+/// Whether `c` is one `fast2s` may change: one it changes on its own, or one it changes only
+/// beside certain others (藉口, 看著). It only changes characters of three UTF-8 bytes.
+fn traditional(c: char) -> bool {
+    const FIRST: u32 = 0x3400;
+    let bits = TRADITIONAL.get_or_init(|| {
+        let mut bits = vec![0u64; (0x1_0000 - FIRST as usize).div_ceil(64)];
+        let mut one = String::with_capacity(4);
+        for c in (FIRST..0x1_0000).filter_map(char::from_u32) {
+            one.clear();
+            one.push(c);
+            if fast2s::convert(&one) != one || matches!(c, '藉' | '著') {
+                let i = (c as u32 - FIRST) as usize;
+                bits[i / 64] |= 1 << (i % 64);
+            }
+        }
+        bits
+    });
+    let i = match (c as u32).checked_sub(FIRST) {
+        Some(i) if c.len_utf8() == 3 => i as usize,
+        _ => return false,
+    };
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
 }
 
 /// A person's or enterprise's name: width folded, traditional folded to simplified; for Chinese
@@ -763,9 +792,32 @@ mod tests {
     fn width_and_whitespace() {
         assert_eq!(fold_width("  ＡＢＣ１２３　 x\t y "), "ABC123 x y");
         // Text with nothing to fold is copied whole.
-        assert_eq!(fold_width("河南省商丘市 睢阳区 12号"), "河南省商丘市 睢阳区 12号");
+        assert_eq!(
+            fold_width("河南省商丘市 睢阳区 12号"),
+            "河南省商丘市 睢阳区 12号"
+        );
         assert_eq!(fold_width("阿依·买买提"), "阿依·买买提");
         assert_eq!(fold_width("４１１４０２"), "411402");
+    }
+
+    #[test]
+    fn simplified_copies_only_what_has_nothing_to_convert() {
+        assert_eq!(to_simplified("陳國華"), "陈国华");
+        assert_eq!(to_simplified("张伟"), "张伟");
+        // Changed only beside certain characters: still converted there.
+        assert_eq!(to_simplified("藉口"), fast2s::convert("藉口"));
+        assert_eq!(to_simplified("看著"), fast2s::convert("看著"));
+        // Every character of U+3400–U+FFFF alone, and beside one that changes in context.
+        for c in (0x3400u32..0x1_0000).filter_map(char::from_u32) {
+            for s in [
+                c.to_string(),
+                format!("{c}口"),
+                format!("看{c}"),
+                format!("{c}麻"),
+            ] {
+                assert_eq!(to_simplified(&s), fast2s::convert(&s), "{s}");
+            }
+        }
     }
 
     proptest::proptest! {
