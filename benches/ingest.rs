@@ -2,7 +2,8 @@
 //!
 //! The CSV comes from the synthetic city (20,000 persons, seed 7), held in memory; each
 //! iteration ingests one table into a temporary folder (segments, quarantine), inside a
-//! one-thread rayon pool, so the figure is per core. Throughput is in CSV bytes.
+//! one-thread rayon pool, so the figure is per core. Throughput is in CSV bytes. `city`
+//! ingests every table of the city in turn.
 //!
 //! Run: `cargo bench --bench ingest` (target: ≥ 100 MB/s per core, DESIGN.md / issue 2).
 
@@ -66,6 +67,33 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The whole city: every table of the exports, one after another, as `ingest` reads a
+    // department folder (throughput over all their CSV bytes).
+    let tables: Vec<_> = stream
+        .tables
+        .iter()
+        .map(|t| (t.source, table_csv(&stream, t.source)))
+        .collect();
+    let bytes: usize = tables.iter().map(|(_, (_, csv))| csv.len()).sum();
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("city", |b| {
+        b.iter(|| {
+            pool.install(|| {
+                for (source, (config, csv)) in &tables {
+                    ingest_reader(
+                        config,
+                        Path::new(source),
+                        &csv[..],
+                        csv.len() as u64,
+                        dir.path(),
+                        &IngestOptions::default(),
+                        None,
+                    )
+                    .expect("ingest");
+                }
+            })
+        })
+    });
     group.finish();
 }
 
