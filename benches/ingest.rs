@@ -14,11 +14,9 @@ use std::path::Path;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use mianshen::ingest::{IngestOptions, ingest_reader};
 use mianshen::source::city::{CityParams, CityStream};
+use mianshen::source::config::SourceConfig;
 
-fn table_csv(
-    stream: &CityStream,
-    source: &str,
-) -> (mianshen::source::config::SourceConfig, Vec<u8>) {
+fn table_csv(stream: &CityStream, source: &str) -> (SourceConfig, Vec<u8>) {
     let table = stream
         .tables
         .iter()
@@ -38,6 +36,20 @@ fn table_csv(
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Ingests one table's CSV into `out` (on the calling thread's rayon pool).
+fn ingest_one(config: &SourceConfig, source: &str, csv: &[u8], out: &Path) {
+    ingest_reader(
+        config,
+        Path::new(source),
+        csv,
+        csv.len() as u64,
+        out,
+        &IngestOptions::default(),
+        None,
+    )
+    .expect("ingest");
+}
+
 fn bench(c: &mut Criterion) {
     let stream = CityStream::new(&CityParams::new(20_000, 7)).expect("valid params");
     let pool = rayon::ThreadPoolBuilder::new()
@@ -45,51 +57,32 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("pool");
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut group = c.benchmark_group("ingest_one_core");
-    group.sample_size(10);
-    for source in ["RS.contrib", "DL.bill", "GA.person", "SW.invoice"] {
-        let (config, csv) = table_csv(&stream, source);
-        group.throughput(Throughput::Bytes(csv.len() as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(source), &csv, |b, csv| {
-            b.iter(|| {
-                pool.install(|| {
-                    ingest_reader(
-                        &config,
-                        Path::new(source),
-                        &csv[..],
-                        csv.len() as u64,
-                        dir.path(),
-                        &IngestOptions::default(),
-                        None,
-                    )
-                    .expect("ingest")
-                })
-            })
-        });
-    }
-    // The whole city: every table of the exports, one after another, as `ingest` reads a
-    // department folder (throughput over all their CSV bytes).
-    let tables: Vec<_> = stream
+    // Every table of the exports, as `ingest` reads a department folder.
+    let tables: Vec<(&str, (SourceConfig, Vec<u8>))> = stream
         .tables
         .iter()
         .map(|t| (t.source, table_csv(&stream, t.source)))
         .collect();
+    let mut group = c.benchmark_group("ingest_one_core");
+    group.sample_size(10);
+    for source in ["RS.contrib", "DL.bill", "GA.person", "SW.invoice"] {
+        let (_, (config, csv)) = tables
+            .iter()
+            .find(|(s, _)| *s == source)
+            .expect("table exists");
+        group.throughput(Throughput::Bytes(csv.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(source), csv, |b, csv| {
+            b.iter(|| pool.install(|| ingest_one(config, source, csv, dir.path())))
+        });
+    }
+    // The whole city: every table, one after another (throughput over all their CSV bytes).
     let bytes: usize = tables.iter().map(|(_, (_, csv))| csv.len()).sum();
     group.throughput(Throughput::Bytes(bytes as u64));
     group.bench_function("city", |b| {
         b.iter(|| {
             pool.install(|| {
                 for (source, (config, csv)) in &tables {
-                    ingest_reader(
-                        config,
-                        Path::new(source),
-                        &csv[..],
-                        csv.len() as u64,
-                        dir.path(),
-                        &IngestOptions::default(),
-                        None,
-                    )
-                    .expect("ingest");
+                    ingest_one(config, source, csv, dir.path());
                 }
             })
         })

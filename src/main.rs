@@ -1115,15 +1115,8 @@ fn run_match(
         .iter()
         .map(|id| engine.catalogue_policy(id))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut counted_times = Vec::with_capacity(rounds as usize);
-    let mut counted = Vec::new();
-    for _ in 0..rounds {
-        let t = std::time::Instant::now();
-        counted = engine.count_policies(&policies, &overrides)?;
-        counted_times.push(t.elapsed().as_secs_f64());
-    }
-    counted_times.sort_by(f64::total_cmp);
-    let counted_median = counted_times[counted_times.len() / 2];
+    let (counted_median, counted) =
+        median_of_rounds(rounds, || engine.count_policies(&policies, &overrides))?;
     for (c, run) in counted.iter().zip(&runs) {
         let run_counts = (
             run.candidates.len(),
@@ -1140,15 +1133,9 @@ fn run_match(
     }
     // Counted together with every candidate written out (the catalogue's candidate ids, no
     // amounts), as many rounds; the sets must be the runs'.
-    let mut with_ids_times = Vec::with_capacity(rounds as usize);
-    let mut with_ids = Vec::new();
-    for _ in 0..rounds {
-        let t = std::time::Instant::now();
-        with_ids = engine.count_policies_with_candidates(&policies, &overrides)?;
-        with_ids_times.push(t.elapsed().as_secs_f64());
-    }
-    with_ids_times.sort_by(f64::total_cmp);
-    let with_ids_median = with_ids_times[with_ids_times.len() / 2];
+    let (with_ids_median, with_ids) = median_of_rounds(rounds, || {
+        engine.count_policies_with_candidates(&policies, &overrides)
+    })?;
     for (c, run) in with_ids.iter().zip(&runs) {
         if c.candidate_ids.as_ref() != Some(&*run.candidates) {
             bail!(
@@ -1237,6 +1224,26 @@ fn run_match(
         engine.column_bytes() as f64 / 1e6
     );
     Ok(())
+}
+
+/// Runs `f` `rounds` times (at least once): the median time in seconds, and the last result.
+fn median_of_rounds<T, E>(
+    rounds: u32,
+    mut f: impl FnMut() -> std::result::Result<T, E>,
+) -> std::result::Result<(f64, T), E> {
+    let mut times = Vec::with_capacity(rounds as usize);
+    let mut timed = || {
+        let t = std::time::Instant::now();
+        let r = f()?;
+        times.push(t.elapsed().as_secs_f64());
+        Ok(r)
+    };
+    let mut last = timed()?;
+    for _ in 1..rounds {
+        last = timed()?;
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() / 2], last))
 }
 
 fn count_city(params: &CityParams) -> Result<()> {

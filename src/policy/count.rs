@@ -61,14 +61,17 @@ pub fn count_many_with_candidates(
     policies: &[Vec<Arc<Sets>>],
 ) -> Vec<(Counts, Vec<u64>, RoaringBitmap)> {
     walk_many(universe, policies, true)
+        .into_iter()
+        .map(|(counts, sole, ids)| (counts, sole, ids.unwrap_or_default()))
+        .collect()
 }
 
-/// Policies combined block-major; candidates written out when `collect` (else empty sets).
-fn walk_many(
+/// Policies combined block-major; each policy's candidates written out when `collect`.
+pub(super) fn walk_many(
     universe: &Sets,
     policies: &[Vec<Arc<Sets>>],
     collect: bool,
-) -> Vec<(Counts, Vec<u64>, RoaringBitmap)> {
+) -> Vec<(Counts, Vec<u64>, Option<RoaringBitmap>)> {
     let span = Span::of(universe.t());
     let uni = universe.words(span);
     // The distinct conditions, and each policy's as indexes into them.
@@ -155,10 +158,13 @@ fn walk_many(
                 to_verify: s[1],
                 near_miss: s[2],
             };
-            let mut candidates = RoaringBitmap::new();
-            while let Some((_, _, block)) = found.next_if(|f| f.0 as usize == k) {
-                candidates |= block;
-            }
+            let candidates = collect.then(|| {
+                let mut set = RoaringBitmap::new();
+                while let Some((_, _, block)) = found.next_if(|f| f.0 as usize == k) {
+                    set |= block;
+                }
+                set
+            });
             (counts, s[3..].to_vec(), candidates)
         })
         .collect()
@@ -170,7 +176,6 @@ fn walk_many(
 /// every policy beneath it. A sweep of one parameter shares everything but the swept
 /// condition; thousands of random combinations of a catalogue's conditions share their first
 /// one or two.
-#[derive(Default)]
 struct Trie {
     nodes: Vec<Node>,
     /// The longest path (the most conditions of one policy).
@@ -409,8 +414,8 @@ impl<'a> Walk<'a> {
                 }
             }
         }
-        // Ruled out at least once, twice.
-        let ruled: &Block = match &cond.possible().parts[b] {
+        // Ruled out at least once, twice: the ids of `within` that `lacks` does not hold.
+        let (within, lacks): (&Block, &Block) = match &cond.possible().parts[b] {
             Part::All => return s,
             Part::AllBut(left) => {
                 // Ruled out: the few ids left out.
@@ -451,19 +456,13 @@ impl<'a> Walk<'a> {
                 // Ruled out: the universe but the few ids not FALSE.
                 let out = w.out.get_or_insert_with(|| Box::new([0; BLOCK]));
                 all_but_into(out, x, ids);
-                let was = [get(s.once, x, done), get(s.twice, x, done)];
-                rule_out(s.live, once, twice, was, out, &ZERO);
-                s.live = (s.live + 1).min(2);
-                s.once = At::Buf(d, ONCE);
-                s.twice = At::Buf(d, TWICE);
-                s.counted = None;
-                return s;
+                (out, &ZERO)
             }
-            Part::Words(p) => p,
+            // Ruled out: the universe's ids that the part's words lack.
+            Part::Words(p) => (x, p),
         };
-        // Ruled out: the universe's ids that the part's words lack.
         let was = [get(s.once, x, done), get(s.twice, x, done)];
-        rule_out(s.live, once, twice, was, x, ruled);
+        rule_out(s.live, once, twice, was, within, lacks);
         s.live = (s.live + 1).min(2);
         s.once = At::Buf(d, ONCE);
         s.twice = At::Buf(d, TWICE);

@@ -39,7 +39,7 @@ use super::ast::{Agg, Lit, Period, Policy, Tri};
 use super::check::Catalogue;
 use super::columns::{self, FieldColumn, RankValues, Tally, ValueColumn, Within};
 use super::combine::{BlockTally, Combined, RunSet, combine, false_count};
-use super::count::{Counts, count_many, count_many_with_candidates};
+use super::count::walk_many;
 use super::dense::{self, BLOCK, Parts, Span};
 use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
@@ -758,8 +758,9 @@ impl<'s> Engine<'s> {
     /// Counts many policies at once: for each, how many candidates, to-verify and near-miss
     /// entities it has, and each condition's FALSE and sole-blocked counts; no sets and no
     /// amounts. Conditions not cached are computed first; the policies are then combined
-    /// block-major ([`count_many`]), which for thousands of policies is several times faster
-    /// than running them one by one. Nothing is memoised or published.
+    /// block-major ([`count_many`](super::count::count_many)), which for thousands of
+    /// policies is several times faster than running them one by one. Nothing is memoised or
+    /// published.
     pub fn count_policies(
         &mut self,
         ps: &[Policy],
@@ -770,7 +771,9 @@ impl<'s> Engine<'s> {
 
     /// As [`count_policies`](Self::count_policies), each policy's candidates written out too
     /// (`PolicyCounts::candidate_ids`): the whole catalogue's candidate sets in one pass over
-    /// the universe, block by block ([`count_many_with_candidates`]); still no amounts.
+    /// the universe, block by block
+    /// ([`count_many_with_candidates`](super::count::count_many_with_candidates)); still no
+    /// amounts.
     pub fn count_policies_with_candidates(
         &mut self,
         ps: &[Policy],
@@ -804,17 +807,7 @@ impl<'s> Engine<'s> {
                 .iter()
                 .map(|&i| prepared[i].iter().map(|(_, s)| s.clone()).collect())
                 .collect();
-            let counted: Vec<(Counts, Vec<u64>, Option<RoaringBitmap>)> = if with_ids {
-                count_many_with_candidates(&uni, &sets)
-                    .into_iter()
-                    .map(|(c, sole, ids)| (c, sole, Some(ids)))
-                    .collect()
-            } else {
-                count_many(&uni, &sets)
-                    .into_iter()
-                    .map(|(c, sole)| (c, sole, None))
-                    .collect()
-            };
+            let counted = walk_many(&uni, &sets, with_ids);
             let span = Span::of(uni.t());
             let words = uni.words(span);
             let total = uni.t().len();
