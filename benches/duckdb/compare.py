@@ -46,10 +46,14 @@ def mianshen_match(binary, snapshot, policy, as_of):
     ms = None
     keys = set()
     listing = False
+    # The table's last five columns: cold, loaded, recombined, combining, amounts (ms).
+    header = "cold ms loaded ms recomb ms combine amounts"
+    if not any(" ".join(line.split()).endswith(header) for line in out.splitlines()):
+        sys.exit(f"`mianshen match` printed no table ending in `{header}`: was its output changed?")
     for line in out.splitlines():
         cols = line.split()
-        if cols and cols[0] == policy and ms is None and len(cols) >= 3:
-            ms = (float(cols[-2]), float(cols[-1]))
+        if cols and cols[0] == policy and ms is None and len(cols) >= 6:
+            ms = (float(cols[-5]), float(cols[-4]))
         elif line.startswith(f"{policy} first candidates"):
             listing = True
         elif listing and line.startswith("  ") and cols:

@@ -15,11 +15,13 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::eval::Env;
+use super::prep::Step;
 use super::scan::{WINDOW, doubtful_words, tasks};
 
 /// The widest domain of the bitset column (values, so bits per bitset).
@@ -91,7 +93,8 @@ impl Calendar {
         if t.t.run_count().saturating_mul(stride * 8) > MAX_BYTES {
             return None;
         }
-        let runs: Vec<(u32, Range<usize>)> = t.t.runs().filter(|(_, r)| !r.is_empty()).collect();
+        // Collected whole (its length is known: no regrowing); runs without rows add nothing.
+        let runs: Vec<(u32, Range<usize>)> = t.t.runs().collect();
         let parts: Vec<(Vec<u32>, Vec<u64>, Vec<u32>)> = tasks(&runs)
             .par_iter()
             .map(|task| {
@@ -108,6 +111,9 @@ impl Calendar {
                 let mut own = vec![0u64; stride];
                 let (mut start, mut len) = (0usize, 0usize);
                 for (e, rows) in runs {
+                    if rows.is_empty() {
+                        continue;
+                    }
                     own.fill(0);
                     let mut regular = true;
                     for r in rows.clone() {
@@ -243,7 +249,15 @@ impl Calendars {
             return c.clone();
         }
         // Built outside the lock: it takes a scan of the table.
+        let started = Instant::now();
         let c = Calendar::build(env, table, bits_col, split_col).map(Arc::new);
+        env.prep.note(Step::Calendar, started, || {
+            let name = |c: usize| env.cols.get(c).map_or("?", |x| x.0.as_str());
+            match split_col {
+                Some(s) => format!("{} by {}", name(bits_col), name(s)),
+                None => name(bits_col).to_string(),
+            }
+        });
         if let Ok(mut built) = self.built.lock() {
             built.insert(key, c.clone());
         }

@@ -16,7 +16,6 @@
 //! on a row that holds it (the property tests in `tests/policy.rs` compare every kernel with the
 //! row-by-row oracle).
 
-use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 
@@ -25,8 +24,9 @@ use roaring::RoaringBitmap;
 
 use super::ast::Tri;
 use super::dense::{self, BLOCK, Part, Parts, Span};
-use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val};
-use super::scan::AggValues;
+use super::eval::{At, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, TableRef, V, Val};
+use super::scan::{AggValues, RowWindow};
+use crate::snapshot::column::Column;
 
 /// An entity with no row in the field's table.
 pub const NO_ROW: u32 = u32::MAX;
@@ -60,61 +60,68 @@ impl FieldColumn {
     /// free-text column (its distinct values are about as many as its rows).
     pub fn build(env: &Env<'_>, table: usize, col: usize) -> Option<FieldColumn> {
         let c = &env.cols.get(col)?.1.col;
-        let int = match c.type_name() {
-            "int" => true,
-            "dict" => false,
-            _ => return None,
-        };
+        if !matches!(c.type_name(), "int" | "dict") {
+            return None;
+        }
         let t = env.tables.get(table)?;
         let n = env.snap.entity_count();
-        let runs: Vec<(u32, Range<usize>)> = t.t.runs().collect();
-        // (key, entity, row): the key orders missing values last and doubtful after sure ones.
-        let mut keyed: Vec<((u8, i64, bool), u32, usize)> = runs
-            .par_iter()
-            .filter(|(e, rows)| (*e as usize) < n && !rows.is_empty())
-            .map(|(e, rows)| {
-                // The primary row: the first whose link is not doubtful, else the first.
-                let (row, doubt) = match rows.clone().find(|&r| !t.doubtful.contains(r as u32)) {
-                    Some(r) => (r, false),
-                    None => (rows.start, true),
-                };
-                let raw = if int {
-                    c.int(row)
-                } else {
-                    c.code(row).map(i64::from)
-                };
-                let key = match raw {
-                    Some(v) => (0, v, doubt),
-                    None => (1, 0, doubt),
-                };
-                (key, *e, row)
-            })
-            .collect();
-        keyed.par_sort_unstable_by_key(|k| (k.0, k.1));
+        let coding = Coding::of(c, t, n)?;
+        // Each entity's bucket (NO_ROW: no rows), a chunk of entities at a time: only the
+        // column's own arrays are written, no list of runs or of rows.
         let mut ranks = vec![NO_ROW; n];
-        let mut reps: Vec<(usize, bool)> = Vec::new();
-        let (mut sure, mut unsure) = (Vec::new(), Vec::new());
-        let mut entities = Vec::with_capacity(keyed.len());
-        let mut starts = Vec::new();
-        let mut last = None;
-        for (key, e, row) in keyed {
-            if last != Some(key) {
-                if key.0 == 0 && !key.2 {
-                    sure.push(reps.len() as u32);
-                } else {
-                    unsure.push(reps.len() as u32);
-                }
-                starts.push(entities.len() as u32);
-                reps.push((row, key.2));
-                last = Some(key);
-            }
-            ranks[e as usize] = (reps.len() - 1) as u32;
-            entities.push(e);
+        ranks
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, out)| {
+                let mut w = RowWindow::new(c, &t.doubtful, t.t.info.rows);
+                for_each_primary(t, &mut w, i * CHUNK, out.len(), |e, v, doubt| {
+                    out[e - i * CHUNK] = coding.bucket(v, doubt);
+                });
+            });
+        // Ranks are the non-empty buckets, in order.
+        let mut next = vec![0u32; coding.buckets()];
+        for &b in ranks.iter().filter(|&&b| b != NO_ROW) {
+            next[b as usize] += 1;
         }
-        starts.push(entities.len() as u32);
-        let mut with_rows = entities.clone();
-        with_rows.par_sort_unstable();
-        let with_rows = RoaringBitmap::from_sorted_iter(with_rows).ok()?;
+        let mut rank_of = vec![NO_ROW; next.len()];
+        let mut starts = Vec::new();
+        let mut listed = 0u32;
+        for (b, count) in next.iter_mut().enumerate() {
+            if *count > 0 {
+                rank_of[b] = starts.len() as u32;
+                starts.push(listed);
+                (*count, listed) = (listed, listed + *count);
+            }
+        }
+        starts.push(listed);
+        // Each rank's entities in entity order, its first entity's primary row representing it.
+        let mut reps = vec![(0usize, false); starts.len() - 1];
+        let mut is_sure = vec![false; reps.len()];
+        let mut entities = vec![0u32; listed as usize];
+        for (e, slot) in ranks.iter_mut().enumerate() {
+            let b = *slot;
+            if b == NO_ROW {
+                continue;
+            }
+            let r = rank_of[b as usize];
+            let at = &mut next[b as usize];
+            if *at == starts[r as usize] {
+                let rows = t.t.rows_of(e as u32);
+                let row = rows
+                    .clone()
+                    .find(|&x| !t.doubtful.contains(x as u32))
+                    .unwrap_or(rows.start);
+                reps[r as usize] = (row, coding.doubtful(b));
+                is_sure[r as usize] = coding.sure(b);
+            }
+            entities[*at as usize] = e as u32;
+            *at += 1;
+            *slot = r;
+        }
+        let (sure, unsure): (Vec<u32>, Vec<u32>) =
+            (0..reps.len() as u32).partition(|&r| is_sure[r as usize]);
+        let ids = (0..n as u32).filter(|&e| ranks[e as usize] != NO_ROW);
+        let with_rows = RoaringBitmap::from_sorted_iter(ids).ok()?;
         Some(FieldColumn {
             table,
             col,
@@ -153,6 +160,119 @@ impl FieldColumn {
             * 4
             + self.reps.len() * 16
             + self.with_rows.serialized_size()
+    }
+}
+
+/// For each entity `first..first + len` with rows in `t`: its primary row's value in `w`'s
+/// column and whether the row's link is doubtful, the primary row being the first whose link is
+/// not doubtful (else the first).
+fn for_each_primary(
+    t: &TableRef<'_>,
+    w: &mut RowWindow<'_, '_>,
+    first: usize,
+    len: usize,
+    mut f: impl FnMut(usize, Option<i64>, bool),
+) {
+    for (e, rows) in t.t.runs_from(first as u32) {
+        let e = e as usize;
+        if e >= first + len {
+            break;
+        }
+        if e < first || rows.is_empty() {
+            continue;
+        }
+        let (row, doubt) = match rows.clone().find(|&r| !w.doubtful(r)) {
+            Some(r) => (r, false),
+            None => (rows.start, true),
+        };
+        f(e, w.value(row), doubt);
+    }
+}
+
+/// Buckets a counting sort may use, per entity (and at least this many): past it, the
+/// column's distinct values are listed.
+const BUCKETS_PER_ENTITY: u64 = 4;
+const BUCKETS_MIN: u64 = 1 << 16;
+
+/// How a field column's keys map to buckets that follow the order fields are ranked in: by
+/// value, missing values last, doubtful links after sure ones at each value; one bucket per key.
+#[derive(Debug, Clone, PartialEq)]
+enum Coding {
+    /// Values `lo..=lo + span`, a bucket each (empty ones too): dictionary codes, dates,
+    /// regions: any column whose values' range is a few buckets per entity.
+    Offset { lo: i64, span: u64 },
+    /// The distinct values, ascending (amounts, whose range is wide).
+    Distinct(Vec<i64>),
+}
+
+impl Coding {
+    /// The coding of column `c` of `t`: by the column's range, or by the distinct values of
+    /// its primary rows when the range is too wide. `None` if the column has no range (free
+    /// text).
+    fn of(c: &Column<'_>, t: &TableRef<'_>, n: usize) -> Option<Coding> {
+        let (lo, count) = c.raw_domain()?;
+        let limit = (t.t.run_count() as u64 * BUCKETS_PER_ENTITY).max(BUCKETS_MIN);
+        if count
+            .checked_add(1)
+            .and_then(|k| k.checked_mul(2))
+            .is_some_and(|b| b <= limit)
+        {
+            return Some(Coding::Offset {
+                lo,
+                span: count.saturating_sub(1),
+            });
+        }
+        let chunks: Vec<Vec<i64>> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|i| {
+                let mut w = RowWindow::new(c, &t.doubtful, t.t.info.rows);
+                let mut values = Vec::new();
+                let len = CHUNK.min(n - i * CHUNK);
+                for_each_primary(t, &mut w, i * CHUNK, len, |_, v, _| values.extend(v));
+                values.sort_unstable();
+                values.dedup();
+                values
+            })
+            .collect();
+        let mut values = chunks.concat();
+        values.par_sort_unstable();
+        values.dedup();
+        Some(Coding::Distinct(values))
+    }
+
+    /// The values' count: the missing values' place.
+    fn missing(&self) -> u64 {
+        match self {
+            Coding::Offset { span, .. } => span + 1,
+            Coding::Distinct(values) => values.len() as u64,
+        }
+    }
+
+    fn buckets(&self) -> usize {
+        (2 * (self.missing() + 1)) as usize
+    }
+
+    /// The bucket of a value (a missing one: `None`), sure or doubtful.
+    fn bucket(&self, v: Option<i64>, doubt: bool) -> u32 {
+        let at = match (self, v) {
+            (Coding::Offset { lo, span }, Some(v)) => (v.wrapping_sub(*lo) as u64).min(*span),
+            (Coding::Distinct(values), Some(v)) => match values.binary_search(&v) {
+                Ok(i) => i as u64,
+                // Not among the values listed (they were read from these rows): missing.
+                Err(_) => self.missing(),
+            },
+            (_, None) => self.missing(),
+        };
+        (2 * at + u64::from(doubt)) as u32
+    }
+
+    fn doubtful(&self, bucket: u32) -> bool {
+        bucket % 2 == 1
+    }
+
+    /// Whether a bucket's key is a present value from a sure link.
+    fn sure(&self, bucket: u32) -> bool {
+        !self.doubtful(bucket) && u64::from(bucket / 2) < self.missing()
     }
 }
 
@@ -1330,6 +1450,54 @@ mod tests {
             per_code[usize::from(c)] += 1;
         });
         per_code
+    }
+
+    /// Whether `coding`'s buckets order every pair of `keys` as the keys are ordered
+    /// (missing values last, sure before doubtful), equal keys in one bucket, all below the
+    /// count of buckets; and say which are sure and doubtful.
+    fn buckets_follow_keys(coding: &Coding, keys: &[(Option<i64>, bool)]) -> bool {
+        let order = |&(v, d): &(Option<i64>, bool)| (v.is_none(), v, d);
+        let b: Vec<u32> = keys.iter().map(|&(v, d)| coding.bucket(v, d)).collect();
+        keys.iter().zip(&b).all(|(&(v, d), &x)| {
+            (x as usize) < coding.buckets()
+                && coding.doubtful(x) == d
+                && coding.sure(x) == (v.is_some() && !d)
+        }) && (0..keys.len()).all(|i| {
+            (0..keys.len()).all(|j| order(&keys[i]).cmp(&order(&keys[j])) == b[i].cmp(&b[j]))
+        })
+    }
+
+    proptest! {
+        /// Buckets of a column's range follow the keys.
+        #[test]
+        fn offset_buckets_follow_keys(
+            keys in prop::collection::vec(
+                (prop::option::weighted(0.8, -40i64..40), any::<bool>()),
+                0..120,
+            )
+        ) {
+            let coding = Coding::Offset { lo: -40, span: 79 };
+            prop_assert!(buckets_follow_keys(&coding, &keys));
+        }
+
+        /// So do buckets of distinct values (a wide range, up to `i64`'s ends).
+        #[test]
+        fn distinct_buckets_follow_keys(
+            keys in prop::collection::vec(
+                (prop::option::weighted(0.8, prop_oneof![
+                    -40i64..40,
+                    -5_000_000_000i64..5_000_000_000,
+                    Just(i64::MIN),
+                    Just(i64::MAX),
+                ]), any::<bool>()),
+                0..120,
+            )
+        ) {
+            let mut values: Vec<i64> = keys.iter().filter_map(|k| k.0).collect();
+            values.sort_unstable();
+            values.dedup();
+            prop_assert!(buckets_follow_keys(&Coding::Distinct(values), &keys));
+        }
     }
 
     proptest! {

@@ -45,6 +45,7 @@ use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
     rel_count, rel_fold,
 };
+use super::prep::Step;
 use super::scan::{AggValues, ScanCache, positions_in};
 use crate::date::Date;
 use crate::snapshot::Snapshot;
@@ -652,7 +653,7 @@ impl<'s> Engine<'s> {
         let uni = self.universe_sets(&p.subject);
         let universe = uni.t();
         let before = self.cache.len();
-        let conditions = self.condition_sets(&p.subject, &compiled, universe);
+        let conditions = self.condition_sets(&p.id, &p.subject, &compiled, universe);
         let computed = self.cache.len() - before;
 
         // An amount read from one field of the candidate is totalled while combining.
@@ -718,10 +719,11 @@ impl<'s> Engine<'s> {
         Ok(run)
     }
 
-    /// Each condition of `compiled` (a policy about `kind`) with its sets: from the cache, or
-    /// computed and cached (a condition reading other policies' results is not cached).
+    /// Each condition of `compiled` (policy `id`, about `kind`) with its sets: from the cache,
+    /// or computed (the time noted in the preparation ledger) and cached.
     fn condition_sets(
         &mut self,
+        id: &str,
         kind: &str,
         compiled: &Compiled,
         universe: &RoaringBitmap,
@@ -738,7 +740,11 @@ impl<'s> Engine<'s> {
             let sets = match self.cache.get(&key) {
                 Some(s) => s.clone(),
                 None => {
+                    let started = Instant::now();
                     let s = self.sets(node, kind, universe);
+                    self.env
+                        .prep
+                        .note(Step::Condition, started, || format!("{id}.{name}"));
                     self.note(Held::Atom, &key);
                     self.cache.insert(key, s.clone());
                     s
@@ -794,7 +800,7 @@ impl<'s> Engine<'s> {
             self.run_referenced(p)?;
             let compiled = self.compiled(p, overrides)?;
             let uni = self.universe_sets(&p.subject);
-            prepared.push(self.condition_sets(&p.subject, &compiled, uni.t()));
+            prepared.push(self.condition_sets(&p.id, &p.subject, &compiled, uni.t()));
         }
         let mut out: Vec<Option<PolicyCounts>> = vec![None; ps.len()];
         let mut kinds: Vec<&str> = ps.iter().map(|p| p.subject.as_str()).collect();
@@ -1233,11 +1239,17 @@ impl<'s> Engine<'s> {
 
     /// The field column of `env.cols[col]`, built on first use.
     pub fn field_column(&mut self, table: usize, col: usize) -> Option<Arc<FieldColumn>> {
-        let env = &self.env;
-        self.fields
-            .entry(col)
-            .or_insert_with(|| FieldColumn::build(env, table, col).map(Arc::new))
-            .clone()
+        if let Some(f) = self.fields.get(&col) {
+            return f.clone();
+        }
+        let started = Instant::now();
+        let f = FieldColumn::build(&self.env, table, col).map(Arc::new);
+        let name = self.env.cols.get(col).map_or("?", |c| c.0.as_str());
+        self.env
+            .prep
+            .note(Step::Field, started, || name.to_string());
+        self.fields.insert(col, f.clone());
+        f
     }
 
     /// Bytes held by the columnar kernels' field columns, kept values, row calendars, kept

@@ -20,15 +20,19 @@
 //! - `and`, `or`, `not`: Kleene's logic.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
+use rayon::prelude::*;
 use roaring::RoaringBitmap;
 
 use super::ast::*;
 use super::calendar::Calendars;
 use super::check::Catalogue;
 use super::combine::RunSet;
-use super::scan::AggValues;
+use super::prep::{Ledger, Step};
+use super::scan::{AggValues, RowWindow, tasks};
 use super::schema::{Scale, Schema, Ty};
 use crate::date::{Date, Month};
 use crate::snapshot::column::{Column, Text};
@@ -238,6 +242,84 @@ impl RelIndex {
     }
 }
 
+/// An edge: the entity it is from, the entity it goes to, and whether its row is doubtful.
+type Edge = (u32, u32, bool);
+
+/// Every row's edge in `t` through the entity column `refs` (ids outside the entity table, as
+/// in a damaged snapshot, join nothing), in `direction`: read a window of rows at a time, in
+/// parallel, in row order.
+fn row_edges(
+    t: &TableRef<'_>,
+    refs: &Column<'_>,
+    n: usize,
+    direction: Direction,
+) -> Vec<Vec<Edge>> {
+    // Collected whole (its length is known: no regrowing).
+    let runs: Vec<(u32, Range<usize>)> = t.t.runs().collect();
+    tasks(&runs)
+        .par_iter()
+        .map(|task| {
+            let mut w = RowWindow::new(refs, &t.doubtful, t.t.info.rows);
+            let mut edges = Vec::new();
+            for (e, rows) in &runs[task.clone()] {
+                if *e as usize >= n {
+                    continue;
+                }
+                for row in rows.clone() {
+                    let Some(x) = w.value(row).and_then(|x| u32::try_from(x).ok()) else {
+                        continue;
+                    };
+                    if (x as usize) < n {
+                        let d = w.doubtful(row);
+                        edges.push(match direction {
+                            Direction::Out => (*e, x, d),
+                            Direction::In => (x, *e, d),
+                        });
+                    }
+                }
+            }
+            edges
+        })
+        .collect()
+}
+
+/// The adjacency arrays of `edges` over `n` entities: `offsets` (`n + 1`) into `targets`,
+/// each entity's targets ascending, each once: doubtful only when every edge giving it is.
+/// A counting sort by the entity edges are from, then each entity's few targets sorted.
+fn adjacency(n: usize, edges: &[Vec<Edge>]) -> (Vec<u32>, Vec<(u32, bool)>) {
+    let mut next = vec![0u32; n + 1];
+    for &(f, _, _) in edges.iter().flatten() {
+        next[f as usize + 1] += 1;
+    }
+    for i in 0..n {
+        next[i + 1] += next[i];
+    }
+    let bounds = next.clone();
+    let mut all = vec![(0u32, false); next[n] as usize];
+    for &(f, x, d) in edges.iter().flatten() {
+        let at = &mut next[f as usize];
+        all[*at as usize] = (x, d);
+        *at += 1;
+    }
+    // Each entity's targets sorted (sure before doubtful) and deduplicated, compacted in place.
+    let mut offsets = vec![0u32; n + 1];
+    let mut kept = 0usize;
+    for f in 0..n {
+        let (lo, hi) = (bounds[f] as usize, bounds[f + 1] as usize);
+        let own = &mut all[lo..hi];
+        own.sort_unstable();
+        for i in lo..hi {
+            if kept == offsets[f] as usize || all[kept - 1].0 != all[i].0 {
+                all[kept] = all[i];
+                kept += 1;
+            }
+        }
+        offsets[f + 1] = kept as u32;
+    }
+    all.truncate(kept);
+    (offsets, all)
+}
+
 /// Everything expressions are compiled against: resolved tables, columns and relations.
 #[derive(Debug)]
 pub struct Env<'s> {
@@ -251,6 +333,8 @@ pub struct Env<'s> {
     pub policy_states: HashMap<String, (Arc<RoaringBitmap>, RunSet)>,
     /// Row calendars of event tables, built on first use (they depend on the snapshot only).
     pub calendars: Calendars,
+    /// What preparing the snapshot for policies has cost so far.
+    pub prep: Ledger,
 }
 
 /// A compile error: a checked policy that does not fit this snapshot (a table the catalogue's
@@ -269,6 +353,7 @@ impl<'s> Env<'s> {
             as_of,
             policy_states: HashMap::new(),
             calendars: Calendars::default(),
+            prep: Ledger::default(),
         }
     }
 
@@ -326,39 +411,15 @@ impl<'s> Env<'s> {
         if let Some(i) = self.rels.iter().position(|x| x.name == r.name) {
             return Ok(i);
         }
+        let started = Instant::now();
         let ti = self.table_idx(&r.table)?;
         let t = &self.tables[ti];
         let refs =
             t.t.reference(&r.column)
                 .map_err(|e| CompileError(format!("relation {}: {e}", r.name)))?;
         let n = self.snap.entity_count();
-        // Edges (from, to, doubtful) in the relation's direction.
-        let mut edges: Vec<(u32, u32, bool)> = Vec::new();
-        for (e, rows) in t.t.runs() {
-            for row in rows {
-                // Ids outside the entity table (a damaged snapshot) join nothing.
-                if let Some(x) = refs.int(row).and_then(|x| u32::try_from(x).ok())
-                    && (x as usize) < n
-                    && (e as usize) < n
-                {
-                    let d = t.doubtful.contains(row as u32);
-                    match r.direction {
-                        Direction::Out => edges.push((e, x, d)),
-                        Direction::In => edges.push((x, e, d)),
-                    }
-                }
-            }
-        }
-        edges.sort_unstable();
-        edges.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        let mut offsets = vec![0u32; n + 1];
-        for &(f, _, _) in &edges {
-            offsets[f as usize + 1] += 1;
-        }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
-        let targets = edges.iter().map(|&(_, t, d)| (t, d)).collect();
+        let edges = row_edges(t, &refs, n, r.direction);
+        let (offsets, targets) = adjacency(n, &edges);
         self.rels.push(RelIndex {
             name: r.name.clone(),
             from: r.from.clone(),
@@ -366,6 +427,8 @@ impl<'s> Env<'s> {
             offsets,
             targets,
         });
+        self.prep
+            .note(Step::Relation, started, || format!("relation {}", r.name));
         Ok(self.rels.len() - 1)
     }
 
@@ -1692,5 +1755,50 @@ fn call<'a>(f: Func, args: &[Val<'a>], as_of: Date) -> V<'a> {
             }
             _ => V::Missing,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The adjacency arrays by one sort of every edge and a dedup, as the index was first built.
+    fn adjacency_naive(n: usize, edges: &[Vec<Edge>]) -> (Vec<u32>, Vec<(u32, bool)>) {
+        let mut all: Vec<Edge> = edges.iter().flatten().copied().collect();
+        all.sort_unstable();
+        all.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        let mut offsets = vec![0u32; n + 1];
+        for &(f, _, _) in &all {
+            offsets[f as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        (offsets, all.iter().map(|&(_, x, d)| (x, d)).collect())
+    }
+
+    proptest! {
+        /// Edges in any order, repeated, sure and doubtful, in any number of tasks' lists.
+        #[test]
+        fn adjacency_is_sorted_deduplicated_edges(
+            n in 1usize..40,
+            raw in prop::collection::vec((0u32..40, 0u32..40, any::<bool>()), 0..200),
+            cuts in prop::collection::vec(0usize..200, 0..4),
+        ) {
+            let edges: Vec<Edge> = raw
+                .into_iter()
+                .map(|(f, x, d)| (f % n as u32, x % n as u32, d))
+                .collect();
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(edges.len())).collect();
+            cuts.sort_unstable();
+            let mut lists = Vec::new();
+            let mut from = 0;
+            for c in cuts.into_iter().chain([edges.len()]) {
+                lists.push(edges[from..c].to_vec());
+                from = c;
+            }
+            prop_assert_eq!(adjacency(n, &lists), adjacency_naive(n, &lists));
+        }
     }
 }

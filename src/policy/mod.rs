@@ -24,7 +24,8 @@
 //!   that windowed counts are popcounts;
 //! - [`explain`], [`whatif`]: one entity's reasons; a changed policy against the saved one;
 //!   [`sweep`]: one parameter over many values, counted together;
-//! - [`cases`]: each policy's case tests, run against a snapshot built from the case.
+//! - [`cases`]: each policy's case tests, run against a snapshot built from the case;
+//! - [`prep`]: what preparing a snapshot for policies cost (derived structures, conditions).
 
 pub mod amounts;
 pub mod ast;
@@ -39,6 +40,7 @@ pub mod engine;
 pub mod eval;
 pub mod explain;
 pub mod parse;
+pub mod prep;
 pub mod render;
 pub mod scan;
 pub mod schema;

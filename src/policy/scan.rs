@@ -28,6 +28,7 @@ use super::eval::{
     At, ColRef, Env, Evaluator, NO_BATCH, NoTrace, Node, RowFilters, RowFold, V, and3, not3, or3,
 };
 use super::schema::{Scale, Ty};
+use crate::snapshot::column::Column;
 
 /// Rows decoded at a time (a multiple of 64).
 pub(super) const WINDOW: usize = 4096;
@@ -669,6 +670,68 @@ pub(super) fn doubtful_words(doubtful: &RoaringBitmap, start: usize, len: usize,
     for r in doubtful.range(start as u32..(start + len) as u32) {
         let k = r as usize - start;
         out[k / 64] |= 1 << (k % 64);
+    }
+}
+
+/// One column's raw values and its table's doubtful rows, decoded a window of rows at a time,
+/// for a reader that walks rows mostly in ascending order (a parallel task's runs): each read
+/// outside the window decodes the [`WINDOW`] rows from it, instead of one value at a time.
+pub(super) struct RowWindow<'c, 's> {
+    column: &'c Column<'s>,
+    doubtful: &'c RoaringBitmap,
+    /// Rows in the table.
+    rows: usize,
+    start: usize,
+    len: usize,
+    values: Vec<i64>,
+    present: Vec<u64>,
+    doubt: Vec<u64>,
+}
+
+impl<'c, 's> RowWindow<'c, 's> {
+    pub(super) fn new(
+        column: &'c Column<'s>,
+        doubtful: &'c RoaringBitmap,
+        rows: usize,
+    ) -> RowWindow<'c, 's> {
+        RowWindow {
+            column,
+            doubtful,
+            rows,
+            start: 0,
+            len: 0,
+            values: vec![0; WINDOW],
+            present: vec![0; WINDOW / 64],
+            doubt: vec![0; WINDOW / 64],
+        }
+    }
+
+    /// `row`'s place in the window, decoding the window from it when it is outside; `None`
+    /// past the table.
+    fn at(&mut self, row: usize) -> Option<usize> {
+        if row < self.start || row >= self.start + self.len {
+            if row >= self.rows {
+                return None;
+            }
+            (self.start, self.len) = (row, (self.rows - row).min(WINDOW));
+            let (len, w) = (self.len, self.len.div_ceil(64));
+            self.column
+                .decode_raw(row, &mut self.values[..len], &mut self.present[..w]);
+            doubtful_words(self.doubtful, row, len, &mut self.doubt);
+        }
+        Some(row - self.start)
+    }
+
+    /// The raw value of `row` (see [`Column::raw`]), if present.
+    pub(super) fn value(&mut self, row: usize) -> Option<i64> {
+        let k = self.at(row)?;
+        (self.present[k / 64] >> (k % 64) & 1 == 1).then(|| self.values[k])
+    }
+
+    /// Whether `row`'s link to its entity is doubtful.
+    pub(super) fn doubtful(&mut self, row: usize) -> bool {
+        self.at(row)
+            .is_some_and(|k| self.doubt[k / 64] >> (k % 64) & 1 == 1)
     }
 }
 

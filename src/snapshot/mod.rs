@@ -360,11 +360,10 @@ pub struct Table<'a> {
 }
 
 impl<'a> Table<'a> {
-    /// The rows of entity `e` (empty when it has none).
-    pub fn rows_of(&self, e: u32) -> Range<usize> {
-        let n = self.runs_entity.rows();
+    /// The first run whose entity is `e` or after it (the run count when none is).
+    fn first_run_from(&self, e: u32) -> usize {
         let at = |i: usize| self.runs_entity.int(i).unwrap_or(i64::MAX);
-        let (mut lo, mut hi) = (0usize, n);
+        let (mut lo, mut hi) = (0usize, self.runs_entity.rows());
         while lo < hi {
             let mid = (lo + hi) / 2;
             if at(mid) < i64::from(e) {
@@ -373,6 +372,14 @@ impl<'a> Table<'a> {
                 hi = mid;
             }
         }
+        lo
+    }
+
+    /// The rows of entity `e` (empty when it has none).
+    pub fn rows_of(&self, e: u32) -> Range<usize> {
+        let n = self.runs_entity.rows();
+        let at = |i: usize| self.runs_entity.int(i).unwrap_or(i64::MAX);
+        let lo = self.first_run_from(e);
         if lo < n && at(lo) == i64::from(e) {
             let s = self.runs_start.int(lo).unwrap_or(0) as usize;
             let t = self.runs_start.int(lo + 1).unwrap_or(0) as usize;
@@ -398,6 +405,17 @@ impl<'a> Table<'a> {
             entities: Vec::new(),
             starts: Vec::new(),
             present: Vec::new(),
+        }
+    }
+
+    /// Entity runs from entity `e` on (its own, if it has rows): a parallel reader's share of
+    /// the table, from where its entities begin.
+    pub fn runs_from(&self, e: u32) -> Runs<'a> {
+        let first = self.first_run_from(e);
+        Runs {
+            next: first,
+            from: first,
+            ..self.runs()
         }
     }
 
