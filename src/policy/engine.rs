@@ -74,6 +74,17 @@ pub(super) struct Words {
     pub(super) t: Vec<u64>,
 }
 
+impl Words {
+    /// Whether id `x` is set.
+    pub(super) fn has(&self, x: u32) -> bool {
+        let k = u64::from(x).wrapping_sub(u64::from(self.span.first) << 16);
+        usize::try_from(k / 64)
+            .ok()
+            .and_then(|w| self.t.get(w))
+            .is_some_and(|w| w >> (k % 64) & 1 == 1)
+    }
+}
+
 impl std::fmt::Debug for Words {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Words({:?})", self.span)
@@ -1169,12 +1180,14 @@ impl<'s> Engine<'s> {
                 let (entities, counts) = aggs.into_counts(*table, filter.as_deref())?;
                 let mut counted = Counted::new(entities, counts);
                 if !counted.with_rows.is_subset(universe) {
-                    // The calendar answers every entity with rows, of any kind.
+                    // The calendar answers every entity with rows, of any kind: those of the
+                    // universe are kept, read from its words.
+                    let words = self.universe_sets(kind).words(Span::of(universe));
                     let (e, c) = counted
                         .entities
                         .into_iter()
                         .zip(counted.counts)
-                        .filter(|(x, _)| universe.contains(*x))
+                        .filter(|(x, _)| words.has(*x))
                         .unzip();
                     counted = Counted::new(e, c);
                 }

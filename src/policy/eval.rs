@@ -285,29 +285,44 @@ fn row_edges(
 
 /// The adjacency arrays of `edges` over `n` entities: `offsets` (`n + 1`) into `targets`,
 /// each entity's targets ascending, each once: doubtful only when every edge giving it is.
-/// A counting sort by the entity edges are from, then each entity's few targets sorted.
+/// Few edges (a register of a few thousand rows) are sorted whole; many are placed by a
+/// counting sort on the entity they are from, each entity's few targets then sorted.
 fn adjacency(n: usize, edges: &[Vec<Edge>]) -> (Vec<u32>, Vec<(u32, bool)>) {
-    let mut next = vec![0u32; n + 1];
+    let total: usize = edges.iter().map(Vec::len).sum();
+    let mut offsets = vec![0u32; n + 1];
+    if total < n / SORTED_EDGES_SHARE {
+        let mut all: Vec<Edge> = edges.concat();
+        all.sort_unstable();
+        // Sure before doubtful: the first of each pair is kept.
+        all.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        for &(f, _, _) in &all {
+            offsets[f as usize + 1] += 1;
+        }
+        for i in 0..n {
+            offsets[i + 1] += offsets[i];
+        }
+        return (offsets, all.into_iter().map(|(_, x, d)| (x, d)).collect());
+    }
     for &(f, _, _) in edges.iter().flatten() {
-        next[f as usize + 1] += 1;
+        offsets[f as usize + 1] += 1;
     }
     for i in 0..n {
-        next[i + 1] += next[i];
+        offsets[i + 1] += offsets[i];
     }
-    let bounds = next.clone();
-    let mut all = vec![(0u32, false); next[n] as usize];
+    let mut next = offsets.clone();
+    let mut all = vec![(0u32, false); total];
     for &(f, x, d) in edges.iter().flatten() {
         let at = &mut next[f as usize];
         all[*at as usize] = (x, d);
         *at += 1;
     }
-    // Each entity's targets sorted (sure before doubtful) and deduplicated, compacted in place.
-    let mut offsets = vec![0u32; n + 1];
-    let mut kept = 0usize;
+    drop(next);
+    // Each entity's targets sorted (sure before doubtful) and deduplicated, compacted in
+    // place; `offsets` rewritten behind the entity being compacted.
+    let (mut lo, mut kept) = (0usize, 0usize);
     for f in 0..n {
-        let (lo, hi) = (bounds[f] as usize, bounds[f + 1] as usize);
-        let own = &mut all[lo..hi];
-        own.sort_unstable();
+        let hi = offsets[f + 1] as usize;
+        all[lo..hi].sort_unstable();
         for i in lo..hi {
             if kept == offsets[f] as usize || all[kept - 1].0 != all[i].0 {
                 all[kept] = all[i];
@@ -315,10 +330,14 @@ fn adjacency(n: usize, edges: &[Vec<Edge>]) -> (Vec<u32>, Vec<(u32, bool)>) {
             }
         }
         offsets[f + 1] = kept as u32;
+        lo = hi;
     }
     all.truncate(kept);
     (offsets, all)
 }
+
+/// Relations with fewer edges than one per this many entities are sorted whole.
+const SORTED_EDGES_SHARE: usize = 4;
 
 /// Everything expressions are compiled against: resolved tables, columns and relations.
 #[derive(Debug)]
@@ -1798,6 +1817,20 @@ mod tests {
                 lists.push(edges[from..c].to_vec());
                 from = c;
             }
+            prop_assert_eq!(adjacency(n, &lists), adjacency_naive(n, &lists));
+        }
+
+        /// Few edges over many entities: sorted whole.
+        #[test]
+        fn sparse_adjacency_is_sorted_deduplicated_edges(
+            n in 200usize..400,
+            raw in prop::collection::vec((0u32..400, 0u32..400, any::<bool>()), 0..40),
+        ) {
+            let edges: Vec<Edge> = raw
+                .into_iter()
+                .map(|(f, x, d)| (f % n as u32, x % n as u32, d))
+                .collect();
+            let lists = vec![edges];
             prop_assert_eq!(adjacency(n, &lists), adjacency_naive(n, &lists));
         }
     }

@@ -1137,6 +1137,23 @@ fn by_calendar(
     ))
 }
 
+/// The runs of `runs` (in entity order) whose entity is in `scope`: the two merged, the
+/// scope's iterator skipping ahead to each run's entity, instead of a lookup per run.
+fn within<'a>(
+    runs: impl Iterator<Item = (u32, Range<usize>)> + 'a,
+    scope: &'a RoaringBitmap,
+) -> impl Iterator<Item = (u32, Range<usize>)> + 'a {
+    let mut ids = scope.iter();
+    let mut next = ids.next();
+    runs.filter(move |(e, _)| {
+        if next.is_some_and(|x| x < *e) {
+            ids.advance_to(*e);
+            next = ids.next();
+        }
+        next == Some(*e)
+    })
+}
+
 /// Parallel tasks over `runs`: consecutive runs of about the same number of rows, 64 or more
 /// tasks when the table allows.
 pub(super) fn tasks(runs: &[(u32, Range<usize>)]) -> Vec<Range<usize>> {
@@ -1178,10 +1195,11 @@ fn scan(
             .collect(),
         _ => {
             let mut runs = Vec::with_capacity(t.t.run_count());
-            runs.extend(
-                t.t.runs()
-                    .filter(|(e, rows)| !rows.is_empty() && scope.is_none_or(|s| s.contains(*e))),
-            );
+            let all = t.t.runs().filter(|(_, rows)| !rows.is_empty());
+            match scope {
+                None => runs.extend(all),
+                Some(s) => runs.extend(within(all, s)),
+            }
             runs
         }
     };
