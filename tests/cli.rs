@@ -135,6 +135,28 @@ fn demo_generates_and_ingests_a_city() {
     assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
     let out = stdout(&m);
     assert!(out.contains("M01  高龄津贴"), "{out}");
+    // Where the cold run's time went: M01's five conditions, the three GA.person field columns
+    // they read, each named among the slowest.
+    let prep = out
+        .lines()
+        .find(|l| l.starts_with("cold, where the time went: "))
+        .unwrap_or_default();
+    let parts: Vec<&str> = prep.split(", ").collect();
+    let part = |head: &str, count: &str| {
+        parts
+            .iter()
+            .any(|p| p.starts_with(head) && p.ends_with(count))
+    };
+    assert!(part("where the time went: conditions ", " ms (5)"), "{out}");
+    assert!(part("within them field columns ", " ms (3)"), "{out}");
+    for named in [
+        "M01.old",
+        "GA.person.birth_date",
+        "GA.person.status",
+        "GA.person.hukou_region",
+    ] {
+        assert!(prep.contains(&format!("{named} ")), "{named}: {out}");
+    }
     // The whole catalogue, twice over: counted together, it agrees with every run.
     let all = mianshen(&[
         "match",
