@@ -43,11 +43,10 @@ pub fn freed_memory_kept_ms() -> i64 {
 
 /// Turns transparent huge pages off for this process, from now on (Linux; elsewhere nothing).
 ///
-/// On this project's reference machine (a 2-core VM) the first touch of a huge page costs
-/// far more than the 512 small pages it stands for: freshly opened, the policy engine spends
-/// its time in the kernel zeroing huge pages (`clear_page_erms`) as it builds its field
-/// columns, calendars and relation indexes. Without them the whole catalogue from a freshly
-/// opened full-city snapshot took 7.0–7.1 s against 12.1–12.6 s, while recombination and
+/// On this project's reference machine (a 2-core VM), a freshly opened policy engine spent
+/// 28–47% of its time in the kernel zeroing the huge pages its new field columns, calendars
+/// and relation indexes first touched (`clear_page_erms`). Without huge pages the whole
+/// catalogue from a freshly opened full-city snapshot took 7.0–7.1 s against 12.1–12.6 s, while recombination and
 /// counting, on memory already touched, measured the same (BENCHMARKS.md, issue 6). mimalloc
 /// does the same at start-up when `MIMALLOC_ALLOW_THP=0` is set.
 pub fn without_transparent_huge_pages() {
@@ -59,20 +58,6 @@ pub fn without_transparent_huge_pages() {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
-}
-
-/// Whether transparent huge pages are off for this process (Linux; elsewhere `false`).
-pub fn transparent_huge_pages_disabled() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0)` takes no pointers and only reads the
-        // calling process's flag.
-        #[allow(unsafe_code)]
-        let flag = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-        flag == 1
-    }
-    #[cfg(not(target_os = "linux"))]
-    false
 }
 
 #[cfg(test)]
@@ -88,6 +73,16 @@ mod tests {
         }
         keep_freed_memory(KEEP_FREED_MS);
         assert_eq!(freed_memory_kept_ms(), KEEP_FREED_MS);
+    }
+
+    /// Whether transparent huge pages are off for this process.
+    #[cfg(target_os = "linux")]
+    fn transparent_huge_pages_disabled() -> bool {
+        // SAFETY: `prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0)` takes no pointers and only reads the
+        // calling process's flag.
+        #[allow(unsafe_code)]
+        let flag = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        flag == 1
     }
 
     #[test]

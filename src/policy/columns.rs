@@ -16,6 +16,7 @@
 //! on a row that holds it (the property tests in `tests/policy.rs` compare every kernel with the
 //! row-by-row oracle).
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 
@@ -106,11 +107,8 @@ impl FieldColumn {
             let r = rank_of[b as usize];
             let at = &mut next[b as usize];
             if *at == starts[r as usize] {
-                let rows = t.t.rows_of(e as u32);
-                let row = rows
-                    .clone()
-                    .find(|&x| !t.doubtful.contains(x as u32))
-                    .unwrap_or(rows.start);
+                let (row, _) =
+                    primary_row(t.t.rows_of(e as u32), |x| t.doubtful.contains(x as u32));
                 reps[r as usize] = (row, coding.doubtful(b));
                 is_sure[r as usize] = coding.sure(b);
             }
@@ -163,9 +161,8 @@ impl FieldColumn {
     }
 }
 
-/// For each entity `first..first + len` with rows in `t`: its primary row's value in `w`'s
-/// column and whether the row's link is doubtful, the primary row being the first whose link is
-/// not doubtful (else the first).
+/// For each entity `first..first + len` with rows in `t`: its [primary row](primary_row)'s
+/// value in `w`'s column and whether the row's link is doubtful.
 fn for_each_primary(
     t: &TableRef<'_>,
     w: &mut RowWindow<'_, '_>,
@@ -181,11 +178,17 @@ fn for_each_primary(
         if e < first || rows.is_empty() {
             continue;
         }
-        let (row, doubt) = match rows.clone().find(|&r| !w.doubtful(r)) {
-            Some(r) => (r, false),
-            None => (rows.start, true),
-        };
+        let (row, doubt) = primary_row(rows, |r| w.doubtful(r));
         f(e, w.value(row), doubt);
+    }
+}
+
+/// An entity's primary row among `rows` (not empty): the first whose link is not doubtful,
+/// else the first; and whether it is doubtful.
+fn primary_row(rows: Range<usize>, mut doubtful: impl FnMut(usize) -> bool) -> (usize, bool) {
+    match rows.clone().find(|&r| !doubtful(r)) {
+        Some(r) => (r, false),
+        None => (rows.start, true),
     }
 }
 

@@ -289,26 +289,15 @@ fn row_edges(
 /// counting sort on the entity they are from, each entity's few targets then sorted.
 fn adjacency(n: usize, edges: &[Vec<Edge>]) -> (Vec<u32>, Vec<(u32, bool)>) {
     let total: usize = edges.iter().map(Vec::len).sum();
-    let mut offsets = vec![0u32; n + 1];
     if total < n / SORTED_EDGES_SHARE {
         let mut all: Vec<Edge> = edges.concat();
         all.sort_unstable();
         // Sure before doubtful: the first of each pair is kept.
         all.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-        for &(f, _, _) in &all {
-            offsets[f as usize + 1] += 1;
-        }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
+        let offsets = offsets_of(n, all.iter());
         return (offsets, all.into_iter().map(|(_, x, d)| (x, d)).collect());
     }
-    for &(f, _, _) in edges.iter().flatten() {
-        offsets[f as usize + 1] += 1;
-    }
-    for i in 0..n {
-        offsets[i + 1] += offsets[i];
-    }
+    let mut offsets = offsets_of(n, edges.iter().flatten());
     let mut next = offsets.clone();
     let mut all = vec![(0u32, false); total];
     for &(f, x, d) in edges.iter().flatten() {
@@ -334,6 +323,19 @@ fn adjacency(n: usize, edges: &[Vec<Edge>]) -> (Vec<u32>, Vec<(u32, bool)>) {
     }
     all.truncate(kept);
     (offsets, all)
+}
+
+/// Where each of `n` entities' edges start among `edges` grouped by the entity they are from
+/// (`n + 1` offsets: a count per entity, summed).
+fn offsets_of<'e>(n: usize, edges: impl Iterator<Item = &'e Edge>) -> Vec<u32> {
+    let mut offsets = vec![0u32; n + 1];
+    for &(f, _, _) in edges {
+        offsets[f as usize + 1] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    offsets
 }
 
 /// Relations with fewer edges than one per this many entities are sorted whole.

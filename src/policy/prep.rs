@@ -26,6 +26,7 @@ pub enum Step {
     /// A relation's adjacency index.
     Relation,
 }
+// (`step as usize` indexes the totals: the variants are in `Step::ALL`'s order.)
 
 impl Step {
     pub const ALL: [Step; 4] = [Step::Condition, Step::Field, Step::Calendar, Step::Relation];
@@ -67,7 +68,7 @@ impl Ledger {
     pub fn note(&self, step: Step, started: Instant, what: impl FnOnce() -> String) {
         let seconds = started.elapsed().as_secs_f64();
         let Ok(mut b) = self.book.lock() else { return };
-        let i = Step::ALL.iter().position(|&s| s == step).unwrap_or(0);
+        let i = step as usize;
         b.totals[i].0 += 1;
         b.totals[i].1 += seconds;
         if b.slowest.len() == SLOWEST && b.slowest.last().is_some_and(|l| l.seconds >= seconds) {
@@ -87,7 +88,7 @@ impl Ledger {
 
     /// How many of `step` were prepared, and their seconds in all.
     pub fn total(&self, step: Step) -> (usize, f64) {
-        let i = Step::ALL.iter().position(|&s| s == step).unwrap_or(0);
+        let i = step as usize;
         self.book.lock().map(|b| b.totals[i]).unwrap_or_default()
     }
 
