@@ -45,6 +45,7 @@ use super::eval::{
     At, CompileError, Env, Evaluator, NO_ENTITY, NoTrace, Node, RowFilters, V, Val, exists_of,
     rel_count, rel_fold,
 };
+use super::lanes;
 use super::prep::Step;
 use super::scan::{AggValues, ScanCache, positions_in};
 use crate::date::Date;
@@ -877,7 +878,7 @@ impl<'s> Engine<'s> {
                 .amount();
             return Amounts::Constant(v);
         }
-        let ids: Vec<u32> = candidates.iter().collect();
+        let ids = ids_of(candidates);
         let operand = columns::aggregate_operand(node);
         let kept = operand.and_then(|x| {
             let k = self.kept.get(&format!("{kind}|{x:?}"))?.clone();
@@ -951,10 +952,7 @@ impl<'s> Engine<'s> {
                     .with_filters(&filters)
                     .with_aggs(&aggs)
                     .with_states(&states);
-                ids.par_iter()
-                    .enumerate()
-                    .map(|(i, &e)| ev.val(node, At::in_batch(e, i), &mut NoTrace).v.amount())
-                    .collect()
+                return Amounts::Listed(lanes::amounts(&ev, Some(&aggs), node, &ids));
             }
         };
         Amounts::Listed(
@@ -1246,7 +1244,7 @@ impl<'s> Engine<'s> {
     fn ids(&mut self, kind: &str, universe: &RoaringBitmap) -> Arc<Vec<u32>> {
         self.ids
             .entry(kind.to_string())
-            .or_insert_with(|| Arc::new(universe.iter().collect()))
+            .or_insert_with(|| Arc::new(ids_of(universe)))
             .clone()
     }
 
@@ -1458,7 +1456,7 @@ const GIVEN_STATES_SHARE: u64 = 64;
 fn states_of(ids: &[u32], within: &RoaringBitmap, sets: &Sets) -> Vec<Tri> {
     let mut out = vec![Tri::False; ids.len()];
     for (set, state) in [(sets.t(), Tri::True), (sets.u(), Tri::Unknown)] {
-        let members: Vec<u32> = (set & within).iter().collect();
+        let members = ids_of(&(set & within));
         for i in positions_in(ids, &members).flatten() {
             out[i] = state;
         }
@@ -1666,9 +1664,43 @@ fn for_each_id(set: &RoaringBitmap, mut f: impl FnMut(u32)) {
     }
 }
 
+/// The ids of `set` in order, taken from the bitmap in batches rather than one at a time
+/// from its iterator (M04's 259,555 candidates: 1.0 → 0.08–0.15 ms).
+fn ids_of(set: &RoaringBitmap) -> Vec<u32> {
+    let mut out = vec![0u32; usize::try_from(set.len()).unwrap_or(0)];
+    let mut it = set.iter();
+    let mut at = 0;
+    while at < out.len() {
+        let got = it.next_many(&mut out[at..]).len();
+        if got == 0 {
+            break;
+        }
+        at += got;
+    }
+    out.truncate(at);
+    out
+}
+
 /// TRUE and UNKNOWN entities of `universe` by each entity's state, in parallel chunks.
 fn sets_by(universe: &RoaringBitmap, state: impl Fn(u32) -> Tri + Sync) -> Sets {
-    let ids: Vec<u32> = universe.iter().collect();
+    let ids = ids_of(universe);
     let (t, u) = columns::split_tri(&ids, |_, e| state(e));
     Sets::new(t, u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_a_set_are_its_iterators() {
+        // Array, bitmap and run containers, an empty one between, and the last id.
+        let mut set: RoaringBitmap = (0..3000u32).step_by(3).collect();
+        set.extend((65_536 * 2..65_536 * 3).step_by(2));
+        set.insert_range(65_536 * 5..65_536 * 5 + 40_000);
+        set.optimize();
+        set.insert(u32::MAX);
+        assert_eq!(ids_of(&set), set.iter().collect::<Vec<_>>());
+        assert!(ids_of(&RoaringBitmap::new()).is_empty());
+    }
 }

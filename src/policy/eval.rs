@@ -1118,6 +1118,15 @@ impl<'e, 's> Evaluator<'e, 's> {
     }
 
     /// The truth of a boolean node for `at`.
+    /// The states of boolean node `n` given for each entity of the batch
+    /// ([`Evaluator::with_states`]), if given.
+    pub fn given_states(&self, n: &Node) -> Option<&'e [Tri]> {
+        self.states
+            .iter()
+            .find(|s| s.0 == n as *const Node as usize)
+            .map(|s| s.1)
+    }
+
     pub fn tri<T: Trace>(&self, n: &'e Node, at: At, tr: &mut T) -> Tri {
         if let (Some(f), Some((table, row))) = (self.filters, at.row)
             && let Some(t) = f.state(self.env, n, table, row)
@@ -1126,10 +1135,7 @@ impl<'e, 's> Evaluator<'e, 's> {
         }
         if at.batch != NO_BATCH
             && at.row.is_none()
-            && let Some((_, states)) = self
-                .states
-                .iter()
-                .find(|s| s.0 == n as *const Node as usize)
+            && let Some(states) = self.given_states(n)
             && let Some(t) = states.get(at.batch as usize)
         {
             return *t;
@@ -1678,31 +1684,51 @@ impl RowFold {
     }
 }
 
+/// `op` over two numbers, each an interval `[lo, hi]` of what it may be: the interval of the
+/// result, or `None` where there is none (a division by an interval holding zero). The one
+/// definition the interpreter ([`arith`]) and the amounts' lanes ([`super::lanes`]) share.
+pub(super) fn num_arith(
+    op: ArithOp,
+    (l1, h1): (f64, f64),
+    (l2, h2): (f64, f64),
+) -> Option<(f64, f64)> {
+    let span = |c: [f64; 4]| {
+        (
+            c.iter().copied().fold(f64::INFINITY, f64::min),
+            c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        )
+    };
+    match op {
+        ArithOp::Add => Some((l1 + l2, h1 + h2)),
+        ArithOp::Sub => Some((l1 - h2, h1 - l2)),
+        ArithOp::Mul => Some(span(
+            [l1 * l2, l1 * h2, h1 * l2, h1 * h2].map(|x| if x.is_nan() { 0.0 } else { x }),
+        )),
+        ArithOp::Div if l2 <= 0.0 && h2 >= 0.0 => None,
+        ArithOp::Div => Some(span([l1 / l2, l1 / h2, h1 / l2, h1 / h2])),
+    }
+}
+
+/// `min` or `max` (`f`) of two numbers' intervals, bound by bound.
+pub(super) fn num_pick(f: Func, (l1, h1): (f64, f64), (l2, h2): (f64, f64)) -> (f64, f64) {
+    let pick = |x: f64, y: f64| if f == Func::Min { x.min(y) } else { x.max(y) };
+    (pick(l1, l2), pick(h1, h2))
+}
+
+/// `round`, `floor` or `ceil` (`f`) of a number.
+pub(super) fn num_round(f: Func, x: f64) -> f64 {
+    match f {
+        Func::Round => x.round(),
+        Func::Floor => x.floor(),
+        _ => x.ceil(),
+    }
+}
+
 fn arith<'a>(op: ArithOp, a: V<'a>, b: V<'a>) -> V<'a> {
     match (op, a, b) {
-        (_, V::Num(l1, h1), V::Num(l2, h2)) => match op {
-            ArithOp::Add => V::Num(l1 + l2, h1 + h2),
-            ArithOp::Sub => V::Num(l1 - h2, h1 - l2),
-            ArithOp::Mul => {
-                let c =
-                    [l1 * l2, l1 * h2, h1 * l2, h1 * h2].map(|x| if x.is_nan() { 0.0 } else { x });
-                V::Num(
-                    c.iter().copied().fold(f64::INFINITY, f64::min),
-                    c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                )
-            }
-            ArithOp::Div => {
-                if l2 <= 0.0 && h2 >= 0.0 {
-                    V::Missing
-                } else {
-                    let c = [l1 / l2, l1 / h2, h1 / l2, h1 / h2];
-                    V::Num(
-                        c.iter().copied().fold(f64::INFINITY, f64::min),
-                        c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                    )
-                }
-            }
-        },
+        (_, V::Num(l1, h1), V::Num(l2, h2)) => {
+            num_arith(op, (l1, h1), (l2, h2)).map_or(V::Missing, |(l, h)| V::Num(l, h))
+        }
         (ArithOp::Add, V::Date(d), V::Offset(n, u)) => {
             shift(Date(d), n as i32, u).map_or(V::Missing, |x| V::Date(x.0))
         }
@@ -1759,21 +1785,17 @@ fn call<'a>(f: Func, args: &[Val<'a>], as_of: Date) -> V<'a> {
         Func::Min | Func::Max => {
             let pick = |x: f64, y: f64| if f == Func::Min { x.min(y) } else { x.max(y) };
             match (a, b) {
-                (V::Num(l1, h1), V::Num(l2, h2)) => V::Num(pick(l1, l2), pick(h1, h2)),
+                (V::Num(l1, h1), V::Num(l2, h2)) => {
+                    let (l, h) = num_pick(f, (l1, h1), (l2, h2));
+                    V::Num(l, h)
+                }
                 (V::Date(x), V::Date(y)) => V::Date(pick(f64::from(x), f64::from(y)) as i32),
                 (V::Month(x), V::Month(y)) => V::Month(pick(f64::from(x), f64::from(y)) as i32),
                 _ => V::Missing,
             }
         }
         Func::Round | Func::Floor | Func::Ceil => match a {
-            V::Num(l, h) => {
-                let g = |x: f64| match f {
-                    Func::Round => x.round(),
-                    Func::Floor => x.floor(),
-                    _ => x.ceil(),
-                };
-                V::Num(g(l), g(h))
-            }
+            V::Num(l, h) => V::Num(num_round(f, l), num_round(f, h)),
             _ => V::Missing,
         },
     }

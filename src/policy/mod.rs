@@ -39,6 +39,7 @@ pub mod dense;
 pub mod engine;
 pub mod eval;
 pub mod explain;
+mod lanes;
 pub mod parse;
 pub mod prep;
 pub mod render;

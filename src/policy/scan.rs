@@ -385,8 +385,8 @@ impl AggValues {
         }
     }
 
-    fn find(&self, what: What, table: usize, filter: Option<&Node>, at: At) -> Option<Found<'_>> {
-        let entry = &self.scans[self.position(what, table, filter)?];
+    /// Where the value of the entity `at` is in `entry`'s scan (`None`: out of its scope).
+    fn found(entry: &Entry, at: At) -> Option<Found<'_>> {
         let s = &entry.scan;
         if at.batch != NO_BATCH
             && let Some(p) = &entry.positions
@@ -451,13 +451,7 @@ impl AggValues {
 
     /// Rows of `table` for the entity `at` surely / possibly passing `filter`, when scanned.
     pub fn count(&self, table: usize, filter: Option<&Node>, at: At) -> Option<(u64, u64)> {
-        match self.find(What::Count, table, filter, at)? {
-            Found::At(s, i) => match &s.values {
-                Values::Counts(c) => c.get(i).copied(),
-                Values::Folds(_) => None,
-            },
-            Found::NoRows => Some((0, 0)),
-        }
+        self.count_reader(table, filter)?(at)
     }
 
     /// `agg` of `col` over the rows of `table` for the entity `at` passing `filter`, when
@@ -470,13 +464,41 @@ impl AggValues {
         filter: Option<&Node>,
         at: At,
     ) -> Option<V<'a>> {
-        match self.find(What::Fold(agg, col), table, filter, at)? {
+        self.fold_reader(agg, table, col, filter)?(at)
+    }
+
+    /// [`AggValues::count`] for many entities: the scan is looked up once.
+    pub fn count_reader(
+        &self,
+        table: usize,
+        filter: Option<&Node>,
+    ) -> Option<impl Fn(At) -> Option<(u64, u64)> + '_> {
+        let entry = &self.scans[self.position(What::Count, table, filter)?];
+        Some(move |at| match Self::found(entry, at)? {
+            Found::At(s, i) => match &s.values {
+                Values::Counts(c) => c.get(i).copied(),
+                Values::Folds(_) => None,
+            },
+            Found::NoRows => Some((0, 0)),
+        })
+    }
+
+    /// [`AggValues::fold`] for many entities: the scan is looked up once.
+    pub fn fold_reader(
+        &self,
+        agg: Agg,
+        table: usize,
+        col: usize,
+        filter: Option<&Node>,
+    ) -> Option<impl Fn(At) -> Option<V<'static>> + '_> {
+        let entry = &self.scans[self.position(What::Fold(agg, col), table, filter)?];
+        Some(move |at| match Self::found(entry, at)? {
             Found::At(s, i) => match &s.values {
                 Values::Folds(v) => v.get(i).map(|k| k.v()),
                 Values::Counts(_) => None,
             },
             Found::NoRows => Some(V::Missing),
-        }
+        })
     }
 
     /// Bytes the values take.
