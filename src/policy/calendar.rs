@@ -13,7 +13,6 @@
 //! are scanned as before.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -22,7 +21,7 @@ use roaring::RoaringBitmap;
 
 use super::eval::Env;
 use super::prep::Step;
-use super::scan::{WINDOW, doubtful_words, tasks};
+use super::scan::{ENTITY_CHUNK, WINDOW, doubtful_words};
 
 /// The widest domain of the bitset column (values, so bits per bitset).
 pub const MAX_BITS: u64 = 256;
@@ -93,15 +92,23 @@ impl Calendar {
         if t.t.run_count().saturating_mul(stride * 8) > MAX_BYTES {
             return None;
         }
-        // Collected whole (its length is known: no regrowing); runs without rows add nothing.
-        let runs: Vec<(u32, Range<usize>)> = t.t.runs().collect();
-        let parts: Vec<(Vec<u32>, Vec<u64>, Vec<u32>)> = tasks(&runs)
-            .par_iter()
-            .map(|task| {
-                let runs = &runs[task.clone()];
-                let end = runs.last().map_or(0, |r| r.1.end);
-                let mut entities = Vec::with_capacity(runs.len());
-                let mut sets = Vec::with_capacity(runs.len() * stride);
+        // A chunk of entities per task, read from its first entity's runs on: no list of
+        // every run is collected first. Runs without rows add nothing.
+        let chunks = env.snap.entity_count().div_ceil(ENTITY_CHUNK).max(1);
+        let end = t.t.info.rows;
+        let parts: Vec<(Vec<u32>, Vec<u64>, Vec<u32>)> = (0..chunks)
+            .into_par_iter()
+            .map(|i| {
+                let first = i * ENTITY_CHUNK;
+                // The last chunk takes every entity past it (ids past the entity table, in a
+                // damaged snapshot, included as before).
+                let last = if i + 1 == chunks {
+                    usize::MAX
+                } else {
+                    first + ENTITY_CHUNK
+                };
+                let mut entities = Vec::new();
+                let mut sets = Vec::new();
                 let mut irregular = Vec::new();
                 let mut b = vec![0i64; WINDOW];
                 let mut b_present = vec![0u64; WINDOW / 64];
@@ -110,8 +117,11 @@ impl Calendar {
                 let mut doubtful = vec![0u64; WINDOW / 64];
                 let mut own = vec![0u64; stride];
                 let (mut start, mut len) = (0usize, 0usize);
-                for (e, rows) in runs {
-                    if rows.is_empty() {
+                for (e, rows) in t.t.runs_from(first as u32) {
+                    if e as usize >= last {
+                        break;
+                    }
+                    if (e as usize) < first || rows.is_empty() {
                         continue;
                     }
                     own.fill(0);
@@ -153,10 +163,10 @@ impl Calendar {
                         *word |= m;
                     }
                     if regular {
-                        entities.push(*e);
+                        entities.push(e);
                         sets.extend_from_slice(&own);
                     } else {
-                        irregular.push(*e);
+                        irregular.push(e);
                     }
                 }
                 (entities, sets, irregular)
@@ -168,8 +178,8 @@ impl Calendar {
             split_first,
             splits,
             words,
-            entities: Vec::with_capacity(runs.len()),
-            sets: Vec::with_capacity(runs.len() * stride),
+            entities: Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum()),
+            sets: Vec::with_capacity(parts.iter().map(|p| p.1.len()).sum()),
             irregular: RoaringBitmap::new(),
         };
         for (e, s, irregular) in parts {

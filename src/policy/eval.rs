@@ -31,7 +31,7 @@ use super::calendar::Calendars;
 use super::check::Catalogue;
 use super::combine::RunSet;
 use super::prep::{Ledger, Step};
-use super::scan::{AggValues, RowWindow};
+use super::scan::{AggValues, ENTITY_CHUNK, RowWindow};
 use super::schema::{Scale, Schema, Ty};
 use crate::date::{Date, Month};
 use crate::snapshot::column::{Column, Text};
@@ -259,10 +259,10 @@ fn row_edges(
     n: usize,
     direction: Direction,
 ) -> Vec<Vec<Edge>> {
-    (0..n.div_ceil(EDGE_CHUNK))
+    (0..n.div_ceil(ENTITY_CHUNK))
         .into_par_iter()
         .map(|i| {
-            let (first, end) = (i * EDGE_CHUNK, n.min((i + 1) * EDGE_CHUNK));
+            let (first, end) = (i * ENTITY_CHUNK, n.min((i + 1) * ENTITY_CHUNK));
             let mut w = RowWindow::new(refs, &t.doubtful, t.t.info.rows);
             let mut edges = Vec::new();
             for (e, rows) in t.t.runs_from(first as u32) {
@@ -290,13 +290,10 @@ fn row_edges(
         .collect()
 }
 
-/// Entities per task of [`row_edges`].
-const EDGE_CHUNK: usize = 1 << 16;
-
 /// The adjacency arrays of `edges` over `n` entities: `offsets` (`n + 1`) into `targets`,
 /// each entity's targets ascending, each once: doubtful only when every edge giving it is.
 /// Few edges (a register of a few thousand rows) are sorted whole. Many are first split by
-/// the block of `block` entities they are from ([`EDGE_CHUNK`]); each block is then placed by
+/// the block of `block` entities they are from ([`ENTITY_CHUNK`]); each block is then placed by
 /// a counting sort over its own entities' offsets (256 KB, in a core's cache, where one over
 /// all 11.6M entities wrote at random over 46 MB), the blocks in parallel, and joined.
 fn adjacency(n: usize, edges: &[Vec<Edge>], block: usize) -> Adjacency {
@@ -495,7 +492,7 @@ impl<'s> Env<'s> {
                 .map_err(|e| CompileError(format!("relation {}: {e}", r.name)))?;
         let n = self.snap.entity_count();
         let edges = row_edges(t, &refs, n, r.direction);
-        let (offsets, targets) = adjacency(n, &edges, EDGE_CHUNK);
+        let (offsets, targets) = adjacency(n, &edges, ENTITY_CHUNK);
         self.rels.push(RelIndex {
             name: r.name.clone(),
             from: r.from.clone(),
@@ -1913,7 +1910,7 @@ mod tests {
                 .map(|(f, x, d)| (f % n as u32, x % n as u32, d))
                 .collect();
             let lists = vec![edges];
-            prop_assert_eq!(adjacency(n, &lists, EDGE_CHUNK), adjacency_naive(n, &lists));
+            prop_assert_eq!(adjacency(n, &lists, ENTITY_CHUNK), adjacency_naive(n, &lists));
         }
     }
 }

@@ -33,6 +33,10 @@ use crate::snapshot::column::Column;
 /// Rows decoded at a time (a multiple of 64).
 pub(super) const WINDOW: usize = 4096;
 
+/// Entities per parallel task of a reader that starts each task at its first entity's runs
+/// ([`Table::runs_from`](crate::snapshot::Table::runs_from)).
+pub(super) const ENTITY_CHUNK: usize = 1 << 16;
+
 /// Rows per parallel task, at most (fewer for small tables, so that they split too).
 const TASK_ROWS: usize = 1 << 18;
 
