@@ -2,8 +2,8 @@
 //!
 //! The interpreter ([`Evaluator::val`]) walks an amount's tree once per candidate. For M04's
 //! `max(YB.enrol.premium_individual where …) * (if exists(MZ.tekun where …) then full_rate
-//! else partial_rate)` over 259,555 candidates that walk was a third of a recombined
-//! catalogue's time. Here the tree is compiled once into [`Op`]s, and each op runs over a
+//! else partial_rate)` over 259,555 candidates that walk took 8–12 ms of a recombined
+//! catalogue's 35 ms. Here the tree is compiled once into [`Op`]s, and each op runs over a
 //! chunk of candidates as a loop over numbers: a constant fills its lane, an aggregate is read
 //! at the candidates' aligned positions ([`AggValues::align`]), arithmetic is done on the
 //! intervals lane by lane, an `if` picks between its branches' lanes by its condition's state.

@@ -10,7 +10,8 @@
 //! - [`eval`]: compilation against a snapshot and the three-valued evaluation of one entity;
 //! - [`engine`]: conditions as TRUE / UNKNOWN bitmaps, cached and shared; candidates,
 //!   to-verify, near-miss, amounts ([`amounts`]: kept as the rule that computes them when it
-//!   is a constant or reads one field);
+//!   is a constant or reads one field; otherwise evaluated a chunk of candidates at a time
+//!   over typed lanes, `lanes`);
 //! - [`columns`]: the engine's columnar kernels: atoms and amounts on one field evaluated per
 //!   distinct value (thresholds by binary search), kept aggregates, tabulated row filters;
 //! - [`combine`]: a policy's conditions combined into its candidates, to-verify and
