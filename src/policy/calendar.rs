@@ -103,9 +103,9 @@ impl Calendar {
                 // The last chunk takes every entity past it (ids past the entity table, in a
                 // damaged snapshot, included as before).
                 let last = if i + 1 == chunks {
-                    usize::MAX
+                    u32::MAX
                 } else {
-                    first + ENTITY_CHUNK
+                    (first + ENTITY_CHUNK - 1) as u32
                 };
                 let mut entities = Vec::new();
                 let mut sets = Vec::new();
@@ -117,11 +117,8 @@ impl Calendar {
                 let mut doubtful = vec![0u64; WINDOW / 64];
                 let mut own = vec![0u64; stride];
                 let (mut start, mut len) = (0usize, 0usize);
-                for (e, rows) in t.t.runs_from(first as u32) {
-                    if e as usize >= last {
-                        break;
-                    }
-                    if (e as usize) < first || rows.is_empty() {
+                for (e, rows) in t.t.runs_within(first as u32..=last) {
+                    if rows.is_empty() {
                         continue;
                     }
                     own.fill(0);

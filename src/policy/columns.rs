@@ -170,12 +170,12 @@ fn for_each_primary(
     len: usize,
     mut f: impl FnMut(usize, Option<i64>, bool),
 ) {
-    for (e, rows) in t.t.runs_from(first as u32) {
+    if len == 0 {
+        return;
+    }
+    for (e, rows) in t.t.runs_within(first as u32..=(first + len - 1) as u32) {
         let e = e as usize;
-        if e >= first + len {
-            break;
-        }
-        if e < first || rows.is_empty() {
+        if rows.is_empty() {
             continue;
         }
         let (row, doubt) = primary_row(rows, |r| w.doubtful(r));

@@ -952,7 +952,7 @@ impl<'s> Engine<'s> {
                     .with_filters(&filters)
                     .with_aggs(&aggs)
                     .with_states(&states);
-                return Amounts::Listed(lanes::amounts(&ev, Some(&aggs), node, &ids));
+                return Amounts::Listed(lanes::amounts(&ev, &aggs, node, &ids));
             }
         };
         Amounts::Listed(

@@ -265,13 +265,7 @@ fn row_edges(
             let (first, end) = (i * ENTITY_CHUNK, n.min((i + 1) * ENTITY_CHUNK));
             let mut w = RowWindow::new(refs, &t.doubtful, t.t.info.rows);
             let mut edges = Vec::new();
-            for (e, rows) in t.t.runs_from(first as u32) {
-                if e as usize >= end {
-                    break;
-                }
-                if (e as usize) < first {
-                    continue;
-                }
+            for (e, rows) in t.t.runs_within(first as u32..=(end - 1) as u32) {
                 for row in rows {
                     let Some(x) = w.value(row).and_then(|x| u32::try_from(x).ok()) else {
                         continue;
@@ -1169,7 +1163,6 @@ impl<'e, 's> Evaluator<'e, 's> {
         }
     }
 
-    /// The truth of a boolean node for `at`.
     /// The states of boolean node `n` given for each entity of the batch
     /// ([`Evaluator::with_states`]), if given.
     pub fn given_states(&self, n: &Node) -> Option<&'e [Tri]> {
@@ -1179,6 +1172,7 @@ impl<'e, 's> Evaluator<'e, 's> {
             .map(|s| s.1)
     }
 
+    /// The truth of a boolean node for `at`.
     pub fn tri<T: Trace>(&self, n: &'e Node, at: At, tr: &mut T) -> Tri {
         if let (Some(f), Some((table, row))) = (self.filters, at.row)
             && let Some(t) = f.state(self.env, n, table, row)
@@ -1835,7 +1829,7 @@ fn call<'a>(f: Func, args: &[Val<'a>], as_of: Date) -> V<'a> {
             _ => V::Missing,
         },
         Func::Min | Func::Max => {
-            let pick = |x: f64, y: f64| if f == Func::Min { x.min(y) } else { x.max(y) };
+            let pick = |x: f64, y: f64| num_pick(f, (x, x), (y, y)).0;
             match (a, b) {
                 (V::Num(l1, h1), V::Num(l2, h2)) => {
                     let (l, h) = num_pick(f, (l1, h1), (l2, h2));

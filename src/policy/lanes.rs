@@ -152,10 +152,10 @@ fn compile(n: &Node) -> Op<'_> {
 /// `(candidate, amount)` for each of `ids` (ascending) whose amount `node` gives and is a
 /// finite number, in `ids`' order, as `ev.val(node, At::in_batch(e, i)).v.amount()` would
 /// give it. `ev` is given no node's value ([`Evaluator`]'s `given`), and reads `aggs`, aligned
-/// with `ids`, if any.
+/// with `ids`.
 pub(super) fn amounts<'e>(
     ev: &Evaluator<'e, '_>,
-    aggs: Option<&AggValues>,
+    aggs: &AggValues,
     node: &'e Node,
     ids: &[u32],
 ) -> Vec<(u32, f64)> {
@@ -194,17 +194,13 @@ pub(super) fn amounts<'e>(
             out
         })
         .collect();
-    let mut out = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    for p in parts {
-        out.extend(p);
-    }
-    out
+    parts.concat()
 }
 
 /// One chunk's evaluation: its candidates and their first position in the batch.
 struct Run<'r, 'e, 's> {
     ev: &'r Evaluator<'e, 's>,
-    aggs: Option<&'r AggValues>,
+    aggs: &'r AggValues,
     ids: &'r [u32],
     base: usize,
 }
@@ -217,6 +213,34 @@ impl<'e> Run<'_, 'e, '_> {
     /// Candidate `j`'s value of `node` by the interpreter.
     fn interpret(&self, node: &'e Node, j: usize) -> V<'e> {
         self.ev.val(node, self.at(j), &mut NoTrace).v
+    }
+
+    /// `out` from two numbers' lanes by `f`: a number where both are (`None` from `f`:
+    /// missing), for the interpreter where either is not a number, else missing.
+    fn binary(
+        &self,
+        a: &Op<'e>,
+        b: &Op<'e>,
+        out: &mut Lane,
+        f: impl Fn((f64, f64), (f64, f64)) -> Option<(f64, f64)>,
+    ) {
+        let (a, b) = (self.lane(a), self.lane(b));
+        for j in 0..self.ids.len() {
+            match (a.st[j], b.st[j]) {
+                (State::Num, State::Num) => out.num(j, f(a.at(j), b.at(j))),
+                (State::Other, _) | (_, State::Other) => out.st[j] = State::Other,
+                _ => out.st[j] = State::Missing,
+            }
+        }
+    }
+
+    /// `out` from one number's lane by `f` on its interval; its state as it is.
+    fn unary(&self, x: &Op<'e>, out: &mut Lane, f: impl Fn((f64, f64)) -> (f64, f64)) {
+        let x = self.lane(x);
+        for j in 0..self.ids.len() {
+            out.st[j] = x.st[j];
+            (out.lo[j], out.hi[j]) = f(x.at(j));
+        }
     }
 
     fn lane(&self, op: &Op<'e>) -> Lane {
@@ -233,7 +257,7 @@ impl<'e> Run<'_, 'e, '_> {
                 table,
                 filter,
             } => {
-                let read = self.aggs.and_then(|a| a.count_reader(*table, *filter));
+                let read = self.aggs.count_reader(*table, *filter);
                 for j in 0..n {
                     match read.as_ref().and_then(|r| r(self.at(j))) {
                         Some((lo, hi)) => out.num(j, Some((lo as f64, hi as f64))),
@@ -248,9 +272,7 @@ impl<'e> Run<'_, 'e, '_> {
                 col,
                 filter,
             } => {
-                let read = self
-                    .aggs
-                    .and_then(|a| a.fold_reader(*agg, *table, *col, *filter));
+                let read = self.aggs.fold_reader(*agg, *table, *col, *filter);
                 for j in 0..n {
                     match read.as_ref().and_then(|r| r(self.at(j))) {
                         Some(v) => out.set(j, v),
@@ -259,42 +281,14 @@ impl<'e> Run<'_, 'e, '_> {
                 }
             }
             Op::Arith(f, a, b) => {
-                let (a, b) = (self.lane(a), self.lane(b));
-                for j in 0..n {
-                    match (a.st[j], b.st[j]) {
-                        (State::Num, State::Num) => out.num(j, num_arith(*f, a.at(j), b.at(j))),
-                        (State::Other, _) | (_, State::Other) => out.st[j] = State::Other,
-                        _ => out.st[j] = State::Missing,
-                    }
-                }
-            }
-            Op::Neg(x) => {
-                let x = self.lane(x);
-                for j in 0..n {
-                    out.st[j] = x.st[j];
-                    out.lo[j] = -x.hi[j];
-                    out.hi[j] = -x.lo[j];
-                }
+                self.binary(a, b, &mut out, |x, y| num_arith(*f, x, y));
             }
             Op::Pick(f, a, b) => {
-                let (a, b) = (self.lane(a), self.lane(b));
-                for j in 0..n {
-                    match (a.st[j], b.st[j]) {
-                        (State::Num, State::Num) => {
-                            out.num(j, Some(num_pick(*f, a.at(j), b.at(j))));
-                        }
-                        (State::Other, _) | (_, State::Other) => out.st[j] = State::Other,
-                        _ => out.st[j] = State::Missing,
-                    }
-                }
+                self.binary(a, b, &mut out, |x, y| Some(num_pick(*f, x, y)));
             }
+            Op::Neg(x) => self.unary(x, &mut out, |(l, h)| (-h, -l)),
             Op::Round(f, x) => {
-                let x = self.lane(x);
-                for j in 0..n {
-                    out.st[j] = x.st[j];
-                    out.lo[j] = num_round(*f, x.lo[j]);
-                    out.hi[j] = num_round(*f, x.hi[j]);
-                }
+                self.unary(x, &mut out, |(l, h)| (num_round(*f, l), num_round(*f, h)));
             }
             Op::If(c, a, b) => {
                 let (a, b) = (self.lane(a), self.lane(b));

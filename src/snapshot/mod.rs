@@ -20,7 +20,7 @@ pub mod container;
 pub mod export;
 pub mod predict;
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 
 use roaring::RoaringBitmap;
@@ -417,6 +417,18 @@ impl<'a> Table<'a> {
             from: first,
             ..self.runs()
         }
+    }
+
+    /// Entity runs of the entities `entities` (`first..=last`): a parallel reader's share of
+    /// the table, read from its first entity's runs on, without a list of every run.
+    pub fn runs_within(
+        &self,
+        entities: RangeInclusive<u32>,
+    ) -> impl Iterator<Item = (u32, Range<usize>)> + 'a {
+        let (first, last) = entities.into_inner();
+        self.runs_from(first)
+            .take_while(move |(e, _)| *e <= last)
+            .filter(move |(e, _)| *e >= first)
     }
 
     /// The entity of every row, in row order (`None` for rows nothing joined).
